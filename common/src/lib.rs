@@ -1,0 +1,203 @@
+//! Types that cross a wire or a disk between JaDFS roles: chunk IDs, object
+//! manifests and the storage-node RPC messages. Every stored or sent type is
+//! versioned here, in one place.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the wire and on-disk formats defined in this crate. Bump it when
+/// a stored or sent type changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Default size of a chunk: objects are cut into pieces of this many bytes.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Identifies a storage node in the cluster.
+pub type NodeId = u64;
+
+/// The SHA-256 of a chunk's bytes: its name everywhere in the system.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId([u8; 32]);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid chunk id: expected 64 lowercase hex digits")]
+pub struct InvalidChunkId;
+
+impl ChunkId {
+    pub fn from_bytes(bytes: [u8; 32]) -> ChunkId {
+        ChunkId(bytes)
+    }
+
+    /// The ID of the given content.
+    pub fn of(data: &[u8]) -> ChunkId {
+        ChunkId(Sha256::digest(data).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl FromStr for ChunkId {
+    type Err = InvalidChunkId;
+
+    /// Accepts exactly 64 lowercase hex digits, so a parsed ID is always safe
+    /// to use as a file name.
+    fn from_str(s: &str) -> Result<ChunkId, InvalidChunkId> {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(InvalidChunkId);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| InvalidChunkId)?;
+        Ok(ChunkId(out))
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..12])
+    }
+}
+
+impl Serialize for ChunkId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ChunkId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One piece of an object: which chunk, where it starts in the object, and
+/// how long it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Everything the cluster knows about one object version: its chunk list and
+/// the HTTP metadata S3 returns with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectManifest {
+    pub size: u64,
+    /// Quoted S3 ETag, e.g. `"9e107d9d372bb6826bd81d3542a419d6"`.
+    pub etag: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    pub content_type: Option<String>,
+    /// Other stored response headers (Content-Encoding, Cache-Control, …),
+    /// lowercase names.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// `x-amz-meta-*` user metadata, names lowercase and without the prefix.
+    #[serde(default)]
+    pub user_metadata: Vec<(String, String)>,
+    /// A verified flexible checksum, e.g. `("crc32", "base64…")`.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A storage node's answer to a chunk put.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkPutResponse {
+    pub id: ChunkId,
+    pub size: u64,
+    /// False when the node already held this chunk (deduplicated).
+    pub created: bool,
+}
+
+/// What a storage node found when it compared its files with its index at
+/// start-up.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Temporary files of interrupted puts, removed.
+    pub removed_temp_files: u64,
+    /// Chunk files that were not indexed but whose bytes match their name: indexed.
+    pub adopted: Vec<ChunkId>,
+    /// Files in the chunk folders that are not valid chunks: moved to quarantine.
+    pub quarantined: Vec<String>,
+    /// Indexed chunks whose file is gone: removed from the index.
+    pub missing: Vec<ChunkId>,
+}
+
+/// A storage node's counters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeStats {
+    pub node_id: NodeId,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub free_bytes: u64,
+    pub capacity_bytes: u64,
+    pub last_reconcile: ReconcileReport,
+}
+
+/// One entry of a storage node's chunk listing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub id: ChunkId,
+    pub size: u64,
+    pub stored_at_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random 64-bit identifier (node IDs, request IDs).
+pub fn random_u64() -> u64 {
+    rand::random::<u64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_id_parses_only_canonical_hex() {
+        let id = ChunkId::of(b"hello");
+        assert_eq!(id.to_hex().parse::<ChunkId>().unwrap(), id);
+        for bad in [
+            "",
+            "../../etc/passwd",
+            &id.to_hex().to_uppercase(),
+            &id.to_hex()[..63],
+            &format!("{}0", id.to_hex()),
+            &format!("{}/", &id.to_hex()[..63]),
+        ] {
+            assert_eq!(bad.parse::<ChunkId>(), Err(InvalidChunkId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunk_id_serializes_as_hex_string() {
+        let id = ChunkId::of(b"");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", id.to_hex()));
+        assert_eq!(serde_json::from_str::<ChunkId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<ChunkId>("\"../x\"").is_err());
+    }
+}

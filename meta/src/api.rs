@@ -1,0 +1,167 @@
+//! The meta service's wire types: the Raft type configuration, the commands
+//! that change metadata, the queries that read it, and their answers.
+
+use jadfs_common::{NodeId, ObjectManifest};
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// Raft types of the JaDFS metadata cluster.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A change to the metadata, replicated through the Raft log. Everything a
+/// command needs is inside it (times included): applying it is deterministic.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Command {
+    CreateBucket { name: String, owner: String, created_ms: i64 },
+    DeleteBucket { name: String },
+    /// Creates or replaces `key`; `placement[i]` lists the storage nodes that
+    /// hold `manifest.chunks[i]`.
+    PutObject { bucket: String, key: String, manifest: ObjectManifest, placement: Vec<Vec<NodeId>> },
+    DeleteObject { bucket: String, key: String },
+    /// A new manifest over the source's chunks: no bytes move. With
+    /// `metadata`, the copy's metadata is replaced instead of kept.
+    CopyObject {
+        src_bucket: String,
+        src_key: String,
+        dst_bucket: String,
+        dst_key: String,
+        metadata: Option<ObjectMetadata>,
+        last_modified_ms: i64,
+    },
+    RegisterNode { node: StorageNodeInfo },
+}
+
+/// The replaceable metadata of an object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectMetadata {
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub user_metadata: Vec<(String, String)>,
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum CommandResult {
+    Done,
+    Object(ObjectManifest),
+    Failed(MetaError),
+}
+
+/// Failures a client of the meta service can act on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("no such bucket")]
+    NoSuchBucket,
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("the bucket already exists and is yours")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket name is taken")]
+    BucketAlreadyExists,
+    #[error("not the leader; leader is {leader_addr:?}")]
+    ForwardToLeader { leader_addr: Option<String> },
+    #[error("meta service unavailable: {0}")]
+    Unavailable(String),
+    #[error("meta internal error: {0}")]
+    Internal(String),
+}
+
+/// A storage node as the meta cluster knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StorageNodeInfo {
+    pub id: NodeId,
+    /// `host:port` of its HTTP API.
+    pub addr: String,
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub registered_ms: i64,
+}
+
+/// A read of the metadata, answered linearizably.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Query {
+    ListBuckets,
+    GetBucket { name: String },
+    GetObject { bucket: String, key: String },
+    ListObjects(ListObjectsQuery),
+    ListNodes,
+    Stats,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListObjectsQuery {
+    pub bucket: String,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Return only keys, and common prefixes, greater than this.
+    pub start_after: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub owner: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ms: i64,
+}
+
+/// One page of a listing. Entries and common prefixes are each sorted;
+/// `truncated` says whether more follow.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectEntry>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or common prefix returned: the next page starts after it.
+    pub last: Option<String>,
+}
+
+/// An object with where each of its chunks lives.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LocatedObject {
+    pub manifest: ObjectManifest,
+    /// `locations[i]` are the nodes holding `manifest.chunks[i]`.
+    pub locations: Vec<Vec<NodeId>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct MetaStats {
+    pub buckets: u64,
+    pub objects: u64,
+    /// Distinct chunks referenced by at least one object.
+    pub chunks: u64,
+    /// Bytes of those chunks, each counted once.
+    pub chunk_bytes: u64,
+    /// Chunks no object uses any more, waiting for collection.
+    pub orphaned_chunks: u64,
+    pub last_applied_index: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum QueryResult {
+    Buckets(Vec<BucketInfo>),
+    Bucket(Option<BucketInfo>),
+    Object(Option<LocatedObject>),
+    Page(ListPage),
+    Nodes(Vec<StorageNodeInfo>),
+    Stats(MetaStats),
+}

@@ -1,0 +1,72 @@
+//! The HTTP client gateways use to reach the meta cluster. It follows the
+//! leader: a write or read sent to a follower is retried at the leader it
+//! names, and a cluster in election is retried until a deadline.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::*;
+
+pub struct MetaClient {
+    http: reqwest::Client,
+    addrs: Vec<String>,
+    /// The address that answered last: most likely the leader.
+    preferred: Mutex<String>,
+}
+
+impl MetaClient {
+    pub fn new(addrs: Vec<String>) -> MetaClient {
+        assert!(!addrs.is_empty(), "a meta client needs at least one address");
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a plain HTTP client always builds");
+        let preferred = Mutex::new(addrs[0].clone());
+        MetaClient { http, addrs, preferred }
+    }
+
+    pub async fn write(&self, command: &Command) -> Result<CommandResult, MetaError> {
+        self.call("/v1/write", command).await
+    }
+
+    pub async fn query(&self, query: &Query) -> Result<QueryResult, MetaError> {
+        self.call("/v1/query", query).await
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, MetaError> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut addr = self.preferred.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut attempt = 0usize;
+        loop {
+            attempt += 1;
+            let outcome = match self.http.post(format!("http://{addr}{path}")).json(body).send().await {
+                Ok(response) => response
+                    .json::<Result<Resp, MetaError>>()
+                    .await
+                    .unwrap_or_else(|e| Err(MetaError::Unavailable(e.to_string()))),
+                Err(e) => Err(MetaError::Unavailable(format!("{addr}: {e}"))),
+            };
+            let next = match outcome {
+                Ok(resp) => {
+                    *self.preferred.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+                    return Ok(resp);
+                }
+                Err(MetaError::ForwardToLeader { leader_addr: Some(leader) }) if leader != addr => leader,
+                Err(e @ (MetaError::ForwardToLeader { .. } | MetaError::Unavailable(_))) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * attempt.min(10) as u64)).await;
+                    self.addrs[attempt % self.addrs.len()].clone()
+                }
+                Err(e) => return Err(e),
+            };
+            addr = next;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The meta node's HTTP API: Raft RPCs from peers (`/raft/*`) and the
+//! metadata API for gateways (`/v1/write`, `/v1/query`, `/v1/status`).
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+use crate::api::*;
+use crate::state_machine::ReadPool;
+
+pub struct MetaState {
+    pub raft: Raft,
+    pub readers: Arc<ReadPool>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Raft messages and snapshot pieces can be large; everything else is small.
+    cfg.app_data(web::JsonConfig::default().limit(64 << 20))
+        .route("/health", web::get().to(health))
+        .route("/v1/status", web::get().to(status))
+        .route("/v1/write", web::post().to(write))
+        .route("/v1/query", web::post().to(query))
+        .route("/raft/append", web::post().to(append))
+        .route("/raft/vote", web::post().to(vote))
+        .route("/raft/snapshot", web::post().to(snapshot));
+}
+
+type State = web::Data<MetaState>;
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().body("ok")
+}
+
+async fn status(state: State) -> HttpResponse {
+    let metrics = state.raft.metrics().borrow().clone();
+    HttpResponse::Ok().json(metrics)
+}
+
+fn leader_error<E>(error: &RaftError<u64, E>) -> MetaError
+where
+    E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<u64, openraft::BasicNode>>,
+{
+    match error.forward_to_leader::<openraft::BasicNode>() {
+        Some(forward) => MetaError::ForwardToLeader { leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()) },
+        None => MetaError::Unavailable(error.to_string()),
+    }
+}
+
+async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
+    let result: Result<CommandResult, MetaError> = match state.raft.client_write(command.into_inner()).await {
+        Ok(response) => Ok(response.data),
+        Err(e) => Err(leader_error(&e)),
+    };
+    HttpResponse::Ok().json(result)
+}
+
+async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
+    let result = match state.raft.ensure_linearizable().await {
+        Err(e) => Err(leader_error(&e)),
+        Ok(_) => {
+            let readers = state.readers.clone();
+            tokio::task::spawn_blocking(move || readers.query(&query))
+                .await
+                .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
+        }
+    };
+    HttpResponse::Ok().json(result)
+}
+
+async fn append(state: State, rpc: web::Json<AppendEntriesRequest<TypeConfig>>) -> HttpResponse {
+    HttpResponse::Ok().json(state.raft.append_entries(rpc.into_inner()).await)
+}
+
+async fn vote(state: State, rpc: web::Json<VoteRequest<u64>>) -> HttpResponse {
+    HttpResponse::Ok().json(state.raft.vote(rpc.into_inner()).await)
+}
+
+async fn snapshot(state: State, rpc: web::Json<InstallSnapshotRequest<TypeConfig>>) -> HttpResponse {
+    HttpResponse::Ok().json(state.raft.install_snapshot(rpc.into_inner()).await)
+}

@@ -1,0 +1,93 @@
+//! JaDFS metadata service: buckets, objects (chunk lists), chunk placement
+//! and storage nodes, replicated with openraft. The Raft log and the state
+//! machine both live in SQLite; chunk bytes never pass through here.
+
+pub mod api;
+pub mod client;
+pub mod http;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use openraft::{BasicNode, SnapshotPolicy};
+
+pub use api::{Command, CommandResult, MetaError, Query, QueryResult};
+pub use client::MetaClient;
+
+/// Settings of one meta node.
+#[derive(Clone, Debug)]
+pub struct MetaConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    /// Address peers and gateways use to reach this node (default: the bound address).
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    /// Initialise a new cluster with this node as its only voter, if it has no state yet.
+    pub bootstrap: bool,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+}
+
+/// A started meta node.
+pub struct RunningMeta {
+    pub addr: String,
+    pub raft: api::Raft,
+    pub server: actix_web::dev::Server,
+}
+
+pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log.db"))?;
+    let state_machine = state_machine::StateMachineStore::open(&config.data_dir)?;
+    let readers = state_machine.readers();
+    let raft_config = openraft::Config {
+        cluster_name: "jadfs-meta".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms,
+        election_timeout_max: config.election_timeout_ms * 2,
+        // Snapshots are whole SQLite files; give each piece time to travel.
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    let raft_config = Arc::new(raft_config.validate()?);
+
+    let listener = TcpListener::bind(config.listen)?;
+    let bound = listener.local_addr()?;
+    let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let raft =
+        api::Raft::new(config.node_id, raft_config, network::HttpNetwork::new(), log_store, state_machine).await?;
+
+    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers });
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
+        .workers(2)
+        .listen(listener)?
+        .run();
+
+    if config.bootstrap && !raft.is_initialized().await? {
+        let members = BTreeMap::from([(config.node_id, BasicNode::new(&addr))]);
+        raft.initialize(members).await?;
+        tracing::info!(node_id = config.node_id, %addr, "bootstrapped a new meta cluster");
+    }
+    tracing::info!(node_id = config.node_id, %addr, data_dir = %config.data_dir.display(), "meta node started");
+    Ok(RunningMeta { addr, raft, server })
+}
+
+/// Waits until the cluster has a leader, or fails after `timeout`.
+pub async fn wait_for_leader(raft: &api::Raft, timeout: Duration) -> anyhow::Result<u64> {
+    let metrics = raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "a leader is elected").await?;
+    Ok(metrics.current_leader.expect("waited for a leader"))
+}
+
+/// The address a meta node listens on when none is given.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9100))
+}

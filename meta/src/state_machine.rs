@@ -1,0 +1,654 @@
+//! The metadata state machine, kept on disk in SQLite: buckets, objects with
+//! their chunk lists, chunk reference counts and placement, storage nodes.
+//! Each batch of Raft entries is applied in one transaction together with the
+//! last-applied log id, so the state on disk always matches a log position.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jadfs_common::{ChunkId, NodeId, ObjectManifest};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::api::*;
+
+type Membership = StoredMembership<u64, openraft::BasicNode>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sm_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, key BLOB NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    last_modified_ms INTEGER NOT NULL, manifest BLOB NOT NULL,
+    PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    id BLOB PRIMARY KEY, size INTEGER NOT NULL, refcount INTEGER NOT NULL,
+    orphaned_at_log INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_orphaned ON chunks (orphaned_at_log) WHERE orphaned_at_log IS NOT NULL;
+CREATE TABLE IF NOT EXISTS placements (
+    chunk BLOB NOT NULL, node INTEGER NOT NULL, PRIMARY KEY (chunk, node)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, info BLOB NOT NULL);
+";
+
+fn open_db(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
+    StorageIOError::write_state_machine(e).into()
+}
+
+fn snapshot_error(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, e).into()
+}
+
+/// Read connections to the state machine database, reused between queries.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => open_db(&self.path)?,
+        };
+        let result = f(&conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        result
+    }
+
+    /// Answers a query from the applied state.
+    pub fn query(&self, query: &Query) -> Result<QueryResult, MetaError> {
+        self.with(|conn| answer(conn, query)).map_err(|e| MetaError::Internal(e.to_string()))
+    }
+}
+
+/// The state machine as openraft drives it.
+pub struct StateMachineStore {
+    db_path: PathBuf,
+    snapshot_dir: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    readers: Arc<ReadPool>,
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachineStore {
+    pub fn open(dir: &Path) -> io::Result<StateMachineStore> {
+        let snapshot_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)?;
+        for entry in std::fs::read_dir(&snapshot_dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with("building-") || name.starts_with("receiving-") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        let db_path = dir.join("state.db");
+        let conn = open_db(&db_path).map_err(io::Error::other)?;
+        conn.execute_batch(SCHEMA).map_err(io::Error::other)?;
+        Ok(StateMachineStore {
+            readers: Arc::new(ReadPool { path: db_path.clone(), idle: Mutex::new(Vec::new()) }),
+            db_path,
+            snapshot_dir,
+            conn: Arc::new(Mutex::new(conn)),
+            receiving: None,
+        })
+    }
+
+    pub fn readers(&self) -> Arc<ReadPool> {
+        self.readers.clone()
+    }
+
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+        conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(conn: &Connection, name: &str) -> rusqlite::Result<Option<T>> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM sm_meta WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+    raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
+        .transpose()
+}
+
+fn write_json<T: serde::Serialize>(conn: &Connection, name: &str, value: &T) -> rusqlite::Result<()> {
+    let raw = serde_json::to_vec(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute("INSERT OR REPLACE INTO sm_meta (name, value) VALUES (?1, ?2)", params![name, raw])?;
+    Ok(())
+}
+
+fn applied_state(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Membership)> {
+    let last_applied = read_json(conn, "last_applied")?.flatten();
+    let membership = read_json(conn, "membership")?.unwrap_or_default();
+    Ok((last_applied, membership))
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
+        applied_state(&Self::lock(&self.conn)).map_err(|e| sm_error(&e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Self::lock(&conn);
+            let tx = conn.transaction()?;
+            let mut results = Vec::with_capacity(entries.len());
+            let mut membership = None;
+            for entry in &entries {
+                results.push(match &entry.payload {
+                    EntryPayload::Blank => CommandResult::Done,
+                    EntryPayload::Normal(command) => apply_command(&tx, command, entry.log_id.index)?,
+                    EntryPayload::Membership(m) => {
+                        membership = Some(Membership::new(Some(entry.log_id), m.clone()));
+                        CommandResult::Done
+                    }
+                });
+            }
+            let last = entries.last().map(|e| e.log_id);
+            write_json(&tx, "last_applied", &last)?;
+            if let Some(membership) = membership {
+                write_json(&tx, "membership", &membership)?;
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+        .map_err(|e| sm_error(&e))?
+        .map_err(|e: rusqlite::Error| sm_error(&e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { db_path: self.db_path.clone(), snapshot_dir: self.snapshot_dir.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let path = self.snapshot_dir.join(format!("receiving-{:016x}.db", jadfs_common::random_u64()));
+        let file = tokio::fs::File::create(&path).await.map_err(|e| snapshot_error(&e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<u64>> {
+        let received = self.receiving.take().ok_or_else(|| snapshot_error(&io::Error::other("no snapshot was being received")))?;
+        snapshot.sync_all().await.map_err(|e| snapshot_error(&e))?;
+        drop(snapshot);
+        let conn = self.conn.clone();
+        let snapshot_dir = self.snapshot_dir.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError<u64>> {
+            {
+                let source = Connection::open(&received).map_err(|e| snapshot_error(&e))?;
+                let mut target = Self::lock(&conn);
+                let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(|e| snapshot_error(&e))?;
+                backup.run_to_completion(4096, std::time::Duration::ZERO, None).map_err(|e| snapshot_error(&e))?;
+            }
+            keep_as_current(&snapshot_dir, &received, &meta).map_err(|e| snapshot_error(&e))
+        })
+        .await
+        .map_err(|e| snapshot_error(&e))?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let meta_path = self.snapshot_dir.join("current.json");
+        let raw = match tokio::fs::read(&meta_path).await {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(snapshot_error(&e)),
+        };
+        let meta: SnapshotMeta<u64, openraft::BasicNode> =
+            serde_json::from_slice(&raw).map_err(|e| snapshot_error(&e))?;
+        let file = tokio::fs::File::open(self.snapshot_dir.join("current.db")).await.map_err(|e| snapshot_error(&e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+/// Makes `db` the current snapshot, described by `meta`, durably.
+fn keep_as_current(dir: &Path, db: &Path, meta: &SnapshotMeta<u64, openraft::BasicNode>) -> io::Result<()> {
+    std::fs::File::open(db)?.sync_all()?;
+    std::fs::rename(db, dir.join("current.db"))?;
+    let tmp = dir.join("current.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(meta)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join("current.json"))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Builds a snapshot as a compact copy of the state database (`VACUUM INTO`),
+/// read in one transaction, so it matches exactly one applied log position.
+pub struct SnapshotBuilder {
+    db_path: PathBuf,
+    snapshot_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let db_path = self.db_path.clone();
+        let dir = self.snapshot_dir.clone();
+        let meta = tokio::task::spawn_blocking(move || -> Result<_, StorageError<u64>> {
+            let building = dir.join(format!("building-{:016x}.db", jadfs_common::random_u64()));
+            let conn = open_db(&db_path).map_err(|e| snapshot_error(&e))?;
+            conn.execute("VACUUM INTO ?1", [building.to_string_lossy()]).map_err(|e| snapshot_error(&e))?;
+            let copy = Connection::open(&building).map_err(|e| snapshot_error(&e))?;
+            let (last_log_id, last_membership) = applied_state(&copy).map_err(|e| snapshot_error(&e))?;
+            drop(copy);
+            let snapshot_id = match last_log_id {
+                Some(id) => format!("{}-{}-{:08x}", id.leader_id.term, id.index, rand_suffix()),
+                None => format!("empty-{:08x}", rand_suffix()),
+            };
+            let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+            keep_as_current(&dir, &building, &meta).map_err(|e| snapshot_error(&e))?;
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| snapshot_error(&e))??;
+        let file =
+            tokio::fs::File::open(self.snapshot_dir.join("current.db")).await.map_err(|e| snapshot_error(&e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+fn rand_suffix() -> u32 {
+    jadfs_common::random_u64() as u32
+}
+
+// ---- applying commands ----
+
+fn bucket_owner(tx: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    tx.query_row("SELECT owner FROM buckets WHERE name = ?1", [name], |r| r.get(0)).optional()
+}
+
+fn load_manifest(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<ObjectManifest>> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row("SELECT manifest FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
+        .transpose()
+}
+
+fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlite::Result<CommandResult> {
+    let fail = |e| Ok(CommandResult::Failed(e));
+    match command {
+        Command::CreateBucket { name, owner, created_ms } => match bucket_owner(tx, name)? {
+            Some(existing) if existing == *owner => fail(MetaError::BucketAlreadyOwnedByYou),
+            Some(_) => fail(MetaError::BucketAlreadyExists),
+            None => {
+                tx.execute(
+                    "INSERT INTO buckets (name, owner, created_ms) VALUES (?1, ?2, ?3)",
+                    params![name, owner, created_ms],
+                )?;
+                Ok(CommandResult::Done)
+            }
+        },
+        Command::DeleteBucket { name } => {
+            if bucket_owner(tx, name)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            let has_objects: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1)", [name], |r| r.get(0))?;
+            if has_objects {
+                return fail(MetaError::BucketNotEmpty);
+            }
+            tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
+            Ok(CommandResult::Done)
+        }
+        Command::PutObject { bucket, key, manifest, placement } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            if placement.len() != manifest.chunks.len() {
+                return fail(MetaError::Internal("placement does not match the chunk list".into()));
+            }
+            store_object(tx, bucket, key, manifest, placement, log_index)?;
+            Ok(CommandResult::Done)
+        }
+        Command::DeleteObject { bucket, key } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            if let Some(old) = load_manifest(tx, bucket, key)? {
+                release_chunks(tx, &old, log_index)?;
+                tx.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
+            }
+            Ok(CommandResult::Done)
+        }
+        Command::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms } => {
+            if bucket_owner(tx, src_bucket)?.is_none() || bucket_owner(tx, dst_bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            let Some(mut manifest) = load_manifest(tx, src_bucket, src_key)? else {
+                return fail(MetaError::NoSuchKey);
+            };
+            if let Some(metadata) = metadata {
+                manifest.content_type = metadata.content_type.clone();
+                manifest.headers = metadata.headers.clone();
+                manifest.user_metadata = metadata.user_metadata.clone();
+            }
+            manifest.last_modified_ms = *last_modified_ms;
+            let placement = manifest
+                .chunks
+                .iter()
+                .map(|c| chunk_nodes(tx, &c.id))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            store_object(tx, dst_bucket, dst_key, &manifest, &placement, log_index)?;
+            Ok(CommandResult::Object(manifest))
+        }
+        Command::RegisterNode { node } => {
+            let raw = serde_json::to_vec(node).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.execute("INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)", params![node.id as i64, raw])?;
+            Ok(CommandResult::Done)
+        }
+    }
+}
+
+/// Writes an object, taking references on its chunks before releasing the
+/// ones of the object it replaces, so a chunk both share never drops to zero.
+fn store_object(
+    tx: &Transaction,
+    bucket: &str,
+    key: &str,
+    manifest: &ObjectManifest,
+    placement: &[Vec<NodeId>],
+    log_index: u64,
+) -> rusqlite::Result<()> {
+    for (chunk, nodes) in manifest.chunks.iter().zip(placement) {
+        tx.execute(
+            "INSERT INTO chunks (id, size, refcount, orphaned_at_log) VALUES (?1, ?2, 1, NULL)
+             ON CONFLICT(id) DO UPDATE SET refcount = refcount + 1, orphaned_at_log = NULL",
+            params![chunk.id.as_bytes(), chunk.size as i64],
+        )?;
+        for node in nodes {
+            tx.execute(
+                "INSERT OR IGNORE INTO placements (chunk, node) VALUES (?1, ?2)",
+                params![chunk.id.as_bytes(), *node as i64],
+            )?;
+        }
+    }
+    if let Some(old) = load_manifest(tx, bucket, key)? {
+        release_chunks(tx, &old, log_index)?;
+    }
+    let raw = serde_json::to_vec(manifest).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        "INSERT OR REPLACE INTO objects (bucket, key, size, etag, last_modified_ms, manifest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![bucket, key.as_bytes(), manifest.size as i64, manifest.etag, manifest.last_modified_ms, raw],
+    )?;
+    Ok(())
+}
+
+/// Drops one reference per chunk occurrence; a chunk no object uses any more
+/// is marked orphaned (collection is the garbage collector's job).
+fn release_chunks(tx: &Transaction, manifest: &ObjectManifest, log_index: u64) -> rusqlite::Result<()> {
+    for chunk in &manifest.chunks {
+        tx.execute(
+            "UPDATE chunks SET refcount = refcount - 1,
+                 orphaned_at_log = CASE WHEN refcount - 1 <= 0 THEN ?2 ELSE NULL END
+             WHERE id = ?1",
+            params![chunk.id.as_bytes(), log_index as i64],
+        )?;
+    }
+    Ok(())
+}
+
+fn chunk_nodes(conn: &Connection, id: &ChunkId) -> rusqlite::Result<Vec<NodeId>> {
+    let mut stmt = conn.prepare_cached("SELECT node FROM placements WHERE chunk = ?1 ORDER BY node")?;
+    let nodes = stmt.query_map([id.as_bytes()], |r| r.get::<_, i64>(0))?;
+    nodes.map(|n| n.map(|n| n as NodeId)).collect()
+}
+
+// ---- answering queries ----
+
+fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
+    Ok(match query {
+        Query::ListBuckets => {
+            let mut stmt = conn.prepare_cached("SELECT name, owner, created_ms FROM buckets ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? }))?;
+            QueryResult::Buckets(rows.collect::<rusqlite::Result<_>>()?)
+        }
+        Query::GetBucket { name } => QueryResult::Bucket(
+            conn.query_row("SELECT name, owner, created_ms FROM buckets WHERE name = ?1", [name], |r| {
+                Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? })
+            })
+            .optional()?,
+        ),
+        Query::GetObject { bucket, key } => match load_manifest(conn, bucket, key)? {
+            None => QueryResult::Object(None),
+            Some(manifest) => {
+                let locations =
+                    manifest.chunks.iter().map(|c| chunk_nodes(conn, &c.id)).collect::<rusqlite::Result<_>>()?;
+                QueryResult::Object(Some(LocatedObject { manifest, locations }))
+            }
+        },
+        Query::ListObjects(q) => QueryResult::Page(list_objects(conn, q)?),
+        Query::ListNodes => {
+            let mut stmt = conn.prepare_cached("SELECT info FROM nodes ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut nodes = Vec::new();
+            for raw in rows {
+                nodes.push(
+                    serde_json::from_slice(&raw?).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                );
+            }
+            QueryResult::Nodes(nodes)
+        }
+        Query::Stats => {
+            let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64);
+            QueryResult::Stats(MetaStats {
+                buckets: count("SELECT COUNT(*) FROM buckets")?,
+                objects: count("SELECT COUNT(*) FROM objects")?,
+                chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount > 0")?,
+                chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
+                orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,
+                last_applied_index: applied_state(conn)?.0.map(|id| id.index),
+            })
+        }
+    })
+}
+
+/// The smallest byte string greater than every string starting with `prefix`
+/// (None: no such bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+struct ObjectRow {
+    key: Vec<u8>,
+    size: i64,
+    etag: String,
+    last_modified_ms: i64,
+}
+
+/// Keys of `bucket` from `from` (inclusive or not) up to `to` (exclusive), in order.
+fn scan(
+    conn: &Connection,
+    bucket: &str,
+    from: &[u8],
+    inclusive: bool,
+    to: Option<&[u8]>,
+    limit: usize,
+) -> rusqlite::Result<Vec<ObjectRow>> {
+    let sql = if inclusive {
+        "SELECT key, size, etag, last_modified_ms FROM objects
+         WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+    } else {
+        "SELECT key, size, etag, last_modified_ms FROM objects
+         WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![bucket, from, to, limit as i64], |r| {
+        Ok(ObjectRow { key: r.get(0)?, size: r.get(1)?, etag: r.get(2)?, last_modified_ms: r.get(3)? })
+    })?;
+    rows.collect()
+}
+
+/// One page of keys under a prefix, folding keys that contain the delimiter
+/// after the prefix into common prefixes. Each common prefix costs one
+/// indexed seek, so a page costs O(page), whatever the bucket holds.
+fn list_objects(conn: &Connection, q: &ListObjectsQuery) -> rusqlite::Result<ListPage> {
+    let prefix = q.prefix.as_bytes();
+    let upper = prefix_end(prefix);
+    let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty()).map(str::as_bytes);
+
+    // Start at the prefix, or after start-after when that is later.
+    let start_after = q.start_after.as_deref().map(str::as_bytes);
+    let (mut from, mut inclusive) = match start_after {
+        Some(after) if after >= prefix => (after.to_vec(), false),
+        _ => (prefix.to_vec(), true),
+    };
+
+    let mut page = ListPage::default();
+    if q.max_keys == 0 {
+        return Ok(page);
+    }
+    let mut returned = 0;
+    'scan: loop {
+        let batch = scan(conn, &q.bucket, &from, inclusive, upper.as_deref(), q.max_keys - returned + 1)?;
+        let exhausted = batch.len() < q.max_keys - returned + 1;
+        for row in batch {
+            if returned == q.max_keys {
+                page.truncated = true;
+                break 'scan;
+            }
+            let folded = delimiter.and_then(|d| {
+                let rest = &row.key[prefix.len()..];
+                find(rest, d).map(|at| row.key[..prefix.len() + at + d.len()].to_vec())
+            });
+            returned += 1;
+            match folded {
+                Some(common) => {
+                    let Some(end) = prefix_end(&common) else { break 'scan };
+                    from = end;
+                    inclusive = true;
+                    // A common prefix at or before start-after was returned
+                    // by an earlier page: skip its keys without counting it.
+                    if start_after.is_some_and(|after| common.as_slice() <= after) {
+                        returned -= 1;
+                        continue 'scan;
+                    }
+                    let common = String::from_utf8_lossy(&common).into_owned();
+                    page.last = Some(common.clone());
+                    page.common_prefixes.push(common);
+                    continue 'scan;
+                }
+                None => {
+                    let key = String::from_utf8_lossy(&row.key).into_owned();
+                    page.last = Some(key.clone());
+                    page.objects.push(ObjectEntry {
+                        key,
+                        size: row.size as u64,
+                        etag: row.etag,
+                        last_modified_ms: row.last_modified_ms,
+                    });
+                    from = row.key;
+                    inclusive = false;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(conn: &Connection, key: &str) {
+        conn.execute(
+            "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, manifest) VALUES ('b', ?1, 1, 'e', 0, x'')",
+            [key.as_bytes()],
+        )
+        .unwrap();
+    }
+
+    fn list(conn: &Connection, prefix: &str, delimiter: Option<&str>, max_keys: usize) -> Vec<String> {
+        // Pages through everything and returns keys and prefixes in order.
+        let mut out = Vec::new();
+        let mut resume: Option<String> = None;
+        loop {
+            let mut q = ListObjectsQuery {
+                bucket: "b".into(),
+                prefix: prefix.into(),
+                delimiter: delimiter.map(Into::into),
+                max_keys,
+                ..Default::default()
+            };
+            q.start_after = resume.clone();
+            let page = list_objects(conn, &q).unwrap();
+            let mut entries: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
+            entries.extend(page.common_prefixes.iter().map(|p| format!("{p}*")));
+            entries.sort_by(|a, b| a.trim_end_matches('*').cmp(b.trim_end_matches('*')));
+            out.extend(entries);
+            if !page.truncated {
+                return out;
+            }
+            resume = page.last;
+        }
+    }
+
+    #[test]
+    fn listing_pages_with_prefix_and_delimiter() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for key in ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"] {
+            object(&conn, key);
+        }
+        let everything = ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"];
+        for max_keys in [1, 2, 3, 1000] {
+            assert_eq!(list(&conn, "", None, max_keys), everything, "max_keys {max_keys}");
+            assert_eq!(list(&conn, "", Some("/"), max_keys), ["a", "b/*", "c", "photos/*", "z\u{ff}"]);
+            assert_eq!(list(&conn, "b/", Some("/"), max_keys), ["b/1", "b/2", "b/3/*"]);
+            assert_eq!(list(&conn, "photos/", Some("/"), max_keys), ["photos/2024/*", "photos/2025/*"]);
+            assert_eq!(list(&conn, "photos/2024/", Some("/"), max_keys), ["photos/2024/a.jpg", "photos/2024/b.jpg"]);
+            assert_eq!(list(&conn, "nothing", Some("/"), max_keys), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn prefix_end_skips_trailing_ff() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[b'a', 0xff]), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! The storage node's HTTP API. It speaks only of chunks: the node knows
+//! nothing of buckets or keys.
+//!
+//! - `PUT /v1/chunks/{id}`: store a chunk whose bytes must hash to `id`
+//! - `POST /v1/chunks`: store a chunk named by the hash of its bytes
+//! - `GET|HEAD /v1/chunks/{id}` (with `Range: bytes=a-b`), `DELETE /v1/chunks/{id}`
+//! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
+
+use std::io::{Seek, SeekFrom};
+use std::sync::Arc;
+
+use actix_web::body::SizedStream;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use jadfs_common::{ChunkId, ChunkPutResponse, NodeStats};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream_shim::ReceiverStream;
+
+use crate::store::{read_range, read_verified, ChunkStore, PutMessage, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable,
+    #[error("request body error: {0}")]
+    Body(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ResponseError for NodeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            NodeError::Store(StoreError::NotFound) => StatusCode::NOT_FOUND,
+            NodeError::Store(StoreError::HashMismatch { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Store(StoreError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::Store(StoreError::Aborted) | NodeError::Body(_) | NodeError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            NodeError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            tracing::error!(error = %self, "storage node request failed");
+        }
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// A tiny adapter so a tokio receiver can be a response body stream without
+/// pulling in another crate.
+mod tokio_stream_shim {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> futures_util::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/v1/stats", web::get().to(stats))
+        .route("/v1/chunks", web::post().to(post_chunk))
+        .route("/v1/chunks", web::get().to(list_chunks))
+        .route("/v1/chunks/{id}", web::put().to(put_chunk))
+        .route("/v1/chunks/{id}", web::get().to(get_chunk))
+        .route("/v1/chunks/{id}", web::head().to(head_chunk))
+        .route("/v1/chunks/{id}", web::delete().to(delete_chunk));
+}
+
+type Store = web::Data<Arc<ChunkStore>>;
+
+fn parse_id(raw: &str) -> Result<ChunkId, NodeError> {
+    raw.parse().map_err(|_| NodeError::BadRequest(format!("{raw:?} is not a chunk id")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| NodeError::Internal(e.to_string()))?.map_err(Into::into)
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().body("ok")
+}
+
+async fn stats(store: Store) -> Result<HttpResponse, NodeError> {
+    let store = store.get_ref().clone();
+    let stats = blocking(move || {
+        let (chunks, bytes) = store.totals()?;
+        let (free_bytes, capacity_bytes) = store.disk_space();
+        Ok(NodeStats {
+            node_id: store.node_id(),
+            chunks,
+            bytes,
+            free_bytes,
+            capacity_bytes,
+            last_reconcile: store.last_reconcile(),
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+async fn put_chunk(store: Store, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, NodeError> {
+    let id = parse_id(&id)?;
+    let stored = receive(store.get_ref().clone(), Some(id), payload).await?;
+    Ok(HttpResponse::Created().json(stored))
+}
+
+async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse, NodeError> {
+    let stored = receive(store.get_ref().clone(), None, payload).await?;
+    Ok(HttpResponse::Created().json(stored))
+}
+
+/// Feeds the request body to a blocking writer through a bounded channel:
+/// memory stays flat whatever the chunk size, and the body's bytes are
+/// hashed and written off the async executor.
+async fn receive(
+    store: Arc<ChunkStore>,
+    expected: Option<ChunkId>,
+    mut payload: web::Payload,
+) -> Result<ChunkPutResponse, NodeError> {
+    let (tx, rx) = mpsc::channel(16);
+    let writer = tokio::task::spawn_blocking(move || store.write_chunk(expected, rx));
+    let fed = async {
+        while let Some(item) = payload.next().await {
+            let bytes = item.map_err(|e| NodeError::Body(e.to_string()))?;
+            if tx.send(PutMessage::Data(bytes)).await.is_err() {
+                return Ok(()); // the writer stopped early; its result says why
+            }
+        }
+        let _ = tx.send(PutMessage::End).await;
+        Ok::<(), NodeError>(())
+    }
+    .await;
+    drop(tx);
+    let written = writer.await.map_err(|e| NodeError::Internal(e.to_string()))?;
+    fed?;
+    Ok(written?)
+}
+
+async fn head_chunk(store: Store, id: web::Path<String>) -> Result<HttpResponse, NodeError> {
+    let id = parse_id(&id)?;
+    let store = store.get_ref().clone();
+    let info = blocking(move || store.info(&id)).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_LENGTH, info.size)).finish())
+}
+
+async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, NodeError> {
+    let id = parse_id(&id)?;
+    let store = store.get_ref().clone();
+    let (mut file, info) = blocking(move || store.open_chunk(&id)).await?;
+    let range = match req.headers().get(header::RANGE) {
+        Some(value) => Some(parse_range(value.to_str().unwrap_or(""), info.size)?),
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let length = range.map(|(start, end)| end - start + 1).unwrap_or(info.size);
+    tokio::task::spawn_blocking(move || {
+        let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
+        let result = match range {
+            // A whole chunk is verified as it is read; a range can only be
+            // checked by the scrubber.
+            None => read_verified(file, id, emit),
+            Some((start, _)) => match file.seek(SeekFrom::Start(start)) {
+                Ok(_) => read_range(file, length, emit),
+                Err(e) => Err(e.into()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!(chunk = %id, error = %e, "chunk read failed; aborting the response");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let mut response = match range {
+        Some((start, end)) => {
+            let mut r = HttpResponse::PartialContent();
+            r.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", info.size)));
+            r
+        }
+        None => HttpResponse::Ok(),
+    };
+    Ok(response.body(SizedStream::new(length, ReceiverStream(rx))))
+}
+
+/// Parses `bytes=a-b` (the only form the gateway sends) into an inclusive range.
+fn parse_range(value: &str, size: u64) -> Result<(u64, u64), NodeError> {
+    let spec = value.strip_prefix("bytes=").ok_or(NodeError::RangeNotSatisfiable)?;
+    let (a, b) = spec.split_once('-').ok_or(NodeError::RangeNotSatisfiable)?;
+    let start: u64 = a.parse().map_err(|_| NodeError::RangeNotSatisfiable)?;
+    let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| NodeError::RangeNotSatisfiable)? };
+    if start > end || end >= size {
+        return Err(NodeError::RangeNotSatisfiable);
+    }
+    Ok((start, end))
+}
+
+async fn delete_chunk(store: Store, id: web::Path<String>) -> Result<HttpResponse, NodeError> {
+    let id = parse_id(&id)?;
+    let store = store.get_ref().clone();
+    blocking(move || store.delete(&id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_chunks(store: Store, query: web::Query<ListQuery>) -> Result<HttpResponse, NodeError> {
+    let after = query.after.as_deref().map(parse_id).transpose()?;
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let store = store.get_ref().clone();
+    let page = blocking(move || store.list(after.as_ref(), limit)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 10).unwrap(), (0, 9));
+        assert_eq!(parse_range("bytes=5-", 10).unwrap(), (5, 9));
+        for bad in ["bytes=5-10", "bytes=9-5", "bytes=-5", "items=0-1", "bytes=a-b"] {
+            assert!(parse_range(bad, 10).is_err(), "{bad}");
+        }
+    }
+}
