@@ -37,6 +37,48 @@ pub enum Command {
         last_modified_ms: i64,
     },
     RegisterNode { node: StorageNodeInfo },
+    CreateUpload { bucket: String, key: String, upload: UploadInfo },
+    /// Adds or replaces one part of a multipart upload.
+    PutPart { bucket: String, key: String, upload_id: String, part_number: u32, part: PartManifest, placement: Vec<Vec<NodeId>> },
+    /// Joins the listed parts into the object: only metadata is written.
+    CompleteUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        /// (part number, ETag) in ascending part order.
+        parts: Vec<(u32, String)>,
+        /// Every part but the last must be at least this large.
+        min_part_size: u64,
+        last_modified_ms: i64,
+    },
+    AbortUpload { bucket: String, key: String, upload_id: String },
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub upload_id: String,
+    pub key: String,
+    pub owner: String,
+    pub initiated_ms: i64,
+    pub metadata: ObjectMetadata,
+}
+
+/// One uploaded part: its chunks (offsets within the part) and ETag.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartManifest {
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ms: i64,
+    pub chunks: Vec<jadfs_common::ChunkRef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartEntry {
+    pub part_number: u32,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ms: i64,
 }
 
 /// The replaceable metadata of an object.
@@ -68,6 +110,14 @@ pub enum MetaError {
     BucketAlreadyOwnedByYou,
     #[error("the bucket name is taken")]
     BucketAlreadyExists,
+    #[error("no such upload")]
+    NoSuchUpload,
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("invalid part order")]
+    InvalidPartOrder,
+    #[error("part {0} is smaller than the minimum part size")]
+    EntityTooSmall(u32),
     #[error("not the leader; leader is {leader_addr:?}")]
     ForwardToLeader { leader_addr: Option<String> },
     #[error("meta service unavailable: {0}")]
@@ -97,6 +147,9 @@ pub enum Query {
     ListObjects(ListObjectsQuery),
     ListNodes,
     Stats,
+    GetUpload { bucket: String, key: String, upload_id: String },
+    ListParts { bucket: String, key: String, upload_id: String, after_part: u32, max_parts: usize },
+    ListUploads { bucket: String, prefix: String, after_key: Option<String>, max_uploads: usize },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -164,4 +217,9 @@ pub enum QueryResult {
     Page(ListPage),
     Nodes(Vec<StorageNodeInfo>),
     Stats(MetaStats),
+    Upload(Option<UploadInfo>),
+    /// Parts in ascending order, and whether more follow.
+    Parts(Vec<PartEntry>, bool),
+    /// Uploads in key order, and whether more follow.
+    Uploads(Vec<UploadInfo>, bool),
 }

@@ -69,6 +69,8 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let state = web::Data::new(http::MetaState { raft: raft.clone(), readers });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .workers(2)
+        .disable_signals()
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
 

@@ -33,6 +33,12 @@ CREATE INDEX IF NOT EXISTS chunks_orphaned ON chunks (orphaned_at_log) WHERE orp
 CREATE TABLE IF NOT EXISTS placements (
     chunk BLOB NOT NULL, node INTEGER NOT NULL, PRIMARY KEY (chunk, node)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key BLOB NOT NULL, info BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, manifest BLOB NOT NULL,
+    PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;
 ";
 
 fn open_db(path: &Path) -> rusqlite::Result<Connection> {
@@ -317,6 +323,14 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             if has_objects {
                 return fail(MetaError::BucketNotEmpty);
             }
+            let uploads: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT upload_id FROM uploads WHERE bucket = ?1")?;
+                let rows = stmt.query_map([name], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for upload_id in uploads {
+                drop_upload(tx, &upload_id, log_index)?;
+            }
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -335,7 +349,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 return fail(MetaError::NoSuchBucket);
             }
             if let Some(old) = load_manifest(tx, bucket, key)? {
-                release_chunks(tx, &old, log_index)?;
+                release_chunks(tx, &old.chunks, log_index)?;
                 tx.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
             }
             Ok(CommandResult::Done)
@@ -362,10 +376,154 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             Ok(CommandResult::Object(manifest))
         }
         Command::RegisterNode { node } => {
-            let raw = serde_json::to_vec(node).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.execute("INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)", params![node.id as i64, raw])?;
+            tx.execute("INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)", params![node.id as i64, to_json(node)?])?;
             Ok(CommandResult::Done)
         }
+        Command::CreateUpload { bucket, key, upload } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            tx.execute(
+                "INSERT INTO uploads (upload_id, bucket, key, info) VALUES (?1, ?2, ?3, ?4)",
+                params![upload.upload_id, bucket, key.as_bytes(), to_json(upload)?],
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::PutPart { bucket, key, upload_id, part_number, part, placement } => {
+            if load_upload(tx, bucket, key, upload_id)?.is_none() {
+                return fail(MetaError::NoSuchUpload);
+            }
+            if placement.len() != part.chunks.len() {
+                return fail(MetaError::Internal("placement does not match the chunk list".into()));
+            }
+            take_chunks(tx, &part.chunks, placement)?;
+            if let Some(old) = load_part(tx, upload_id, *part_number)? {
+                release_chunks(tx, &old.chunks, log_index)?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO parts (upload_id, part_number, manifest) VALUES (?1, ?2, ?3)",
+                params![upload_id, part_number, to_json(part)?],
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::CompleteUpload { bucket, key, upload_id, parts, min_part_size, last_modified_ms } => {
+            let Some(upload) = load_upload(tx, bucket, key, upload_id)? else {
+                return fail(MetaError::NoSuchUpload);
+            };
+            if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return fail(MetaError::InvalidPartOrder);
+            }
+            let mut chosen = Vec::with_capacity(parts.len());
+            for (i, (number, etag)) in parts.iter().enumerate() {
+                let part = match load_part(tx, upload_id, *number)? {
+                    Some(part) if part.etag.trim_matches('"') == etag.trim_matches('"') => part,
+                    _ => return fail(MetaError::InvalidPart(format!("part {number} with ETag {etag} was not uploaded"))),
+                };
+                if i + 1 < parts.len() && part.size < *min_part_size {
+                    return fail(MetaError::EntityTooSmall(*number));
+                }
+                chosen.push(part);
+            }
+            let manifest = assemble(&upload, &chosen, *last_modified_ms);
+            // The chosen parts' chunk references pass to the object; the
+            // parts left out release theirs.
+            let mut leftover = load_parts(tx, upload_id)?;
+            leftover.retain(|(number, _)| !parts.iter().any(|(n, _)| n == number));
+            for (_, part) in &leftover {
+                release_chunks(tx, &part.chunks, log_index)?;
+            }
+            if let Some(old) = load_manifest(tx, bucket, key)? {
+                release_chunks(tx, &old.chunks, log_index)?;
+            }
+            write_object(tx, bucket, key, &manifest)?;
+            tx.execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
+            tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [upload_id])?;
+            Ok(CommandResult::Object(manifest))
+        }
+        Command::AbortUpload { bucket, key, upload_id } => {
+            if load_upload(tx, bucket, key, upload_id)?.is_none() {
+                return fail(MetaError::NoSuchUpload);
+            }
+            drop_upload(tx, upload_id, log_index)?;
+            Ok(CommandResult::Done)
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(raw: &[u8]) -> rusqlite::Result<T> {
+    serde_json::from_slice(raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn load_upload(conn: &Connection, bucket: &str, key: &str, upload_id: &str) -> rusqlite::Result<Option<UploadInfo>> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT info FROM uploads WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3",
+            params![upload_id, bucket, key.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+fn load_part(conn: &Connection, upload_id: &str, number: u32) -> rusqlite::Result<Option<PartManifest>> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT manifest FROM parts WHERE upload_id = ?1 AND part_number = ?2",
+            params![upload_id, number],
+            |r| r.get(0),
+        )
+        .optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+fn load_parts(conn: &Connection, upload_id: &str) -> rusqlite::Result<Vec<(u32, PartManifest)>> {
+    let mut stmt = conn.prepare_cached("SELECT part_number, manifest FROM parts WHERE upload_id = ?1 ORDER BY part_number")?;
+    let rows = stmt.query_map([upload_id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut parts = Vec::new();
+    for row in rows {
+        let (number, raw) = row?;
+        parts.push((number, from_json(&raw)?));
+    }
+    Ok(parts)
+}
+
+/// Removes an upload and its parts, releasing their chunks.
+fn drop_upload(tx: &Transaction, upload_id: &str, log_index: u64) -> rusqlite::Result<()> {
+    for (_, part) in load_parts(tx, upload_id)? {
+        release_chunks(tx, &part.chunks, log_index)?;
+    }
+    tx.execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
+    tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [upload_id])?;
+    Ok(())
+}
+
+/// The object made of `parts`, in order: chunk offsets run on across parts
+/// and the ETag is the MD5 of the parts' binary MD5s, then `-N`.
+fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) -> ObjectManifest {
+    use md5::{Digest, Md5};
+    let mut md5_of_md5s = Md5::new();
+    let mut chunks = Vec::new();
+    let mut offset = 0;
+    for part in parts {
+        md5_of_md5s.update(hex::decode(part.etag.trim_matches('"')).unwrap_or_default());
+        for chunk in &part.chunks {
+            chunks.push(jadfs_common::ChunkRef { id: chunk.id, offset: offset + chunk.offset, size: chunk.size });
+        }
+        offset += part.size;
+    }
+    ObjectManifest {
+        size: offset,
+        etag: format!("\"{}-{}\"", hex::encode(md5_of_md5s.finalize()), parts.len()),
+        last_modified_ms,
+        content_type: upload.metadata.content_type.clone(),
+        headers: upload.metadata.headers.clone(),
+        user_metadata: upload.metadata.user_metadata.clone(),
+        checksum: None,
+        chunks,
     }
 }
 
@@ -379,7 +537,16 @@ fn store_object(
     placement: &[Vec<NodeId>],
     log_index: u64,
 ) -> rusqlite::Result<()> {
-    for (chunk, nodes) in manifest.chunks.iter().zip(placement) {
+    take_chunks(tx, &manifest.chunks, placement)?;
+    if let Some(old) = load_manifest(tx, bucket, key)? {
+        release_chunks(tx, &old.chunks, log_index)?;
+    }
+    write_object(tx, bucket, key, manifest)
+}
+
+/// Takes one reference per chunk occurrence and records where it is stored.
+fn take_chunks(tx: &Transaction, chunks: &[jadfs_common::ChunkRef], placement: &[Vec<NodeId>]) -> rusqlite::Result<()> {
+    for (chunk, nodes) in chunks.iter().zip(placement) {
         tx.execute(
             "INSERT INTO chunks (id, size, refcount, orphaned_at_log) VALUES (?1, ?2, 1, NULL)
              ON CONFLICT(id) DO UPDATE SET refcount = refcount + 1, orphaned_at_log = NULL",
@@ -392,10 +559,11 @@ fn store_object(
             )?;
         }
     }
-    if let Some(old) = load_manifest(tx, bucket, key)? {
-        release_chunks(tx, &old, log_index)?;
-    }
-    let raw = serde_json::to_vec(manifest).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    Ok(())
+}
+
+fn write_object(tx: &Transaction, bucket: &str, key: &str, manifest: &ObjectManifest) -> rusqlite::Result<()> {
+    let raw = to_json(manifest)?;
     tx.execute(
         "INSERT OR REPLACE INTO objects (bucket, key, size, etag, last_modified_ms, manifest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -406,8 +574,8 @@ fn store_object(
 
 /// Drops one reference per chunk occurrence; a chunk no object uses any more
 /// is marked orphaned (collection is the garbage collector's job).
-fn release_chunks(tx: &Transaction, manifest: &ObjectManifest, log_index: u64) -> rusqlite::Result<()> {
-    for chunk in &manifest.chunks {
+fn release_chunks(tx: &Transaction, chunks: &[jadfs_common::ChunkRef], log_index: u64) -> rusqlite::Result<()> {
+    for chunk in chunks {
         tx.execute(
             "UPDATE chunks SET refcount = refcount - 1,
                  orphaned_at_log = CASE WHEN refcount - 1 <= 0 THEN ?2 ELSE NULL END
@@ -458,6 +626,38 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
                 );
             }
             QueryResult::Nodes(nodes)
+        }
+        Query::GetUpload { bucket, key, upload_id } => QueryResult::Upload(load_upload(conn, bucket, key, upload_id)?),
+        Query::ListParts { bucket, key, upload_id, after_part, max_parts } => {
+            if load_upload(conn, bucket, key, upload_id)?.is_none() {
+                return Ok(QueryResult::Upload(None));
+            }
+            let mut parts: Vec<PartEntry> = load_parts(conn, upload_id)?
+                .into_iter()
+                .filter(|(n, _)| n > after_part)
+                .map(|(part_number, p)| PartEntry { part_number, size: p.size, etag: p.etag, last_modified_ms: p.last_modified_ms })
+                .collect();
+            let truncated = parts.len() > *max_parts;
+            parts.truncate(*max_parts);
+            QueryResult::Parts(parts, truncated)
+        }
+        Query::ListUploads { bucket, prefix, after_key, max_uploads } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT info FROM uploads WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key > ?3)
+                 ORDER BY key, upload_id LIMIT ?4",
+            )?;
+            let after = after_key.as_ref().map(|k| k.as_bytes().to_vec());
+            let rows = stmt.query_map(params![bucket, prefix.as_bytes(), after, (*max_uploads + 1) as i64], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut uploads: Vec<UploadInfo> = Vec::new();
+            for raw in rows {
+                let upload: UploadInfo = from_json(&raw?)?;
+                if upload.key.starts_with(prefix.as_str()) {
+                    uploads.push(upload);
+                }
+            }
+            let truncated = uploads.len() > *max_uploads;
+            uploads.truncate(*max_uploads);
+            QueryResult::Uploads(uploads, truncated)
         }
         Query::Stats => {
             let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64);

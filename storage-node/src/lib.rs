@@ -40,6 +40,8 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, store::StoreErro
     let data = web::Data::new(store.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
         .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");

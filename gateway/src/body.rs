@@ -1,0 +1,353 @@
+//! Request bodies as S3 clients send them: plain (with an optional SHA-256
+//! to check), or aws-chunked, signed chunk by chunk or unsigned with
+//! trailing checksums. The decoder hands out the object's bytes as they
+//! arrive and verifies lengths, signatures and checksums as it goes; the
+//! framing never reaches storage.
+
+use actix_web::web;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::checksum::{Algorithm, Hasher};
+use crate::error::S3Error;
+use crate::sigv4::{ChunkSigner, PayloadMode};
+
+/// Pieces handed to the caller are at most this large.
+const MAX_PIECE: usize = 1 << 20;
+/// A signed chunk is held in memory until its signature is checked.
+const MAX_SIGNED_CHUNK: usize = 16 << 20;
+const MAX_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16;
+
+/// Buffered access to the raw request body.
+pub struct BodyReader {
+    payload: web::Payload,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl BodyReader {
+    pub fn new(payload: web::Payload) -> BodyReader {
+        BodyReader { payload, buf: BytesMut::new(), eof: false }
+    }
+
+    /// Reads more of the body into the buffer; false once it has ended.
+    async fn fill(&mut self) -> Result<bool, S3Error> {
+        if self.eof {
+            return Ok(false);
+        }
+        match self.payload.next().await {
+            Some(Ok(bytes)) => {
+                self.buf.extend_from_slice(&bytes);
+                Ok(true)
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "request body failed");
+                Err(S3Error::IncompleteBody())
+            }
+            None => {
+                self.eof = true;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Up to `max` bytes, waiting for some if none are buffered; None at the end.
+    async fn take(&mut self, max: usize) -> Result<Option<Bytes>, S3Error> {
+        if self.buf.is_empty() && !self.fill().await? {
+            return Ok(None);
+        }
+        let n = self.buf.len().min(max);
+        Ok(Some(self.buf.split_to(n).freeze()))
+    }
+
+    async fn read_exact(&mut self, n: usize) -> Result<Bytes, S3Error> {
+        while self.buf.len() < n {
+            if !self.fill().await? {
+                return Err(S3Error::IncompleteBody());
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    /// A line without its CRLF; None if the body ended cleanly before it.
+    async fn read_line(&mut self) -> Result<Option<String>, S3Error> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf.split_to(pos + 2);
+                return String::from_utf8(line[..pos].to_vec())
+                    .map(Some)
+                    .map_err(|_| S3Error::InvalidRequest().with_message("Malformed aws-chunked body"));
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(S3Error::InvalidRequest().with_message("Malformed aws-chunked body"));
+            }
+            if !self.fill().await? {
+                return if self.buf.is_empty() { Ok(None) } else { Err(S3Error::IncompleteBody()) };
+            }
+        }
+    }
+}
+
+enum Framing {
+    Plain { remaining: Option<u64> },
+    Chunked { signer: Option<ChunkSigner>, chunk_left: u64, finished: bool },
+}
+
+/// What the client declared about the body's checksum.
+struct ChecksumCheck {
+    algorithm: Algorithm,
+    hasher: Hasher,
+    /// From a header; a trailer supplies it at the end otherwise.
+    expected: Option<String>,
+}
+
+/// An object body being decoded.
+pub struct ObjectBody {
+    reader: BodyReader,
+    framing: Framing,
+    checksum: Option<ChecksumCheck>,
+    payload_sha256: Option<(Sha256, String)>,
+    decoded_length: Option<u64>,
+    received: u64,
+    trailers: Vec<(String, String)>,
+    verified_checksum: Option<(Algorithm, String)>,
+    done: bool,
+}
+
+/// The request headers the decoder needs.
+pub struct BodyHeaders<'a> {
+    pub content_length: Option<u64>,
+    pub decoded_content_length: Option<u64>,
+    pub content_encoding: Option<&'a str>,
+    /// `x-amz-checksum-*` headers present, with their values.
+    pub checksum_header: Option<(Algorithm, String)>,
+    /// The algorithm named by `x-amz-trailer`, if any.
+    pub trailer_checksum: Option<Algorithm>,
+}
+
+impl ObjectBody {
+    pub fn new(
+        payload: web::Payload,
+        mode: &PayloadMode,
+        chunk_signer: Option<ChunkSigner>,
+        headers: &BodyHeaders,
+    ) -> Result<ObjectBody, S3Error> {
+        let chunked = matches!(mode, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer)
+            || headers.content_encoding.is_some_and(|e| e.split(',').any(|p| p.trim() == "aws-chunked"));
+        let framing = if chunked {
+            Framing::Chunked { signer: chunk_signer, chunk_left: 0, finished: false }
+        } else {
+            Framing::Plain { remaining: headers.content_length }
+        };
+        let decoded_length = if chunked { headers.decoded_content_length } else { headers.content_length };
+        let checksum = match (&headers.checksum_header, headers.trailer_checksum) {
+            (Some((algorithm, value)), _) => {
+                Some(ChecksumCheck { algorithm: *algorithm, hasher: algorithm.hasher(), expected: Some(value.clone()) })
+            }
+            (None, Some(algorithm)) if chunked => {
+                Some(ChecksumCheck { algorithm, hasher: algorithm.hasher(), expected: None })
+            }
+            (None, Some(_)) => {
+                return Err(S3Error::InvalidRequest().with_message("x-amz-trailer requires an aws-chunked body"));
+            }
+            (None, None) => None,
+        };
+        let payload_sha256 = match mode {
+            PayloadMode::Sha256(hex) => Some((Sha256::new(), hex.clone())),
+            _ => None,
+        };
+        Ok(ObjectBody {
+            reader: BodyReader::new(payload),
+            framing,
+            checksum,
+            payload_sha256,
+            decoded_length,
+            received: 0,
+            trailers: Vec::new(),
+            verified_checksum: None,
+            done: false,
+        })
+    }
+
+    /// The declared decoded length, when the client sent one.
+    pub fn declared_length(&self) -> Option<u64> {
+        self.decoded_length
+    }
+
+    /// The flexible checksum the client sent and we verified, once the body is read.
+    pub fn verified_checksum(&self) -> Option<&(Algorithm, String)> {
+        self.verified_checksum.as_ref()
+    }
+
+    /// The next piece of the object, or None once the whole body was read
+    /// and verified.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, S3Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let piece = match &mut self.framing {
+            Framing::Plain { remaining } => next_plain(&mut self.reader, remaining).await?,
+            Framing::Chunked { signer, chunk_left, finished } => {
+                next_chunked(&mut self.reader, signer, chunk_left, finished, &mut self.trailers).await?
+            }
+        };
+        match piece {
+            Some(bytes) => {
+                self.received += bytes.len() as u64;
+                if self.decoded_length.is_some_and(|n| self.received > n) {
+                    return Err(S3Error::IncompleteBody().with_message("The body is longer than its declared length"));
+                }
+                if let Some(check) = &mut self.checksum {
+                    check.hasher.update(&bytes);
+                }
+                if let Some((hasher, _)) = &mut self.payload_sha256 {
+                    hasher.update(&bytes);
+                }
+                Ok(Some(bytes))
+            }
+            None => {
+                self.finish()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), S3Error> {
+        self.done = true;
+        if self.decoded_length.is_some_and(|n| n != self.received) {
+            return Err(S3Error::IncompleteBody());
+        }
+        if let Some((hasher, expected)) = self.payload_sha256.take() {
+            if hex::encode(hasher.finalize()) != *expected {
+                return Err(S3Error::XAmzContentSHA256Mismatch());
+            }
+        }
+        if let Some(check) = self.checksum.take() {
+            let header = check.algorithm.header();
+            let expected = check
+                .expected
+                .or_else(|| self.trailers.iter().find(|(n, _)| *n == header).map(|(_, v)| v.clone()))
+                .ok_or_else(|| S3Error::InvalidRequest().with_message(format!("The trailer {header} is missing")))?;
+            let actual = check.hasher.finish();
+            if actual != expected {
+                return Err(S3Error::BadDigest().with_message(format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    check.algorithm.name().to_uppercase()
+                )));
+            }
+            self.verified_checksum = Some((check.algorithm, actual));
+        }
+        Ok(())
+    }
+}
+
+async fn next_plain(reader: &mut BodyReader, remaining: &mut Option<u64>) -> Result<Option<Bytes>, S3Error> {
+    let want = match *remaining {
+        Some(0) => return Ok(None),
+        Some(n) => n.min(MAX_PIECE as u64) as usize,
+        None => MAX_PIECE,
+    };
+    match reader.take(want).await? {
+        Some(bytes) => {
+            if let Some(n) = remaining {
+                *n -= bytes.len() as u64;
+            }
+            Ok(Some(bytes))
+        }
+        None if remaining.is_none() => Ok(None),
+        None => Err(S3Error::IncompleteBody()),
+    }
+}
+
+fn malformed() -> S3Error {
+    S3Error::InvalidRequest().with_message("Malformed aws-chunked body")
+}
+
+async fn next_chunked(
+    reader: &mut BodyReader,
+    signer: &mut Option<ChunkSigner>,
+    chunk_left: &mut u64,
+    finished: &mut bool,
+    trailers: &mut Vec<(String, String)>,
+) -> Result<Option<Bytes>, S3Error> {
+    loop {
+        if *finished {
+            return Ok(None);
+        }
+        if *chunk_left > 0 {
+            let bytes = reader.take((*chunk_left).min(MAX_PIECE as u64) as usize).await?.ok_or_else(S3Error::IncompleteBody)?;
+            *chunk_left -= bytes.len() as u64;
+            if *chunk_left == 0 {
+                expect_crlf(reader).await?;
+            }
+            return Ok(Some(bytes));
+        }
+        let header = reader.read_line().await?.ok_or_else(S3Error::IncompleteBody)?;
+        let (size_hex, extension) = header.split_once(';').unwrap_or((header.as_str(), ""));
+        let size = u64::from_str_radix(size_hex.trim(), 16).map_err(|_| malformed())?;
+        let signature = extension.trim().strip_prefix("chunk-signature=");
+        if let Some(signer) = signer {
+            let signature = signature.ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("A chunk signature is missing."))?;
+            if size as usize > MAX_SIGNED_CHUNK {
+                return Err(malformed());
+            }
+            let data = reader.read_exact(size as usize).await?;
+            signer.verify_chunk(&data, signature)?;
+            if size == 0 {
+                read_trailers(reader, Some(signer), trailers).await?;
+                *finished = true;
+                return Ok(None);
+            }
+            expect_crlf(reader).await?;
+            return Ok(Some(data));
+        }
+        if size == 0 {
+            read_trailers(reader, None, trailers).await?;
+            *finished = true;
+            return Ok(None);
+        }
+        *chunk_left = size;
+    }
+}
+
+async fn expect_crlf(reader: &mut BodyReader) -> Result<(), S3Error> {
+    match reader.read_line().await? {
+        Some(line) if line.is_empty() => Ok(()),
+        _ => Err(malformed()),
+    }
+}
+
+/// Reads `name:value` lines up to the empty line ending the body, checking
+/// `x-amz-trailer-signature` when the body is signed.
+async fn read_trailers(
+    reader: &mut BodyReader,
+    signer: Option<&mut ChunkSigner>,
+    trailers: &mut Vec<(String, String)>,
+) -> Result<(), S3Error> {
+    let mut signature = None;
+    while let Some(line) = reader.read_line().await? {
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(malformed)?;
+        let name = name.trim().to_ascii_lowercase();
+        if name == "x-amz-trailer-signature" {
+            signature = Some(value.trim().to_string());
+        } else {
+            if trailers.len() == MAX_TRAILERS {
+                return Err(malformed());
+            }
+            trailers.push((name, value.trim().to_string()));
+        }
+    }
+    if let Some(signer) = signer {
+        if !trailers.is_empty() || signature.is_some() {
+            let canonical: String = trailers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
+            let signature = signature.ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("The trailer signature is missing."))?;
+            signer.verify_trailer(&canonical, &signature)?;
+        }
+    }
+    Ok(())
+}

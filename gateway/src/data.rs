@@ -1,0 +1,228 @@
+//! The data path: object bytes cut into chunks and streamed to storage
+//! nodes (every copy in parallel, with back-pressure), and read back chunk
+//! after chunk, failing over to another copy mid-stream.
+
+use std::io;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use jadfs_common::{ChunkId, ChunkRef, ChunkPutResponse, NodeId};
+use jadfs_meta::api::{LocatedObject, StorageNodeInfo};
+use jadfs_storage_node::client::{ClientError, StorageClient};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::body::ObjectBody;
+use crate::error::S3Error;
+use crate::Gateway;
+
+/// What storing a body produced.
+pub struct StoredData {
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub chunks: Vec<ChunkRef>,
+    /// `placement[i]`: the nodes holding `chunks[i]`.
+    pub placement: Vec<Vec<NodeId>>,
+}
+
+/// Streams a decoded body into chunks of the gateway's chunk size, each
+/// written to every chosen node at once. Returns once every copy of every
+/// chunk is durable; nothing is committed to metadata here.
+pub async fn store_body(gw: &Gateway, body: &mut ObjectBody, max_size: u64) -> Result<StoredData, S3Error> {
+    let nodes = gw.pick_nodes().await?;
+    let chunk_size = gw.config.chunk_size;
+    let mut md5 = Md5::new();
+    let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
+    let mut writer: Option<ChunkWriter> = None;
+    while let Some(mut data) = body.next().await? {
+        stored.size += data.len() as u64;
+        if stored.size > max_size {
+            return Err(S3Error::EntityTooLarge());
+        }
+        md5.update(&data);
+        while !data.is_empty() {
+            let w = writer.get_or_insert_with(|| ChunkWriter::open(&gw.storage, &nodes));
+            let room = (chunk_size - w.len) as usize;
+            let piece = data.split_to(room.min(data.len()));
+            w.write(piece).await?;
+            if w.len == chunk_size {
+                let full = writer.take().expect("just written");
+                finish_chunk(full, &mut stored).await?;
+            }
+        }
+    }
+    if let Some(last) = writer.take() {
+        finish_chunk(last, &mut stored).await?;
+    }
+    stored.md5 = md5.finalize().into();
+    Ok(stored)
+}
+
+async fn finish_chunk(writer: ChunkWriter, stored: &mut StoredData) -> Result<(), S3Error> {
+    let offset = stored.chunks.iter().map(|c| c.size).sum();
+    let (chunk, nodes) = writer.finish(offset).await?;
+    stored.chunks.push(chunk);
+    stored.placement.push(nodes);
+    Ok(())
+}
+
+/// One chunk being written to several nodes. Dropped unfinished (the
+/// client went away, or its body failed a check), it aborts the node
+/// requests, so the nodes discard what they received.
+struct ChunkWriter {
+    senders: Vec<mpsc::Sender<Result<Bytes, io::Error>>>,
+    tasks: Vec<JoinHandle<Result<ChunkPutResponse, ClientError>>>,
+    nodes: Vec<NodeId>,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl ChunkWriter {
+    fn open(storage: &StorageClient, nodes: &[StorageNodeInfo]) -> ChunkWriter {
+        let mut senders = Vec::with_capacity(nodes.len());
+        let mut tasks = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let (tx, rx) = mpsc::channel(8);
+            let body = reqwest::Body::wrap_stream(ReceiverStream::new(rx));
+            let storage = storage.clone();
+            let addr = node.addr.clone();
+            tasks.push(tokio::spawn(async move { storage.put_chunk(&addr, body).await }));
+            senders.push(tx);
+        }
+        ChunkWriter { senders, tasks, nodes: nodes.iter().map(|n| n.id).collect(), hasher: Sha256::new(), len: 0 }
+    }
+
+    async fn write(&mut self, piece: Bytes) -> Result<(), S3Error> {
+        self.hasher.update(&piece);
+        self.len += piece.len() as u64;
+        for i in 0..self.senders.len() {
+            if self.senders[i].send(Ok(piece.clone())).await.is_err() {
+                // The node's request ended early: its result says why.
+                let reason = match (&mut self.tasks[i]).await {
+                    Ok(Err(e)) => e.to_string(),
+                    other => format!("{other:?}"),
+                };
+                return Err(unavailable(format!("storage node {} failed during a chunk write: {reason}", self.nodes[i])));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the chunk and waits until every node holds it durably.
+    async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
+        self.senders.clear();
+        let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        for (i, task) in self.tasks.iter_mut().enumerate() {
+            match task.await {
+                Ok(Ok(stored)) if stored.id == id && stored.size == self.len => {}
+                Ok(Ok(stored)) => {
+                    return Err(S3Error::internal(format!(
+                        "storage node {} stored {} ({} bytes) where {id} ({} bytes) was sent",
+                        self.nodes[i], stored.id, stored.size, self.len
+                    )));
+                }
+                Ok(Err(e)) => return Err(unavailable(format!("storage node {}: {e}", self.nodes[i]))),
+                Err(e) => return Err(S3Error::internal(e)),
+            }
+        }
+        self.tasks.clear();
+        Ok((ChunkRef { id, offset, size: self.len }, std::mem::take(&mut self.nodes)))
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn unavailable(cause: String) -> S3Error {
+    tracing::warn!(%cause, "write failed");
+    S3Error::ServiceUnavailable().with_message("A storage node could not take the data; please retry.")
+}
+
+/// The bytes `start..=end` of an object, chunk after chunk. The stream ends
+/// with an error (and the client sees a short body) only if no copy of a
+/// chunk can be read.
+pub fn read_object(
+    gw: std::sync::Arc<Gateway>,
+    object: LocatedObject,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, io::Error>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let chunks = object.manifest.chunks.iter().zip(&object.locations);
+        for (chunk, replicas) in chunks {
+            let chunk_end = chunk.offset + chunk.size - 1;
+            if chunk.size == 0 || chunk_end < start || chunk.offset > end {
+                continue;
+            }
+            let from = start.max(chunk.offset) - chunk.offset;
+            let to = end.min(chunk_end) - chunk.offset;
+            match read_chunk(&gw, chunk, replicas, from, to, &tx).await {
+                Ok(true) => {}
+                Ok(false) => return, // the client went away
+                Err(e) => {
+                    tracing::error!(chunk = %chunk.id, error = %e, "no copy of a chunk could be read");
+                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    return;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Sends bytes `from..=to` of a chunk, trying each copy in turn and
+/// resuming where the last one stopped. Ok(false) if the receiver is gone.
+async fn read_chunk(
+    gw: &Gateway,
+    chunk: &ChunkRef,
+    replicas: &[NodeId],
+    from: u64,
+    to: u64,
+    tx: &mpsc::Sender<Result<Bytes, io::Error>>,
+) -> Result<bool, String> {
+    let mut position = from;
+    let mut failures = Vec::new();
+    for node in replicas {
+        let Some(addr) = gw.node_addr(*node).await else {
+            failures.push(format!("node {node}: unknown"));
+            continue;
+        };
+        // A whole chunk is read without a range so the node verifies its hash.
+        let range = (position != 0 || to != chunk.size - 1).then_some((position, to));
+        let mut stream = match gw.storage.get_chunk(&addr, &chunk.id, range).await {
+            Ok(stream) => Box::pin(stream),
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(bytes) => {
+                    position += bytes.len() as u64;
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => {
+                    failures.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        if position > to {
+            return Ok(true);
+        }
+        tracing::warn!(chunk = %chunk.id, node, position, "chunk read stopped early; trying another copy");
+    }
+    Err(format!("chunk {}: {}", chunk.id, failures.join("; ")))
+}

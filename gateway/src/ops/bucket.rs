@@ -1,0 +1,91 @@
+//! Bucket operations.
+
+use actix_web::{web, HttpResponse};
+use jadfs_meta::api::BucketInfo;
+use jadfs_meta::{Command, Query, QueryResult};
+
+use super::{iso8601, Ctx};
+use crate::error::S3Error;
+use crate::xml::{self, XmlWriter};
+
+/// Bucket subresources we do not serve yet: answering them as if they were
+/// a listing or a create would mislead the client.
+const UNSUPPORTED: [&str; 17] = [
+    "acl", "policy", "lifecycle", "cors", "website", "logging", "notification", "replication", "tagging",
+    "encryption", "object-lock", "requestPayment", "accelerate", "analytics", "inventory", "metrics", "ownershipControls",
+];
+
+pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
+    UNSUPPORTED.iter().any(|name| ctx.has(name)) || ctx.has("publicAccessBlock") || ctx.has("intelligent-tiering")
+}
+
+pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let QueryResult::Buckets(buckets) = ctx.gw.query(Query::ListBuckets).await? else {
+        return Err(S3Error::internal("unexpected meta answer"));
+    };
+    let mut x = XmlWriter::new();
+    x.open("ListAllMyBucketsResult");
+    x.open("Owner");
+    x.element("ID", &ctx.verified.access_key);
+    x.element("DisplayName", &ctx.verified.access_key);
+    x.close("Owner");
+    x.open("Buckets");
+    for BucketInfo { name, created_ms, .. } in &buckets {
+        x.open("Bucket");
+        x.element("Name", name);
+        x.element("CreationDate", &iso8601(*created_ms));
+        x.close("Bucket");
+    }
+    x.close("Buckets");
+    x.close("ListAllMyBucketsResult");
+    Ok(xml_response(x))
+}
+
+pub fn xml_response(x: XmlWriter) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/xml").body(x.finish())
+}
+
+pub async fn create_bucket(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(payload, 64 << 10).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let config = xml::parse(&body, 16)?;
+        if config.name != "CreateBucketConfiguration" {
+            return Err(S3Error::MalformedXML());
+        }
+    }
+    ctx.gw
+        .commit(Command::CreateBucket {
+            name: bucket.to_string(),
+            owner: ctx.verified.access_key.clone(),
+            created_ms: jadfs_common::now_ms(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().insert_header(("location", format!("/{bucket}"))).finish())
+}
+
+pub async fn head_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.ensure_bucket(bucket).await?;
+    Ok(HttpResponse::Ok().insert_header(("x-amz-bucket-region", ctx.gw.config.region.clone())).finish())
+}
+
+pub async fn delete_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.commit(Command::DeleteBucket { name: bucket.to_string() }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn get_bucket_location(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.ensure_bucket(bucket).await?;
+    let mut x = XmlWriter::new();
+    // AWS answers an empty constraint for us-east-1.
+    let region = &ctx.gw.config.region;
+    x.element("LocationConstraint", if region == "us-east-1" { "" } else { region });
+    Ok(xml_response(x))
+}
+
+pub async fn get_bucket_versioning(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.ensure_bucket(bucket).await?;
+    let mut x = XmlWriter::new();
+    x.open("VersioningConfiguration");
+    x.close("VersioningConfiguration");
+    Ok(xml_response(x))
+}

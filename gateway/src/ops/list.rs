@@ -1,0 +1,192 @@
+//! ListObjects (V1 and V2) and ListObjectVersions for unversioned buckets.
+
+use actix_web::HttpResponse;
+use base64::Engine;
+use jadfs_meta::api::{ListObjectsQuery, ListPage};
+use jadfs_meta::{Query, QueryResult};
+
+use super::bucket::xml_response;
+use super::{iso8601, url_encode_key, Ctx};
+use crate::error::S3Error;
+use crate::xml::XmlWriter;
+
+const MAX_KEYS: usize = 1000;
+
+struct Listing {
+    prefix: String,
+    delimiter: Option<String>,
+    max_keys: usize,
+    url_encoding: bool,
+}
+
+impl Listing {
+    fn from_request(ctx: &Ctx) -> Result<Listing, S3Error> {
+        let max_keys = match ctx.param("max-keys") {
+            Some(v) => v.parse::<i64>().map_err(|_| S3Error::InvalidArgument().with_message("Provided max-keys not an integer or within integer range"))?,
+            None => MAX_KEYS as i64,
+        };
+        if max_keys < 0 {
+            return Err(S3Error::InvalidArgument().with_message("max-keys cannot be negative"));
+        }
+        let url_encoding = match ctx.param("encoding-type") {
+            None => false,
+            Some(t) if t.eq_ignore_ascii_case("url") => true,
+            Some(_) => return Err(S3Error::InvalidArgument().with_message("Invalid Encoding Method specified in Request")),
+        };
+        Ok(Listing {
+            prefix: ctx.param("prefix").unwrap_or_default().to_string(),
+            delimiter: ctx.param("delimiter").filter(|d| !d.is_empty()).map(str::to_string),
+            max_keys: (max_keys as usize).min(MAX_KEYS),
+            url_encoding,
+        })
+    }
+
+    fn encode(&self, text: &str) -> String {
+        if self.url_encoding {
+            url_encode_key(text)
+        } else {
+            text.to_string()
+        }
+    }
+
+    async fn page(&self, ctx: &Ctx<'_>, bucket: &str, start_after: Option<String>) -> Result<ListPage, S3Error> {
+        let query = ListObjectsQuery {
+            bucket: bucket.to_string(),
+            prefix: self.prefix.clone(),
+            delimiter: self.delimiter.clone(),
+            start_after,
+            max_keys: self.max_keys,
+        };
+        match ctx.gw.query(Query::ListObjects(query)).await? {
+            QueryResult::Page(page) => Ok(page),
+            other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+        }
+    }
+
+    /// The elements every listing shares: contents and common prefixes.
+    fn write_entries(&self, x: &mut XmlWriter, page: &ListPage, entry: &str, versions: bool) {
+        for object in &page.objects {
+            x.open(entry);
+            x.element("Key", &self.encode(&object.key));
+            if versions {
+                x.element("VersionId", "null");
+                x.element("IsLatest", "true");
+            }
+            x.element("LastModified", &iso8601(object.last_modified_ms));
+            x.element("ETag", &object.etag);
+            x.element("Size", &object.size.to_string());
+            x.element("StorageClass", "STANDARD");
+            x.close(entry);
+        }
+        for prefix in &page.common_prefixes {
+            x.open("CommonPrefixes");
+            x.element("Prefix", &self.encode(prefix));
+            x.close("CommonPrefixes");
+        }
+    }
+
+    fn write_header(&self, x: &mut XmlWriter, bucket: &str) {
+        x.element("Name", bucket);
+        x.element("Prefix", &self.encode(&self.prefix));
+        if let Some(delimiter) = &self.delimiter {
+            x.element("Delimiter", &self.encode(delimiter));
+        }
+        x.element("MaxKeys", &self.max_keys.to_string());
+        if self.url_encoding {
+            x.element("EncodingType", "url");
+        }
+    }
+}
+
+async fn ensure_page(ctx: &Ctx<'_>, bucket: &str, page: &ListPage) -> Result<(), S3Error> {
+    // An empty page may mean a missing bucket.
+    if page.objects.is_empty() && page.common_prefixes.is_empty() {
+        ctx.gw.ensure_bucket(bucket).await?;
+    }
+    Ok(())
+}
+
+fn encode_token(start_after: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(start_after)
+}
+
+fn decode_token(token: &str) -> Result<String, S3Error> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| S3Error::InvalidArgument().with_message("The continuation token provided is incorrect"))
+}
+
+pub async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    let listing = Listing::from_request(ctx)?;
+    let token = ctx.param("continuation-token");
+    let start_after = match token {
+        Some(token) => Some(decode_token(token)?),
+        None => ctx.param("start-after").filter(|s| !s.is_empty()).map(str::to_string),
+    };
+    let page = listing.page(ctx, bucket, start_after).await?;
+    ensure_page(ctx, bucket, &page).await?;
+    let mut x = XmlWriter::new();
+    x.open("ListBucketResult");
+    listing.write_header(&mut x, bucket);
+    x.element("KeyCount", &(page.objects.len() + page.common_prefixes.len()).to_string());
+    x.element("IsTruncated", if page.truncated { "true" } else { "false" });
+    if let Some(token) = token {
+        x.element("ContinuationToken", token);
+    }
+    if let Some(start_after) = ctx.param("start-after") {
+        x.element("StartAfter", &listing.encode(start_after));
+    }
+    if page.truncated {
+        if let Some(last) = &page.last {
+            x.element("NextContinuationToken", &encode_token(last));
+        }
+    }
+    listing.write_entries(&mut x, &page, "Contents", false);
+    x.close("ListBucketResult");
+    Ok(xml_response(x))
+}
+
+pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    let listing = Listing::from_request(ctx)?;
+    let marker = ctx.param("marker").filter(|m| !m.is_empty()).map(str::to_string);
+    let page = listing.page(ctx, bucket, marker.clone()).await?;
+    ensure_page(ctx, bucket, &page).await?;
+    let mut x = XmlWriter::new();
+    x.open("ListBucketResult");
+    listing.write_header(&mut x, bucket);
+    x.element("Marker", &listing.encode(marker.as_deref().unwrap_or_default()));
+    x.element("IsTruncated", if page.truncated { "true" } else { "false" });
+    if page.truncated && listing.delimiter.is_some() {
+        if let Some(last) = &page.last {
+            x.element("NextMarker", &listing.encode(last));
+        }
+    }
+    listing.write_entries(&mut x, &page, "Contents", false);
+    x.close("ListBucketResult");
+    Ok(xml_response(x))
+}
+
+/// Without versioning every object has one version, `null`.
+pub async fn list_object_versions(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    let listing = Listing::from_request(ctx)?;
+    let key_marker = ctx.param("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
+    let page = listing.page(ctx, bucket, key_marker.clone()).await?;
+    ensure_page(ctx, bucket, &page).await?;
+    let mut x = XmlWriter::new();
+    x.open("ListVersionsResult");
+    listing.write_header(&mut x, bucket);
+    x.element("KeyMarker", &listing.encode(key_marker.as_deref().unwrap_or_default()));
+    x.element("VersionIdMarker", "");
+    x.element("IsTruncated", if page.truncated { "true" } else { "false" });
+    if page.truncated {
+        if let Some(last) = &page.last {
+            x.element("NextKeyMarker", &listing.encode(last));
+            x.element("NextVersionIdMarker", "null");
+        }
+    }
+    listing.write_entries(&mut x, &page, "Version", true);
+    x.close("ListVersionsResult");
+    Ok(xml_response(x))
+}

@@ -1,0 +1,224 @@
+//! Multipart uploads. Each part is chunked and stored on its own, so
+//! completing an upload writes only metadata.
+
+use actix_web::{web, HttpResponse};
+use jadfs_meta::api::{PartManifest, UploadInfo};
+use jadfs_meta::{Command, CommandResult, Query, QueryResult};
+
+use super::bucket::xml_response;
+use super::{iso8601, Ctx, MAX_PUT_SIZE};
+use crate::data;
+use crate::error::S3Error;
+use crate::xml::{self, XmlWriter};
+
+/// Every part but the last must be at least this large (5 MiB, as AWS).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    let metadata = ctx.object_metadata()?;
+    let upload_id = format!("{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
+    let upload = UploadInfo {
+        upload_id: upload_id.clone(),
+        key: key.to_string(),
+        owner: ctx.verified.access_key.clone(),
+        initiated_ms: jadfs_common::now_ms(),
+        metadata,
+    };
+    ctx.gw.commit(Command::CreateUpload { bucket: bucket.to_string(), key: key.to_string(), upload }).await?;
+    let mut x = XmlWriter::new();
+    x.open("InitiateMultipartUploadResult");
+    x.element("Bucket", bucket);
+    x.element("Key", key);
+    x.element("UploadId", &upload_id);
+    x.close("InitiateMultipartUploadResult");
+    Ok(xml_response(x))
+}
+
+async fn ensure_upload(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo, S3Error> {
+    let query = Query::GetUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
+    match ctx.gw.query(query).await? {
+        QueryResult::Upload(Some(upload)) => Ok(upload),
+        QueryResult::Upload(None) => {
+            ctx.gw.ensure_bucket(bucket).await?;
+            Err(S3Error::NoSuchUpload())
+        }
+        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+    }
+}
+
+pub async fn upload_part(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, S3Error> {
+    let part_number: u32 = ctx
+        .param("partNumber")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive"))?;
+    if ctx.header("x-amz-copy-source").is_some() {
+        return Err(S3Error::NotImplemented().with_message("UploadPartCopy is not implemented yet"));
+    }
+    let content_md5 = ctx.content_md5()?;
+    let mut body = ctx.object_body(payload)?;
+    if body.declared_length().is_some_and(|n| n > MAX_PUT_SIZE) {
+        return Err(S3Error::EntityTooLarge());
+    }
+    ensure_upload(ctx, bucket, key, upload_id).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
+    if content_md5.is_some_and(|md5| md5 != stored.md5) {
+        return Err(S3Error::BadDigest());
+    }
+    let etag = format!("\"{}\"", hex::encode(stored.md5));
+    let part = PartManifest {
+        size: stored.size,
+        etag: etag.clone(),
+        last_modified_ms: jadfs_common::now_ms(),
+        chunks: stored.chunks,
+    };
+    ctx.gw
+        .commit(Command::PutPart {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            part_number,
+            part,
+            placement: stored.placement,
+        })
+        .await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("etag", etag));
+    if let Some((algorithm, value)) = body.verified_checksum() {
+        response.insert_header((algorithm.header(), value.clone()));
+    }
+    Ok(response.finish())
+}
+
+pub async fn complete_multipart_upload(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(payload, xml::MAX_XML_BODY).await?;
+    let parts = xml::parse_complete(&body)?;
+    if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(S3Error::InvalidPartOrder());
+    }
+    let result = ctx
+        .gw
+        .commit(Command::CompleteUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            parts,
+            min_part_size: MIN_PART_SIZE,
+            last_modified_ms: jadfs_common::now_ms(),
+        })
+        .await;
+    let manifest = match result {
+        Ok(CommandResult::Object(manifest)) => manifest,
+        Ok(_) => return Err(S3Error::internal("complete returned no manifest")),
+        Err(e) if e.code == "NoSuchUpload" => {
+            ctx.gw.ensure_bucket(bucket).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut x = XmlWriter::new();
+    x.open("CompleteMultipartUploadResult");
+    x.element("Location", &format!("/{bucket}/{key}"));
+    x.element("Bucket", bucket);
+    x.element("Key", key);
+    x.element("ETag", &manifest.etag);
+    x.close("CompleteMultipartUploadResult");
+    Ok(xml_response(x))
+}
+
+pub async fn abort_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.commit(Command::AbortUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+    let after_part: u32 = ctx.param("part-number-marker").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let max_parts: usize = ctx.param("max-parts").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
+    let upload = ensure_upload(ctx, bucket, key, upload_id).await?;
+    let query = Query::ListParts { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), after_part, max_parts };
+    let (parts, truncated) = match ctx.gw.query(query).await? {
+        QueryResult::Parts(parts, truncated) => (parts, truncated),
+        QueryResult::Upload(None) => return Err(S3Error::NoSuchUpload()),
+        other => return Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+    };
+    let mut x = XmlWriter::new();
+    x.open("ListPartsResult");
+    x.element("Bucket", bucket);
+    x.element("Key", key);
+    x.element("UploadId", upload_id);
+    x.open("Initiator");
+    x.element("ID", &upload.owner);
+    x.close("Initiator");
+    x.open("Owner");
+    x.element("ID", &upload.owner);
+    x.close("Owner");
+    x.element("StorageClass", "STANDARD");
+    x.element("PartNumberMarker", &after_part.to_string());
+    if let Some(last) = parts.last() {
+        x.element("NextPartNumberMarker", &last.part_number.to_string());
+    }
+    x.element("MaxParts", &max_parts.to_string());
+    x.element("IsTruncated", if truncated { "true" } else { "false" });
+    for part in &parts {
+        x.open("Part");
+        x.element("PartNumber", &part.part_number.to_string());
+        x.element("LastModified", &iso8601(part.last_modified_ms));
+        x.element("ETag", &part.etag);
+        x.element("Size", &part.size.to_string());
+        x.close("Part");
+    }
+    x.close("ListPartsResult");
+    Ok(xml_response(x))
+}
+
+pub async fn list_multipart_uploads(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    let prefix = ctx.param("prefix").unwrap_or_default().to_string();
+    let after_key = ctx.param("key-marker").filter(|k| !k.is_empty()).map(str::to_string);
+    let max_uploads: usize = ctx.param("max-uploads").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
+    ctx.gw.ensure_bucket(bucket).await?;
+    let query = Query::ListUploads { bucket: bucket.into(), prefix: prefix.clone(), after_key: after_key.clone(), max_uploads };
+    let QueryResult::Uploads(uploads, truncated) = ctx.gw.query(query).await? else {
+        return Err(S3Error::internal("unexpected meta answer"));
+    };
+    let mut x = XmlWriter::new();
+    x.open("ListMultipartUploadsResult");
+    x.element("Bucket", bucket);
+    x.element("KeyMarker", after_key.as_deref().unwrap_or_default());
+    x.element("UploadIdMarker", "");
+    if let Some(last) = uploads.last() {
+        x.element("NextKeyMarker", &last.key);
+        x.element("NextUploadIdMarker", &last.upload_id);
+    }
+    x.element("Prefix", &prefix);
+    x.element("MaxUploads", &max_uploads.to_string());
+    x.element("IsTruncated", if truncated { "true" } else { "false" });
+    for upload in &uploads {
+        x.open("Upload");
+        x.element("Key", &upload.key);
+        x.element("UploadId", &upload.upload_id);
+        x.open("Initiator");
+        x.element("ID", &upload.owner);
+        x.close("Initiator");
+        x.open("Owner");
+        x.element("ID", &upload.owner);
+        x.close("Owner");
+        x.element("StorageClass", "STANDARD");
+        x.element("Initiated", &iso8601(upload.initiated_ms));
+        x.close("Upload");
+    }
+    x.close("ListMultipartUploadsResult");
+    Ok(xml_response(x))
+}

@@ -1,0 +1,300 @@
+//! Object operations: PutObject, GetObject/HeadObject, DeleteObject(s),
+//! CopyObject.
+
+use actix_web::body::SizedStream;
+use actix_web::{web, HttpResponse, HttpResponseBuilder};
+use jadfs_common::ObjectManifest;
+use jadfs_meta::api::ObjectMetadata;
+use jadfs_meta::{Command, CommandResult};
+use percent_encoding::percent_decode_str;
+
+use super::bucket::xml_response;
+use super::{http_date, iso8601, parse_http_date, Ctx, MAX_PUT_SIZE};
+use crate::data;
+use crate::error::S3Error;
+use crate::router::{validate_bucket_name, MAX_KEY_BYTES};
+use crate::xml::{self, XmlWriter, MAX_XML_BODY};
+
+const UNSUPPORTED: [&str; 7] = ["acl", "tagging", "retention", "legal-hold", "torrent", "attributes", "restore"];
+
+pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
+    UNSUPPORTED.iter().any(|name| ctx.has(name))
+}
+
+pub async fn put_object(ctx: &Ctx<'_>, bucket: &str, key: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let metadata = ctx.object_metadata()?;
+    let content_md5 = ctx.content_md5()?;
+    let mut body = ctx.object_body(payload)?;
+    if body.declared_length().is_some_and(|n| n > MAX_PUT_SIZE) {
+        return Err(S3Error::EntityTooLarge());
+    }
+    // Refuse before any byte is read when the bucket is missing.
+    ctx.gw.ensure_bucket(bucket).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
+    if content_md5.is_some_and(|md5| md5 != stored.md5) {
+        return Err(S3Error::BadDigest());
+    }
+    let checksum = body.verified_checksum().map(|(a, v)| (a.name().to_string(), v.clone()));
+    let manifest = ObjectManifest {
+        size: stored.size,
+        etag: format!("\"{}\"", hex::encode(stored.md5)),
+        last_modified_ms: jadfs_common::now_ms(),
+        content_type: metadata.content_type,
+        headers: metadata.headers,
+        user_metadata: metadata.user_metadata,
+        checksum: checksum.clone(),
+        chunks: stored.chunks,
+    };
+    let etag = manifest.etag.clone();
+    ctx.gw
+        .commit(Command::PutObject {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            manifest,
+            placement: stored.placement,
+        })
+        .await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("etag", etag));
+    if let Some((algorithm, value)) = checksum {
+        response.insert_header((format!("x-amz-checksum-{algorithm}"), value));
+    }
+    Ok(response.finish())
+}
+
+/// What the conditional headers decide for an object.
+fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error> {
+    let etag_matches = |list: &str| list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == manifest.etag.trim_matches('"'));
+    let modified_s = manifest.last_modified_ms / 1000;
+    let if_match = ctx.header("if-match");
+    if let Some(list) = if_match {
+        if !etag_matches(list) {
+            return Err(S3Error::PreconditionFailed());
+        }
+    } else if let Some(date) = ctx.header("if-unmodified-since").and_then(parse_http_date) {
+        if modified_s > date.timestamp() {
+            return Err(S3Error::PreconditionFailed());
+        }
+    }
+    if let Some(list) = ctx.header("if-none-match") {
+        if etag_matches(list) {
+            return Err(S3Error::NotModified());
+        }
+    } else if let Some(date) = ctx.header("if-modified-since").and_then(parse_http_date) {
+        if modified_s <= date.timestamp() {
+            return Err(S3Error::NotModified());
+        }
+    }
+    Ok(())
+}
+
+/// Parses a single `bytes=` range into an inclusive range of an object of
+/// `size` bytes. None: no (usable) range, serve everything.
+fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        if suffix == 0 || size == 0 {
+            return Err(S3Error::InvalidRange());
+        }
+        (size.saturating_sub(suffix), size - 1)
+    } else {
+        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let end = if last.is_empty() {
+            u64::MAX
+        } else {
+            match last.parse::<u64>() {
+                Ok(end) if end >= start => end,
+                _ => return Ok(None),
+            }
+        };
+        if start >= size {
+            return Err(S3Error::InvalidRange());
+        }
+        (start, end.min(size - 1))
+    };
+    Ok(Some(range))
+}
+
+fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &ObjectManifest) {
+    response.insert_header(("etag", manifest.etag.clone()));
+    response.insert_header(("last-modified", http_date(manifest.last_modified_ms)));
+    response.insert_header(("accept-ranges", "bytes"));
+    let content_type = manifest.content_type.clone().unwrap_or_else(|| "binary/octet-stream".into());
+    response.insert_header(("content-type", content_type));
+    for (name, value) in &manifest.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    for (name, value) in &manifest.user_metadata {
+        response.insert_header((format!("x-amz-meta-{name}"), value.as_str()));
+    }
+    if ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
+        if let Some((algorithm, value)) = &manifest.checksum {
+            response.insert_header((format!("x-amz-checksum-{algorithm}"), value.as_str()));
+        }
+    }
+    // `response-*` query parameters override headers of a GET.
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(value) = ctx.param(param) {
+            response.insert_header((header, value));
+        }
+    }
+}
+
+pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> Result<HttpResponse, S3Error> {
+    let object = ctx.gw.get_object(bucket, key).await?;
+    let manifest = &object.manifest;
+    check_conditions(ctx, manifest)?;
+    let range = match ctx.header("range") {
+        Some(value) => parse_range(value, manifest.size)?,
+        None => None,
+    };
+    let mut response = match range {
+        Some((start, end)) => {
+            let mut r = HttpResponse::PartialContent();
+            r.insert_header(("content-range", format!("bytes {start}-{end}/{}", manifest.size)));
+            r
+        }
+        None => HttpResponse::Ok(),
+    };
+    object_headers(&mut response, ctx, manifest);
+    let (start, end) = range.unwrap_or((0, manifest.size.saturating_sub(1)));
+    let length = if manifest.size == 0 { 0 } else { end - start + 1 };
+    if head {
+        response.insert_header(("content-length", length.to_string()));
+        return Ok(response.finish());
+    }
+    if length == 0 {
+        return Ok(response.body(""));
+    }
+    let stream = data::read_object(ctx.gw.clone(), object, start, end);
+    Ok(response.body(SizedStream::new(length, Box::pin(stream))))
+}
+
+pub async fn delete_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.commit(Command::DeleteObject { bucket: bucket.to_string(), key: key.to_string() }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(payload, MAX_XML_BODY).await?;
+    let request = xml::parse_delete(&body)?;
+    ctx.gw.ensure_bucket(bucket).await?;
+    let mut x = XmlWriter::new();
+    x.open("DeleteResult");
+    for key in &request.keys {
+        let result = if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            Err(S3Error::KeyTooLongError())
+        } else {
+            ctx.gw.commit(Command::DeleteObject { bucket: bucket.to_string(), key: key.clone() }).await.map(|_| ())
+        };
+        match result {
+            Ok(()) if request.quiet => {}
+            Ok(()) => {
+                x.open("Deleted");
+                x.element("Key", key);
+                x.close("Deleted");
+            }
+            Err(e) => {
+                x.open("Error");
+                x.element("Key", key);
+                x.element("Code", e.code);
+                x.element("Message", &e.message);
+                x.close("Error");
+            }
+        }
+    }
+    x.close("DeleteResult");
+    Ok(xml_response(x))
+}
+
+/// `x-amz-copy-source: [/]bucket/key[?versionId=…]`, URL-encoded.
+fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
+    let value = value.split_once("?versionId=").map(|(source, _)| source).unwrap_or(value);
+    let decoded = percent_decode_str(value).decode_utf8().map_err(|_| S3Error::InvalidArgument().with_message("Invalid copy source encoding"))?;
+    let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
+    let (bucket, key) = decoded
+        .split_once('/')
+        .filter(|(_, key)| !key.is_empty())
+        .ok_or_else(|| S3Error::InvalidArgument().with_message("Copy Source must mention the source bucket and key: sourcebucket/sourcekey"))?;
+    validate_bucket_name(bucket)?;
+    if key.len() > MAX_KEY_BYTES {
+        return Err(S3Error::KeyTooLongError());
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+pub async fn copy_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    let (src_bucket, src_key) = parse_copy_source(ctx.header("x-amz-copy-source").unwrap_or_default())?;
+    let replace = match ctx.header("x-amz-metadata-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(_) => return Err(S3Error::InvalidArgument().with_message("Unknown metadata directive.")),
+    };
+    if src_bucket == bucket && src_key == key && !replace {
+        return Err(S3Error::InvalidRequest().with_message(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
+    let result = ctx
+        .gw
+        .commit(Command::CopyObject {
+            src_bucket,
+            src_key,
+            dst_bucket: bucket.to_string(),
+            dst_key: key.to_string(),
+            metadata,
+            last_modified_ms: jadfs_common::now_ms(),
+        })
+        .await?;
+    let CommandResult::Object(manifest) = result else {
+        return Err(S3Error::internal("copy returned no manifest"));
+    };
+    let mut x = XmlWriter::new();
+    x.open("CopyObjectResult");
+    x.element("LastModified", &iso8601(manifest.last_modified_ms));
+    x.element("ETag", &manifest.etag);
+    x.close("CopyObjectResult");
+    Ok(xml_response(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_as_s3_reads_them() {
+        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range("bytes=90-500", 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-1000", 100).unwrap(), Some((0, 99)));
+        assert_eq!(parse_range("bytes=5-2", 100).unwrap(), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100).unwrap(), None);
+        assert_eq!(parse_range("items=0-1", 100).unwrap(), None);
+        assert_eq!(parse_range("bytes=100-", 100).unwrap_err().code, "InvalidRange");
+        assert_eq!(parse_range("bytes=0-0", 0).unwrap_err().code, "InvalidRange");
+        assert_eq!(parse_range("bytes=-0", 100).unwrap_err().code, "InvalidRange");
+    }
+
+    #[test]
+    fn copy_sources() {
+        assert_eq!(parse_copy_source("/src/a%20b/c").unwrap(), ("src".into(), "a b/c".into()));
+        assert_eq!(parse_copy_source("src/k?versionId=null").unwrap(), ("src".into(), "k".into()));
+        assert!(parse_copy_source("src").is_err());
+        assert!(parse_copy_source("/src/").is_err());
+    }
+}

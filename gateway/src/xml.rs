@@ -1,0 +1,213 @@
+//! S3's XML: a small writer for responses and bounded parsers for the
+//! request bodies we accept (DeleteObjects, CompleteMultipartUpload,
+//! CreateBucketConfiguration).
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::error::S3Error;
+
+pub const S3_NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Builds an XML document element by element, escaping all text.
+pub struct XmlWriter {
+    out: String,
+    first: bool,
+}
+
+impl Default for XmlWriter {
+    fn default() -> Self {
+        XmlWriter::new()
+    }
+}
+
+impl XmlWriter {
+    pub fn new() -> XmlWriter {
+        XmlWriter { out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), first: true }
+    }
+
+    /// A document whose root has no namespace, as S3's `<Error>` bodies.
+    pub fn without_namespace() -> XmlWriter {
+        XmlWriter { first: false, ..XmlWriter::new() }
+    }
+
+    /// Opens an element; the document's first element carries S3's namespace.
+    pub fn open(&mut self, name: &str) {
+        if std::mem::take(&mut self.first) {
+            self.out.push_str(&format!("<{name} xmlns=\"{S3_NAMESPACE}\">"));
+        } else {
+            self.out.push_str(&format!("<{name}>"));
+        }
+    }
+
+    pub fn close(&mut self, name: &str) {
+        self.out.push_str(&format!("</{name}>"));
+    }
+
+    pub fn element(&mut self, name: &str, text: &str) {
+        self.open(name);
+        self.out.push_str(&quick_xml::escape::escape(text));
+        self.close(name);
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// The largest XML request body we parse.
+pub const MAX_XML_BODY: usize = 2 << 20;
+
+/// A parsed XML element tree, small and bounded.
+#[derive(Debug, Default)]
+pub struct Element {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+}
+
+/// Parses a body into an element tree, refusing anything malformed, deeper
+/// than a few levels or with more than `max_elements` elements.
+pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
+    const MAX_DEPTH: usize = 8;
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut stack: Vec<Element> = vec![Element::default()];
+    let mut count = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|_| S3Error::MalformedXML())?;
+        match event {
+            Event::Start(start) => {
+                count += 1;
+                if count > max_elements || stack.len() > MAX_DEPTH {
+                    return Err(S3Error::MalformedXML());
+                }
+                let name = local_name(start.name().as_ref())?;
+                stack.push(Element { name, ..Default::default() });
+            }
+            Event::Empty(start) => {
+                count += 1;
+                if count > max_elements {
+                    return Err(S3Error::MalformedXML());
+                }
+                let name = local_name(start.name().as_ref())?;
+                stack.last_mut().expect("root is always there").children.push(Element { name, ..Default::default() });
+            }
+            Event::End(_) => {
+                let done = stack.pop().ok_or_else(S3Error::MalformedXML)?;
+                stack.last_mut().ok_or_else(S3Error::MalformedXML)?.children.push(done);
+            }
+            Event::Text(text) => {
+                let text = text.unescape().map_err(|_| S3Error::MalformedXML())?;
+                stack.last_mut().expect("root is always there").text.push_str(&text);
+            }
+            Event::CData(data) => {
+                let text = std::str::from_utf8(&data).map_err(|_| S3Error::MalformedXML())?;
+                stack.last_mut().expect("root is always there").text.push_str(text);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    let mut root = stack.pop().ok_or_else(S3Error::MalformedXML)?;
+    if !stack.is_empty() || root.children.len() != 1 {
+        return Err(S3Error::MalformedXML());
+    }
+    Ok(root.children.pop().expect("checked above"))
+}
+
+fn local_name(raw: &[u8]) -> Result<String, S3Error> {
+    let name = std::str::from_utf8(raw).map_err(|_| S3Error::MalformedXML())?;
+    Ok(name.rsplit(':').next().unwrap_or(name).to_string())
+}
+
+/// `<Delete><Quiet>…</Quiet><Object><Key>…</Key></Object>…</Delete>`
+pub struct DeleteRequest {
+    pub quiet: bool,
+    pub keys: Vec<String>,
+}
+
+pub const MAX_DELETE_KEYS: usize = 1000;
+
+pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+    let root = parse(body, 4 * MAX_DELETE_KEYS + 16)?;
+    if root.name != "Delete" {
+        return Err(S3Error::MalformedXML());
+    }
+    let quiet = root.child("Quiet").is_some_and(|q| q.text.trim() == "true");
+    let mut keys = Vec::new();
+    for object in root.children_named("Object") {
+        let key = object.child("Key").ok_or_else(S3Error::MalformedXML)?;
+        keys.push(key.text.clone());
+    }
+    if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
+        return Err(S3Error::MalformedXML());
+    }
+    Ok(DeleteRequest { quiet, keys })
+}
+
+/// `<CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>…`
+pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+    let root = parse(body, 4 * 10_000 + 16)?;
+    if root.name != "CompleteMultipartUpload" {
+        return Err(S3Error::MalformedXML());
+    }
+    let mut parts = Vec::new();
+    for part in root.children_named("Part") {
+        let number = part
+            .child("PartNumber")
+            .and_then(|n| n.text.trim().parse::<u32>().ok())
+            .ok_or_else(S3Error::MalformedXML)?;
+        let etag = part.child("ETag").map(|e| e.text.trim().to_string()).ok_or_else(S3Error::MalformedXML)?;
+        parts.push((number, etag));
+    }
+    if parts.is_empty() {
+        return Err(S3Error::MalformedXML());
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_escapes_text() {
+        let mut w = XmlWriter::new();
+        w.open("A");
+        w.element("Key", "a<b>&\"c\"");
+        w.close("A");
+        assert!(w.finish().ends_with(&format!("<A xmlns=\"{S3_NAMESPACE}\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></A>")));
+    }
+
+    #[test]
+    fn delete_request_parses_and_bounds() {
+        let body = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a&amp;b</Key></Object><Object><Key>c</Key></Object><Quiet>true</Quiet></Delete>"#;
+        let parsed = parse_delete(body).unwrap();
+        assert!(parsed.quiet);
+        assert_eq!(parsed.keys, ["a&b", "c"]);
+        for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"] {
+            assert_eq!(parse_delete(bad).err().map(|e| e.code), Some("MalformedXML"), "{}", String::from_utf8_lossy(bad));
+        }
+        let too_many: String = (0..1001).map(|i| format!("<Object><Key>{i}</Key></Object>")).collect();
+        assert!(parse_delete(format!("<Delete>{too_many}</Delete>").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = "<a>".repeat(50) + &"</a>".repeat(50);
+        assert!(parse(deep.as_bytes(), 1000).is_err());
+    }
+}

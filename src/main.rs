@@ -1,0 +1,139 @@
+//! The `jadfs` binary: one subcommand per role, and `server`, which runs
+//! them all in one process with an embedded default configuration.
+
+mod credentials;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use jadfs_common::DEFAULT_CHUNK_SIZE;
+
+#[derive(Parser)]
+#[command(name = "jadfs", version, about = "JaDFS: a self-hosted, S3-compatible storage cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Run everything on this machine: a single-voter meta node, three
+    /// storage nodes (so every chunk has three copies) and the S3 gateway.
+    Server(ServerArgs),
+    /// Run one meta node (metadata, replicated with Raft).
+    Meta(MetaArgs),
+    /// Run one storage node (chunk files and their index).
+    StorageNode(StorageNodeArgs),
+    /// Run one S3 gateway.
+    Gateway(GatewayArgs),
+}
+
+/// Settings of the S3 endpoint shared by `server` and `gateway`.
+#[derive(Args, Clone)]
+struct S3Args {
+    /// Address the S3 endpoint listens on.
+    #[arg(long, env = "JADFS_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Access key of the root credentials (default for `server`: created on
+    /// first start and kept in the data folder).
+    #[arg(long, env = "JADFS_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Secret key of the root credentials.
+    #[arg(long, env = "JADFS_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Region reported to clients.
+    #[arg(long, env = "JADFS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Domain for virtual-host-style addressing: `bucket.DOMAIN` names a bucket.
+    #[arg(long, env = "JADFS_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Size of the chunks objects are cut into, in bytes.
+    #[arg(long, env = "JADFS_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    chunk_size: u64,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    s3: S3Args,
+    /// Folder holding all data: metadata, chunks of the three storage nodes, credentials.
+    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct MetaArgs {
+    /// This node's Raft ID, unique in the meta cluster.
+    #[arg(long, env = "JADFS_NODE_ID", default_value_t = 1)]
+    node_id: u64,
+    /// Address the meta node listens on (Raft and the metadata API).
+    #[arg(long, env = "JADFS_META_LISTEN", default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+    /// Address peers and gateways reach this node at (default: the listen address).
+    #[arg(long, env = "JADFS_META_ADVERTISE")]
+    advertise: Option<String>,
+    /// Folder of the Raft log and the state machine.
+    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-meta")]
+    data_dir: PathBuf,
+    /// Start a new cluster with this node as its only voter (ignored once initialised).
+    #[arg(long, env = "JADFS_BOOTSTRAP")]
+    bootstrap: bool,
+    /// Raft heartbeat interval, in milliseconds.
+    #[arg(long, env = "JADFS_HEARTBEAT_MS", default_value_t = 150)]
+    heartbeat_ms: u64,
+    /// Minimum Raft election timeout, in milliseconds.
+    #[arg(long, env = "JADFS_ELECTION_TIMEOUT_MS", default_value_t = 750)]
+    election_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct StorageNodeArgs {
+    /// Address the storage node listens on.
+    #[arg(long, env = "JADFS_NODE_LISTEN", default_value = "127.0.0.1:9200")]
+    listen: SocketAddr,
+    /// Address gateways and peers reach this node at (default: the listen address).
+    #[arg(long, env = "JADFS_NODE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Folder of the chunk files and their index.
+    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-node")]
+    data_dir: PathBuf,
+    /// Meta nodes to register with (comma-separated `host:port`).
+    #[arg(long, env = "JADFS_META", value_delimiter = ',')]
+    meta: Vec<String>,
+    /// Failure-domain label (rack, room, …).
+    #[arg(long, env = "JADFS_ZONE")]
+    zone: Option<String>,
+    /// Largest chunk accepted, in bytes.
+    #[arg(long, env = "JADFS_MAX_CHUNK_SIZE", default_value_t = 1 << 30)]
+    max_chunk_size: u64,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    s3: S3Args,
+    /// Meta nodes (comma-separated `host:port`).
+    #[arg(long, env = "JADFS_META", value_delimiter = ',', required = true)]
+    meta: Vec<String>,
+    /// Copies of each chunk written before a PUT is acknowledged.
+    #[arg(long, env = "JADFS_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Role::Server(args) => roles::server(args).await,
+        Role::Meta(args) => roles::meta(args).await,
+        Role::StorageNode(args) => roles::storage_node(args).await,
+        Role::Gateway(args) => roles::gateway(args).await,
+    }
+}

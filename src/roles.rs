@@ -1,0 +1,179 @@
+//! Starting each role from its command-line settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use jadfs_gateway::GatewayConfig;
+use jadfs_meta::api::StorageNodeInfo;
+use jadfs_meta::{Command, MetaClient, MetaConfig};
+use jadfs_storage_node::{ChunkStore, StorageNodeConfig};
+
+use crate::credentials::Credentials;
+use crate::{GatewayArgs, MetaArgs, S3Args, ServerArgs, StorageNodeArgs};
+
+/// How often storage nodes re-register, refreshing their free space.
+const REGISTER_INTERVAL: Duration = Duration::from_secs(30);
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let (credentials, created) = match (&args.s3.access_key, &args.s3.secret_key) {
+        (Some(access_key), Some(secret_key)) => {
+            (Credentials { access_key: access_key.clone(), secret_key: secret_key.clone() }, false)
+        }
+        (None, None) => Credentials::load_or_create(&data_dir.join("credentials.json"))?,
+        _ => bail!("give both --access-key and --secret-key, or neither"),
+    };
+
+    let meta = jadfs_meta::start(&MetaConfig {
+        node_id: 1,
+        listen: "127.0.0.1:0".parse()?,
+        advertise: None,
+        data_dir: data_dir.join("meta"),
+        bootstrap: true,
+        heartbeat_ms: 150,
+        election_timeout_ms: 750,
+    })
+    .await?;
+    let mut servers = vec![serve(meta.server)];
+    jadfs_meta::wait_for_leader(&meta.raft, Duration::from_secs(30)).await?;
+    let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()]));
+
+    for i in 1..=3 {
+        let node = jadfs_storage_node::start(&StorageNodeConfig {
+            data_dir: data_dir.join(format!("node-{i}")),
+            listen: "127.0.0.1:0".parse()?,
+            max_chunk_size: args.s3.chunk_size,
+            workers: 2,
+        })?;
+        register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
+        tokio::spawn(keep_registered(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
+        servers.push(serve(node.server));
+    }
+
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, 3))?;
+    servers.push(serve(gateway.server));
+    print_banner(&gateway.addr.to_string(), &credentials, created, &data_dir.display().to_string());
+    run_until_stopped(servers).await
+}
+
+fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credentials, replicas: usize) -> GatewayConfig {
+    GatewayConfig {
+        listen: s3.listen,
+        meta_addrs,
+        credentials: HashMap::from([(credentials.access_key.clone(), credentials.secret_key.clone())]),
+        region: s3.region.clone(),
+        domain: Some(s3.domain.clone()).filter(|d| !d.is_empty()),
+        chunk_size: s3.chunk_size,
+        replicas,
+        workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+    }
+}
+
+fn print_banner(endpoint: &str, credentials: &Credentials, created: bool, data_dir: &str) {
+    let endpoint = format!("http://{endpoint}");
+    let kept = if created { "created now and kept" } else { "kept" };
+    println!(
+        "JaDFS is running.\n\
+         \n  S3 endpoint: {endpoint}\n  access key:  {access}\n  secret key:  {secret}\n  data folder: {data_dir} (credentials {kept} in credentials.json)\n\
+         \nTry it:\n  export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1\n  \
+         aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n  \
+         aws --endpoint-url {endpoint} s3 cp ./some-file s3://my-bucket/\n  \
+         aws --endpoint-url {endpoint} s3 ls s3://my-bucket\n",
+        access = credentials.access_key,
+        secret = credentials.secret_key,
+    );
+}
+
+pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
+    let meta = jadfs_meta::start(&MetaConfig {
+        node_id: args.node_id,
+        listen: args.listen,
+        advertise: args.advertise,
+        data_dir: args.data_dir,
+        bootstrap: args.bootstrap,
+        heartbeat_ms: args.heartbeat_ms,
+        election_timeout_ms: args.election_timeout_ms,
+    })
+    .await?;
+    println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
+    run_until_stopped(vec![serve(meta.server)]).await
+}
+
+pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
+    let node = jadfs_storage_node::start(&StorageNodeConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        max_chunk_size: args.max_chunk_size,
+        workers: 2,
+    })?;
+    let addr = args.advertise.unwrap_or_else(|| node.addr.to_string());
+    if !args.meta.is_empty() {
+        let meta = Arc::new(MetaClient::new(args.meta));
+        register_storage_node(&meta, &node.store, &addr, args.zone.clone()).await?;
+        tokio::spawn(keep_registered(meta, node.store.clone(), addr.clone(), args.zone));
+    }
+    println!("JaDFS storage node {} listening on {addr}", node.store.node_id());
+    run_until_stopped(vec![serve(node.server)]).await
+}
+
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let (Some(access_key), Some(secret_key)) = (args.s3.access_key.clone(), args.s3.secret_key.clone()) else {
+        bail!("a gateway needs --access-key and --secret-key (or JADFS_ACCESS_KEY and JADFS_SECRET_KEY)");
+    };
+    let credentials = Credentials { access_key, secret_key };
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, args.replicas))?;
+    println!("JaDFS S3 endpoint: http://{}", gateway.addr);
+    run_until_stopped(vec![serve(gateway.server)]).await
+}
+
+async fn register_storage_node(
+    meta: &MetaClient,
+    store: &ChunkStore,
+    addr: &str,
+    zone: Option<String>,
+) -> anyhow::Result<()> {
+    let (free_bytes, capacity_bytes) = store.disk_space();
+    let node = StorageNodeInfo {
+        id: store.node_id(),
+        addr: addr.to_string(),
+        zone,
+        capacity_bytes,
+        free_bytes,
+        registered_ms: jadfs_common::now_ms(),
+    };
+    meta.write(&Command::RegisterNode { node }).await.context("registering the storage node")?;
+    Ok(())
+}
+
+async fn keep_registered(meta: Arc<MetaClient>, store: Arc<ChunkStore>, addr: String, zone: Option<String>) {
+    loop {
+        tokio::time::sleep(REGISTER_INTERVAL).await;
+        if let Err(e) = register_storage_node(&meta, &store, &addr, zone.clone()).await {
+            tracing::warn!(error = %e, "storage node registration failed; will retry");
+        }
+    }
+}
+
+/// Starts serving: an actix server runs only while its future is polled.
+fn serve(server: actix_web::dev::Server) -> actix_web::dev::ServerHandle {
+    let handle = server.handle();
+    tokio::spawn(server);
+    handle
+}
+
+/// Serves until SIGINT or SIGTERM, then stops every server gracefully.
+async fn run_until_stopped(handles: Vec<actix_web::dev::ServerHandle>) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping");
+    for handle in handles {
+        handle.stop(true).await;
+    }
+    Ok(())
+}
