@@ -106,7 +106,7 @@ impl Gateway {
         }
     }
 
-    async fn storage_nodes(&self, refresh: bool) -> Result<Vec<StorageNodeInfo>, S3Error> {
+    pub async fn storage_nodes(&self, refresh: bool) -> Result<Vec<StorageNodeInfo>, S3Error> {
         {
             let cache = self.nodes.read().await;
             if !refresh && cache.fetched.is_some_and(|t| t.elapsed() < NODE_CACHE_TTL) {

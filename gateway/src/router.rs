@@ -20,11 +20,55 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `-` cannot start a bucket name, so these never shadow a bucket.
-    cfg.route("/-/health", web::get().to(health)).default_service(web::to(dispatch));
+    cfg.route("/-/health", web::get().to(health))
+        .route("/-/stats", web::get().to(stats))
+        .default_service(web::to(dispatch));
 }
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok")
+}
+
+/// Cluster counters (meta and every storage node) as JSON, for operators
+/// and tests; signed like any S3 request.
+async fn stats(req: HttpRequest, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    let result = async {
+        authenticate(&req, &gw)?;
+        let meta = gw.query(jadfs_meta::Query::Stats).await?;
+        let mut nodes = Vec::new();
+        for node in gw.storage_nodes(true).await? {
+            match gw.storage.stats(&node.addr).await {
+                Ok(stats) => nodes.push(serde_json::json!({ "addr": node.addr, "stats": stats })),
+                Err(e) => nodes.push(serde_json::json!({ "addr": node.addr, "error": e.to_string() })),
+            }
+        }
+        let jadfs_meta::QueryResult::Stats(meta) = meta else {
+            return Err(S3Error::internal("unexpected meta answer"));
+        };
+        Ok::<_, S3Error>(serde_json::json!({ "meta": meta, "nodes": nodes }))
+    }
+    .await;
+    match result {
+        Ok(json) => HttpResponse::Ok().json(json),
+        Err(e) => e.to_response(req.uri().path(), "-", false),
+    }
+}
+
+fn request_parts(req: &HttpRequest) -> RequestParts<'_> {
+    RequestParts {
+        method: req.method().as_str(),
+        raw_path: req.uri().path(),
+        raw_query: req.uri().query().unwrap_or(""),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+    }
+}
+
+fn authenticate(req: &HttpRequest, gw: &Gateway) -> Result<sigv4::Verified, S3Error> {
+    sigv4::verify(&request_parts(req), Utc::now(), |key| gw.secret_of(key))
 }
 
 async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
@@ -46,17 +90,7 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
 
 async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
     let raw_query = req.uri().query().unwrap_or("");
-    let parts = RequestParts {
-        method: req.method().as_str(),
-        raw_path: req.uri().path(),
-        raw_query,
-        headers: req
-            .headers()
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect(),
-    };
-    let verified = sigv4::verify(&parts, Utc::now(), |key| gw.secret_of(key))?;
+    let verified = authenticate(req, &gw)?;
     let (bucket, key) = resolve_target(req, gw.config.domain.as_deref())?;
     let ctx = Ctx { req, gw, verified, query: sigv4::parse_query(raw_query) };
     let method = req.method().clone();

@@ -159,7 +159,9 @@ async fn head_chunk(store: Store, id: web::Path<String>) -> Result<HttpResponse,
     let id = parse_id(&id)?;
     let store = store.get_ref().clone();
     let info = blocking(move || store.info(&id)).await?;
-    Ok(HttpResponse::Ok().insert_header((header::CONTENT_LENGTH, info.size)).finish())
+    // actix keeps a set Content-Length only for a stream body.
+    let no_body = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    Ok(HttpResponse::Ok().no_chunking(info.size).streaming(no_body))
 }
 
 async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, NodeError> {

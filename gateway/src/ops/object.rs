@@ -121,7 +121,9 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
     Ok(Some(range))
 }
 
-fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &ObjectManifest) {
+/// Headers of a GET or HEAD answer; `whole` when the full object is returned
+/// (the stored checksum describes only the whole object).
+fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &ObjectManifest, whole: bool) {
     response.insert_header(("etag", manifest.etag.clone()));
     response.insert_header(("last-modified", http_date(manifest.last_modified_ms)));
     response.insert_header(("accept-ranges", "bytes"));
@@ -133,7 +135,7 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
     for (name, value) in &manifest.user_metadata {
         response.insert_header((format!("x-amz-meta-{name}"), value.as_str()));
     }
-    if ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
+    if whole && ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
         if let Some((algorithm, value)) = &manifest.checksum {
             response.insert_header((format!("x-amz-checksum-{algorithm}"), value.as_str()));
         }
@@ -169,12 +171,14 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
         }
         None => HttpResponse::Ok(),
     };
-    object_headers(&mut response, ctx, manifest);
+    object_headers(&mut response, ctx, manifest, range.is_none());
     let (start, end) = range.unwrap_or((0, manifest.size.saturating_sub(1)));
     let length = if manifest.size == 0 { 0 } else { end - start + 1 };
     if head {
-        response.insert_header(("content-length", length.to_string()));
-        return Ok(response.finish());
+        // A HEAD answer carries the length its GET would have, and no body.
+        // (actix keeps a set Content-Length only for a stream body).
+        let no_body = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+        return Ok(response.no_chunking(length).streaming(no_body));
     }
     if length == 0 {
         return Ok(response.body(""));

@@ -1,0 +1,385 @@
+//! End to end against a real `jadfs server` process, driven by the
+//! `aws-sdk-s3` crate: what an S3 user sees.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use common::*;
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("<none>").to_string()
+}
+
+fn status<E, R: std::fmt::Debug>(e: &aws_sdk_s3::error::SdkError<E, R>) -> u16
+where
+    R: HttpStatus,
+{
+    e.raw_response().map(|r| r.status_code()).unwrap_or(0)
+}
+
+trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = client.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn buckets_are_created_listed_and_deleted_with_s3_errors() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("alpha").send().await.unwrap();
+    s3.create_bucket().bucket("beta.2").send().await.unwrap();
+
+    let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&again), "BucketAlreadyOwnedByYou");
+    assert_eq!(status(&again), 409);
+
+    let names: Vec<String> =
+        s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(String::from)).collect();
+    assert_eq!(names, ["alpha", "beta.2"]);
+
+    s3.head_bucket().bucket("alpha").send().await.unwrap();
+    let missing = s3.head_bucket().bucket("gamma").send().await.unwrap_err();
+    assert_eq!(status(&missing), 404);
+    let location = s3.get_bucket_location().bucket("alpha").send().await.unwrap();
+    assert!(location.location_constraint().is_none_or(|c| c.as_str().is_empty()));
+
+    s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let not_empty = s3.delete_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&not_empty), "BucketNotEmpty");
+    assert_eq!(status(&not_empty), 409);
+
+    s3.delete_object().bucket("alpha").key("k").send().await.unwrap();
+    s3.delete_bucket().bucket("alpha").send().await.unwrap();
+    let gone = s3.list_objects_v2().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&gone), "NoSuchBucket");
+    let gone = s3.get_object().bucket("alpha").key("k").send().await.unwrap_err();
+    assert_eq!(code(&gone), "NoSuchBucket");
+    let put_gone = s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(status(&put_gone), 404);
+}
+
+#[tokio::test]
+async fn objects_of_every_size_round_trip_across_chunk_boundaries() {
+    // 4 MiB chunks: the 200 MiB object spans 50 of them.
+    let server = Server::start_with(&["--chunk-size", "4194304"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("data").send().await.unwrap();
+    for (i, size) in [0usize, 1, 5 << 20, 200 << 20].into_iter().enumerate() {
+        let data = random_bytes(size, i as u64);
+        let key = format!("object-{size}");
+        let put = s3.put_object().bucket("data").key(&key).body(ByteStream::from(data.clone())).send().await.unwrap();
+        assert_eq!(put.e_tag().unwrap(), format!("\"{:x}\"", md5_digest(&data)));
+        let back = get_bytes(&s3, "data", &key).await;
+        assert_eq!(back.len(), size);
+        assert_eq!(sha256(&back), sha256(&data), "{key}");
+        let head = s3.head_object().bucket("data").key(&key).send().await.unwrap();
+        assert_eq!(head.content_length(), Some(size as i64));
+    }
+
+    // Ranges within a chunk, across chunk boundaries, suffixes, and past the end.
+    let big = random_bytes(200 << 20, 3);
+    for (range, start, end) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=4194300-4194400", 4194300, 4194400),
+        ("bytes=10000000-30000000", 10000000, 30000000),
+        ("bytes=-100", big.len() - 100, big.len() - 1),
+        ("bytes=209715000-", 209715000, big.len() - 1),
+    ] {
+        let out = s3.get_object().bucket("data").key("object-209715200").range(range).send().await.unwrap();
+        assert_eq!(out.content_range().unwrap(), format!("bytes {start}-{end}/{}", big.len()));
+        let bytes = out.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&bytes[..], &big[start..=end], "{range}");
+    }
+    let past = s3.get_object().bucket("data").key("object-1").range("bytes=5-9").send().await.unwrap_err();
+    assert_eq!(code(&past), "InvalidRange");
+    assert_eq!(status(&past), 416);
+
+    // Conditional reads.
+    let head = s3.head_object().bucket("data").key("object-1").send().await.unwrap();
+    let etag = head.e_tag().unwrap().to_string();
+    let not_modified = s3.get_object().bucket("data").key("object-1").if_none_match(&etag).send().await.unwrap_err();
+    assert_eq!(status(&not_modified), 304);
+    let failed = s3.get_object().bucket("data").key("object-1").if_match("\"nope\"").send().await.unwrap_err();
+    assert_eq!(status(&failed), 412);
+    s3.get_object().bucket("data").key("object-1").if_match(&etag).send().await.unwrap();
+
+    let missing = s3.get_object().bucket("data").key("nope").send().await.unwrap_err();
+    assert_eq!(code(&missing), "NoSuchKey");
+}
+
+fn md5_digest(data: &[u8]) -> u128 {
+    use md5::{Digest, Md5};
+    u128::from_be_bytes(Md5::digest(data).into())
+}
+
+#[tokio::test]
+async fn equal_content_is_stored_once_and_copies_share_chunks() {
+    let server = Server::start_with(&["--chunk-size", "1048576"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("dedup").send().await.unwrap();
+    let data = random_bytes(3 << 20, 42); // three 1 MiB chunks
+    s3.put_object().bucket("dedup").key("one").body(ByteStream::from(data.clone())).send().await.unwrap();
+    let after_first = server.stats().await;
+    s3.put_object().bucket("dedup").key("two").body(ByteStream::from(data.clone())).send().await.unwrap();
+    s3.copy_object().bucket("dedup").key("three").copy_source("dedup/one").send().await.unwrap();
+    let after_copies = server.stats().await;
+
+    assert_eq!(after_first["meta"]["chunks"], 3);
+    assert_eq!(after_copies["meta"]["chunks"], 3, "{after_copies}");
+    assert_eq!(after_copies["meta"]["objects"], 3);
+    let nodes = after_copies["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for node in nodes {
+        assert_eq!(node["stats"]["chunks"], 3, "every node holds each chunk once: {node}");
+        assert_eq!(node["stats"]["bytes"], 3 << 20);
+    }
+    assert_eq!(get_bytes(&s3, "dedup", "three").await, data);
+
+    // The chunks are released only when no object uses them.
+    s3.delete_object().bucket("dedup").key("one").send().await.unwrap();
+    s3.delete_object().bucket("dedup").key("two").send().await.unwrap();
+    assert_eq!(server.stats().await["meta"]["chunks"], 3);
+    s3.delete_object().bucket("dedup").key("three").send().await.unwrap();
+    let after_delete = server.stats().await;
+    assert_eq!(after_delete["meta"]["chunks"], 0);
+    assert_eq!(after_delete["meta"]["orphaned_chunks"], 3);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_everything() {
+    let mut server = Server::start_with(&["--chunk-size", "1048576"]);
+    let data = random_bytes(5 << 20, 7);
+    {
+        let s3 = server.client();
+        s3.create_bucket().bucket("keep").send().await.unwrap();
+        s3.put_object().bucket("keep").key("a/b").body(ByteStream::from(data.clone())).content_type("text/x-test").metadata("color", "blue").send().await.unwrap();
+        s3.put_object().bucket("keep").key("empty").body(ByteStream::from_static(b"")).send().await.unwrap();
+    }
+    server.restart();
+    let s3 = server.client();
+    assert_eq!(get_bytes(&s3, "keep", "a/b").await, data);
+    let head = s3.head_object().bucket("keep").key("a/b").send().await.unwrap();
+    assert_eq!(head.content_type(), Some("text/x-test"));
+    assert_eq!(head.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
+    let keys: Vec<String> = s3.list_objects_v2().bucket("keep").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+    assert_eq!(keys, ["a/b", "empty"]);
+    // And it keeps accepting writes.
+    s3.put_object().bucket("keep").key("after").body(ByteStream::from_static(b"after restart")).send().await.unwrap();
+    assert_eq!(get_bytes(&s3, "keep", "after").await, b"after restart");
+}
+
+#[tokio::test]
+async fn hostile_keys_are_stored_as_themselves_and_never_touch_the_filesystem() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("keys").send().await.unwrap();
+    let keys = [
+        "../escape",
+        "../../../../etc/passwd",
+        "%2e%2e/percent",
+        "a/./b/../c",
+        "with spaces and +plus",
+        "ünïcödé/日本語/🚀",
+        "trailing/",
+        "query?x=1&y=2#frag",
+        "back\\slash",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        s3.put_object().bucket("keys").key(*key).body(ByteStream::from(format!("value {i}").into_bytes())).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(get_bytes(&s3, "keys", key).await, format!("value {i}").into_bytes(), "{key}");
+    }
+    let listed: Vec<String> = s3.list_objects_v2().bucket("keys").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Nothing outside the data folder's own layout was created.
+    let mut names = Vec::new();
+    collect_names(server.data_dir(), &mut names);
+    for name in &names {
+        assert!(
+            !(name.contains("passwd") || name.contains("escape") || name.contains("percent") || name.contains(' ')),
+            "a key reached the filesystem: {name}"
+        );
+    }
+
+    let long_key = "k".repeat(1025);
+    let err = s3.put_object().bucket("keys").key(&long_key).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(status(&err), 400);
+    assert_eq!(code(&err), "KeyTooLongError");
+    let max_key = "k".repeat(1024);
+    s3.put_object().bucket("keys").key(&max_key).body(ByteStream::from_static(b"x")).send().await.unwrap();
+
+    for bad in ["ab", "Upper", "bad_name", "-dash", "a..b", "192.168.0.1"] {
+        let err = s3.create_bucket().bucket(bad).send().await.unwrap_err();
+        assert_eq!(status(&err), 400, "{bad}");
+        assert_eq!(code(&err), "InvalidBucketName", "{bad}");
+    }
+}
+
+fn collect_names(dir: &std::path::Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        if path.is_dir() {
+            collect_names(&path, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_with_prefixes_delimiters_and_markers() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("list").send().await.unwrap();
+    let keys = ["a.txt", "docs/1.md", "docs/2.md", "docs/deep/3.md", "photos/2024/x.jpg", "photos/2025/y.jpg", "z"];
+    for key in keys {
+        s3.put_object().bucket("list").key(key).body(ByteStream::from_static(b"1")).send().await.unwrap();
+    }
+
+    // V2, two entries a page, with a delimiter: folders fold into prefixes.
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3.list_objects_v2().bucket("list").delimiter("/").max_keys(2).set_continuation_token(token.clone()).send().await.unwrap();
+        seen.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
+        seen.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(String::from)));
+        if !page.is_truncated().unwrap_or(false) {
+            break;
+        }
+        token = page.next_continuation_token().map(String::from);
+    }
+    seen.sort();
+    assert_eq!(seen, ["a.txt", "docs/", "photos/", "z"]);
+
+    let docs = s3.list_objects_v2().bucket("list").prefix("docs/").delimiter("/").send().await.unwrap();
+    let doc_keys: Vec<&str> = docs.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(doc_keys, ["docs/1.md", "docs/2.md"]);
+    assert_eq!(docs.common_prefixes()[0].prefix(), Some("docs/deep/"));
+    assert_eq!(docs.key_count(), Some(3));
+
+    let after = s3.list_objects_v2().bucket("list").start_after("docs/2.md").send().await.unwrap();
+    assert_eq!(after.contents()[0].key(), Some("docs/deep/3.md"));
+
+    // V1 with markers, one key a page.
+    let mut v1 = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = s3.list_objects().bucket("list").max_keys(1).set_marker(marker.clone()).send().await.unwrap();
+        let key = page.contents()[0].key().unwrap().to_string();
+        v1.push(key.clone());
+        if !page.is_truncated().unwrap_or(false) {
+            break;
+        }
+        marker = Some(key);
+    }
+    assert_eq!(v1, keys);
+
+    // DeleteObjects removes several keys at once.
+    let objects: Vec<ObjectIdentifier> = ["a.txt", "z", "never-existed"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+    let deleted = s3.delete_objects().bucket("list").delete(Delete::builder().set_objects(Some(objects)).build().unwrap()).send().await.unwrap();
+    assert_eq!(deleted.deleted().len(), 3);
+    let remaining = s3.list_objects_v2().bucket("list").send().await.unwrap();
+    assert_eq!(remaining.key_count(), Some(5));
+}
+
+#[tokio::test]
+async fn multipart_uploads_assemble_parts_without_copying() {
+    let server = Server::start_with(&["--chunk-size", "2097152"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("mpu").send().await.unwrap();
+    let part1 = random_bytes(5 << 20, 1);
+    let part2 = random_bytes(3 << 20, 2);
+    let upload = s3.create_multipart_upload().bucket("mpu").key("big").content_type("application/x-big").send().await.unwrap();
+    let upload_id = upload.upload_id().unwrap();
+
+    let too_small = random_bytes(1 << 20, 9);
+    let mut completed = Vec::new();
+    for (number, data) in [(1, &too_small), (1, &part1), (2, &part2)] {
+        // Part 1 is first uploaded too small, then replaced.
+        let out = s3.upload_part().bucket("mpu").key("big").upload_id(upload_id).part_number(number).body(ByteStream::from(data.clone())).send().await.unwrap();
+        completed.retain(|p: &CompletedPart| p.part_number() != Some(number));
+        completed.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
+    }
+    let parts = s3.list_parts().bucket("mpu").key("big").upload_id(upload_id).send().await.unwrap();
+    assert_eq!(parts.parts().len(), 2);
+    assert_eq!(parts.parts()[0].size(), Some(5 << 20));
+
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(done.e_tag().unwrap().ends_with("-2\""), "{:?}", done.e_tag());
+    let mut whole = part1.clone();
+    whole.extend_from_slice(&part2);
+    assert_eq!(sha256(&get_bytes(&s3, "mpu", "big").await), sha256(&whole));
+    let head = s3.head_object().bucket("mpu").key("big").send().await.unwrap();
+    assert_eq!(head.content_type(), Some("application/x-big"));
+
+    // Completing with a part too small is refused; an unknown upload is NoSuchUpload.
+    let second = s3.create_multipart_upload().bucket("mpu").key("small").send().await.unwrap();
+    let id = second.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for number in 1..=2 {
+        let out = s3.upload_part().bucket("mpu").key("small").upload_id(id).part_number(number).body(ByteStream::from(vec![number as u8; 1024])).send().await.unwrap();
+        parts.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
+    }
+    let err = s3.complete_multipart_upload().bucket("mpu").key("small").upload_id(id).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build()).send().await.unwrap_err();
+    assert_eq!(code(&err), "EntityTooSmall");
+    s3.abort_multipart_upload().bucket("mpu").key("small").upload_id(id).send().await.unwrap();
+    let err = s3.list_parts().bucket("mpu").key("small").upload_id(id).send().await.unwrap_err();
+    assert_eq!(code(&err), "NoSuchUpload");
+    let orphaned = server.stats().await["meta"]["orphaned_chunks"].as_u64().unwrap();
+    assert!(orphaned >= 1, "the replaced and aborted parts' chunks are released");
+}
+
+#[tokio::test]
+async fn copy_object_keeps_or_replaces_metadata() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("src").send().await.unwrap();
+    s3.create_bucket().bucket("dst").send().await.unwrap();
+    s3.put_object().bucket("src").key("orig name").body(ByteStream::from_static(b"copy me")).content_type("text/plain").metadata("k", "v").send().await.unwrap();
+
+    s3.copy_object().bucket("dst").key("kept").copy_source("src/orig%20name").send().await.unwrap();
+    let kept = s3.head_object().bucket("dst").key("kept").send().await.unwrap();
+    assert_eq!(kept.content_type(), Some("text/plain"));
+    assert_eq!(kept.metadata().unwrap().get("k").map(String::as_str), Some("v"));
+
+    s3.copy_object()
+        .bucket("dst")
+        .key("replaced")
+        .copy_source("src/orig%20name")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("application/json")
+        .send()
+        .await
+        .unwrap();
+    let replaced = s3.head_object().bucket("dst").key("replaced").send().await.unwrap();
+    assert_eq!(replaced.content_type(), Some("application/json"));
+    assert!(replaced.metadata().is_none_or(|m| m.is_empty()));
+    assert_eq!(get_bytes(&s3, "dst", "replaced").await, b"copy me");
+
+    let to_itself = s3.copy_object().bucket("src").key("orig name").copy_source("src/orig%20name").send().await.unwrap_err();
+    assert_eq!(code(&to_itself), "InvalidRequest");
+    let missing = s3.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await.unwrap_err();
+    assert_eq!(code(&missing), "NoSuchKey");
+}
