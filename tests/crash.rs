@@ -45,7 +45,8 @@ async fn acknowledged_puts_survive_kill_9_and_partial_ones_stay_invisible() {
                     let key = format!("round-{round}/writer-{writer}/object-{n}");
                     n += 1;
                     let body = body_for(&key);
-                    let put = s3.put_object().bucket("crash").key(&key).body(ByteStream::from(body.clone())).send().await;
+                    let put =
+                        s3.put_object().bucket("crash").key(&key).body(ByteStream::from(body.clone())).send().await;
                     if put.is_ok() {
                         acknowledged.lock().unwrap().insert(key, sha256(&body));
                     }
@@ -69,7 +70,8 @@ async fn acknowledged_puts_survive_kill_9_and_partial_ones_stay_invisible() {
         let s3 = server.client();
         let expected = acknowledged.lock().unwrap().clone();
         for (key, digest) in &expected {
-            let object = s3.get_object().bucket("crash").key(key).send().await.unwrap_or_else(|e| panic!("lost {key}: {e:?}"));
+            let object =
+                s3.get_object().bucket("crash").key(key).send().await.unwrap_or_else(|e| panic!("lost {key}: {e:?}"));
             let bytes = object.body.collect().await.unwrap().into_bytes();
             assert_eq!(&sha256(&bytes), digest, "{key} changed after the crash");
         }
@@ -79,7 +81,18 @@ async fn acknowledged_puts_survive_kill_9_and_partial_ones_stay_invisible() {
             let page = s3.list_objects_v2().bucket("crash").set_continuation_token(token).send().await.unwrap();
             for object in page.contents() {
                 let key = object.key().unwrap();
-                let bytes = s3.get_object().bucket("crash").key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+                let bytes = s3
+                    .get_object()
+                    .bucket("crash")
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes();
                 assert_eq!(bytes.to_vec(), body_for(key), "listed object {key} is not whole");
                 assert_eq!(object.size(), Some(bytes.len() as i64));
             }

@@ -11,21 +11,8 @@ fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_string()
 }
 
-fn status<E, R: std::fmt::Debug>(e: &aws_sdk_s3::error::SdkError<E, R>) -> u16
-where
-    R: HttpStatus,
-{
-    e.raw_response().map(|r| r.status_code()).unwrap_or(0)
-}
-
-trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
+fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+    e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
 async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
@@ -65,7 +52,8 @@ async fn buckets_are_created_listed_and_deleted_with_s3_errors() {
     assert_eq!(code(&gone), "NoSuchBucket");
     let gone = s3.get_object().bucket("alpha").key("k").send().await.unwrap_err();
     assert_eq!(code(&gone), "NoSuchBucket");
-    let put_gone = s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let put_gone =
+        s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(status(&put_gone), 404);
 }
 
@@ -163,7 +151,15 @@ async fn a_restart_keeps_everything() {
     {
         let s3 = server.client();
         s3.create_bucket().bucket("keep").send().await.unwrap();
-        s3.put_object().bucket("keep").key("a/b").body(ByteStream::from(data.clone())).content_type("text/x-test").metadata("color", "blue").send().await.unwrap();
+        s3.put_object()
+            .bucket("keep")
+            .key("a/b")
+            .body(ByteStream::from(data.clone()))
+            .content_type("text/x-test")
+            .metadata("color", "blue")
+            .send()
+            .await
+            .unwrap();
         s3.put_object().bucket("keep").key("empty").body(ByteStream::from_static(b"")).send().await.unwrap();
     }
     server.restart();
@@ -172,7 +168,16 @@ async fn a_restart_keeps_everything() {
     let head = s3.head_object().bucket("keep").key("a/b").send().await.unwrap();
     assert_eq!(head.content_type(), Some("text/x-test"));
     assert_eq!(head.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
-    let keys: Vec<String> = s3.list_objects_v2().bucket("keep").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+    let keys: Vec<String> = s3
+        .list_objects_v2()
+        .bucket("keep")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
     assert_eq!(keys, ["a/b", "empty"]);
     // And it keeps accepting writes.
     s3.put_object().bucket("keep").key("after").body(ByteStream::from_static(b"after restart")).send().await.unwrap();
@@ -196,12 +201,27 @@ async fn hostile_keys_are_stored_as_themselves_and_never_touch_the_filesystem() 
         "back\\slash",
     ];
     for (i, key) in keys.iter().enumerate() {
-        s3.put_object().bucket("keys").key(*key).body(ByteStream::from(format!("value {i}").into_bytes())).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        s3.put_object()
+            .bucket("keys")
+            .key(*key)
+            .body(ByteStream::from(format!("value {i}").into_bytes()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
     }
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(get_bytes(&s3, "keys", key).await, format!("value {i}").into_bytes(), "{key}");
     }
-    let listed: Vec<String> = s3.list_objects_v2().bucket("keys").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+    let listed: Vec<String> = s3
+        .list_objects_v2()
+        .bucket("keys")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort();
     assert_eq!(listed, expected);
@@ -217,7 +237,8 @@ async fn hostile_keys_are_stored_as_themselves_and_never_touch_the_filesystem() 
     }
 
     let long_key = "k".repeat(1025);
-    let err = s3.put_object().bucket("keys").key(&long_key).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err =
+        s3.put_object().bucket("keys").key(&long_key).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(status(&err), 400);
     assert_eq!(code(&err), "KeyTooLongError");
     let max_key = "k".repeat(1024);
@@ -254,7 +275,15 @@ async fn listing_pages_with_prefixes_delimiters_and_markers() {
     let mut seen = Vec::new();
     let mut token = None;
     loop {
-        let page = s3.list_objects_v2().bucket("list").delimiter("/").max_keys(2).set_continuation_token(token.clone()).send().await.unwrap();
+        let page = s3
+            .list_objects_v2()
+            .bucket("list")
+            .delimiter("/")
+            .max_keys(2)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
         seen.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
         seen.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(String::from)));
         if !page.is_truncated().unwrap_or(false) {
@@ -289,8 +318,15 @@ async fn listing_pages_with_prefixes_delimiters_and_markers() {
     assert_eq!(v1, keys);
 
     // DeleteObjects removes several keys at once.
-    let objects: Vec<ObjectIdentifier> = ["a.txt", "z", "never-existed"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
-    let deleted = s3.delete_objects().bucket("list").delete(Delete::builder().set_objects(Some(objects)).build().unwrap()).send().await.unwrap();
+    let objects: Vec<ObjectIdentifier> =
+        ["a.txt", "z", "never-existed"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+    let deleted = s3
+        .delete_objects()
+        .bucket("list")
+        .delete(Delete::builder().set_objects(Some(objects)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.deleted().len(), 3);
     let remaining = s3.list_objects_v2().bucket("list").send().await.unwrap();
     assert_eq!(remaining.key_count(), Some(5));
@@ -303,14 +339,24 @@ async fn multipart_uploads_assemble_parts_without_copying() {
     s3.create_bucket().bucket("mpu").send().await.unwrap();
     let part1 = random_bytes(5 << 20, 1);
     let part2 = random_bytes(3 << 20, 2);
-    let upload = s3.create_multipart_upload().bucket("mpu").key("big").content_type("application/x-big").send().await.unwrap();
+    let upload =
+        s3.create_multipart_upload().bucket("mpu").key("big").content_type("application/x-big").send().await.unwrap();
     let upload_id = upload.upload_id().unwrap();
 
     let too_small = random_bytes(1 << 20, 9);
     let mut completed = Vec::new();
     for (number, data) in [(1, &too_small), (1, &part1), (2, &part2)] {
         // Part 1 is first uploaded too small, then replaced.
-        let out = s3.upload_part().bucket("mpu").key("big").upload_id(upload_id).part_number(number).body(ByteStream::from(data.clone())).send().await.unwrap();
+        let out = s3
+            .upload_part()
+            .bucket("mpu")
+            .key("big")
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
         completed.retain(|p: &CompletedPart| p.part_number() != Some(number));
         completed.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
     }
@@ -339,10 +385,27 @@ async fn multipart_uploads_assemble_parts_without_copying() {
     let id = second.upload_id().unwrap();
     let mut parts = Vec::new();
     for number in 1..=2 {
-        let out = s3.upload_part().bucket("mpu").key("small").upload_id(id).part_number(number).body(ByteStream::from(vec![number as u8; 1024])).send().await.unwrap();
+        let out = s3
+            .upload_part()
+            .bucket("mpu")
+            .key("small")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(vec![number as u8; 1024]))
+            .send()
+            .await
+            .unwrap();
         parts.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
     }
-    let err = s3.complete_multipart_upload().bucket("mpu").key("small").upload_id(id).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build()).send().await.unwrap_err();
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("small")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "EntityTooSmall");
     s3.abort_multipart_upload().bucket("mpu").key("small").upload_id(id).send().await.unwrap();
     let err = s3.list_parts().bucket("mpu").key("small").upload_id(id).send().await.unwrap_err();
@@ -357,7 +420,15 @@ async fn copy_object_keeps_or_replaces_metadata() {
     let s3 = server.client();
     s3.create_bucket().bucket("src").send().await.unwrap();
     s3.create_bucket().bucket("dst").send().await.unwrap();
-    s3.put_object().bucket("src").key("orig name").body(ByteStream::from_static(b"copy me")).content_type("text/plain").metadata("k", "v").send().await.unwrap();
+    s3.put_object()
+        .bucket("src")
+        .key("orig name")
+        .body(ByteStream::from_static(b"copy me"))
+        .content_type("text/plain")
+        .metadata("k", "v")
+        .send()
+        .await
+        .unwrap();
 
     s3.copy_object().bucket("dst").key("kept").copy_source("src/orig%20name").send().await.unwrap();
     let kept = s3.head_object().bucket("dst").key("kept").send().await.unwrap();
@@ -378,7 +449,8 @@ async fn copy_object_keeps_or_replaces_metadata() {
     assert!(replaced.metadata().is_none_or(|m| m.is_empty()));
     assert_eq!(get_bytes(&s3, "dst", "replaced").await, b"copy me");
 
-    let to_itself = s3.copy_object().bucket("src").key("orig name").copy_source("src/orig%20name").send().await.unwrap_err();
+    let to_itself =
+        s3.copy_object().bucket("src").key("orig name").copy_source("src/orig%20name").send().await.unwrap_err();
     assert_eq!(code(&to_itself), "InvalidRequest");
     let missing = s3.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await.unwrap_err();
     assert_eq!(code(&missing), "NoSuchKey");

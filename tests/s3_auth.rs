@@ -42,7 +42,8 @@ async fn wrong_credentials_skew_and_anonymous_requests_are_refused() {
 
     let url = format!("{}/", server.endpoint);
     let twenty_minutes_ago = SystemTime::now() - Duration::from_secs(20 * 60);
-    let skewed = signed_at(reqwest::Method::GET, &url, &[], Vec::new(), ACCESS_KEY, SECRET_KEY, twenty_minutes_ago, None).await;
+    let skewed =
+        signed_at(reqwest::Method::GET, &url, &[], Vec::new(), ACCESS_KEY, SECRET_KEY, twenty_minutes_ago, None).await;
     expect_error(skewed, 403, "RequestTimeTooSkewed").await;
 
     let anonymous = reqwest::get(&url).await.unwrap();
@@ -69,7 +70,13 @@ async fn presigned_urls_work_until_they_expire() {
     let response = reqwest::Client::new().put(put.uri()).body("presigned body").send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
-    let get = s3.get_object().bucket("pre").key("via presigned put").presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap()).await.unwrap();
+    let get = s3
+        .get_object()
+        .bucket("pre")
+        .key("via presigned put")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
     let response = reqwest::get(get.uri()).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "presigned body");
@@ -153,7 +160,11 @@ async fn put_signed_chunked(server: &Server, key: &str, chunks: &[&[u8]], tamper
     let probe = signed_chunked_body(chunks, &"0".repeat(64), time);
     let decoded_s = decoded.to_string();
     let length_s = probe.len().to_string();
-    let headers = [("content-encoding", "aws-chunked"), ("x-amz-decoded-content-length", decoded_s.as_str()), ("content-length", length_s.as_str())];
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", decoded_s.as_str()),
+        ("content-length", length_s.as_str()),
+    ];
     let (all, seed) = sign_request("PUT", &url, &headers, &[], ACCESS_KEY, SECRET_KEY, time, Some(mode));
     let mut body = signed_chunked_body(chunks, &seed, time);
     if tamper {
@@ -204,11 +215,21 @@ async fn unsigned_trailers_are_checked_against_the_body() {
             ("x-amz-trailer", "x-amz-checksum-crc32"),
         ];
         let mode = Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER");
-        let response = signed_at(reqwest::Method::PUT, &url, &headers, body, ACCESS_KEY, SECRET_KEY, SystemTime::now(), mode).await;
+        let response =
+            signed_at(reqwest::Method::PUT, &url, &headers, body, ACCESS_KEY, SECRET_KEY, SystemTime::now(), mode)
+                .await;
         if expect_ok {
             assert_eq!(response.headers().get("x-amz-checksum-crc32").unwrap(), checksum);
             assert_eq!(response.status(), 200);
-            let head = server.client().head_object().bucket("trail").key(key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
+            let head = server
+                .client()
+                .head_object()
+                .bucket("trail")
+                .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(head.checksum_crc32(), Some(checksum));
         } else {
             expect_error(response, 400, "BadDigest").await;
@@ -227,15 +248,29 @@ async fn bad_bodies_and_digests_change_nothing() {
     // The signed payload hash does not match the body.
     let url = format!("{}/bad/mismatch", server.endpoint);
     let hash_of_other = sha256(b"other body");
-    let response = signed_at(reqwest::Method::PUT, &url, &[], b"this body".to_vec(), ACCESS_KEY, SECRET_KEY, SystemTime::now(), Some(&hash_of_other)).await;
+    let response = signed_at(
+        reqwest::Method::PUT,
+        &url,
+        &[],
+        b"this body".to_vec(),
+        ACCESS_KEY,
+        SECRET_KEY,
+        SystemTime::now(),
+        Some(&hash_of_other),
+    )
+    .await;
     expect_error(response, 400, "XAmzContentSHA256Mismatch").await;
     assert!(!object_exists(&server, "bad", "mismatch").await);
 
     // Content-MD5 that does not match.
     let wrong_md5 = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
-    let response = signed(reqwest::Method::PUT, &url, &[("content-md5", &wrong_md5)], b"body".to_vec(), ACCESS_KEY, SECRET_KEY).await;
+    let response =
+        signed(reqwest::Method::PUT, &url, &[("content-md5", &wrong_md5)], b"body".to_vec(), ACCESS_KEY, SECRET_KEY)
+            .await;
     expect_error(response, 400, "BadDigest").await;
-    let response = signed(reqwest::Method::PUT, &url, &[("content-md5", "not base64!")], b"body".to_vec(), ACCESS_KEY, SECRET_KEY).await;
+    let response =
+        signed(reqwest::Method::PUT, &url, &[("content-md5", "not base64!")], b"body".to_vec(), ACCESS_KEY, SECRET_KEY)
+            .await;
     expect_error(response, 400, "InvalidDigest").await;
     assert!(!object_exists(&server, "bad", "mismatch").await);
 
@@ -264,10 +299,13 @@ async fn bad_bodies_and_digests_change_nothing() {
     let body = b"<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>\"a\"</ETag></Part><Part><PartNumber>1</PartNumber><ETag>\"b\"</ETag></Part></CompleteMultipartUpload>".to_vec();
     let response = signed(reqwest::Method::POST, &url, &[], body, ACCESS_KEY, SECRET_KEY).await;
     expect_error(response, 400, "InvalidPartOrder").await;
-    let body = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part></CompleteMultipartUpload>".to_vec();
+    let body =
+        b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part></CompleteMultipartUpload>"
+            .to_vec();
     let response = signed(reqwest::Method::POST, &url, &[], body, ACCESS_KEY, SECRET_KEY).await;
     expect_error(response, 400, "InvalidPart").await;
     let url = format!("{}/bad/mp?uploadId=nope", server.endpoint);
-    let response = signed(reqwest::Method::PUT, &format!("{url}&partNumber=1"), &[], b"x".to_vec(), ACCESS_KEY, SECRET_KEY).await;
+    let response =
+        signed(reqwest::Method::PUT, &format!("{url}&partNumber=1"), &[], b"x".to_vec(), ACCESS_KEY, SECRET_KEY).await;
     expect_error(response, 404, "NoSuchUpload").await;
 }

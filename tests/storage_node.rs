@@ -134,11 +134,13 @@ async fn ranges_and_reconciliation() {
         assert_eq!(stored["id"], sha256(data));
     }
     let kept_id = sha256(&kept);
-    let response = http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=100-199").send().await.unwrap();
+    let response =
+        http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=100-199").send().await.unwrap();
     assert_eq!(response.status(), 206);
     assert_eq!(response.headers()["content-range"], "bytes 100-199/1000000");
     assert_eq!(&response.bytes().await.unwrap()[..], &kept[100..200]);
-    let response = http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=1000000-").send().await.unwrap();
+    let response =
+        http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=1000000-").send().await.unwrap();
     assert_eq!(response.status(), 416);
     let whole = http.get(node.url(&format!("/v1/chunks/{kept_id}"))).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256(&whole), kept_id);

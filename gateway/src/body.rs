@@ -277,7 +277,8 @@ async fn next_chunked(
             return Ok(None);
         }
         if *chunk_left > 0 {
-            let bytes = reader.take((*chunk_left).min(MAX_PIECE as u64) as usize).await?.ok_or_else(S3Error::IncompleteBody)?;
+            let bytes =
+                reader.take((*chunk_left).min(MAX_PIECE as u64) as usize).await?.ok_or_else(S3Error::IncompleteBody)?;
             *chunk_left -= bytes.len() as u64;
             if *chunk_left == 0 {
                 expect_crlf(reader).await?;
@@ -289,7 +290,8 @@ async fn next_chunked(
         let size = u64::from_str_radix(size_hex.trim(), 16).map_err(|_| malformed())?;
         let signature = extension.trim().strip_prefix("chunk-signature=");
         if let Some(signer) = signer {
-            let signature = signature.ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("A chunk signature is missing."))?;
+            let signature = signature
+                .ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("A chunk signature is missing."))?;
             if size as usize > MAX_SIGNED_CHUNK {
                 return Err(malformed());
             }
@@ -345,7 +347,8 @@ async fn read_trailers(
     if let Some(signer) = signer {
         if !trailers.is_empty() || signature.is_some() {
             let canonical: String = trailers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
-            let signature = signature.ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("The trailer signature is missing."))?;
+            let signature = signature
+                .ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("The trailer signature is missing."))?;
             signer.verify_trailer(&canonical, &signature)?;
         }
     }

@@ -6,7 +6,7 @@ use std::io;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use jadfs_common::{ChunkId, ChunkRef, ChunkPutResponse, NodeId};
+use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
 use jadfs_meta::api::{LocatedObject, StorageNodeInfo};
 use jadfs_storage_node::client::{ClientError, StorageClient};
 use md5::{Digest, Md5};
@@ -105,7 +105,10 @@ impl ChunkWriter {
                     Ok(Err(e)) => e.to_string(),
                     other => format!("{other:?}"),
                 };
-                return Err(unavailable(format!("storage node {} failed during a chunk write: {reason}", self.nodes[i])));
+                return Err(unavailable(format!(
+                    "storage node {} failed during a chunk write: {reason}",
+                    self.nodes[i]
+                )));
             }
         }
         Ok(())

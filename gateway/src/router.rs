@@ -102,7 +102,12 @@ async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> R
     }
 }
 
-async fn dispatch_bucket(ctx: &Ctx<'_>, method: &Method, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+async fn dispatch_bucket(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    bucket: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, S3Error> {
     use ops::{bucket as b, list, multipart as mp};
     match *method {
         Method::GET if ctx.has("location") => b::get_bucket_location(ctx, bucket).await,
@@ -187,7 +192,8 @@ pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
     let bytes = name.as_bytes();
     let valid_chars = bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let ip_like = name.split('.').count() == 4 && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let ip_like =
+        name.split('.').count() == 4 && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     let ok = (3..=63).contains(&bytes.len())
         && valid_chars
         && alnum(bytes[0])
@@ -213,16 +219,24 @@ mod tests {
         for good in ["abc", "my-bucket.2024", "a1b", &"a".repeat(63)] {
             assert!(validate_bucket_name(good).is_ok(), "{good}");
         }
-        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64), "xn--abc", "..", "a/b"] {
+        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64), "xn--abc", "..", "a/b"]
+        {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn targets_path_and_virtual_host_style() {
-        let req = TestRequest::get().uri("/bucket/dir/%2E%2E/a%20b").insert_header(("host", "localhost:9000")).to_http_request();
-        assert_eq!(resolve_target(&req, Some("localhost")).unwrap(), (Some("bucket".into()), Some("dir/../a b".into())));
-        let req = TestRequest::get().uri("/k%C3%A9y").insert_header(("host", "bucket.localhost:9000")).to_http_request();
+        let req = TestRequest::get()
+            .uri("/bucket/dir/%2E%2E/a%20b")
+            .insert_header(("host", "localhost:9000"))
+            .to_http_request();
+        assert_eq!(
+            resolve_target(&req, Some("localhost")).unwrap(),
+            (Some("bucket".into()), Some("dir/../a b".into()))
+        );
+        let req =
+            TestRequest::get().uri("/k%C3%A9y").insert_header(("host", "bucket.localhost:9000")).to_http_request();
         assert_eq!(resolve_target(&req, Some("localhost")).unwrap(), (Some("bucket".into()), Some("kéy".into())));
         let req = TestRequest::get().uri("/").insert_header(("host", "localhost")).to_http_request();
         assert_eq!(resolve_target(&req, Some("localhost")).unwrap(), (None, None));

@@ -161,20 +161,25 @@ fn verify_header(
 ) -> Result<Verified, S3Error> {
     let auth = parse_auth_header(auth)?;
     let secret = secret_of(&auth.scope.access_key).ok_or_else(S3Error::InvalidAccessKeyId)?;
-    let amz_date = req
-        .header("x-amz-date")
-        .ok_or_else(|| S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header"))?;
-    let date = parse_amz_date(amz_date)
-        .ok_or_else(|| S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header"))?;
+    let amz_date = req.header("x-amz-date").ok_or_else(|| {
+        S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header")
+    })?;
+    let date = parse_amz_date(amz_date).ok_or_else(|| {
+        S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header")
+    })?;
     if (now - date).num_seconds().abs() > MAX_SKEW_SECONDS {
         return Err(S3Error::RequestTimeTooSkewed());
     }
     if !amz_date.starts_with(&auth.scope.date) {
-        return Err(S3Error::SignatureDoesNotMatch().with_message("The credential date does not match the request date."));
+        return Err(
+            S3Error::SignatureDoesNotMatch().with_message("The credential date does not match the request date.")
+        );
     }
     let payload_hash = req
         .header("x-amz-content-sha256")
-        .ok_or_else(|| S3Error::InvalidRequest().with_message("Missing required header for this request: x-amz-content-sha256"))?
+        .ok_or_else(|| {
+            S3Error::InvalidRequest().with_message("Missing required header for this request: x-amz-content-sha256")
+        })?
         .to_string();
     let payload = match payload_hash.as_str() {
         UNSIGNED_PAYLOAD => PayloadMode::Unsigned,
@@ -185,7 +190,9 @@ fn verify_header(
             PayloadMode::Sha256(hash.to_ascii_lowercase())
         }
         _ => {
-            return Err(S3Error::InvalidArgument().with_message("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, or a SHA-256 hex digest"));
+            return Err(S3Error::InvalidArgument().with_message(
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, or a SHA-256 hex digest",
+            ));
         }
     };
     if !auth.signed_headers.iter().any(|h| h == "host") {
@@ -211,7 +218,8 @@ fn verify_presigned(
 ) -> Result<Verified, S3Error> {
     let params = parse_query(req.raw_query);
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let malformed = |what: &str| S3Error::AccessDenied().with_message(format!("Query-string authentication requires {what}."));
+    let malformed =
+        |what: &str| S3Error::AccessDenied().with_message(format!("Query-string authentication requires {what}."));
     if get("X-Amz-Algorithm") != Some(ALGORITHM) {
         return Err(malformed("X-Amz-Algorithm=AWS4-HMAC-SHA256"));
     }
@@ -232,8 +240,11 @@ fn verify_presigned(
     if !amz_date.starts_with(&scope.date) {
         return Err(S3Error::SignatureDoesNotMatch());
     }
-    let signed_headers: Vec<String> =
-        get("X-Amz-SignedHeaders").ok_or_else(|| malformed("X-Amz-SignedHeaders"))?.split(';').map(str::to_string).collect();
+    let signed_headers: Vec<String> = get("X-Amz-SignedHeaders")
+        .ok_or_else(|| malformed("X-Amz-SignedHeaders"))?
+        .split(';')
+        .map(str::to_string)
+        .collect();
     let payload_hash = get("X-Amz-Content-Sha256").unwrap_or(UNSIGNED_PAYLOAD).to_string();
     let canonical = canonical_request(req, &signed_headers, &payload_hash, Some("X-Amz-Signature"))?;
     let key = signing_key(&secret, &scope);

@@ -189,7 +189,9 @@ mod tests {
         w.open("A");
         w.element("Key", "a<b>&\"c\"");
         w.close("A");
-        assert!(w.finish().ends_with(&format!("<A xmlns=\"{S3_NAMESPACE}\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></A>")));
+        assert!(w
+            .finish()
+            .ends_with(&format!("<A xmlns=\"{S3_NAMESPACE}\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></A>")));
     }
 
     #[test]
@@ -198,8 +200,14 @@ mod tests {
         let parsed = parse_delete(body).unwrap();
         assert!(parsed.quiet);
         assert_eq!(parsed.keys, ["a&b", "c"]);
-        for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"] {
-            assert_eq!(parse_delete(bad).err().map(|e| e.code), Some("MalformedXML"), "{}", String::from_utf8_lossy(bad));
+        for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"]
+        {
+            assert_eq!(
+                parse_delete(bad).err().map(|e| e.code),
+                Some("MalformedXML"),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let too_many: String = (0..1001).map(|i| format!("<Object><Key>{i}</Key></Object>")).collect();
         assert!(parse_delete(format!("<Delete>{too_many}</Delete>").as_bytes()).is_err());

@@ -20,12 +20,26 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// command needs is inside it (times included): applying it is deterministic.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Command {
-    CreateBucket { name: String, owner: String, created_ms: i64 },
-    DeleteBucket { name: String },
+    CreateBucket {
+        name: String,
+        owner: String,
+        created_ms: i64,
+    },
+    DeleteBucket {
+        name: String,
+    },
     /// Creates or replaces `key`; `placement[i]` lists the storage nodes that
     /// hold `manifest.chunks[i]`.
-    PutObject { bucket: String, key: String, manifest: ObjectManifest, placement: Vec<Vec<NodeId>> },
-    DeleteObject { bucket: String, key: String },
+    PutObject {
+        bucket: String,
+        key: String,
+        manifest: ObjectManifest,
+        placement: Vec<Vec<NodeId>>,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
     /// A new manifest over the source's chunks: no bytes move. With
     /// `metadata`, the copy's metadata is replaced instead of kept.
     CopyObject {
@@ -36,10 +50,23 @@ pub enum Command {
         metadata: Option<ObjectMetadata>,
         last_modified_ms: i64,
     },
-    RegisterNode { node: StorageNodeInfo },
-    CreateUpload { bucket: String, key: String, upload: UploadInfo },
+    RegisterNode {
+        node: StorageNodeInfo,
+    },
+    CreateUpload {
+        bucket: String,
+        key: String,
+        upload: UploadInfo,
+    },
     /// Adds or replaces one part of a multipart upload.
-    PutPart { bucket: String, key: String, upload_id: String, part_number: u32, part: PartManifest, placement: Vec<Vec<NodeId>> },
+    PutPart {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part_number: u32,
+        part: PartManifest,
+        placement: Vec<Vec<NodeId>>,
+    },
     /// Joins the listed parts into the object: only metadata is written.
     CompleteUpload {
         bucket: String,
@@ -51,7 +78,11 @@ pub enum Command {
         min_part_size: u64,
         last_modified_ms: i64,
     },
-    AbortUpload { bucket: String, key: String, upload_id: String },
+    AbortUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
 }
 
 /// A multipart upload in progress.

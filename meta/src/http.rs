@@ -43,7 +43,9 @@ where
     E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<u64, openraft::BasicNode>>,
 {
     match error.forward_to_leader::<openraft::BasicNode>() {
-        Some(forward) => MetaError::ForwardToLeader { leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()) },
+        Some(forward) => {
+            MetaError::ForwardToLeader { leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()) }
+        }
         None => MetaError::Unavailable(error.to_string()),
     }
 }

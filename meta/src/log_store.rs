@@ -2,6 +2,9 @@
 //! and the committed index are fsync'd before openraft is told they are
 //! durable.
 
+// openraft's storage traits return its StorageError; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -132,7 +135,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let vote = *vote;
         self.blocking(move |conn| {
-            Self::put_json(conn, "vote", &vote).map_err(|_| StorageIOError::write_vote(&std::io::Error::other("vote")).into())
+            Self::put_json(conn, "vote", &vote)
+                .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("vote")).into())
         })
         .await
     }

@@ -63,20 +63,13 @@ impl PeerConnection {
         Err: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}/raft/{path}", self.addr);
-        let response = self
-            .http
-            .post(url)
-            .timeout(option.hard_ttl())
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+        let response = self.http.post(url).timeout(option.hard_ttl()).json(request).send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         let result: Result<Resp, Err> = response.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -3,6 +3,9 @@
 //! Each batch of Raft entries is applied in one transaction together with the
 //! last-applied log id, so the state on disk always matches a log position.
 
+// openraft's storage traits return its StorageError; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -202,7 +205,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        let received = self.receiving.take().ok_or_else(|| snapshot_error(&io::Error::other("no snapshot was being received")))?;
+        let received =
+            self.receiving.take().ok_or_else(|| snapshot_error(&io::Error::other("no snapshot was being received")))?;
         snapshot.sync_all().await.map_err(|e| snapshot_error(&e))?;
         drop(snapshot);
         let conn = self.conn.clone();
@@ -274,8 +278,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(|e| snapshot_error(&e))??;
-        let file =
-            tokio::fs::File::open(self.snapshot_dir.join("current.db")).await.map_err(|e| snapshot_error(&e))?;
+        let file = tokio::fs::File::open(self.snapshot_dir.join("current.db")).await.map_err(|e| snapshot_error(&e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
@@ -292,9 +295,11 @@ fn bucket_owner(tx: &Connection, name: &str) -> rusqlite::Result<Option<String>>
 
 fn load_manifest(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<ObjectManifest>> {
     let raw: Option<Vec<u8>> = conn
-        .query_row("SELECT manifest FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT manifest FROM objects WHERE bucket = ?1 AND key = ?2",
+            params![bucket, key.as_bytes()],
+            |r| r.get(0),
+        )
         .optional()?;
     raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
         .transpose()
@@ -367,16 +372,16 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 manifest.user_metadata = metadata.user_metadata.clone();
             }
             manifest.last_modified_ms = *last_modified_ms;
-            let placement = manifest
-                .chunks
-                .iter()
-                .map(|c| chunk_nodes(tx, &c.id))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let placement =
+                manifest.chunks.iter().map(|c| chunk_nodes(tx, &c.id)).collect::<rusqlite::Result<Vec<_>>>()?;
             store_object(tx, dst_bucket, dst_key, &manifest, &placement, log_index)?;
             Ok(CommandResult::Object(manifest))
         }
         Command::RegisterNode { node } => {
-            tx.execute("INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)", params![node.id as i64, to_json(node)?])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)",
+                params![node.id as i64, to_json(node)?],
+            )?;
             Ok(CommandResult::Done)
         }
         Command::CreateUpload { bucket, key, upload } => {
@@ -417,7 +422,9 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             for (i, (number, etag)) in parts.iter().enumerate() {
                 let part = match load_part(tx, upload_id, *number)? {
                     Some(part) if part.etag.trim_matches('"') == etag.trim_matches('"') => part,
-                    _ => return fail(MetaError::InvalidPart(format!("part {number} with ETag {etag} was not uploaded"))),
+                    _ => {
+                        return fail(MetaError::InvalidPart(format!("part {number} with ETag {etag} was not uploaded")))
+                    }
                 };
                 if i + 1 < parts.len() && part.size < *min_part_size {
                     return fail(MetaError::EntityTooSmall(*number));
@@ -481,7 +488,8 @@ fn load_part(conn: &Connection, upload_id: &str, number: u32) -> rusqlite::Resul
 }
 
 fn load_parts(conn: &Connection, upload_id: &str) -> rusqlite::Result<Vec<(u32, PartManifest)>> {
-    let mut stmt = conn.prepare_cached("SELECT part_number, manifest FROM parts WHERE upload_id = ?1 ORDER BY part_number")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT part_number, manifest FROM parts WHERE upload_id = ?1 ORDER BY part_number")?;
     let rows = stmt.query_map([upload_id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     let mut parts = Vec::new();
     for row in rows {
@@ -598,7 +606,8 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
     Ok(match query {
         Query::ListBuckets => {
             let mut stmt = conn.prepare_cached("SELECT name, owner, created_ms FROM buckets ORDER BY name")?;
-            let rows = stmt.query_map([], |r| Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? }))?;
+            let rows =
+                stmt.query_map([], |r| Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? }))?;
             QueryResult::Buckets(rows.collect::<rusqlite::Result<_>>()?)
         }
         Query::GetBucket { name } => QueryResult::Bucket(
@@ -635,7 +644,12 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
             let mut parts: Vec<PartEntry> = load_parts(conn, upload_id)?
                 .into_iter()
                 .filter(|(n, _)| n > after_part)
-                .map(|(part_number, p)| PartEntry { part_number, size: p.size, etag: p.etag, last_modified_ms: p.last_modified_ms })
+                .map(|(part_number, p)| PartEntry {
+                    part_number,
+                    size: p.size,
+                    etag: p.etag,
+                    last_modified_ms: p.last_modified_ms,
+                })
                 .collect();
             let truncated = parts.len() > *max_parts;
             parts.truncate(*max_parts);
@@ -647,7 +661,9 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
                  ORDER BY key, upload_id LIMIT ?4",
             )?;
             let after = after_key.as_ref().map(|k| k.as_bytes().to_vec());
-            let rows = stmt.query_map(params![bucket, prefix.as_bytes(), after, (*max_uploads + 1) as i64], |r| r.get::<_, Vec<u8>>(0))?;
+            let rows = stmt.query_map(params![bucket, prefix.as_bytes(), after, (*max_uploads + 1) as i64], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?;
             let mut uploads: Vec<UploadInfo> = Vec::new();
             for raw in rows {
                 let upload: UploadInfo = from_json(&raw?)?;
@@ -831,10 +847,13 @@ mod tests {
     fn listing_pages_with_prefix_and_delimiter() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
-        for key in ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"] {
+        for key in
+            ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"]
+        {
             object(&conn, key);
         }
-        let everything = ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"];
+        let everything =
+            ["a", "b/1", "b/2", "b/3/x", "c", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "z\u{ff}"];
         for max_keys in [1, 2, 3, 1000] {
             assert_eq!(list(&conn, "", None, max_keys), everything, "max_keys {max_keys}");
             assert_eq!(list(&conn, "", Some("/"), max_keys), ["a", "b/*", "c", "photos/*", "z\u{ff}"]);

@@ -50,7 +50,12 @@ impl StorageClient {
     }
 
     /// Stores a chunk whose ID is known; the node refuses bytes that hash to anything else.
-    pub async fn put_chunk_with_id(&self, addr: &str, id: &ChunkId, body: Bytes) -> Result<ChunkPutResponse, ClientError> {
+    pub async fn put_chunk_with_id(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+        body: Bytes,
+    ) -> Result<ChunkPutResponse, ClientError> {
         let response = self.send(addr, self.http.put(format!("http://{addr}/v1/chunks/{id}")).body(body)).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
@@ -76,7 +81,12 @@ impl StorageClient {
         Ok(())
     }
 
-    pub async fn list_chunks(&self, addr: &str, after: Option<&ChunkId>, limit: usize) -> Result<Vec<ChunkInfo>, ClientError> {
+    pub async fn list_chunks(
+        &self,
+        addr: &str,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkInfo>, ClientError> {
         let mut url = format!("http://{addr}/v1/chunks?limit={limit}");
         if let Some(after) = after {
             url.push_str(&format!("&after={after}"));

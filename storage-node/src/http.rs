@@ -206,7 +206,8 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64), NodeError> {
     let spec = value.strip_prefix("bytes=").ok_or(NodeError::RangeNotSatisfiable)?;
     let (a, b) = spec.split_once('-').ok_or(NodeError::RangeNotSatisfiable)?;
     let start: u64 = a.parse().map_err(|_| NodeError::RangeNotSatisfiable)?;
-    let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| NodeError::RangeNotSatisfiable)? };
+    let end: u64 =
+        if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| NodeError::RangeNotSatisfiable)? };
     if start > end || end >= size {
         return Err(NodeError::RangeNotSatisfiable);
     }

@@ -45,26 +45,17 @@ impl ChunkIndex {
     pub fn get(&self, id: &ChunkId) -> Result<Option<ChunkInfo>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT size, stored_at_ms FROM chunks WHERE id = ?1",
-                params![id.as_bytes()],
-                |row| {
-                    Ok(ChunkInfo {
-                        id: *id,
-                        size: row.get::<_, i64>(0)? as u64,
-                        stored_at_ms: row.get(1)?,
-                    })
-                },
-            )
+            .query_row("SELECT size, stored_at_ms FROM chunks WHERE id = ?1", params![id.as_bytes()], |row| {
+                Ok(ChunkInfo { id: *id, size: row.get::<_, i64>(0)? as u64, stored_at_ms: row.get(1)? })
+            })
             .optional()?)
     }
 
     /// Up to `limit` chunks with an ID greater than `after`, in ID order.
     pub fn list(&self, after: Option<&ChunkId>, limit: usize) -> Result<Vec<ChunkInfo>, StoreError> {
         let after: &[u8] = after.map(|a| &a.as_bytes()[..]).unwrap_or(&[]);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, size, stored_at_ms FROM chunks WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, size, stored_at_ms FROM chunks WHERE id > ?1 ORDER BY id LIMIT ?2")?;
         let rows = stmt.query_map(params![after, limit as i64], |row| {
             let raw: Vec<u8> = row.get(0)?;
             Ok((raw, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))

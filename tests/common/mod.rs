@@ -73,9 +73,9 @@ impl Server {
                 }
             }
         });
-        self.endpoint = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("jadfs server did not start; log:\n{}", self.log())
-        });
+        self.endpoint = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("jadfs server did not start; log:\n{}", self.log()));
         self.child = Some(child);
     }
 
@@ -213,8 +213,7 @@ pub fn sign_request(
     use aws_sigv4::sign::v4;
 
     let payload_hash = payload_mode.map(str::to_string).unwrap_or_else(|| sha256(body));
-    let mut all: Vec<(String, String)> =
-        headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     all.push(("x-amz-content-sha256".into(), payload_hash.clone()));
     let identity = Credentials::new(access_key, secret_key, None, None, "test").into();
     let mut settings = SigningSettings::default();

@@ -11,8 +11,23 @@ use crate::xml::{self, XmlWriter};
 /// Bucket subresources we do not serve yet: answering them as if they were
 /// a listing or a create would mislead the client.
 const UNSUPPORTED: [&str; 17] = [
-    "acl", "policy", "lifecycle", "cors", "website", "logging", "notification", "replication", "tagging",
-    "encryption", "object-lock", "requestPayment", "accelerate", "analytics", "inventory", "metrics", "ownershipControls",
+    "acl",
+    "policy",
+    "lifecycle",
+    "cors",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "tagging",
+    "encryption",
+    "object-lock",
+    "requestPayment",
+    "accelerate",
+    "analytics",
+    "inventory",
+    "metrics",
+    "ownershipControls",
 ];
 
 pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {

@@ -22,7 +22,9 @@ struct Listing {
 impl Listing {
     fn from_request(ctx: &Ctx) -> Result<Listing, S3Error> {
         let max_keys = match ctx.param("max-keys") {
-            Some(v) => v.parse::<i64>().map_err(|_| S3Error::InvalidArgument().with_message("Provided max-keys not an integer or within integer range"))?,
+            Some(v) => v.parse::<i64>().map_err(|_| {
+                S3Error::InvalidArgument().with_message("Provided max-keys not an integer or within integer range")
+            })?,
             None => MAX_KEYS as i64,
         };
         if max_keys < 0 {
@@ -31,7 +33,9 @@ impl Listing {
         let url_encoding = match ctx.param("encoding-type") {
             None => false,
             Some(t) if t.eq_ignore_ascii_case("url") => true,
-            Some(_) => return Err(S3Error::InvalidArgument().with_message("Invalid Encoding Method specified in Request")),
+            Some(_) => {
+                return Err(S3Error::InvalidArgument().with_message("Invalid Encoding Method specified in Request"))
+            }
         };
         Ok(Listing {
             prefix: ctx.param("prefix").unwrap_or_default().to_string(),

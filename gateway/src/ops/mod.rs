@@ -24,7 +24,8 @@ pub const MAX_PUT_SIZE: u64 = 5 << 30;
 pub const MAX_USER_METADATA: usize = 2048;
 
 /// Headers S3 stores with an object and returns on GET and HEAD.
-const STORED_HEADERS: [&str; 5] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+const STORED_HEADERS: [&str; 5] =
+    ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
 
 /// A verified request on its way to an operation.
 pub struct Ctx<'a> {
@@ -52,12 +53,15 @@ impl Ctx<'_> {
     pub fn object_body(&self, payload: web::Payload) -> Result<ObjectBody, S3Error> {
         let number = |name: &str| -> Result<Option<u64>, S3Error> {
             self.header(name)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| S3Error::InvalidArgument().with_message(format!("Invalid {name}"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| S3Error::InvalidArgument().with_message(format!("Invalid {name}")))
+                })
                 .transpose()
         };
-        let checksum_header = Algorithm::ALL
-            .into_iter()
-            .find_map(|a| self.header(&a.header()).map(|v| (a, v.trim().to_string())));
+        let checksum_header =
+            Algorithm::ALL.into_iter().find_map(|a| self.header(&a.header()).map(|v| (a, v.trim().to_string())));
         let trailer_checksum = match self.header("x-amz-trailer") {
             Some(name) => Some(
                 Algorithm::from_header(name.trim())
@@ -103,7 +107,8 @@ impl Ctx<'_> {
     /// The decoded `Content-MD5` header, if sent.
     pub fn content_md5(&self) -> Result<Option<[u8; 16]>, S3Error> {
         let Some(value) = self.header("content-md5") else { return Ok(None) };
-        let bytes = base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| S3Error::InvalidDigest())?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| S3Error::InvalidDigest())?;
         bytes.try_into().map(Some).map_err(|_| S3Error::InvalidDigest())
     }
 
@@ -114,7 +119,12 @@ impl Ctx<'_> {
             if let Some(value) = self.header(name) {
                 let value = if name == "content-encoding" {
                     // aws-chunked is framing, not a property of the object.
-                    value.split(',').map(str::trim).filter(|p| *p != "aws-chunked" && !p.is_empty()).collect::<Vec<_>>().join(",")
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| *p != "aws-chunked" && !p.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 } else {
                     value.to_string()
                 };
@@ -127,7 +137,8 @@ impl Ctx<'_> {
         let mut total = 0;
         for (name, value) in self.req.headers() {
             if let Some(short) = name.as_str().strip_prefix("x-amz-meta-") {
-                let value = value.to_str().map_err(|_| S3Error::InvalidArgument().with_message("Metadata must be ASCII"))?;
+                let value =
+                    value.to_str().map_err(|_| S3Error::InvalidArgument().with_message("Metadata must be ASCII"))?;
                 total += short.len() + value.len();
                 user_metadata.push((short.to_string(), value.to_string()));
             }

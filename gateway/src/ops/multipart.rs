@@ -54,11 +54,10 @@ pub async fn upload_part(
     upload_id: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
-    let part_number: u32 = ctx
-        .param("partNumber")
-        .and_then(|n| n.parse().ok())
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive"))?;
+    let part_number: u32 =
+        ctx.param("partNumber").and_then(|n| n.parse().ok()).filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
+            || S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive"),
+        )?;
     if ctx.header("x-amz-copy-source").is_some() {
         return Err(S3Error::NotImplemented().with_message("UploadPartCopy is not implemented yet"));
     }
@@ -139,7 +138,12 @@ pub async fn complete_multipart_upload(
     Ok(xml_response(x))
 }
 
-pub async fn abort_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+pub async fn abort_multipart_upload(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<HttpResponse, S3Error> {
     ctx.gw.commit(Command::AbortUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -148,7 +152,8 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
     let after_part: u32 = ctx.param("part-number-marker").and_then(|n| n.parse().ok()).unwrap_or(0);
     let max_parts: usize = ctx.param("max-parts").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
     let upload = ensure_upload(ctx, bucket, key, upload_id).await?;
-    let query = Query::ListParts { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), after_part, max_parts };
+    let query =
+        Query::ListParts { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), after_part, max_parts };
     let (parts, truncated) = match ctx.gw.query(query).await? {
         QueryResult::Parts(parts, truncated) => (parts, truncated),
         QueryResult::Upload(None) => return Err(S3Error::NoSuchUpload()),
@@ -189,7 +194,8 @@ pub async fn list_multipart_uploads(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpR
     let after_key = ctx.param("key-marker").filter(|k| !k.is_empty()).map(str::to_string);
     let max_uploads: usize = ctx.param("max-uploads").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
     ctx.gw.ensure_bucket(bucket).await?;
-    let query = Query::ListUploads { bucket: bucket.into(), prefix: prefix.clone(), after_key: after_key.clone(), max_uploads };
+    let query =
+        Query::ListUploads { bucket: bucket.into(), prefix: prefix.clone(), after_key: after_key.clone(), max_uploads };
     let QueryResult::Uploads(uploads, truncated) = ctx.gw.query(query).await? else {
         return Err(S3Error::internal("unexpected meta answer"));
     };

@@ -21,7 +21,12 @@ pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
     UNSUPPORTED.iter().any(|name| ctx.has(name))
 }
 
-pub async fn put_object(ctx: &Ctx<'_>, bucket: &str, key: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+pub async fn put_object(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, S3Error> {
     let metadata = ctx.object_metadata()?;
     let content_md5 = ctx.content_md5()?;
     let mut body = ctx.object_body(payload)?;
@@ -64,7 +69,9 @@ pub async fn put_object(ctx: &Ctx<'_>, bucket: &str, key: &str, payload: web::Pa
 
 /// What the conditional headers decide for an object.
 fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error> {
-    let etag_matches = |list: &str| list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == manifest.etag.trim_matches('"'));
+    let etag_matches = |list: &str| {
+        list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == manifest.etag.trim_matches('"'))
+    };
     let modified_s = manifest.last_modified_ms / 1000;
     let if_match = ctx.header("if-match");
     if let Some(list) = if_match {
@@ -227,12 +234,14 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) 
 /// `x-amz-copy-source: [/]bucket/key[?versionId=…]`, URL-encoded.
 fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
     let value = value.split_once("?versionId=").map(|(source, _)| source).unwrap_or(value);
-    let decoded = percent_decode_str(value).decode_utf8().map_err(|_| S3Error::InvalidArgument().with_message("Invalid copy source encoding"))?;
+    let decoded = percent_decode_str(value)
+        .decode_utf8()
+        .map_err(|_| S3Error::InvalidArgument().with_message("Invalid copy source encoding"))?;
     let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
-    let (bucket, key) = decoded
-        .split_once('/')
-        .filter(|(_, key)| !key.is_empty())
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("Copy Source must mention the source bucket and key: sourcebucket/sourcekey"))?;
+    let (bucket, key) = decoded.split_once('/').filter(|(_, key)| !key.is_empty()).ok_or_else(|| {
+        S3Error::InvalidArgument()
+            .with_message("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+    })?;
     validate_bucket_name(bucket)?;
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::KeyTooLongError());

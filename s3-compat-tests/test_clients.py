@@ -1,0 +1,165 @@
+"""Real S3 clients against jadfs server: awscli, rclone, s3cmd, boto3.
+Every scenario compares bytes, not just exit codes."""
+
+import filecmp
+import hashlib
+import os
+import subprocess
+
+import boto3
+import botocore.config
+import pytest
+
+from conftest import ACCESS_KEY, SECRET_KEY
+
+
+def run(cmd, env, check=True):
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def aws(server, *args, check=True):
+    return run(["aws", "--endpoint-url", server.endpoint, *args], server.env(), check)
+
+
+def random_file(path, size, seed):
+    """Writes `size` pseudo-random bytes (fast: repeated blocks of a seeded hash stream)."""
+    block = b"".join(hashlib.sha256(f"{seed}-{i}".encode()).digest() for i in range(2048))  # 64 KiB
+    with open(path, "wb") as f:
+        written = 0
+        i = 0
+        while written < size:
+            piece = hashlib.sha256(f"{seed}:{i}".encode()).digest() + block
+            piece = piece[: size - written]
+            f.write(piece)
+            written += len(piece)
+            i += 1
+    return path
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def test_awscli_cp_300_mib_both_ways_ls_sync_rm(server, workdir):
+    aws(server, "s3", "mb", "s3://awscli")
+    big = random_file(workdir / "big.bin", 300 << 20, "awscli")
+    aws(server, "s3", "cp", "--no-progress", str(big), "s3://awscli/big/big.bin")
+    back = workdir / "big.back"
+    aws(server, "s3", "cp", "--no-progress", "s3://awscli/big/big.bin", str(back))
+    assert sha256_file(back) == sha256_file(big)
+
+    listing = aws(server, "s3", "ls", "s3://awscli/big/").stdout
+    assert "big.bin" in listing and str(300 << 20) in listing
+
+    tree = workdir / "tree"
+    for i in range(30):
+        sub = tree / f"dir{i % 4}"
+        sub.mkdir(parents=True, exist_ok=True)
+        random_file(sub / f"file{i}.dat", 1000 * i + 1, f"tree{i}")
+    aws(server, "s3", "sync", "--no-progress", str(tree), "s3://awscli/tree")
+    again = aws(server, "s3", "sync", "--no-progress", str(tree), "s3://awscli/tree").stdout
+    assert again.strip() == "", f"a re-sync transferred files:\n{again}"
+    restored = workdir / "restored"
+    aws(server, "s3", "sync", "--no-progress", "s3://awscli/tree", str(restored))
+    comparison = filecmp.dircmp(tree, restored)
+    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    for i in range(30):
+        rel = f"dir{i % 4}/file{i}.dat"
+        assert filecmp.cmp(tree / rel, restored / rel, shallow=False), rel
+
+    aws(server, "s3", "rm", "--recursive", "s3://awscli/")
+    assert aws(server, "s3", "ls", "s3://awscli/").stdout.strip() == ""
+    aws(server, "s3", "rb", "s3://awscli")
+    missing = aws(server, "s3", "ls", "s3://awscli/", check=False)
+    assert missing.returncode != 0 and "NoSuchBucket" in missing.stderr
+
+
+def rclone_env(server):
+    return {**server.env(),
+            "RCLONE_CONFIG_JADFS_TYPE": "s3", "RCLONE_CONFIG_JADFS_PROVIDER": "Other",
+            "RCLONE_CONFIG_JADFS_ACCESS_KEY_ID": ACCESS_KEY,
+            "RCLONE_CONFIG_JADFS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "RCLONE_CONFIG_JADFS_ENDPOINT": server.endpoint,
+            "RCLONE_CONFIG_JADFS_REGION": "us-east-1"}
+
+
+def test_rclone_copy_and_check_download(server, workdir):
+    env = rclone_env(server)
+    src = workdir / "src"
+    (src / "nested" / "deeper").mkdir(parents=True)
+    random_file(src / "a.bin", 3 << 20, "ra")
+    random_file(src / "nested" / "b.bin", 250 << 20, "rb")  # above rclone's multipart cutoff
+    random_file(src / "nested" / "deeper" / "c d é.txt", 123, "rc")
+    (src / "empty").write_bytes(b"")
+    run(["rclone", "mkdir", "jadfs:rclone"], env)
+    run(["rclone", "copy", str(src), "jadfs:rclone/copy"], env)
+    run(["rclone", "check", "--download", str(src), "jadfs:rclone/copy"], env)
+    back = workdir / "back"
+    run(["rclone", "copy", "jadfs:rclone/copy", str(back)], env)
+    for rel in ["a.bin", "nested/b.bin", "nested/deeper/c d é.txt", "empty"]:
+        assert filecmp.cmp(src / rel, back / rel, shallow=False), rel
+    # A changed file is found by check.
+    (src / "a.bin").write_bytes(b"changed")
+    assert run(["rclone", "check", "--download", str(src), "jadfs:rclone/copy"], env, check=False).returncode != 0
+
+
+def test_s3cmd_put_get(server, workdir):
+    host = server.endpoint.removeprefix("http://")
+    config = workdir / "s3cfg"
+    config.write_text(f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {host}\n"
+                      f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n")
+    s3cmd = ["s3cmd", "-c", str(config)]
+    env = server.env()
+    run(s3cmd + ["mb", "s3://s3cmd"], env)
+    src = random_file(workdir / "s3cmd.bin", 20 << 20, "s3cmd")  # multipart at 15 MiB
+    run(s3cmd + ["put", str(src), "s3://s3cmd/obj"], env)
+    back = workdir / "s3cmd.back"
+    run(s3cmd + ["get", "s3://s3cmd/obj", str(back)], env)
+    assert filecmp.cmp(src, back, shallow=False)
+    assert "s3://s3cmd/obj" in run(s3cmd + ["ls", "s3://s3cmd"], env).stdout
+
+
+def boto3_client(server, **config):
+    return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,
+                        aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                        config=botocore.config.Config(**config))
+
+
+def test_boto3_with_default_checksums(server, workdir):
+    s3 = boto3_client(server)
+    s3.create_bucket(Bucket="boto3")
+    for i, size in enumerate([0, 1, 70_000, 6 << 20]):
+        body = os.urandom(size)
+        put = s3.put_object(Bucket="boto3", Key=f"obj/{i}", Body=body)
+        assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+        got = s3.get_object(Bucket="boto3", Key=f"obj/{i}", ChecksumMode="ENABLED")
+        assert got["Body"].read() == body
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="boto3", Prefix="obj/")["Contents"]]
+    assert keys == ["obj/0", "obj/1", "obj/2", "obj/3"]
+
+    # upload_file/download_file: multipart transfers with boto3's default checksums.
+    src = random_file(workdir / "boto3.bin", 40 << 20, "boto3")
+    s3.upload_file(str(src), "boto3", "multipart.bin")
+    back = workdir / "boto3.back"
+    s3.download_file("boto3", "multipart.bin", str(back))
+    assert sha256_file(back) == sha256_file(src)
+    assert s3.head_object(Bucket="boto3", Key="multipart.bin")["ETag"].endswith('-5"')
+
+    for algorithm in ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]:
+        body = os.urandom(100_000)
+        s3.put_object(Bucket="boto3", Key=f"algo/{algorithm}", Body=body, ChecksumAlgorithm=algorithm)
+        assert s3.get_object(Bucket="boto3", Key=f"algo/{algorithm}")["Body"].read() == body
+
+    deleted = s3.delete_objects(Bucket="boto3", Delete={"Objects": [{"Key": f"obj/{i}"} for i in range(4)]})
+    assert len(deleted["Deleted"]) == 4
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="boto3", Key="obj/0")
+    error = pytest.raises(Exception, s3.create_bucket, Bucket="Bad_Name")
+    assert "InvalidBucketName" in str(error.value)
