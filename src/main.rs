@@ -1,6 +1,7 @@
 //! The `jadfs` binary: one subcommand per role, and `server`, which runs
 //! them all in one process with an embedded default configuration.
 
+mod config_file;
 mod credentials;
 mod roles;
 
@@ -15,6 +16,10 @@ use jadfs_common::DEFAULT_CHUNK_SIZE;
 struct Cli {
     #[command(subcommand)]
     command: Role,
+    /// TOML settings file: `name = value` for any flag of the role
+    /// (flags > environment > file > defaults).
+    #[arg(long, env = "JADFS_CONFIG", global = true)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -122,8 +127,20 @@ struct GatewayArgs {
     replicas: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The settings file becomes environment variables before any thread starts.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some((role, path)) = config_file::locate(&args) {
+        use clap::CommandFactory;
+        let text = config_file::read(&path)?;
+        for (name, value) in config_file::env_from_file(&Cli::command(), &role, &text, |n| std::env::var_os(n).is_some())? {
+            std::env::set_var(name, value);
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),

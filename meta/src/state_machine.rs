@@ -205,9 +205,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        let received =
-            self.receiving.take().ok_or_else(|| snapshot_error(&io::Error::other("no snapshot was being received")))?;
-        snapshot.sync_all().await.map_err(|e| snapshot_error(&e))?;
+        // The snapshot is the handle given, whichever file it is: copy it,
+        // from its start, into a file of ours and install that.
+        if let Some(unused) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(unused).await;
+        }
+        let received = self.snapshot_dir.join(format!("receiving-{:016x}.db", jadfs_common::random_u64()));
+        let mut snapshot = snapshot;
+        {
+            use tokio::io::AsyncSeekExt;
+            snapshot.seek(io::SeekFrom::Start(0)).await.map_err(|e| snapshot_error(&e))?;
+            let mut copy = tokio::fs::File::create(&received).await.map_err(|e| snapshot_error(&e))?;
+            tokio::io::copy(&mut snapshot, &mut copy).await.map_err(|e| snapshot_error(&e))?;
+            copy.sync_all().await.map_err(|e| snapshot_error(&e))?;
+        }
         drop(snapshot);
         let conn = self.conn.clone();
         let snapshot_dir = self.snapshot_dir.clone();
