@@ -90,7 +90,8 @@ mod tests {
                 ("JADFS_LISTEN".to_string(), "0.0.0.0:9000".to_string())
             ]
         );
-        let env = env_from_file(&crate::Cli::command(), "storage-node", "meta = [\"a:1\", \"b:2\"]", |_| false).unwrap();
+        let env =
+            env_from_file(&crate::Cli::command(), "storage-node", "meta = [\"a:1\", \"b:2\"]", |_| false).unwrap();
         assert_eq!(env, [("JADFS_META".to_string(), "a:1,b:2".to_string())]);
     }
 

@@ -133,7 +133,9 @@ fn main() -> anyhow::Result<()> {
     if let Some((role, path)) = config_file::locate(&args) {
         use clap::CommandFactory;
         let text = config_file::read(&path)?;
-        for (name, value) in config_file::env_from_file(&Cli::command(), &role, &text, |n| std::env::var_os(n).is_some())? {
+        for (name, value) in
+            config_file::env_from_file(&Cli::command(), &role, &text, |n| std::env::var_os(n).is_some())?
+        {
             std::env::set_var(name, value);
         }
     }

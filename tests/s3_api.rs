@@ -455,3 +455,23 @@ async fn copy_object_keeps_or_replaces_metadata() {
     let missing = s3.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await.unwrap_err();
     assert_eq!(code(&missing), "NoSuchKey");
 }
+
+#[tokio::test]
+async fn virtual_host_style_addresses_the_bucket_in_the_host_name() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("vhost").send().await.unwrap();
+    s3.put_object().bucket("vhost").key("dir/file.txt").body(ByteStream::from_static(b"by host")).send().await.unwrap();
+
+    let addr: std::net::SocketAddr = server.endpoint.trim_start_matches("http://").parse().unwrap();
+    let url = format!("http://vhost.localhost:{}/dir/file.txt", addr.port());
+    let (headers, _) = sign_request("GET", &url, &[], b"", ACCESS_KEY, SECRET_KEY, std::time::SystemTime::now(), None);
+    let client = reqwest::Client::builder().resolve("vhost.localhost", addr).build().unwrap();
+    let mut request = client.get(&url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "by host");
+}
