@@ -6,8 +6,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use rand::distributions::{Alphanumeric, DistString};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -18,10 +16,7 @@ pub struct Credentials {
 
 impl Credentials {
     fn generate() -> Credentials {
-        let mut rng = rand::thread_rng();
-        const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        let access: String = (0..15).map(|_| UPPER[rng.gen_range(0..UPPER.len())] as char).collect();
-        Credentials { access_key: format!("JADFS{access}"), secret_key: Alphanumeric.sample_string(&mut rng, 40) }
+        Credentials { access_key: jadfs_common::generate_access_key(), secret_key: jadfs_common::generate_secret_key() }
     }
 
     /// Reads `path`, or creates it with new random credentials.

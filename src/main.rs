@@ -1,6 +1,7 @@
 //! The `jadfs` binary: one subcommand per role, and `server`, which runs
 //! them all in one process with an embedded default configuration.
 
+mod admin;
 mod config_file;
 mod credentials;
 mod roles;
@@ -33,6 +34,8 @@ enum Role {
     StorageNode(StorageNodeArgs),
     /// Run one S3 gateway.
     Gateway(GatewayArgs),
+    /// Manage access keys and bucket grants of a running cluster.
+    Admin(admin::AdminArgs),
 }
 
 /// Settings of the S3 endpoint shared by `server` and `gateway`.
@@ -154,5 +157,6 @@ async fn run() -> anyhow::Result<()> {
         Role::Meta(args) => roles::meta(args).await,
         Role::StorageNode(args) => roles::storage_node(args).await,
         Role::Gateway(args) => roles::gateway(args).await,
+        Role::Admin(args) => admin::run(args).await,
     }
 }

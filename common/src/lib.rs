@@ -169,6 +169,21 @@ pub fn random_u64() -> u64 {
     rand::random::<u64>()
 }
 
+/// A new access key: "JADFS" and 15 random capitals and digits (20 characters, as AWS's).
+pub fn generate_access_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..15).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("JADFS{tail}")
+}
+
+/// A new secret key: 40 random letters and digits.
+pub fn generate_secret_key() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! and from storage nodes. It holds no state of its own: any number of
 //! gateways can serve the same cluster.
 
+pub mod admin;
 pub mod body;
 pub mod checksum;
 pub mod data;
@@ -51,7 +52,14 @@ pub struct Gateway {
     pub meta: MetaClient,
     pub storage: StorageClient,
     nodes: RwLock<NodeCache>,
+    /// Access key → (secret, when looked up); None remembers an unknown key.
+    keys: std::sync::Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
+
+/// How long a looked-up key is trusted: a deleted key stops working on
+/// other gateways within this time (at once on the gateway that deleted it).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+const KEY_CACHE_MAX: usize = 10_000;
 
 struct NodeCache {
     fetched: Option<Instant>,
@@ -66,12 +74,60 @@ impl Gateway {
             meta: MetaClient::new(config.meta_addrs.clone()),
             storage: StorageClient::new(),
             nodes: RwLock::new(NodeCache { fetched: None, nodes: Vec::new() }),
+            keys: std::sync::Mutex::new(HashMap::new()),
             config,
         }
     }
 
-    pub fn secret_of(&self, access_key: &str) -> Option<String> {
-        self.config.credentials.get(access_key).cloned()
+    /// Root keys come from the configuration and may do anything.
+    pub fn is_root(&self, access_key: &str) -> bool {
+        self.config.credentials.contains_key(access_key)
+    }
+
+    /// The secret of an access key: a root key, or one kept in the meta cluster.
+    pub async fn secret_of(&self, access_key: &str) -> Result<Option<String>, S3Error> {
+        if let Some(secret) = self.config.credentials.get(access_key) {
+            return Ok(Some(secret.clone()));
+        }
+        if let Some((secret, at)) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(access_key) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(secret.clone());
+            }
+        }
+        let secret = match self.query(Query::GetAccessKey { access_key: access_key.to_string() }).await? {
+            QueryResult::AccessKey(key) => key.map(|k| k.secret_key),
+            other => return Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= KEY_CACHE_MAX {
+            keys.clear();
+        }
+        keys.insert(access_key.to_string(), (secret.clone(), Instant::now()));
+        Ok(secret)
+    }
+
+    /// Drops a key from the cache, so a deletion takes effect here at once.
+    pub fn forget_key(&self, access_key: &str) {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).remove(access_key);
+    }
+
+    /// Checks that `access_key` may act on `bucket` with `needed`; answers
+    /// NoSuchBucket for a missing bucket and AccessDenied otherwise.
+    pub async fn authorize(
+        &self,
+        access_key: &str,
+        bucket: &str,
+        needed: jadfs_meta::api::Permission,
+    ) -> Result<(), S3Error> {
+        if self.is_root(access_key) {
+            return Ok(());
+        }
+        match self.query(Query::GetBucket { name: bucket.to_string() }).await? {
+            QueryResult::Bucket(Some(info)) if info.permission_of(access_key).is_some_and(|p| p >= needed) => Ok(()),
+            QueryResult::Bucket(Some(_)) => Err(S3Error::AccessDenied()),
+            QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
+            other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+        }
     }
 
     /// Applies a command through Raft; a refusal becomes its S3 error.

@@ -10,6 +10,8 @@ use chrono::Utc;
 use percent_encoding::percent_decode_str;
 use tracing::Instrument;
 
+use jadfs_meta::api::Permission;
+
 use crate::error::S3Error;
 use crate::ops::{self, Ctx};
 use crate::sigv4::{self, RequestParts};
@@ -22,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // `-` cannot start a bucket name, so these never shadow a bucket.
     cfg.route("/-/health", web::get().to(health))
         .route("/-/stats", web::get().to(stats))
+        .configure(crate::admin::configure)
         .default_service(web::to(dispatch));
 }
 
@@ -33,7 +36,7 @@ async fn health() -> HttpResponse {
 /// and tests; signed like any S3 request.
 async fn stats(req: HttpRequest, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let result = async {
-        authenticate(&req, &gw)?;
+        authenticate(&req, &gw).await?;
         let meta = gw.query(jadfs_meta::Query::Stats).await?;
         let mut nodes = Vec::new();
         for node in gw.storage_nodes(true).await? {
@@ -67,8 +70,14 @@ fn request_parts(req: &HttpRequest) -> RequestParts<'_> {
     }
 }
 
-fn authenticate(req: &HttpRequest, gw: &Gateway) -> Result<sigv4::Verified, S3Error> {
-    sigv4::verify(&request_parts(req), Utc::now(), |key| gw.secret_of(key))
+/// Verifies a request's signature with the secret of the key it claims.
+pub async fn authenticate(req: &HttpRequest, gw: &Gateway) -> Result<sigv4::Verified, S3Error> {
+    let parts = request_parts(req);
+    let secret = match sigv4::access_key_of(&parts) {
+        Some(access_key) => gw.secret_of(&access_key).await?,
+        None => None,
+    };
+    sigv4::verify(&parts, Utc::now(), |_| secret.clone())
 }
 
 async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
@@ -90,15 +99,34 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
 
 async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
     let raw_query = req.uri().query().unwrap_or("");
-    let verified = authenticate(req, &gw)?;
+    let verified = authenticate(req, &gw).await?;
     let (bucket, key) = resolve_target(req, gw.config.domain.as_deref())?;
     let ctx = Ctx { req, gw, verified, query: sigv4::parse_query(raw_query) };
     let method = req.method().clone();
+    if let Some(bucket) = &bucket {
+        if let Some(needed) = required_permission(&ctx, &method, key.is_some()) {
+            ctx.gw.authorize(&ctx.verified.access_key, bucket, needed).await?;
+        }
+    }
     match (bucket, key) {
         (None, _) if method == Method::GET => ops::bucket::list_buckets(&ctx).await,
         (None, _) => Err(S3Error::MethodNotAllowed()),
         (Some(bucket), None) => dispatch_bucket(&ctx, &method, &bucket, payload).await,
         (Some(bucket), Some(key)) => dispatch_object(&ctx, &method, &bucket, &key, payload).await,
+    }
+}
+
+/// What a request needs on its bucket; None for CreateBucket, which any key may do.
+fn required_permission(ctx: &Ctx, method: &Method, is_object: bool) -> Option<Permission> {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    if is_object {
+        return Some(if read { Permission::Read } else { Permission::Write });
+    }
+    match *method {
+        _ if read => Some(Permission::Read),
+        Method::POST => Some(Permission::Write),
+        Method::PUT if ctx.query.is_empty() => None,
+        _ => Some(Permission::Owner),
     }
 }
 

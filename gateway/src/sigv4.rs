@@ -153,6 +153,55 @@ pub fn verify(
     }
 }
 
+/// The access key a request claims, from its Authorization header or its
+/// presigned query, before anything is verified.
+pub fn access_key_of(req: &RequestParts) -> Option<String> {
+    if let Some(auth) = req.header("authorization") {
+        return parse_auth_header(auth).ok().map(|a| a.scope.access_key);
+    }
+    let params = parse_query(req.raw_query);
+    let credential = params.iter().find(|(k, _)| k == "X-Amz-Credential").map(|(_, v)| v.as_str())?;
+    credential.split('/').next().map(str::to_string)
+}
+
+/// Signs a request (header auth): returns the `x-amz-date` and
+/// `authorization` values. `headers` must hold `host` and
+/// `x-amz-content-sha256`; every header given is signed.
+pub fn sign(
+    req: &RequestParts,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, String), S3Error> {
+    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let scope = Scope {
+        access_key: access_key.into(),
+        date: amz_date[..8].into(),
+        region: region.into(),
+        service: "s3".into(),
+    };
+    let mut with_date = RequestParts {
+        method: req.method,
+        raw_path: req.raw_path,
+        raw_query: req.raw_query,
+        headers: req.headers.clone(),
+    };
+    with_date.headers.push(("x-amz-date".into(), amz_date.clone()));
+    let mut signed: Vec<String> = with_date.headers.iter().map(|(n, _)| n.clone()).collect();
+    signed.sort();
+    signed.dedup();
+    let payload_hash = with_date.header("x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD).to_string();
+    let canonical = canonical_request(&with_date, &signed, &payload_hash, None)?;
+    let signature = sign_string(&signing_key(secret_key, &scope), &string_to_sign(&amz_date, &scope, &canonical));
+    let authorization = format!(
+        "{ALGORITHM} Credential={access_key}/{}, SignedHeaders={}, Signature={signature}",
+        scope.string(),
+        signed.join(";")
+    );
+    Ok((amz_date, authorization))
+}
+
 fn verify_header(
     req: &RequestParts,
     auth: &str,
@@ -200,7 +249,7 @@ fn verify_header(
     }
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash, None)?;
     let key = signing_key(&secret, &auth.scope);
-    let expected = sign(&key, &string_to_sign(amz_date, &auth.scope, &canonical));
+    let expected = sign_string(&key, &string_to_sign(amz_date, &auth.scope, &canonical));
     check_signature(&expected, &auth.signature)?;
     let chunk_signer = matches!(payload, PayloadMode::StreamingSigned { .. }).then(|| ChunkSigner {
         key,
@@ -248,7 +297,7 @@ fn verify_presigned(
     let payload_hash = get("X-Amz-Content-Sha256").unwrap_or(UNSIGNED_PAYLOAD).to_string();
     let canonical = canonical_request(req, &signed_headers, &payload_hash, Some("X-Amz-Signature"))?;
     let key = signing_key(&secret, &scope);
-    let expected = sign(&key, &string_to_sign(amz_date, &scope, &canonical));
+    let expected = sign_string(&key, &string_to_sign(amz_date, &scope, &canonical));
     check_signature(&expected, get("X-Amz-Signature").unwrap_or_default())?;
     Ok(Verified { access_key: scope.access_key, payload: PayloadMode::Unsigned, chunk_signer: None })
 }
@@ -352,7 +401,7 @@ pub fn signing_key(secret: &str, scope: &Scope) -> [u8; 32] {
     hmac(&k_service, b"aws4_request")
 }
 
-fn sign(key: &[u8; 32], string_to_sign: &str) -> String {
+fn sign_string(key: &[u8; 32], string_to_sign: &str) -> String {
     hex::encode(hmac(key, string_to_sign.as_bytes()))
 }
 
@@ -375,7 +424,7 @@ impl ChunkSigner {
             self.previous,
             hex::encode(Sha256::digest(data))
         );
-        let expected = sign(&self.key, &to_sign);
+        let expected = sign_string(&self.key, &to_sign);
         check_signature(&expected, signature)?;
         self.previous = expected;
         Ok(())
@@ -390,7 +439,7 @@ impl ChunkSigner {
             self.previous,
             hex::encode(Sha256::digest(canonical_trailers))
         );
-        let expected = sign(&self.key, &to_sign);
+        let expected = sign_string(&self.key, &to_sign);
         check_signature(&expected, signature)?;
         self.previous = expected;
         Ok(())
@@ -405,7 +454,7 @@ impl ChunkSigner {
             self.previous,
             hex::encode(Sha256::digest(data))
         );
-        self.previous = sign(&self.key, &to_sign);
+        self.previous = sign_string(&self.key, &to_sign);
         self.previous.clone()
     }
 }
@@ -471,6 +520,23 @@ mod tests {
         verify(&req, at("20130524T010000Z"), secret).unwrap();
         let err = verify(&req, at("20130525T000001Z"), secret).unwrap_err();
         assert_eq!((err.code, err.message.as_str()), ("AccessDenied", "Request has expired"));
+    }
+
+    #[test]
+    fn our_signer_and_verifier_agree() {
+        let headers = vec![
+            ("host".to_string(), "127.0.0.1:9000".to_string()),
+            ("x-amz-content-sha256".to_string(), EMPTY_SHA256.to_string()),
+        ];
+        let mut req = RequestParts { method: "DELETE", raw_path: "/-/admin/keys/AK%201", raw_query: "a=b", headers };
+        let now = at("20240102T030405Z");
+        let (date, authorization) = sign(&req, "ADMIN", "secret", "us-east-1", now).unwrap();
+        req.headers.push(("x-amz-date".into(), date));
+        req.headers.push(("authorization".into(), authorization));
+        assert_eq!(access_key_of(&req).as_deref(), Some("ADMIN"));
+        let verified = verify(&req, now, |k| (k == "ADMIN").then(|| "secret".to_string())).unwrap();
+        assert_eq!(verified.access_key, "ADMIN");
+        assert!(verify(&req, now, |_| Some("other".to_string())).is_err());
     }
 
     #[test]

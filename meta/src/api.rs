@@ -83,6 +83,41 @@ pub enum Command {
         key: String,
         upload_id: String,
     },
+    /// Creates or replaces an access key.
+    PutAccessKey {
+        key: AccessKey,
+    },
+    /// Removes an access key and its bucket grants.
+    DeleteAccessKey {
+        access_key: String,
+    },
+    /// Grants `permission` on a bucket to a key, or with None takes it away.
+    SetBucketGrant {
+        bucket: String,
+        access_key: String,
+        permission: Option<Permission>,
+    },
+}
+
+/// An S3 access key and its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key: String,
+    pub secret_key: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// What a key may do on a bucket it does not own; each level includes the ones before.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// Read objects and list them.
+    Read,
+    /// Also write and delete objects.
+    Write,
+    /// Everything the owner may do, deleting the bucket included.
+    Owner,
 }
 
 /// A multipart upload in progress.
@@ -181,6 +216,8 @@ pub enum Query {
     GetUpload { bucket: String, key: String, upload_id: String },
     ListParts { bucket: String, key: String, upload_id: String, after_part: u32, max_parts: usize },
     ListUploads { bucket: String, prefix: String, after_key: Option<String>, max_uploads: usize },
+    GetAccessKey { access_key: String },
+    ListAccessKeys,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -198,6 +235,19 @@ pub struct BucketInfo {
     pub name: String,
     pub owner: String,
     pub created_ms: i64,
+    /// Keys other than the owner allowed on the bucket.
+    #[serde(default)]
+    pub grants: Vec<(String, Permission)>,
+}
+
+impl BucketInfo {
+    /// What `access_key` may do on this bucket, if anything.
+    pub fn permission_of(&self, access_key: &str) -> Option<Permission> {
+        if self.owner == access_key {
+            return Some(Permission::Owner);
+        }
+        self.grants.iter().find(|(k, _)| k == access_key).map(|(_, p)| *p)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -253,4 +303,6 @@ pub enum QueryResult {
     Parts(Vec<PartEntry>, bool),
     /// Uploads in key order, and whether more follow.
     Uploads(Vec<UploadInfo>, bool),
+    AccessKey(Option<AccessKey>),
+    AccessKeys(Vec<AccessKey>),
 }

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key BLOB NOT NULL, info BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bucket_grants (
+    bucket TEXT NOT NULL, access_key TEXT NOT NULL, permission TEXT NOT NULL,
+    PRIMARY KEY (bucket, access_key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, manifest BLOB NOT NULL,
     PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;
@@ -347,6 +351,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             for upload_id in uploads {
                 drop_upload(tx, &upload_id, log_index)?;
             }
+            tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -457,6 +462,34 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             tx.execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
             tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [upload_id])?;
             Ok(CommandResult::Object(manifest))
+        }
+        Command::PutAccessKey { key } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO access_keys (access_key, info) VALUES (?1, ?2)",
+                params![key.access_key, to_json(key)?],
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::DeleteAccessKey { access_key } => {
+            tx.execute("DELETE FROM access_keys WHERE access_key = ?1", [access_key])?;
+            tx.execute("DELETE FROM bucket_grants WHERE access_key = ?1", [access_key])?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetBucketGrant { bucket, access_key, permission } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            match permission {
+                Some(permission) => tx.execute(
+                    "INSERT OR REPLACE INTO bucket_grants (bucket, access_key, permission) VALUES (?1, ?2, ?3)",
+                    params![bucket, access_key, to_json(permission)?],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM bucket_grants WHERE bucket = ?1 AND access_key = ?2",
+                    params![bucket, access_key],
+                )?,
+            };
+            Ok(CommandResult::Done)
         }
         Command::AbortUpload { bucket, key, upload_id } => {
             if load_upload(tx, bucket, key, upload_id)?.is_none() {
@@ -616,17 +649,33 @@ fn chunk_nodes(conn: &Connection, id: &ChunkId) -> rusqlite::Result<Vec<NodeId>>
 fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
     Ok(match query {
         Query::ListBuckets => {
-            let mut stmt = conn.prepare_cached("SELECT name, owner, created_ms FROM buckets ORDER BY name")?;
-            let rows =
-                stmt.query_map([], |r| Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? }))?;
-            QueryResult::Buckets(rows.collect::<rusqlite::Result<_>>()?)
+            let names: Vec<String> = {
+                let mut stmt = conn.prepare_cached("SELECT name FROM buckets ORDER BY name")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut buckets = Vec::with_capacity(names.len());
+            for name in names {
+                buckets.extend(load_bucket(conn, &name)?);
+            }
+            QueryResult::Buckets(buckets)
         }
-        Query::GetBucket { name } => QueryResult::Bucket(
-            conn.query_row("SELECT name, owner, created_ms FROM buckets WHERE name = ?1", [name], |r| {
-                Ok(BucketInfo { name: r.get(0)?, owner: r.get(1)?, created_ms: r.get(2)? })
-            })
-            .optional()?,
-        ),
+        Query::GetBucket { name } => QueryResult::Bucket(load_bucket(conn, name)?),
+        Query::GetAccessKey { access_key } => {
+            let raw: Option<Vec<u8>> = conn
+                .query_row("SELECT info FROM access_keys WHERE access_key = ?1", [access_key], |r| r.get(0))
+                .optional()?;
+            QueryResult::AccessKey(raw.map(|raw| from_json(&raw)).transpose()?)
+        }
+        Query::ListAccessKeys => {
+            let mut stmt = conn.prepare_cached("SELECT info FROM access_keys ORDER BY access_key")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut keys = Vec::new();
+            for raw in rows {
+                keys.push(from_json(&raw?)?);
+            }
+            QueryResult::AccessKeys(keys)
+        }
         Query::GetObject { bucket, key } => match load_manifest(conn, bucket, key)? {
             None => QueryResult::Object(None),
             Some(manifest) => {
@@ -698,6 +747,24 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
             })
         }
     })
+}
+
+fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketInfo>> {
+    let Some((owner, created_ms)) = conn
+        .query_row("SELECT owner, created_ms FROM buckets WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT access_key, permission FROM bucket_grants WHERE bucket = ?1 ORDER BY access_key")?;
+    let rows = stmt.query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut grants = Vec::new();
+    for row in rows {
+        let (key, permission) = row?;
+        grants.push((key, from_json(&permission)?));
+    }
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants }))
 }
 
 /// The smallest byte string greater than every string starting with `prefix`

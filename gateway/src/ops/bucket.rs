@@ -35,9 +35,13 @@ pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
 }
 
 pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
-    let QueryResult::Buckets(buckets) = ctx.gw.query(Query::ListBuckets).await? else {
+    let QueryResult::Buckets(mut buckets) = ctx.gw.query(Query::ListBuckets).await? else {
         return Err(S3Error::internal("unexpected meta answer"));
     };
+    let access_key = &ctx.verified.access_key;
+    if !ctx.gw.is_root(access_key) {
+        buckets.retain(|b| b.permission_of(access_key).is_some());
+    }
     let mut x = XmlWriter::new();
     x.open("ListAllMyBucketsResult");
     x.open("Owner");

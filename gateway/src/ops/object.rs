@@ -4,7 +4,7 @@
 use actix_web::body::SizedStream;
 use actix_web::{web, HttpResponse, HttpResponseBuilder};
 use jadfs_common::ObjectManifest;
-use jadfs_meta::api::ObjectMetadata;
+use jadfs_meta::api::{ObjectMetadata, Permission};
 use jadfs_meta::{Command, CommandResult};
 use percent_encoding::percent_decode_str;
 
@@ -261,6 +261,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpR
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
+    ctx.gw.authorize(&ctx.verified.access_key, &src_bucket, Permission::Read).await?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
     let result = ctx
         .gw

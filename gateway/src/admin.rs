@@ -1,0 +1,143 @@
+//! The administration API, for root keys only (signed with SigV4 like any
+//! S3 request): access keys and bucket grants. `jadfs admin` speaks it.
+//!
+//! - `GET /-/admin/keys`, `POST /-/admin/keys` (`{"name", "access_key"?, "secret_key"?}`),
+//!   `DELETE /-/admin/keys/{access_key}`
+//! - `PUT /-/admin/buckets/{bucket}/grants` (`{"access_key", "permission": "read"|"write"|"owner"|null}`)
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use jadfs_meta::api::{AccessKey, Permission};
+use jadfs_meta::{Command, Query, QueryResult};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::S3Error;
+use crate::router::{authenticate, validate_bucket_name};
+use crate::sigv4::PayloadMode;
+use crate::Gateway;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/-/admin/keys", web::get().to(list_keys))
+        .route("/-/admin/keys", web::post().to(create_key))
+        .route("/-/admin/keys/{access_key}", web::delete().to(delete_key))
+        .route("/-/admin/buckets/{bucket}/grants", web::put().to(set_grant));
+}
+
+type Gw = web::Data<Arc<Gateway>>;
+
+/// Authenticates a root key and checks a signed body hash.
+async fn admin(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<(), S3Error> {
+    let verified = authenticate(req, gw).await?;
+    if !gw.is_root(&verified.access_key) {
+        return Err(S3Error::AccessDenied().with_message("Only root keys may administer JaDFS."));
+    }
+    if let PayloadMode::Sha256(expected) = &verified.payload {
+        if hex::encode(Sha256::digest(body)) != *expected {
+            return Err(S3Error::XAmzContentSHA256Mismatch());
+        }
+    }
+    Ok(())
+}
+
+fn respond(req: &HttpRequest, result: Result<HttpResponse, S3Error>) -> HttpResponse {
+    result.unwrap_or_else(|e| e.to_response(req.uri().path(), "-", false))
+}
+
+/// A key as listed: never its secret.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct KeyListing {
+    pub access_key: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+async fn list_keys(req: HttpRequest, gw: Gw) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        let QueryResult::AccessKeys(keys) = gw.query(Query::ListAccessKeys).await? else {
+            return Err(S3Error::internal("unexpected meta answer"));
+        };
+        let listing: Vec<KeyListing> = keys
+            .into_iter()
+            .map(|k| KeyListing { access_key: k.access_key, name: k.name, created_ms: k.created_ms })
+            .collect();
+        Ok(HttpResponse::Ok().json(listing))
+    }
+    .await;
+    respond(&req, result)
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+}
+
+fn valid_access_key(key: &str) -> bool {
+    (3..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+async fn create_key(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, &body).await?;
+        let request: CreateKey = serde_json::from_slice(&body)
+            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid key request: {e}")))?;
+        let access_key = request.access_key.unwrap_or_else(jadfs_common::generate_access_key);
+        let secret_key = request.secret_key.unwrap_or_else(jadfs_common::generate_secret_key);
+        if !valid_access_key(&access_key) || !(8..=128).contains(&secret_key.len()) {
+            return Err(S3Error::InvalidArgument()
+                .with_message("An access key is 3 to 128 letters and digits; a secret key 8 to 128 characters."));
+        }
+        let exists = matches!(
+            gw.query(Query::GetAccessKey { access_key: access_key.clone() }).await?,
+            QueryResult::AccessKey(Some(_))
+        );
+        if exists || gw.is_root(&access_key) {
+            return Err(S3Error::InvalidArgument().with_message("That access key already exists."));
+        }
+        let key = AccessKey { access_key, secret_key, name: request.name, created_ms: jadfs_common::now_ms() };
+        gw.commit(Command::PutAccessKey { key: key.clone() }).await?;
+        gw.forget_key(&key.access_key);
+        Ok(HttpResponse::Ok().json(key))
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn delete_key(req: HttpRequest, gw: Gw, access_key: web::Path<String>) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        gw.commit(Command::DeleteAccessKey { access_key: access_key.to_string() }).await?;
+        gw.forget_key(&access_key);
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    respond(&req, result)
+}
+
+#[derive(Deserialize, Serialize)]
+pub struct Grant {
+    pub access_key: String,
+    pub permission: Option<Permission>,
+}
+
+async fn set_grant(req: HttpRequest, gw: Gw, bucket: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, &body).await?;
+        validate_bucket_name(&bucket)?;
+        let grant: Grant = serde_json::from_slice(&body)
+            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid grant: {e}")))?;
+        gw.commit(Command::SetBucketGrant {
+            bucket: bucket.to_string(),
+            access_key: grant.access_key,
+            permission: grant.permission,
+        })
+        .await?;
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    respond(&req, result)
+}

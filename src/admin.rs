@@ -1,0 +1,190 @@
+//! `jadfs admin`: manages access keys and bucket grants through a gateway's
+//! administration API, signed with a root key.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use jadfs_gateway::sigv4::{self, RequestParts};
+use sha2::{Digest, Sha256};
+
+use crate::credentials::Credentials;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// S3 endpoint of a gateway.
+    #[arg(long, env = "JADFS_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// Root access key (default: the one `jadfs server` keeps in DATA_DIR).
+    #[arg(long, env = "JADFS_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Root secret key.
+    #[arg(long, env = "JADFS_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Data folder of `jadfs server`, where its root credentials are kept.
+    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
+    data_dir: std::path::PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Who may use a bucket besides its owner.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an access key; prints it with its secret.
+    Create {
+        /// A name to remember the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Use this access key ID instead of a random one.
+        #[arg(long)]
+        id: Option<String>,
+        /// Use this secret instead of a random one.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List access keys (never their secrets).
+    List,
+    /// Delete an access key.
+    Delete { access_key: String },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Let a key read, write or own a bucket.
+    Allow {
+        bucket: String,
+        access_key: String,
+        #[arg(long, value_enum, default_value_t = Level::Read)]
+        permission: Level,
+    },
+    /// Take a key's access to a bucket away.
+    Deny { bucket: String, access_key: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Level {
+    Read,
+    Write,
+    Owner,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Read => "read",
+            Level::Write => "write",
+            Level::Owner => "owner",
+        }
+    }
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let credentials = match (args.access_key.clone(), args.secret_key.clone()) {
+        (Some(access_key), Some(secret_key)) => Credentials { access_key, secret_key },
+        (None, None) => {
+            let path = args.data_dir.join("credentials.json");
+            let raw = std::fs::read(&path)
+                .with_context(|| format!("no --access-key/--secret-key given and {} cannot be read", path.display()))?;
+            serde_json::from_slice(&raw)?
+        }
+        _ => bail!("give both --access-key and --secret-key, or neither"),
+    };
+    let client = AdminClient { endpoint: args.endpoint.trim_end_matches('/').to_string(), credentials };
+    match args.command {
+        AdminCommand::Key(KeyCommand::Create { name, id, secret }) => {
+            let body = serde_json::json!({ "name": name, "access_key": id, "secret_key": secret });
+            let key: serde_json::Value = client.call("POST", "/-/admin/keys", Some(body)).await?.json().await?;
+            println!(
+                "access key: {}\nsecret key: {}",
+                key["access_key"].as_str().unwrap_or(""),
+                key["secret_key"].as_str().unwrap_or("")
+            );
+        }
+        AdminCommand::Key(KeyCommand::List) => {
+            let keys: Vec<serde_json::Value> = client.call("GET", "/-/admin/keys", None).await?.json().await?;
+            println!("{:<24} {:<24} created", "access key", "name");
+            for key in keys {
+                let created = chrono::DateTime::from_timestamp_millis(key["created_ms"].as_i64().unwrap_or(0))
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {:<24} {created}",
+                    key["access_key"].as_str().unwrap_or(""),
+                    key["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AdminCommand::Key(KeyCommand::Delete { access_key }) => {
+            client.call("DELETE", &format!("/-/admin/keys/{}", sigv4::uri_encode(&access_key)), None).await?;
+        }
+        AdminCommand::Bucket(BucketCommand::Allow { bucket, access_key, permission }) => {
+            let body = serde_json::json!({ "access_key": access_key, "permission": permission.name() });
+            client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
+        }
+        AdminCommand::Bucket(BucketCommand::Deny { bucket, access_key }) => {
+            let body = serde_json::json!({ "access_key": access_key, "permission": null });
+            client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
+        }
+    }
+    Ok(())
+}
+
+struct AdminClient {
+    endpoint: String,
+    credentials: Credentials,
+}
+
+impl AdminClient {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url: reqwest::Url = format!("{}{path}", self.endpoint).parse().context("invalid endpoint")?;
+        let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let payload_hash = hex::encode(Sha256::digest(&body));
+        let parts = RequestParts {
+            method,
+            raw_path: url.path(),
+            raw_query: url.query().unwrap_or(""),
+            headers: vec![("host".into(), host), ("x-amz-content-sha256".into(), payload_hash.clone())],
+        };
+        let (date, authorization) = sigv4::sign(
+            &parts,
+            &self.credentials.access_key,
+            &self.credentials.secret_key,
+            "us-east-1",
+            chrono::Utc::now(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+        let response = reqwest::Client::new()
+            .request(method.parse()?, url.clone())
+            .header("x-amz-content-sha256", payload_hash)
+            .header("x-amz-date", date)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.endpoint))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            bail!("{method} {path}: {status}: {text}");
+        }
+        Ok(response)
+    }
+}
