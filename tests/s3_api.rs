@@ -475,3 +475,52 @@ async fn virtual_host_style_addresses_the_bucket_in_the_host_name() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "by host");
 }
+
+#[tokio::test]
+async fn conditional_writes_are_a_compare_and_swap() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("cas").send().await.unwrap();
+    let put = |body: &'static [u8]| s3.put_object().bucket("cas").key("k").body(ByteStream::from_static(body));
+
+    let first = put(b"one").if_none_match("*").send().await.unwrap();
+    let err = put(b"two").if_none_match("*").send().await.unwrap_err();
+    assert_eq!((status(&err), code(&err)), (412, "PreconditionFailed".to_string()));
+    let err = s3
+        .put_object()
+        .bucket("cas")
+        .key("absent")
+        .if_match("*")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((status(&err), code(&err)), (404, "NoSuchKey".to_string()));
+
+    let second = put(b"two").if_match(first.e_tag().unwrap()).send().await.unwrap();
+    let err = put(b"three").if_match(first.e_tag().unwrap()).send().await.unwrap_err();
+    assert_eq!(status(&err), 412, "the old ETag no longer matches");
+    assert_eq!(get_bytes(&s3, "cas", "k").await, b"two");
+    let err = s3.get_object().bucket("cas").key("k").if_none_match(second.e_tag().unwrap()).send().await.unwrap_err();
+    assert_eq!(status(&err), 304);
+    assert_eq!(err.raw_response().unwrap().headers().get("etag"), second.e_tag());
+
+    let err = s3
+        .copy_object()
+        .bucket("cas")
+        .key("copy")
+        .copy_source("cas/k")
+        .copy_source_if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((status(&err), code(&err)), (412, "PreconditionFailed".to_string()));
+    s3.copy_object()
+        .bucket("cas")
+        .key("copy")
+        .copy_source("cas/k")
+        .copy_source_if_match(second.e_tag().unwrap())
+        .send()
+        .await
+        .unwrap();
+}

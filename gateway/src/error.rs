@@ -33,6 +33,7 @@ s3_errors! {
     BucketAlreadyExists => ("BucketAlreadyExists", CONFLICT, "The requested bucket name is not available.");
     BucketAlreadyOwnedByYou => ("BucketAlreadyOwnedByYou", CONFLICT, "Your previous request to create the named bucket succeeded and you already own it.");
     BucketNotEmpty => ("BucketNotEmpty", CONFLICT, "The bucket you tried to delete is not empty.");
+    ConditionalRequestConflict => ("ConditionalRequestConflict", CONFLICT, "A conflicting operation occurred. If using PutObject you can retry the request.");
     EntityTooLarge => ("EntityTooLarge", BAD_REQUEST, "Your proposed upload exceeds the maximum allowed object size.");
     EntityTooSmall => ("EntityTooSmall", BAD_REQUEST, "Your proposed upload is smaller than the minimum allowed object size.");
     IncompleteBody => ("IncompleteBody", BAD_REQUEST, "You did not provide the number of bytes specified by the Content-Length HTTP header.");
@@ -107,6 +108,7 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::NoSuchUpload => S3Error::NoSuchUpload(),
             M::InvalidPart(message) => S3Error::InvalidPart().with_message(message),
             M::InvalidPartOrder => S3Error::InvalidPartOrder(),
+            M::PreconditionFailed => S3Error::PreconditionFailed(),
             M::EntityTooSmall(_) => S3Error::EntityTooSmall(),
             M::ForwardToLeader { .. } | M::Unavailable(_) => {
                 tracing::warn!(error = %e, "meta service unavailable");

@@ -80,8 +80,8 @@ impl Element {
 /// than a few levels or with more than `max_elements` elements.
 pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
     const MAX_DEPTH: usize = 8;
+    // Text is kept as sent: a key may be a single space.
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Element> = vec![Element::default()];
     let mut count = 0usize;
     let mut buf = Vec::new();
@@ -146,7 +146,7 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     if root.name != "Delete" {
         return Err(S3Error::MalformedXML());
     }
-    let quiet = root.child("Quiet").is_some_and(|q| q.text.trim() == "true");
+    let quiet = root.child("Quiet").is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
     let mut keys = Vec::new();
     for object in root.children_named("Object") {
         let key = object.child("Key").ok_or_else(S3Error::MalformedXML)?;
@@ -196,10 +196,10 @@ mod tests {
 
     #[test]
     fn delete_request_parses_and_bounds() {
-        let body = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a&amp;b</Key></Object><Object><Key>c</Key></Object><Quiet>true</Quiet></Delete>"#;
+        let body = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a&amp;b</Key></Object><Object><Key> </Key></Object><Quiet>true</Quiet></Delete>"#;
         let parsed = parse_delete(body).unwrap();
         assert!(parsed.quiet);
-        assert_eq!(parsed.keys, ["a&b", "c"]);
+        assert_eq!(parsed.keys, ["a&b", " "], "keys keep their spaces");
         for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"]
         {
             assert_eq!(

@@ -35,6 +35,9 @@ pub enum Command {
         key: String,
         manifest: ObjectManifest,
         placement: Vec<Vec<NodeId>>,
+        /// Checked against the current object when the command applies.
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     DeleteObject {
         bucket: String,
@@ -77,6 +80,8 @@ pub enum Command {
         /// Every part but the last must be at least this large.
         min_part_size: u64,
         last_modified_ms: i64,
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     AbortUpload {
         bucket: String,
@@ -97,6 +102,38 @@ pub enum Command {
         access_key: String,
         permission: Option<Permission>,
     },
+}
+
+/// A conditional write (`If-Match` / `If-None-Match` on PutObject and
+/// CompleteMultipartUpload), evaluated atomically when the write applies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct WriteCondition {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl WriteCondition {
+    /// Checks the condition against the current object's ETag (None: no object).
+    pub fn check(&self, current: Option<&str>) -> Result<(), MetaError> {
+        if let Some(list) = &self.if_match {
+            match current {
+                None => return Err(MetaError::NoSuchKey),
+                Some(etag) if !etag_matches(list, etag) => return Err(MetaError::PreconditionFailed),
+                Some(_) => {}
+            }
+        }
+        if let (Some(list), Some(etag)) = (&self.if_none_match, current) {
+            if etag_matches(list, etag) {
+                return Err(MetaError::PreconditionFailed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an `If-Match`-style list (`*`, or ETags, quoted or not) names `etag`.
+pub fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == etag.trim_matches('"'))
 }
 
 /// An S3 access key and its secret.
@@ -184,6 +221,8 @@ pub enum MetaError {
     InvalidPartOrder,
     #[error("part {0} is smaller than the minimum part size")]
     EntityTooSmall(u32),
+    #[error("precondition failed")]
+    PreconditionFailed,
     #[error("not the leader; leader is {leader_addr:?}")]
     ForwardToLeader { leader_addr: Option<String> },
     #[error("meta service unavailable: {0}")]

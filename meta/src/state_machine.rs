@@ -355,12 +355,18 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
-        Command::PutObject { bucket, key, manifest, placement } => {
+        Command::PutObject { bucket, key, manifest, placement, condition } => {
             if bucket_owner(tx, bucket)?.is_none() {
                 return fail(MetaError::NoSuchBucket);
             }
             if placement.len() != manifest.chunks.len() {
                 return fail(MetaError::Internal("placement does not match the chunk list".into()));
+            }
+            if let Some(condition) = condition {
+                let current = load_manifest(tx, bucket, key)?;
+                if let Err(e) = condition.check(current.as_ref().map(|m| m.etag.as_str())) {
+                    return fail(e);
+                }
             }
             store_object(tx, bucket, key, manifest, placement, log_index)?;
             Ok(CommandResult::Done)
@@ -427,7 +433,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             )?;
             Ok(CommandResult::Done)
         }
-        Command::CompleteUpload { bucket, key, upload_id, parts, min_part_size, last_modified_ms } => {
+        Command::CompleteUpload { bucket, key, upload_id, parts, min_part_size, last_modified_ms, condition } => {
             let Some(upload) = load_upload(tx, bucket, key, upload_id)? else {
                 return fail(MetaError::NoSuchUpload);
             };
@@ -446,6 +452,12 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                     return fail(MetaError::EntityTooSmall(*number));
                 }
                 chosen.push(part);
+            }
+            if let Some(condition) = condition {
+                let current = load_manifest(tx, bucket, key)?;
+                if let Err(e) = condition.check(current.as_ref().map(|m| m.etag.as_str())) {
+                    return fail(e);
+                }
             }
             let manifest = assemble(&upload, &chosen, *last_modified_ms);
             // The chosen parts' chunk references pass to the object; the

@@ -68,7 +68,8 @@ impl Listing {
     }
 
     /// The elements every listing shares: contents and common prefixes.
-    fn write_entries(&self, x: &mut XmlWriter, page: &ListPage, entry: &str, versions: bool) {
+    /// `owner`: the bucket owner, shown per entry (V1 and versions always, V2 with fetch-owner).
+    fn write_entries(&self, x: &mut XmlWriter, page: &ListPage, entry: &str, versions: bool, owner: Option<&str>) {
         for object in &page.objects {
             x.open(entry);
             x.element("Key", &self.encode(&object.key));
@@ -80,6 +81,12 @@ impl Listing {
             x.element("ETag", &object.etag);
             x.element("Size", &object.size.to_string());
             x.element("StorageClass", "STANDARD");
+            if let Some(owner) = owner {
+                x.open("Owner");
+                x.element("ID", owner);
+                x.element("DisplayName", owner);
+                x.close("Owner");
+            }
             x.close(entry);
         }
         for prefix in &page.common_prefixes {
@@ -147,9 +154,18 @@ pub async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
             x.element("NextContinuationToken", &encode_token(last));
         }
     }
-    listing.write_entries(&mut x, &page, "Contents", false);
+    let owner = if ctx.param("fetch-owner") == Some("true") { Some(bucket_owner(ctx, bucket).await?) } else { None };
+    listing.write_entries(&mut x, &page, "Contents", false, owner.as_deref());
     x.close("ListBucketResult");
     Ok(xml_response(x))
+}
+
+async fn bucket_owner(ctx: &Ctx<'_>, bucket: &str) -> Result<String, S3Error> {
+    match ctx.gw.query(Query::GetBucket { name: bucket.to_string() }).await? {
+        QueryResult::Bucket(Some(info)) => Ok(info.owner),
+        QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
+        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+    }
 }
 
 pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
@@ -167,7 +183,8 @@ pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
             x.element("NextMarker", &listing.encode(last));
         }
     }
-    listing.write_entries(&mut x, &page, "Contents", false);
+    let owner = bucket_owner(ctx, bucket).await?;
+    listing.write_entries(&mut x, &page, "Contents", false, Some(&owner));
     x.close("ListBucketResult");
     Ok(xml_response(x))
 }
@@ -190,7 +207,8 @@ pub async fn list_object_versions(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpRes
             x.element("NextVersionIdMarker", "null");
         }
     }
-    listing.write_entries(&mut x, &page, "Version", true);
+    let owner = bucket_owner(ctx, bucket).await?;
+    listing.write_entries(&mut x, &page, "Version", true, Some(&owner));
     x.close("ListVersionsResult");
     Ok(xml_response(x))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest};
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
-use jadfs_meta::api::ObjectMetadata;
+use jadfs_meta::api::{ObjectMetadata, WriteCondition};
 
 use crate::body::{BodyHeaders, ObjectBody};
 use crate::checksum::Algorithm;
@@ -117,14 +117,11 @@ impl Ctx<'_> {
         let mut headers = Vec::new();
         for name in STORED_HEADERS {
             if let Some(value) = self.header(name) {
-                let value = if name == "content-encoding" {
+                let value = if name == "content-encoding" && value.contains("aws-chunked") {
                     // aws-chunked is framing, not a property of the object.
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|p| *p != "aws-chunked" && !p.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    let parts: Vec<&str> =
+                        value.split(',').map(str::trim).filter(|p| *p != "aws-chunked" && !p.is_empty()).collect();
+                    parts.join(", ")
                 } else {
                     value.to_string()
                 };
@@ -137,8 +134,8 @@ impl Ctx<'_> {
         let mut total = 0;
         for (name, value) in self.req.headers() {
             if let Some(short) = name.as_str().strip_prefix("x-amz-meta-") {
-                let value =
-                    value.to_str().map_err(|_| S3Error::InvalidArgument().with_message("Metadata must be ASCII"))?;
+                // Stored as sent; bytes that are not UTF-8 are replaced.
+                let value = String::from_utf8_lossy(value.as_bytes());
                 total += short.len() + value.len();
                 user_metadata.push((short.to_string(), value.to_string()));
             }
@@ -148,6 +145,44 @@ impl Ctx<'_> {
         }
         user_metadata.sort();
         Ok(ObjectMetadata { content_type: self.header("content-type").map(str::to_string), headers, user_metadata })
+    }
+}
+
+impl Ctx<'_> {
+    /// `If-Match` / `If-None-Match` of a write, if any.
+    pub fn write_condition(&self) -> Option<WriteCondition> {
+        let condition = WriteCondition {
+            if_match: self.header("if-match").map(str::to_string),
+            if_none_match: self.header("if-none-match").map(str::to_string),
+        };
+        (condition != WriteCondition::default()).then_some(condition)
+    }
+
+    /// Checks a write condition before any byte is read, so a write that
+    /// cannot succeed is refused at once.
+    pub async fn check_write_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &WriteCondition,
+    ) -> Result<(), S3Error> {
+        let current = match self.gw.get_object(bucket, key).await {
+            Ok(object) => Some(object.manifest.etag),
+            Err(e) if e.code == "NoSuchKey" => None,
+            Err(e) => return Err(e),
+        };
+        condition.check(current.as_deref()).map_err(S3Error::from)
+    }
+}
+
+/// A conditional write that passed its first check but failed when it
+/// applied lost a race with another write: S3 answers 409.
+pub fn conditional_commit_error(e: S3Error, condition: &Option<WriteCondition>) -> S3Error {
+    let lost_race = condition.is_some() && (e.code == "PreconditionFailed" || e.code == "NoSuchKey");
+    if lost_race {
+        S3Error::ConditionalRequestConflict()
+    } else {
+        e
     }
 }
 

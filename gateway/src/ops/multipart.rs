@@ -6,7 +6,7 @@ use jadfs_meta::api::{PartManifest, UploadInfo};
 use jadfs_meta::{Command, CommandResult, Query, QueryResult};
 
 use super::bucket::xml_response;
-use super::{iso8601, Ctx, MAX_PUT_SIZE};
+use super::{conditional_commit_error, iso8601, Ctx, MAX_PUT_SIZE};
 use crate::data;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
@@ -108,6 +108,10 @@ pub async fn complete_multipart_upload(
     if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(S3Error::InvalidPartOrder());
     }
+    let condition = ctx.write_condition();
+    if let Some(condition) = &condition {
+        ctx.check_write_condition(bucket, key, condition).await?;
+    }
     let result = ctx
         .gw
         .commit(Command::CompleteUpload {
@@ -117,8 +121,10 @@ pub async fn complete_multipart_upload(
             parts,
             min_part_size: MIN_PART_SIZE,
             last_modified_ms: jadfs_common::now_ms(),
+            condition: condition.clone(),
         })
-        .await;
+        .await
+        .map_err(|e| conditional_commit_error(e, &condition));
     let manifest = match result {
         Ok(CommandResult::Object(manifest)) => manifest,
         Ok(_) => return Err(S3Error::internal("complete returned no manifest")),

@@ -4,12 +4,12 @@
 use actix_web::body::SizedStream;
 use actix_web::{web, HttpResponse, HttpResponseBuilder};
 use jadfs_common::ObjectManifest;
-use jadfs_meta::api::{ObjectMetadata, Permission};
+use jadfs_meta::api::{etag_matches, ObjectMetadata, Permission};
 use jadfs_meta::{Command, CommandResult};
 use percent_encoding::percent_decode_str;
 
 use super::bucket::xml_response;
-use super::{http_date, iso8601, parse_http_date, Ctx, MAX_PUT_SIZE};
+use super::{conditional_commit_error, http_date, iso8601, parse_http_date, Ctx, MAX_PUT_SIZE};
 use crate::data;
 use crate::error::S3Error;
 use crate::router::{validate_bucket_name, MAX_KEY_BYTES};
@@ -33,8 +33,13 @@ pub async fn put_object(
     if body.declared_length().is_some_and(|n| n > MAX_PUT_SIZE) {
         return Err(S3Error::EntityTooLarge());
     }
-    // Refuse before any byte is read when the bucket is missing.
-    ctx.gw.ensure_bucket(bucket).await?;
+    // Refuse before any byte is read when the bucket is missing or the
+    // write's condition does not hold.
+    let condition = ctx.write_condition();
+    match &condition {
+        Some(condition) => ctx.check_write_condition(bucket, key, condition).await?,
+        None => ctx.gw.ensure_bucket(bucket).await?,
+    }
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
@@ -57,8 +62,10 @@ pub async fn put_object(
             key: key.to_string(),
             manifest,
             placement: stored.placement,
+            condition: condition.clone(),
         })
-        .await?;
+        .await
+        .map_err(|e| conditional_commit_error(e, &condition))?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag));
     if let Some((algorithm, value)) = checksum {
@@ -67,15 +74,12 @@ pub async fn put_object(
     Ok(response.finish())
 }
 
-/// What the conditional headers decide for an object.
+/// What the conditional headers decide for an object (RFC 7232 order):
+/// 412, or 304, or go ahead.
 fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error> {
-    let etag_matches = |list: &str| {
-        list.split(',').map(str::trim).any(|t| t == "*" || t.trim_matches('"') == manifest.etag.trim_matches('"'))
-    };
     let modified_s = manifest.last_modified_ms / 1000;
-    let if_match = ctx.header("if-match");
-    if let Some(list) = if_match {
-        if !etag_matches(list) {
+    if let Some(list) = ctx.header("if-match") {
+        if !etag_matches(list, &manifest.etag) {
             return Err(S3Error::PreconditionFailed());
         }
     } else if let Some(date) = ctx.header("if-unmodified-since").and_then(parse_http_date) {
@@ -84,7 +88,7 @@ fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error>
         }
     }
     if let Some(list) = ctx.header("if-none-match") {
-        if etag_matches(list) {
+        if etag_matches(list, &manifest.etag) {
             return Err(S3Error::NotModified());
         }
     } else if let Some(date) = ctx.header("if-modified-since").and_then(parse_http_date) {
@@ -93,6 +97,26 @@ fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error>
         }
     }
     Ok(())
+}
+
+/// `x-amz-copy-source-if-*`: a copy whose source fails them is refused with 412.
+fn check_copy_source_conditions(ctx: &Ctx, source: &ObjectManifest) -> Result<(), S3Error> {
+    let modified_s = source.last_modified_ms / 1000;
+    let failed = ctx.header("x-amz-copy-source-if-match").is_some_and(|l| !etag_matches(l, &source.etag))
+        || ctx.header("x-amz-copy-source-if-none-match").is_some_and(|l| etag_matches(l, &source.etag))
+        || ctx
+            .header("x-amz-copy-source-if-unmodified-since")
+            .and_then(parse_http_date)
+            .is_some_and(|d| modified_s > d.timestamp())
+        || ctx
+            .header("x-amz-copy-source-if-modified-since")
+            .and_then(parse_http_date)
+            .is_some_and(|d| modified_s <= d.timestamp());
+    if failed {
+        Err(S3Error::PreconditionFailed())
+    } else {
+        Ok(())
+    }
 }
 
 /// Parses a single `bytes=` range into an inclusive range of an object of
@@ -165,7 +189,16 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
 pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> Result<HttpResponse, S3Error> {
     let object = ctx.gw.get_object(bucket, key).await?;
     let manifest = &object.manifest;
-    check_conditions(ctx, manifest)?;
+    if let Err(e) = check_conditions(ctx, manifest) {
+        if e.code == "NotModified" {
+            // A 304 still tells the client which version it has.
+            return Ok(HttpResponse::NotModified()
+                .insert_header(("etag", manifest.etag.clone()))
+                .insert_header(("last-modified", http_date(manifest.last_modified_ms)))
+                .finish());
+        }
+        return Err(e);
+    }
     let range = match ctx.header("range") {
         Some(value) => parse_range(value, manifest.size)?,
         None => None,
@@ -262,6 +295,8 @@ pub async fn copy_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpR
         ));
     }
     ctx.gw.authorize(&ctx.verified.access_key, &src_bucket, Permission::Read).await?;
+    let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
+    check_copy_source_conditions(ctx, &source.manifest)?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
     let result = ctx
         .gw
