@@ -524,3 +524,48 @@ async fn conditional_writes_are_a_compare_and_swap() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn objects_and_buckets_carry_tags() {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("tags").send().await.unwrap();
+    s3.put_object()
+        .bucket("tags")
+        .key("k")
+        .tagging("project=jadfs&tier=gold")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let tags = s3.get_object_tagging().bucket("tags").key("k").send().await.unwrap();
+    let pairs: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(pairs, [("project", "jadfs"), ("tier", "gold")]);
+    let head = s3.head_object().bucket("tags").key("k").send().await.unwrap();
+    assert_eq!(head.tag_count(), Some(2));
+
+    let eleven: Vec<Tag> = (0..11).map(|i| Tag::builder().key(format!("k{i}")).value("v").build().unwrap()).collect();
+    let err = s3
+        .put_object_tagging()
+        .bucket("tags")
+        .key("k")
+        .tagging(Tagging::builder().set_tag_set(Some(eleven)).build().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((status(&err), code(&err)), (400, "InvalidTag".to_string()));
+
+    s3.copy_object().bucket("tags").key("copy").copy_source("tags/k").send().await.unwrap();
+    assert_eq!(s3.get_object_tagging().bucket("tags").key("copy").send().await.unwrap().tag_set().len(), 2);
+    s3.delete_object_tagging().bucket("tags").key("k").send().await.unwrap();
+    assert!(s3.get_object_tagging().bucket("tags").key("k").send().await.unwrap().tag_set().is_empty());
+
+    let err = s3.get_bucket_tagging().bucket("tags").send().await.unwrap_err();
+    assert_eq!((status(&err), code(&err)), (404, "NoSuchTagSet".to_string()));
+    let set = Tagging::builder().tag_set(Tag::builder().key("team").value("storage").build().unwrap()).build().unwrap();
+    s3.put_bucket_tagging().bucket("tags").tagging(set).send().await.unwrap();
+    assert_eq!(s3.get_bucket_tagging().bucket("tags").send().await.unwrap().tag_set()[0].value(), "storage");
+    s3.delete_bucket_tagging().bucket("tags").send().await.unwrap();
+    assert!(s3.get_bucket_tagging().bucket("tags").send().await.is_err());
+}

@@ -115,6 +115,9 @@ pub struct ObjectManifest {
     #[serde(default)]
     pub checksum: Option<(String, String)>,
     pub chunks: Vec<ChunkRef>,
+    /// Object tags (key, value), in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// A storage node's answer to a chunk put.

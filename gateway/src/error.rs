@@ -46,6 +46,7 @@ s3_errors! {
     InvalidPartOrder => ("InvalidPartOrder", BAD_REQUEST, "The list of parts was not in ascending order.");
     InvalidRange => ("InvalidRange", RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable");
     InvalidRequest => ("InvalidRequest", BAD_REQUEST, "Invalid Request");
+    InvalidTag => ("InvalidTag", BAD_REQUEST, "The tag provided was not a valid tag.");
     InvalidURI => ("InvalidURI", BAD_REQUEST, "Couldn't parse the specified URI.");
     KeyTooLongError => ("KeyTooLongError", BAD_REQUEST, "Your key is too long.");
     MalformedXML => ("MalformedXML", BAD_REQUEST, "The XML you provided was not well-formed or did not validate against our published schema.");
@@ -54,6 +55,7 @@ s3_errors! {
     MissingContentLength => ("MissingContentLength", LENGTH_REQUIRED, "You must provide the Content-Length HTTP header.");
     NoSuchBucket => ("NoSuchBucket", NOT_FOUND, "The specified bucket does not exist.");
     NoSuchKey => ("NoSuchKey", NOT_FOUND, "The specified key does not exist.");
+    NoSuchTagSet => ("NoSuchTagSet", NOT_FOUND, "The TagSet does not exist");
     NoSuchUpload => ("NoSuchUpload", NOT_FOUND, "The specified multipart upload does not exist.");
     NotImplemented => ("NotImplemented", NOT_IMPLEMENTED, "A header or query you provided implies functionality that is not implemented.");
     NotModified => ("NotModified", NOT_MODIFIED, "Not Modified");

@@ -136,19 +136,22 @@ async fn dispatch_bucket(
     bucket: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
-    use ops::{bucket as b, list, multipart as mp};
+    use ops::{bucket as b, list, multipart as mp, tagging};
     match *method {
+        Method::GET if ctx.has("tagging") => tagging::get_bucket_tagging(ctx, bucket).await,
+        Method::PUT if ctx.has("tagging") => tagging::put_bucket_tagging(ctx, bucket, payload).await,
+        Method::DELETE if ctx.has("tagging") => tagging::delete_bucket_tagging(ctx, bucket).await,
         Method::GET if ctx.has("location") => b::get_bucket_location(ctx, bucket).await,
         Method::GET if ctx.has("versioning") => b::get_bucket_versioning(ctx, bucket).await,
         Method::GET if ctx.has("uploads") => mp::list_multipart_uploads(ctx, bucket).await,
         Method::GET if ctx.has("versions") => list::list_object_versions(ctx, bucket).await,
         Method::GET if ctx.param("list-type") == Some("2") => list::list_objects_v2(ctx, bucket).await,
-        Method::GET if b::is_unsupported_subresource(ctx) => Err(S3Error::NotImplemented()),
+        Method::GET if b::is_unsupported_subresource(ctx) => not_implemented(ctx, bucket).await,
         Method::GET => list::list_objects_v1(ctx, bucket).await,
-        Method::PUT if b::is_unsupported_subresource(ctx) => Err(S3Error::NotImplemented()),
+        Method::PUT if b::is_unsupported_subresource(ctx) => not_implemented(ctx, bucket).await,
         Method::PUT => b::create_bucket(ctx, bucket, payload).await,
         Method::HEAD => b::head_bucket(ctx, bucket).await,
-        Method::DELETE if b::is_unsupported_subresource(ctx) => Err(S3Error::NotImplemented()),
+        Method::DELETE if b::is_unsupported_subresource(ctx) => not_implemented(ctx, bucket).await,
         Method::DELETE => b::delete_bucket(ctx, bucket).await,
         Method::POST if ctx.has("delete") => ops::object::delete_objects(ctx, bucket, payload).await,
         _ => Err(S3Error::MethodNotAllowed()),
@@ -162,15 +165,18 @@ async fn dispatch_object(
     key: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
-    use ops::{multipart as mp, object as o};
+    use ops::{multipart as mp, object as o, tagging};
     let upload_id = ctx.param("uploadId").map(str::to_string);
     match (method.clone(), upload_id) {
+        (Method::GET, None) if ctx.has("tagging") => tagging::get_object_tagging(ctx, bucket, key).await,
+        (Method::PUT, None) if ctx.has("tagging") => tagging::put_object_tagging(ctx, bucket, key, payload).await,
+        (Method::DELETE, None) if ctx.has("tagging") => tagging::delete_object_tagging(ctx, bucket, key).await,
         (Method::PUT, Some(upload_id)) => mp::upload_part(ctx, bucket, key, &upload_id, payload).await,
         (Method::PUT, None) if ctx.header("x-amz-copy-source").is_some() => o::copy_object(ctx, bucket, key).await,
-        (Method::PUT, None) if o::is_unsupported_subresource(ctx) => Err(S3Error::NotImplemented()),
+        (Method::PUT, None) if o::is_unsupported_subresource(ctx) => not_implemented(ctx, bucket).await,
         (Method::PUT, None) => o::put_object(ctx, bucket, key, payload).await,
         (Method::GET, Some(upload_id)) => mp::list_parts(ctx, bucket, key, &upload_id).await,
-        (Method::GET | Method::HEAD, None) if o::is_unsupported_subresource(ctx) => Err(S3Error::NotImplemented()),
+        (Method::GET | Method::HEAD, None) if o::is_unsupported_subresource(ctx) => not_implemented(ctx, bucket).await,
         (Method::GET, None) => o::get_object(ctx, bucket, key, false).await,
         (Method::HEAD, None) => o::get_object(ctx, bucket, key, true).await,
         (Method::DELETE, Some(upload_id)) => mp::abort_multipart_upload(ctx, bucket, key, &upload_id).await,
@@ -179,6 +185,12 @@ async fn dispatch_object(
         (Method::POST, Some(upload_id)) => mp::complete_multipart_upload(ctx, bucket, key, &upload_id, payload).await,
         _ => Err(S3Error::MethodNotAllowed()),
     }
+}
+
+/// A feature we do not have yet: a missing bucket is still NoSuchBucket.
+async fn not_implemented(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.ensure_bucket(bucket).await?;
+    Err(S3Error::NotImplemented())
 }
 
 /// The bucket and key a request addresses. Both come from the client and

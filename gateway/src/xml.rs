@@ -179,6 +179,20 @@ pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
     Ok(parts)
 }
 
+/// `<Tagging><TagSet><Tag><Key/><Value/></Tag>…</TagSet></Tagging>`
+pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+    let root = parse(body, 4 * 64 + 8)?;
+    let tag_set = root.child("TagSet").filter(|_| root.name == "Tagging").ok_or_else(S3Error::MalformedXML)?;
+    tag_set
+        .children_named("Tag")
+        .map(|tag| {
+            let key = tag.child("Key").ok_or_else(S3Error::MalformedXML)?;
+            let value = tag.child("Value").map(|v| v.text.clone()).unwrap_or_default();
+            Ok((key.text.clone(), value))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,9 @@ pub enum Command {
         dst_key: String,
         metadata: Option<ObjectMetadata>,
         last_modified_ms: i64,
+        /// With Some, the copy's tags are replaced instead of kept.
+        #[serde(default)]
+        tags: Option<Vec<(String, String)>>,
     },
     RegisterNode {
         node: StorageNodeInfo,
@@ -87,6 +90,17 @@ pub enum Command {
         bucket: String,
         key: String,
         upload_id: String,
+    },
+    /// Replaces an object's tags.
+    SetObjectTags {
+        bucket: String,
+        key: String,
+        tags: Vec<(String, String)>,
+    },
+    /// Replaces a bucket's tags; None removes them.
+    SetBucketTags {
+        bucket: String,
+        tags: Option<Vec<(String, String)>>,
     },
     /// Creates or replaces an access key.
     PutAccessKey {
@@ -190,6 +204,9 @@ pub struct ObjectMetadata {
     pub content_type: Option<String>,
     pub headers: Vec<(String, String)>,
     pub user_metadata: Vec<(String, String)>,
+    /// Tags given when the object is created (`x-amz-tagging`).
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// What applying a command produced.
@@ -277,6 +294,9 @@ pub struct BucketInfo {
     /// Keys other than the owner allowed on the bucket.
     #[serde(default)]
     pub grants: Vec<(String, Permission)>,
+    /// Bucket tags, if any were set.
+    #[serde(default)]
+    pub tags: Option<Vec<(String, String)>>,
 }
 
 impl BucketInfo {

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key BLOB NOT NULL, info BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, tags BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bucket_grants (
     bucket TEXT NOT NULL, access_key TEXT NOT NULL, permission TEXT NOT NULL,
@@ -352,6 +353,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 drop_upload(tx, &upload_id, log_index)?;
             }
             tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
+            tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", [name])?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -381,7 +383,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             }
             Ok(CommandResult::Done)
         }
-        Command::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms } => {
+        Command::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms, tags } => {
             if bucket_owner(tx, src_bucket)?.is_none() || bucket_owner(tx, dst_bucket)?.is_none() {
                 return fail(MetaError::NoSuchBucket);
             }
@@ -394,6 +396,9 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 manifest.user_metadata = metadata.user_metadata.clone();
             }
             manifest.last_modified_ms = *last_modified_ms;
+            if let Some(tags) = tags {
+                manifest.tags = tags.clone();
+            }
             let placement =
                 manifest.chunks.iter().map(|c| chunk_nodes(tx, &c.id)).collect::<rusqlite::Result<Vec<_>>>()?;
             store_object(tx, dst_bucket, dst_key, &manifest, &placement, log_index)?;
@@ -474,6 +479,30 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             tx.execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
             tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [upload_id])?;
             Ok(CommandResult::Object(manifest))
+        }
+        Command::SetObjectTags { bucket, key, tags } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            let Some(mut manifest) = load_manifest(tx, bucket, key)? else {
+                return fail(MetaError::NoSuchKey);
+            };
+            manifest.tags = tags.clone();
+            write_object(tx, bucket, key, &manifest)?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetBucketTags { bucket, tags } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            match tags {
+                Some(tags) => tx.execute(
+                    "INSERT OR REPLACE INTO bucket_tags (bucket, tags) VALUES (?1, ?2)",
+                    params![bucket, to_json(tags)?],
+                )?,
+                None => tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", [bucket])?,
+            };
+            Ok(CommandResult::Done)
         }
         Command::PutAccessKey { key } => {
             tx.execute(
@@ -588,6 +617,7 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         user_metadata: upload.metadata.user_metadata.clone(),
         checksum: None,
         chunks,
+        tags: upload.metadata.tags.clone(),
     }
 }
 
@@ -776,7 +806,10 @@ fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketI
         let (key, permission) = row?;
         grants.push((key, from_json(&permission)?));
     }
-    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants }))
+    let tags: Option<Vec<u8>> =
+        conn.query_row("SELECT tags FROM bucket_tags WHERE bucket = ?1", [name], |r| r.get(0)).optional()?;
+    let tags = tags.map(|raw| from_json(&raw)).transpose()?;
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags }))
 }
 
 /// The smallest byte string greater than every string starting with `prefix`

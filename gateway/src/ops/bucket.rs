@@ -10,7 +10,7 @@ use crate::xml::{self, XmlWriter};
 
 /// Bucket subresources we do not serve yet: answering them as if they were
 /// a listing or a create would mislead the client.
-const UNSUPPORTED: [&str; 17] = [
+const UNSUPPORTED: [&str; 18] = [
     "acl",
     "policy",
     "lifecycle",
@@ -19,7 +19,6 @@ const UNSUPPORTED: [&str; 17] = [
     "logging",
     "notification",
     "replication",
-    "tagging",
     "encryption",
     "object-lock",
     "requestPayment",
@@ -28,10 +27,12 @@ const UNSUPPORTED: [&str; 17] = [
     "inventory",
     "metrics",
     "ownershipControls",
+    "publicAccessBlock",
+    "intelligent-tiering",
 ];
 
 pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
-    UNSUPPORTED.iter().any(|name| ctx.has(name)) || ctx.has("publicAccessBlock") || ctx.has("intelligent-tiering")
+    UNSUPPORTED.iter().any(|name| ctx.has(name))
 }
 
 pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {

@@ -4,6 +4,7 @@ pub mod bucket;
 pub mod list;
 pub mod multipart;
 pub mod object;
+pub mod tagging;
 
 use std::sync::Arc;
 
@@ -144,7 +145,12 @@ impl Ctx<'_> {
             return Err(S3Error::MetadataTooLarge());
         }
         user_metadata.sort();
-        Ok(ObjectMetadata { content_type: self.header("content-type").map(str::to_string), headers, user_metadata })
+        Ok(ObjectMetadata {
+            content_type: self.header("content-type").map(str::to_string),
+            headers,
+            user_metadata,
+            tags: tagging::tags_from_header(self)?,
+        })
     }
 }
 

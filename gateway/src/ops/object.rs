@@ -15,7 +15,7 @@ use crate::error::S3Error;
 use crate::router::{validate_bucket_name, MAX_KEY_BYTES};
 use crate::xml::{self, XmlWriter, MAX_XML_BODY};
 
-const UNSUPPORTED: [&str; 7] = ["acl", "tagging", "retention", "legal-hold", "torrent", "attributes", "restore"];
+const UNSUPPORTED: [&str; 6] = ["acl", "retention", "legal-hold", "torrent", "attributes", "restore"];
 
 pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
     UNSUPPORTED.iter().any(|name| ctx.has(name))
@@ -54,6 +54,7 @@ pub async fn put_object(
         user_metadata: metadata.user_metadata,
         checksum: checksum.clone(),
         chunks: stored.chunks,
+        tags: metadata.tags,
     };
     let etag = manifest.etag.clone();
     ctx.gw
@@ -165,6 +166,9 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
     }
     for (name, value) in &manifest.user_metadata {
         response.insert_header((format!("x-amz-meta-{name}"), value.as_str()));
+    }
+    if !manifest.tags.is_empty() {
+        response.insert_header(("x-amz-tagging-count", manifest.tags.len().to_string()));
     }
     if whole && ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
         if let Some((algorithm, value)) = &manifest.checksum {
@@ -298,6 +302,11 @@ pub async fn copy_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpR
     let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
+    let tags = match ctx.header("x-amz-tagging-directive") {
+        None | Some("COPY") => None,
+        Some("REPLACE") => Some(super::tagging::tags_from_header(ctx)?),
+        Some(_) => return Err(S3Error::InvalidArgument().with_message("Unknown tagging directive.")),
+    };
     let result = ctx
         .gw
         .commit(Command::CopyObject {
@@ -307,6 +316,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpR
             dst_key: key.to_string(),
             metadata,
             last_modified_ms: jadfs_common::now_ms(),
+            tags,
         })
         .await?;
     let CommandResult::Object(manifest) = result else {

@@ -1,0 +1,122 @@
+//! Object and bucket tagging: `?tagging` and the `x-amz-tagging` header.
+
+use actix_web::{web, HttpResponse};
+use jadfs_meta::{Command, Query, QueryResult};
+
+use super::bucket::xml_response;
+use super::Ctx;
+use crate::error::S3Error;
+use crate::sigv4::parse_query;
+use crate::xml::{self, XmlWriter};
+
+pub const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_BUCKET_TAGS: usize = 50;
+
+/// AWS's rules: at most `max` tags, unique keys of 1 to 128 characters,
+/// values of at most 256.
+pub fn validate_tags(tags: &[(String, String)], max: usize) -> Result<(), S3Error> {
+    if tags.len() > max {
+        return Err(S3Error::InvalidTag().with_message(format!("Object tags cannot be greater than {max}")));
+    }
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(S3Error::InvalidTag().with_message("The TagKey you have provided is invalid"));
+        }
+        if value.chars().count() > 256 {
+            return Err(S3Error::InvalidTag().with_message("The TagValue you have provided is invalid"));
+        }
+        if tags[..i].iter().any(|(k, _)| k == key) {
+            return Err(S3Error::InvalidTag().with_message("Cannot provide multiple Tags with the same key"));
+        }
+    }
+    Ok(())
+}
+
+/// Tags from an `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
+pub fn tags_from_header(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
+    let tags = ctx.header("x-amz-tagging").map(parse_query).unwrap_or_default();
+    validate_tags(&tags, MAX_OBJECT_TAGS)?;
+    Ok(tags)
+}
+
+fn tagging_xml(tags: &[(String, String)]) -> HttpResponse {
+    let mut x = XmlWriter::new();
+    x.open("Tagging");
+    x.open("TagSet");
+    for (key, value) in tags {
+        x.open("Tag");
+        x.element("Key", key);
+        x.element("Value", value);
+        x.close("Tag");
+    }
+    x.close("TagSet");
+    x.close("Tagging");
+    xml_response(x)
+}
+
+pub async fn get_object_tagging(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    let object = ctx.gw.get_object(bucket, key).await?;
+    Ok(tagging_xml(&object.manifest.tags))
+}
+
+pub async fn put_object_tagging(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(payload, 64 << 10).await?;
+    let tags = xml::parse_tagging(&body)?;
+    validate_tags(&tags, MAX_OBJECT_TAGS)?;
+    ctx.gw.commit(Command::SetObjectTags { bucket: bucket.into(), key: key.into(), tags }).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+pub async fn delete_object_tagging(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.commit(Command::SetObjectTags { bucket: bucket.into(), key: key.into(), tags: Vec::new() }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn get_bucket_tagging(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    match ctx.gw.query(Query::GetBucket { name: bucket.into() }).await? {
+        QueryResult::Bucket(Some(info)) => match info.tags {
+            Some(tags) => Ok(tagging_xml(&tags)),
+            None => Err(S3Error::NoSuchTagSet()),
+        },
+        QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
+        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+    }
+}
+
+pub async fn put_bucket_tagging(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(payload, 64 << 10).await?;
+    let tags = xml::parse_tagging(&body)?;
+    validate_tags(&tags, MAX_BUCKET_TAGS)?;
+    ctx.gw.commit(Command::SetBucketTags { bucket: bucket.into(), tags: Some(tags) }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete_bucket_tagging(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.gw.commit(Command::SetBucketTags { bucket: bucket.into(), tags: None }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+    }
+
+    #[test]
+    fn tag_limits() {
+        assert!(validate_tags(&tags(10), MAX_OBJECT_TAGS).is_ok());
+        assert_eq!(validate_tags(&tags(11), MAX_OBJECT_TAGS).unwrap_err().code, "InvalidTag");
+        assert!(validate_tags(&[("k".repeat(128), "v".repeat(256))], 10).is_ok());
+        assert!(validate_tags(&[("k".repeat(129), "v".into())], 10).is_err());
+        assert!(validate_tags(&[("k".into(), "v".repeat(257))], 10).is_err());
+        assert!(validate_tags(&[("k".into(), "1".into()), ("k".into(), "2".into())], 10).is_err());
+        assert!(validate_tags(&[(String::new(), "v".into())], 10).is_err());
+    }
+}
