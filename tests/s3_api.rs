@@ -569,3 +569,71 @@ async fn objects_and_buckets_carry_tags() {
     s3.delete_bucket_tagging().bucket("tags").send().await.unwrap();
     assert!(s3.get_bucket_tagging().bucket("tags").send().await.is_err());
 }
+
+#[tokio::test]
+async fn upload_part_copy_reuses_whole_chunks_and_writes_only_the_edges() {
+    let server = Server::start_with(&["--chunk-size", "1048576"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("pcopy").send().await.unwrap();
+    let source = random_bytes((6 << 20) + 300, 11); // 7 chunks of 1 MiB (the last short)
+    s3.put_object().bucket("pcopy").key("src").body(ByteStream::from(source.clone())).send().await.unwrap();
+    let chunks_before = server.stats().await["meta"]["chunks"].as_u64().unwrap();
+
+    let upload = s3.create_multipart_upload().bucket("pcopy").key("dst").send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    // Part 1 starts and ends mid-chunk: two edge pieces, four whole chunks between them.
+    let (a, b) = (100usize, (5 << 20) + 99);
+    let mut parts = Vec::new();
+    for (number, range) in [(1, format!("bytes={a}-{b}")), (2, format!("bytes={}-{}", b + 1, source.len() - 1))] {
+        let out = s3
+            .upload_part_copy()
+            .bucket("pcopy")
+            .key("dst")
+            .upload_id(id)
+            .part_number(number)
+            .copy_source("pcopy/src")
+            .copy_source_range(range)
+            .send()
+            .await
+            .unwrap();
+        let etag = out.copy_part_result().unwrap().e_tag().unwrap().to_string();
+        parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
+    }
+    assert_eq!(parts[0].e_tag().unwrap(), format!("\"{:x}\"", md5_digest(&source[a..=b])));
+    let err = s3
+        .upload_part_copy()
+        .bucket("pcopy")
+        .key("dst")
+        .upload_id(id)
+        .part_number(3)
+        .copy_source("pcopy/src")
+        .copy_source_range("bytes=0-99999999")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidRange");
+    let err = s3
+        .upload_part_copy()
+        .bucket("pcopy")
+        .key("dst")
+        .upload_id(id)
+        .part_number(3)
+        .copy_source("pcopy/src")
+        .copy_source_range("0-10")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidArgument");
+
+    s3.complete_multipart_upload()
+        .bucket("pcopy")
+        .key("dst")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&get_bytes(&s3, "pcopy", "dst").await), sha256(&source[a..]));
+    let new_chunks = server.stats().await["meta"]["chunks"].as_u64().unwrap() - chunks_before;
+    assert_eq!(new_chunks, 3, "only the edge pieces are new chunks (two of part 1, one of part 2)");
+}

@@ -144,6 +144,61 @@ impl Drop for ChunkWriter {
     }
 }
 
+/// Bytes `start..=end` of `source` as the chunks of a new part, for
+/// UploadPartCopy: source chunks wholly inside the range are reused (no
+/// byte is written), the partial ones at the edges are written anew. Every
+/// byte is read once, so the part's MD5 (its ETag) is exact.
+pub async fn copy_range(
+    gw: &std::sync::Arc<Gateway>,
+    source: &LocatedObject,
+    start: u64,
+    end: u64,
+) -> Result<StoredData, S3Error> {
+    let mut md5 = Md5::new();
+    let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
+    let mut nodes = None;
+    for (chunk, replicas) in source.manifest.chunks.iter().zip(&source.locations) {
+        let chunk_end = chunk.offset + chunk.size - 1;
+        if chunk.size == 0 || chunk_end < start || chunk.offset > end {
+            continue;
+        }
+        let from = start.max(chunk.offset);
+        let to = end.min(chunk_end);
+        let whole = from == chunk.offset && to == chunk_end;
+        let mut bytes = Box::pin(read_object(gw.clone(), vec![(chunk.clone(), replicas.clone())], from, to));
+        let mut writer = if whole {
+            None
+        } else {
+            if nodes.is_none() {
+                nodes = Some(gw.pick_nodes().await?);
+            }
+            Some(ChunkWriter::open(&gw.storage, nodes.as_deref().expect("just picked")))
+        };
+        while let Some(piece) = bytes.next().await {
+            let piece = piece.map_err(|e| unavailable(format!("reading the copy source: {e}")))?;
+            md5.update(&piece);
+            if let Some(writer) = &mut writer {
+                writer.write(piece).await?;
+            }
+        }
+        let offset = stored.size;
+        stored.size += to - from + 1;
+        match writer {
+            Some(writer) => {
+                let (new_chunk, placement) = writer.finish(offset).await?;
+                stored.chunks.push(new_chunk);
+                stored.placement.push(placement);
+            }
+            None => {
+                stored.chunks.push(ChunkRef { id: chunk.id, offset, size: chunk.size });
+                stored.placement.push(replicas.clone());
+            }
+        }
+    }
+    stored.md5 = md5.finalize().into();
+    Ok(stored)
+}
+
 fn unavailable(cause: String) -> S3Error {
     tracing::warn!(%cause, "write failed");
     S3Error::ServiceUnavailable().with_message("A storage node could not take the data; please retry.")
@@ -154,14 +209,13 @@ fn unavailable(cause: String) -> S3Error {
 /// chunk can be read.
 pub fn read_object(
     gw: std::sync::Arc<Gateway>,
-    object: LocatedObject,
+    chunks: Vec<(ChunkRef, Vec<NodeId>)>,
     start: u64,
     end: u64,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
-        let chunks = object.manifest.chunks.iter().zip(&object.locations);
-        for (chunk, replicas) in chunks {
+        for (chunk, replicas) in &chunks {
             let chunk_end = chunk.offset + chunk.size - 1;
             if chunk.size == 0 || chunk_end < start || chunk.offset > end {
                 continue;

@@ -58,8 +58,8 @@ pub async fn upload_part(
         ctx.param("partNumber").and_then(|n| n.parse().ok()).filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
             || S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive"),
         )?;
-    if ctx.header("x-amz-copy-source").is_some() {
-        return Err(S3Error::NotImplemented().with_message("UploadPartCopy is not implemented yet"));
+    if let Some(source) = ctx.header("x-amz-copy-source") {
+        return upload_part_copy(ctx, bucket, key, upload_id, part_number, source).await;
     }
     let content_md5 = ctx.content_md5()?;
     let mut body = ctx.object_body(payload)?;
@@ -94,6 +94,70 @@ pub async fn upload_part(
         response.insert_header((algorithm.header(), value.clone()));
     }
     Ok(response.finish())
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, both required.
+fn parse_copy_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
+    let invalid = || {
+        S3Error::InvalidArgument()
+            .with_message("The x-amz-copy-source-range value must be of the form bytes=first-last")
+    };
+    let (first, last) = value.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(invalid)?;
+    let first: u64 = first.parse().map_err(|_| invalid())?;
+    let last: u64 = last.parse().map_err(|_| invalid())?;
+    if first > last || last >= size {
+        return Err(S3Error::InvalidRange()
+            .with_message(format!("Range specified is not valid for source object of size: {size}")));
+    }
+    Ok((first, last))
+}
+
+async fn upload_part_copy(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: u32,
+    source: &str,
+) -> Result<HttpResponse, S3Error> {
+    let (src_bucket, src_key) = super::object::parse_copy_source(source)?;
+    ctx.gw.authorize(&ctx.verified.access_key, &src_bucket, jadfs_meta::api::Permission::Read).await?;
+    let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
+    super::object::check_copy_source_conditions(ctx, &source.manifest)?;
+    let size = source.manifest.size;
+    let (first, last) = match ctx.header("x-amz-copy-source-range") {
+        Some(range) => parse_copy_range(range, size)?,
+        None if size == 0 => (0, 0),
+        None => (0, size - 1),
+    };
+    if last - first + 1 > MAX_PUT_SIZE {
+        return Err(S3Error::EntityTooLarge());
+    }
+    ensure_upload(ctx, bucket, key, upload_id).await?;
+    let stored = if size == 0 {
+        data::StoredData { size: 0, md5: super::md5_of(b""), chunks: Vec::new(), placement: Vec::new() }
+    } else {
+        data::copy_range(&ctx.gw, &source, first, last).await?
+    };
+    let etag = format!("\"{}\"", hex::encode(stored.md5));
+    let last_modified_ms = jadfs_common::now_ms();
+    let part = PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks };
+    ctx.gw
+        .commit(Command::PutPart {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            part_number,
+            part,
+            placement: stored.placement,
+        })
+        .await?;
+    let mut x = XmlWriter::new();
+    x.open("CopyPartResult");
+    x.element("LastModified", &iso8601(last_modified_ms));
+    x.element("ETag", &etag);
+    x.close("CopyPartResult");
+    Ok(xml_response(x))
 }
 
 pub async fn complete_multipart_upload(

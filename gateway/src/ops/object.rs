@@ -101,7 +101,7 @@ fn check_conditions(ctx: &Ctx, manifest: &ObjectManifest) -> Result<(), S3Error>
 }
 
 /// `x-amz-copy-source-if-*`: a copy whose source fails them is refused with 412.
-fn check_copy_source_conditions(ctx: &Ctx, source: &ObjectManifest) -> Result<(), S3Error> {
+pub fn check_copy_source_conditions(ctx: &Ctx, source: &ObjectManifest) -> Result<(), S3Error> {
     let modified_s = source.last_modified_ms / 1000;
     let failed = ctx.header("x-amz-copy-source-if-match").is_some_and(|l| !etag_matches(l, &source.etag))
         || ctx.header("x-amz-copy-source-if-none-match").is_some_and(|l| etag_matches(l, &source.etag))
@@ -227,7 +227,8 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
     if length == 0 {
         return Ok(response.body(""));
     }
-    let stream = data::read_object(ctx.gw.clone(), object, start, end);
+    let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
+    let stream = data::read_object(ctx.gw.clone(), chunks, start, end);
     Ok(response.body(SizedStream::new(length, Box::pin(stream))))
 }
 
@@ -269,7 +270,7 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) 
 }
 
 /// `x-amz-copy-source: [/]bucket/key[?versionId=…]`, URL-encoded.
-fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
+pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
     let value = value.split_once("?versionId=").map(|(source, _)| source).unwrap_or(value);
     let decoded = percent_decode_str(value)
         .decode_utf8()
