@@ -18,11 +18,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def jadfs_binary():
     if os.environ.get("JADFS_BIN"):
         return os.environ["JADFS_BIN"]
-    for profile in ("release", "debug"):
-        candidate = REPO / "target" / profile / "jadfs"
-        if candidate.exists():
-            return str(candidate)
-    raise RuntimeError("build jadfs first (cargo build), or set JADFS_BIN")
+    # The most recently built of the release and debug binaries.
+    built = [p for p in (REPO / "target" / profile / "jadfs" for profile in ("release", "debug")) if p.exists()]
+    if not built:
+        raise RuntimeError("build jadfs first (cargo build), or set JADFS_BIN")
+    return str(max(built, key=lambda p: p.stat().st_mtime))
 
 
 class Server:

@@ -163,3 +163,34 @@ def test_boto3_with_default_checksums(server, workdir):
         s3.get_object(Bucket="boto3", Key="obj/0")
     error = pytest.raises(Exception, s3.create_bucket, Bucket="Bad_Name")
     assert "InvalidBucketName" in str(error.value)
+
+
+@pytest.mark.parametrize("signature_version", ["s3", "s3v4"])
+def test_boto3_presigned_post_form_upload(server, workdir, signature_version):
+    """A browser-style form upload with a policy boto3 signed (SigV2 or SigV4 fields)."""
+    import requests
+
+    s3 = boto3_client(server)
+    signer = boto3_client(server, signature_version=signature_version)  # only signs the form policy
+    bucket = f"forms-{signature_version}"
+    s3.create_bucket(Bucket=bucket)
+    post = signer.generate_presigned_post(
+        bucket, "uploads/${filename}",
+        Fields={"Content-Type": "text/plain", "x-amz-meta-origin": "browser"},
+        Conditions=[["starts-with", "$key", "uploads/"], {"Content-Type": "text/plain"},
+                    {"x-amz-meta-origin": "browser"}, ["content-length-range", 1, 1 << 20]],
+        ExpiresIn=600)
+    body = os.urandom(300_000)
+    response = requests.post(post["url"], data=post["fields"], files={"file": ("report.txt", body)})
+    assert response.status_code == 204, response.text
+    got = s3.get_object(Bucket=bucket, Key="uploads/report.txt")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "text/plain"
+    assert got["Metadata"] == {"origin": "browser"}
+
+    too_big = requests.post(post["url"], data=post["fields"], files={"file": ("big.txt", b"x" * ((1 << 20) + 1))})
+    assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
+    field = "x-amz-signature" if "x-amz-signature" in post["fields"] else "signature"
+    tampered = dict(post["fields"], **{field: "0" * len(post["fields"][field])})
+    denied = requests.post(post["url"], data=tampered, files={"file": ("x.txt", b"x")})
+    assert denied.status_code == 403 and "SignatureDoesNotMatch" in denied.text, denied.text

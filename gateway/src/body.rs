@@ -71,8 +71,45 @@ impl BodyReader {
         Ok(self.buf.split_to(n).freeze())
     }
 
+    /// The bytes before the next `delimiter`, in pieces of at most `max`;
+    /// None once the delimiter itself has been consumed.
+    pub async fn read_until(&mut self, delimiter: &[u8], max: usize) -> Result<Option<Bytes>, S3Error> {
+        loop {
+            if let Some(pos) = self.buf.windows(delimiter.len()).position(|w| w == delimiter) {
+                if pos == 0 {
+                    let _ = self.buf.split_to(delimiter.len());
+                    return Ok(None);
+                }
+                return Ok(Some(self.buf.split_to(pos.min(max)).freeze()));
+            }
+            // Bytes that cannot begin the delimiter are safe to hand out.
+            let safe = self.buf.len().saturating_sub(delimiter.len() - 1);
+            if safe > 0 {
+                return Ok(Some(self.buf.split_to(safe.min(max)).freeze()));
+            }
+            if !self.fill().await? {
+                return Err(S3Error::IncompleteBody());
+            }
+        }
+    }
+
+    /// Reads exactly `expected`, failing on anything else.
+    pub async fn expect(&mut self, expected: &[u8]) -> Result<bool, S3Error> {
+        while self.buf.len() < expected.len() {
+            if !self.fill().await? {
+                return Ok(false);
+            }
+        }
+        if &self.buf[..expected.len()] == expected {
+            let _ = self.buf.split_to(expected.len());
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
     /// A line without its CRLF; None if the body ended cleanly before it.
-    async fn read_line(&mut self) -> Result<Option<String>, S3Error> {
+    pub async fn read_line(&mut self) -> Result<Option<String>, S3Error> {
         loop {
             if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line = self.buf.split_to(pos + 2);

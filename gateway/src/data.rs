@@ -28,16 +28,29 @@ pub struct StoredData {
     pub placement: Vec<Vec<NodeId>>,
 }
 
+/// Where the bytes of an object come from: a decoded request body, or the
+/// file part of a form upload.
+pub trait ByteSource {
+    /// The next piece, or None at the end (after every check passed).
+    fn next_piece(&mut self) -> impl std::future::Future<Output = Result<Option<Bytes>, S3Error>>;
+}
+
+impl ByteSource for ObjectBody {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, S3Error> {
+        self.next().await
+    }
+}
+
 /// Streams a decoded body into chunks of the gateway's chunk size, each
 /// written to every chosen node at once. Returns once every copy of every
 /// chunk is durable; nothing is committed to metadata here.
-pub async fn store_body(gw: &Gateway, body: &mut ObjectBody, max_size: u64) -> Result<StoredData, S3Error> {
+pub async fn store_body(gw: &Gateway, body: &mut impl ByteSource, max_size: u64) -> Result<StoredData, S3Error> {
     let nodes = gw.pick_nodes().await?;
     let chunk_size = gw.config.chunk_size;
     let mut md5 = Md5::new();
     let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
     let mut writer: Option<ChunkWriter> = None;
-    while let Some(mut data) = body.next().await? {
+    while let Some(mut data) = body.next_piece().await? {
         stored.size += data.len() as u64;
         if stored.size > max_size {
             return Err(S3Error::EntityTooLarge());

@@ -42,6 +42,7 @@ s3_errors! {
     InvalidArgument => ("InvalidArgument", BAD_REQUEST, "Invalid Argument");
     InvalidBucketName => ("InvalidBucketName", BAD_REQUEST, "The specified bucket is not valid.");
     InvalidDigest => ("InvalidDigest", BAD_REQUEST, "The Content-MD5 you specified is not valid.");
+    InvalidPolicyDocument => ("InvalidPolicyDocument", BAD_REQUEST, "The content of the form does not meet the conditions specified in the policy document.");
     InvalidPart => ("InvalidPart", BAD_REQUEST, "One or more of the specified parts could not be found.");
     InvalidPartOrder => ("InvalidPartOrder", BAD_REQUEST, "The list of parts was not in ascending order.");
     InvalidRange => ("InvalidRange", RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable");
@@ -50,6 +51,7 @@ s3_errors! {
     InvalidURI => ("InvalidURI", BAD_REQUEST, "Couldn't parse the specified URI.");
     KeyTooLongError => ("KeyTooLongError", BAD_REQUEST, "Your key is too long.");
     MalformedXML => ("MalformedXML", BAD_REQUEST, "The XML you provided was not well-formed or did not validate against our published schema.");
+    MalformedPOSTRequest => ("MalformedPOSTRequest", BAD_REQUEST, "The body of your POST request is not well-formed multipart/form-data.");
     MetadataTooLarge => ("MetadataTooLarge", BAD_REQUEST, "Your metadata headers exceed the maximum allowed metadata size.");
     MethodNotAllowed => ("MethodNotAllowed", METHOD_NOT_ALLOWED, "The specified method is not allowed against this resource.");
     MissingContentLength => ("MissingContentLength", LENGTH_REQUIRED, "You must provide the Content-Length HTTP header.");

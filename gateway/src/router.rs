@@ -99,6 +99,13 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
 
 async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
     let raw_query = req.uri().query().unwrap_or("");
+    if is_form_upload(req) {
+        // A browser form carries its authentication inside: its signed policy.
+        return match resolve_target(req, gw.config.domain.as_deref())? {
+            (Some(bucket), None) => ops::post_object::post_object(req, payload, gw, &bucket).await,
+            _ => Err(S3Error::MethodNotAllowed()),
+        };
+    }
     let verified = authenticate(req, &gw).await?;
     let (bucket, key) = resolve_target(req, gw.config.domain.as_deref())?;
     let ctx = Ctx { req, gw, verified, query: sigv4::parse_query(raw_query) };
@@ -114,6 +121,16 @@ async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> R
         (Some(bucket), None) => dispatch_bucket(&ctx, &method, &bucket, payload).await,
         (Some(bucket), Some(key)) => dispatch_object(&ctx, &method, &bucket, &key, payload).await,
     }
+}
+
+fn is_form_upload(req: &HttpRequest) -> bool {
+    req.method() == Method::POST
+        && req.headers().get("authorization").is_none()
+        && req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("multipart/form-data"))
 }
 
 /// What a request needs on its bucket; None for CreateBucket, which any key may do.

@@ -4,6 +4,7 @@ pub mod bucket;
 pub mod list;
 pub mod multipart;
 pub mod object;
+pub mod post_object;
 pub mod tagging;
 
 use std::sync::Arc;
