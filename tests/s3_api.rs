@@ -637,3 +637,65 @@ async fn upload_part_copy_reuses_whole_chunks_and_writes_only_the_edges() {
     let new_chunks = server.stats().await["meta"]["chunks"].as_u64().unwrap() - chunks_before;
     assert_eq!(new_chunks, 3, "only the edge pieces are new chunks (two of part 1, one of part 2)");
 }
+
+#[tokio::test]
+async fn cors_rules_answer_preflights_and_decorate_browser_requests() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("web").send().await.unwrap();
+    s3.put_object().bucket("web").key("app.js").body(ByteStream::from_static(b"console.log(1)")).send().await.unwrap();
+    let err = s3.get_bucket_cors().bucket("web").send().await.unwrap_err();
+    assert_eq!((status(&err), code(&err)), (404, "NoSuchCORSConfiguration".to_string()));
+
+    let rule = CorsRule::builder()
+        .allowed_origins("https://*.example.com")
+        .allowed_methods("GET")
+        .allowed_methods("PUT")
+        .allowed_headers("*")
+        .expose_headers("ETag")
+        .max_age_seconds(600)
+        .build()
+        .unwrap();
+    s3.put_bucket_cors()
+        .bucket("web")
+        .cors_configuration(CorsConfiguration::builder().cors_rules(rule).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_bucket_cors().bucket("web").send().await.unwrap();
+    assert_eq!(got.cors_rules()[0].allowed_origins(), ["https://*.example.com"]);
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/web/app.js", server.endpoint);
+    let preflight = |origin: &'static str, method: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type, x-amz-date")
+            .send()
+    };
+    let ok = preflight("https://app.example.com", "PUT").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(ok.headers()["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(ok.headers()["access-control-max-age"], "600");
+    assert_eq!(preflight("https://evil.test", "GET").await.unwrap().status(), 403);
+    assert_eq!(preflight("https://app.example.com", "DELETE").await.unwrap().status(), 403);
+
+    let presigned = s3
+        .get_object()
+        .bucket("web")
+        .key("app.js")
+        .presigned(PresigningConfig::expires_in(std::time::Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let response = http.get(presigned.uri()).header("origin", "https://app.example.com").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(response.headers()["access-control-expose-headers"], "ETag");
+
+    s3.delete_bucket_cors().bucket("web").send().await.unwrap();
+    assert_eq!(preflight("https://app.example.com", "GET").await.unwrap().status(), 403);
+}

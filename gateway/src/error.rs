@@ -28,6 +28,7 @@ macro_rules! s3_errors {
 }
 
 s3_errors! {
+    AccessForbidden => ("AccessForbidden", FORBIDDEN, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.");
     AccessDenied => ("AccessDenied", FORBIDDEN, "Access Denied");
     BadDigest => ("BadDigest", BAD_REQUEST, "The Content-MD5 or checksum you specified did not match what we received.");
     BucketAlreadyExists => ("BucketAlreadyExists", CONFLICT, "The requested bucket name is not available.");
@@ -56,6 +57,7 @@ s3_errors! {
     MethodNotAllowed => ("MethodNotAllowed", METHOD_NOT_ALLOWED, "The specified method is not allowed against this resource.");
     MissingContentLength => ("MissingContentLength", LENGTH_REQUIRED, "You must provide the Content-Length HTTP header.");
     NoSuchBucket => ("NoSuchBucket", NOT_FOUND, "The specified bucket does not exist.");
+    NoSuchCORSConfiguration => ("NoSuchCORSConfiguration", NOT_FOUND, "The CORS configuration does not exist");
     NoSuchKey => ("NoSuchKey", NOT_FOUND, "The specified key does not exist.");
     NoSuchTagSet => ("NoSuchTagSet", NOT_FOUND, "The TagSet does not exist");
     NoSuchUpload => ("NoSuchUpload", NOT_FOUND, "The specified multipart upload does not exist.");

@@ -91,6 +91,11 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
             e.to_response(req.uri().path(), &request_id, req.method() == Method::HEAD)
         }
     };
+    if req.method() != Method::OPTIONS && req.headers().contains_key("origin") {
+        if let Ok((Some(bucket), _)) = resolve_target(&req, gw.config.domain.as_deref()) {
+            ops::cors::decorate(&req, &gw, &bucket, &mut response).await;
+        }
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HeaderName::from_static("x-amz-request-id"), value);
     }
@@ -99,6 +104,13 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
 
 async fn handle(req: &HttpRequest, payload: web::Payload, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
     let raw_query = req.uri().query().unwrap_or("");
+    if req.method() == Method::OPTIONS {
+        // A browser's CORS preflight is never signed.
+        return match resolve_target(req, gw.config.domain.as_deref())? {
+            (Some(bucket), _) => ops::cors::preflight(req, &gw, &bucket).await,
+            _ => Err(S3Error::MethodNotAllowed()),
+        };
+    }
     if is_form_upload(req) {
         // A browser form carries its authentication inside: its signed policy.
         return match resolve_target(req, gw.config.domain.as_deref())? {
@@ -153,8 +165,11 @@ async fn dispatch_bucket(
     bucket: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
-    use ops::{bucket as b, list, multipart as mp, tagging};
+    use ops::{bucket as b, cors, list, multipart as mp, tagging};
     match *method {
+        Method::GET if ctx.has("cors") => cors::get_bucket_cors(ctx, bucket).await,
+        Method::PUT if ctx.has("cors") => cors::put_bucket_cors(ctx, bucket, payload).await,
+        Method::DELETE if ctx.has("cors") => cors::delete_bucket_cors(ctx, bucket).await,
         Method::GET if ctx.has("tagging") => tagging::get_bucket_tagging(ctx, bucket).await,
         Method::PUT if ctx.has("tagging") => tagging::put_bucket_tagging(ctx, bucket, payload).await,
         Method::DELETE if ctx.has("tagging") => tagging::delete_bucket_tagging(ctx, bucket).await,

@@ -97,6 +97,11 @@ pub enum Command {
         key: String,
         tags: Vec<(String, String)>,
     },
+    /// Replaces a bucket's CORS rules; None removes them.
+    SetBucketCors {
+        bucket: String,
+        rules: Option<Vec<CorsRule>>,
+    },
     /// Replaces a bucket's tags; None removes them.
     SetBucketTags {
         bucket: String,
@@ -116,6 +121,17 @@ pub enum Command {
         access_key: String,
         permission: Option<Permission>,
     },
+}
+
+/// One CORS rule of a bucket, as S3's CORSConfiguration holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<u64>,
 }
 
 /// A conditional write (`If-Match` / `If-None-Match` on PutObject and
@@ -297,6 +313,9 @@ pub struct BucketInfo {
     /// Bucket tags, if any were set.
     #[serde(default)]
     pub tags: Option<Vec<(String, String)>>,
+    /// CORS rules, if any were set.
+    #[serde(default)]
+    pub cors: Option<Vec<CorsRule>>,
 }
 
 impl BucketInfo {

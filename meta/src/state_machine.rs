@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key BLOB NOT NULL, info BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, tags BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, rules BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bucket_grants (
     bucket TEXT NOT NULL, access_key TEXT NOT NULL, permission TEXT NOT NULL,
@@ -354,6 +355,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             }
             tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
             tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", [name])?;
+            tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", [name])?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -489,6 +491,19 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             };
             manifest.tags = tags.clone();
             write_object(tx, bucket, key, &manifest)?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetBucketCors { bucket, rules } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            match rules {
+                Some(rules) => tx.execute(
+                    "INSERT OR REPLACE INTO bucket_cors (bucket, rules) VALUES (?1, ?2)",
+                    params![bucket, to_json(rules)?],
+                )?,
+                None => tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", [bucket])?,
+            };
             Ok(CommandResult::Done)
         }
         Command::SetBucketTags { bucket, tags } => {
@@ -809,7 +824,10 @@ fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketI
     let tags: Option<Vec<u8>> =
         conn.query_row("SELECT tags FROM bucket_tags WHERE bucket = ?1", [name], |r| r.get(0)).optional()?;
     let tags = tags.map(|raw| from_json(&raw)).transpose()?;
-    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags }))
+    let cors: Option<Vec<u8>> =
+        conn.query_row("SELECT rules FROM bucket_cors WHERE bucket = ?1", [name], |r| r.get(0)).optional()?;
+    let cors = cors.map(|raw| from_json(&raw)).transpose()?;
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors }))
 }
 
 /// The smallest byte string greater than every string starting with `prefix`

@@ -10,11 +10,10 @@ use crate::xml::{self, XmlWriter};
 
 /// Bucket subresources we do not serve yet: answering them as if they were
 /// a listing or a create would mislead the client.
-const UNSUPPORTED: [&str; 18] = [
+const UNSUPPORTED: [&str; 17] = [
     "acl",
     "policy",
     "lifecycle",
-    "cors",
     "website",
     "logging",
     "notification",

@@ -1,6 +1,7 @@
 //! S3 operations, one function per operation, grouped by area.
 
 pub mod bucket;
+pub mod cors;
 pub mod list;
 pub mod multipart;
 pub mod object;
