@@ -27,9 +27,8 @@ async fn buckets_are_created_listed_and_deleted_with_s3_errors() {
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.create_bucket().bucket("beta.2").send().await.unwrap();
 
-    let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
-    assert_eq!(code(&again), "BucketAlreadyOwnedByYou");
-    assert_eq!(status(&again), 409);
+    // us-east-1 (the default) lets the owner create a bucket again, as AWS does.
+    s3.create_bucket().bucket("alpha").send().await.unwrap();
 
     let names: Vec<String> =
         s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(String::from)).collect();
@@ -55,6 +54,17 @@ async fn buckets_are_created_listed_and_deleted_with_s3_errors() {
     let put_gone =
         s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(status(&put_gone), 404);
+}
+
+#[tokio::test]
+async fn outside_us_east_1_recreating_a_bucket_is_already_owned_by_you() {
+    let server = Server::start_with(&["--region", "eu-west-1"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("alpha").send().await.unwrap();
+    let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!((status(&again), code(&again)), (409, "BucketAlreadyOwnedByYou".to_string()));
+    let location = s3.get_bucket_location().bucket("alpha").send().await.unwrap();
+    assert_eq!(location.location_constraint().map(|c| c.as_str()), Some("eu-west-1"));
 }
 
 #[tokio::test]

@@ -118,6 +118,9 @@ pub struct ObjectManifest {
     /// Object tags (key, value), in the order given.
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The multipart upload this object was completed from, if any.
+    #[serde(default)]
+    pub upload_id: Option<String>,
 }
 
 /// A storage node's answer to a chunk put.

@@ -442,7 +442,14 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
         }
         Command::CompleteUpload { bucket, key, upload_id, parts, min_part_size, last_modified_ms, condition } => {
             let Some(upload) = load_upload(tx, bucket, key, upload_id)? else {
-                return fail(MetaError::NoSuchUpload);
+                // Completing again an upload that already completed answers
+                // as the first time did, while its object is still there.
+                return match load_manifest(tx, bucket, key)? {
+                    Some(current) if current.upload_id.as_deref() == Some(upload_id.as_str()) => {
+                        Ok(CommandResult::Object(current))
+                    }
+                    _ => fail(MetaError::NoSuchUpload),
+                };
             };
             if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
                 return fail(MetaError::InvalidPartOrder);
@@ -633,6 +640,7 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         checksum: None,
         chunks,
         tags: upload.metadata.tags.clone(),
+        upload_id: Some(upload.upload_id.clone()),
     }
 }
 

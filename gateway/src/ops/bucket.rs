@@ -42,6 +42,24 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     if !ctx.gw.is_root(access_key) {
         buckets.retain(|b| b.permission_of(access_key).is_some());
     }
+    // Optional paging (max-buckets, continuation-token) and prefix, as AWS added in 2024.
+    if let Some(prefix) = ctx.param("prefix") {
+        buckets.retain(|b| b.name.starts_with(prefix));
+    }
+    if let Some(after) = ctx.param("continuation-token") {
+        buckets.retain(|b| b.name.as_str() > after);
+    }
+    let mut continuation = None;
+    if let Some(max) = ctx.param("max-buckets") {
+        let max: usize =
+            max.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                S3Error::InvalidArgument().with_message("max-buckets must be an integer from 1 to 10000")
+            })?;
+        if buckets.len() > max {
+            buckets.truncate(max);
+            continuation = buckets.last().map(|b| b.name.clone());
+        }
+    }
     let mut x = XmlWriter::new();
     x.open("ListAllMyBucketsResult");
     x.open("Owner");
@@ -56,6 +74,12 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
         x.close("Bucket");
     }
     x.close("Buckets");
+    if let Some(token) = continuation {
+        x.element("ContinuationToken", &token);
+    }
+    if let Some(prefix) = ctx.param("prefix") {
+        x.element("Prefix", prefix);
+    }
     x.close("ListAllMyBucketsResult");
     Ok(xml_response(x))
 }
@@ -72,13 +96,22 @@ pub async fn create_bucket(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -
             return Err(S3Error::MalformedXML());
         }
     }
-    ctx.gw
+    let created = ctx
+        .gw
         .commit(Command::CreateBucket {
             name: bucket.to_string(),
             owner: ctx.verified.access_key.clone(),
             created_ms: jadfs_common::now_ms(),
         })
-        .await?;
+        .await;
+    match created {
+        // AWS's us-east-1 answers 200 to its owner re-creating a bucket; every
+        // other region answers 409 BucketAlreadyOwnedByYou.
+        Err(e) if e.code == "BucketAlreadyOwnedByYou" && ctx.gw.config.region == "us-east-1" => {}
+        other => {
+            other?;
+        }
+    }
     Ok(HttpResponse::Ok().insert_header(("location", format!("/{bucket}"))).finish())
 }
 

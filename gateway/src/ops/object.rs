@@ -55,6 +55,7 @@ pub async fn put_object(
         checksum: checksum.clone(),
         chunks: stored.chunks,
         tags: metadata.tags,
+        upload_id: None,
     };
     let etag = manifest.etag.clone();
     ctx.gw

@@ -150,8 +150,12 @@ fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -
     let object = policy.as_object().ok_or_else(|| policy_error("not a JSON object"))?;
     let expiration =
         object.get("expiration").and_then(Value::as_str).ok_or_else(|| policy_error("Policy missing expiration"))?;
-    let expiration =
-        DateTime::parse_from_rfc3339(expiration).map_err(|_| policy_error("Invalid 'expiration' value"))?;
+    // ISO 8601 as AWS writes it: 2024-01-01T00:00:00Z, optionally with fractions.
+    let iso = expiration.len() >= 20 && expiration.as_bytes()[10] == b'T' && expiration.ends_with('Z');
+    let expiration = DateTime::parse_from_rfc3339(expiration)
+        .ok()
+        .filter(|_| iso)
+        .ok_or_else(|| policy_error("Invalid 'expiration' value"))?;
     if expiration < now {
         return Err(denied("Policy expired."));
     }
@@ -181,7 +185,7 @@ fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -
             }
             Value::Array(items) => {
                 let op = items.first().and_then(Value::as_str).ok_or_else(|| policy_error("malformed condition"))?;
-                if op == "content-length-range" {
+                if op.eq_ignore_ascii_case("content-length-range") {
                     let bound = |i: usize| items.get(i).and_then(Value::as_i64).filter(|n| *n >= 0);
                     let (Some(min), Some(max)) = (bound(1), bound(2)) else {
                         return Err(policy_error("content-length-range needs two non-negative integers"));
@@ -198,7 +202,7 @@ fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -
                     .ok_or_else(|| policy_error("malformed condition"))?;
                 let expected = items[2].as_str().ok_or_else(|| policy_error("condition values are strings"))?;
                 let actual = value_of(field).unwrap_or_default();
-                let holds = match op {
+                let holds = match op.to_ascii_lowercase().as_str() {
                     "eq" => actual == expected,
                     "starts-with" => actual.starts_with(expected),
                     _ => return Err(policy_error(&format!("unknown condition {op}"))),
@@ -328,6 +332,7 @@ pub async fn post_object(
         checksum: None,
         chunks: stored.chunks,
         tags,
+        upload_id: None,
     };
     gw.commit(Command::PutObject {
         bucket: bucket.to_string(),
@@ -406,8 +411,14 @@ mod tests {
             serde_json::json!([{"bucket": "other"}, ["starts-with", "$key", ""], ["starts-with", "$content-type", ""]]),
         );
         assert_eq!(check_policy(&wrong_bucket, &f, "b", now).err().unwrap().code, "AccessDenied");
-        let case = policy(serde_json::json!([["StArts-WiTh", "$key", "foo"]]));
-        assert_eq!(check_policy(&case, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        let any_case = policy(
+            serde_json::json!([{"bUcKeT": "b"}, ["StArTs-WiTh", "$KeY", "foo"], ["EQ", "$content-type", "text/plain"]]),
+        );
+        assert!(check_policy(&any_case, &f, "b", now).is_ok(), "operators and field names ignore case");
+        let upper = serde_json::json!({"expiration": "2100-01-01T00:00:00Z", "CONDITIONS": []});
+        assert_eq!(check_policy(&upper, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        let spaced = serde_json::json!({"expiration": "2100-01-01 00:00:00+00:00", "conditions": []});
+        assert_eq!(check_policy(&spaced, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
         let expired = serde_json::json!({"expiration": "2000-01-01T00:00:00Z", "conditions": []});
         assert_eq!(check_policy(&expired, &f, "b", now).err().unwrap().code, "AccessDenied");
         let no_expiry = serde_json::json!({"EXPIRATION": "2100-01-01T00:00:00Z", "conditions": []});

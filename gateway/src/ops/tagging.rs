@@ -39,11 +39,14 @@ pub fn tags_from_header(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
     Ok(tags)
 }
 
+/// S3 lists tags sorted by key.
 fn tagging_xml(tags: &[(String, String)]) -> HttpResponse {
+    let mut tags = tags.to_vec();
+    tags.sort();
     let mut x = XmlWriter::new();
     x.open("Tagging");
     x.open("TagSet");
-    for (key, value) in tags {
+    for (key, value) in &tags {
         x.open("Tag");
         x.element("Key", key);
         x.element("Value", value);
