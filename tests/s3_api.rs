@@ -709,3 +709,75 @@ async fn cors_rules_answer_preflights_and_decorate_browser_requests() {
     s3.delete_bucket_cors().bucket("web").send().await.unwrap();
     assert_eq!(preflight("https://app.example.com", "GET").await.unwrap().status(), 403);
 }
+
+#[tokio::test]
+async fn multipart_objects_keep_their_parts_and_a_composite_checksum() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ObjectAttributes};
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("parts").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("parts")
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.checksum_algorithm(), Some(&ChecksumAlgorithm::Sha256));
+    let id = upload.upload_id().unwrap();
+    let bodies = [random_bytes(5 << 20, 1), random_bytes(1000, 2)];
+    let mut parts = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let number = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket("parts")
+            .key("k")
+            .upload_id(id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let checksum = out.checksum_sha256().unwrap().to_string();
+        parts.push(
+            CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).checksum_sha256(checksum).build(),
+        );
+    }
+    let listed = s3.list_parts().bucket("parts").key("k").upload_id(id).send().await.unwrap();
+    assert!(listed.parts()[0].checksum_sha256().is_some());
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("parts")
+        .key("k")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(done.checksum_sha256().unwrap().ends_with("-2"), "{:?}", done.checksum_sha256());
+
+    let head = s3.head_object().bucket("parts").key("k").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(head.checksum_sha256(), done.checksum_sha256());
+    let second = s3.get_object().bucket("parts").key("k").part_number(2).send().await.unwrap();
+    assert_eq!(second.parts_count(), Some(2));
+    assert_eq!(second.body.collect().await.unwrap().into_bytes().to_vec(), bodies[1]);
+    let err = s3.get_object().bucket("parts").key("k").part_number(3).send().await.unwrap_err();
+    assert_eq!(code(&err), "InvalidPart");
+
+    let attributes = s3
+        .get_object_attributes()
+        .bucket("parts")
+        .key("k")
+        .object_attributes(ObjectAttributes::ObjectParts)
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attributes.object_size(), Some(((5 << 20) + 1000) as i64));
+    let object_parts = attributes.object_parts().unwrap();
+    assert_eq!(object_parts.total_parts_count(), Some(2));
+    assert_eq!(object_parts.parts()[1].size(), Some(1000));
+}

@@ -2,6 +2,8 @@
 //! manifests and the storage-node RPC messages. Every stored or sent type is
 //! versioned here, in one place.
 
+pub mod checksum;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -121,6 +123,18 @@ pub struct ObjectManifest {
     /// The multipart upload this object was completed from, if any.
     #[serde(default)]
     pub upload_id: Option<String>,
+    /// For an object made by a multipart upload: its parts, in order.
+    #[serde(default)]
+    pub parts: Vec<ObjectPart>,
+}
+
+/// One part of an object made by a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPart {
+    pub size: u64,
+    /// The part's verified flexible checksum, e.g. `("sha256", "base64…")`.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
 /// A storage node's answer to a chunk put.

@@ -213,6 +213,11 @@ impl ObjectBody {
         self.decoded_length
     }
 
+    /// The flexible checksum algorithm the client declared (header or trailer).
+    pub fn declared_checksum(&self) -> Option<Algorithm> {
+        self.checksum.as_ref().map(|c| c.algorithm).or(self.verified_checksum.as_ref().map(|(a, _)| *a))
+    }
+
     /// The flexible checksum the client sent and we verified, once the body is read.
     pub fn verified_checksum(&self) -> Option<&(Algorithm, String)> {
         self.verified_checksum.as_ref()

@@ -115,6 +115,7 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::InvalidPart(message) => S3Error::InvalidPart().with_message(message),
             M::InvalidPartOrder => S3Error::InvalidPartOrder(),
             M::PreconditionFailed => S3Error::PreconditionFailed(),
+            M::BadDigest(message) => S3Error::BadDigest().with_message(message),
             M::EntityTooSmall(_) => S3Error::EntityTooSmall(),
             M::ForwardToLeader { .. } | M::Unavailable(_) => {
                 tracing::warn!(error = %e, "meta service unavailable");

@@ -5,7 +5,7 @@
 
 pub mod admin;
 pub mod body;
-pub mod checksum;
+pub use jadfs_common::checksum;
 pub mod data;
 pub mod error;
 mod ops;

@@ -201,6 +201,7 @@ async fn dispatch_object(
     let upload_id = ctx.param("uploadId").map(str::to_string);
     match (method.clone(), upload_id) {
         (Method::GET, None) if ctx.has("tagging") => tagging::get_object_tagging(ctx, bucket, key).await,
+        (Method::GET, None) if ctx.has("attributes") => o::get_object_attributes(ctx, bucket, key).await,
         (Method::PUT, None) if ctx.has("tagging") => tagging::put_object_tagging(ctx, bucket, key, payload).await,
         (Method::DELETE, None) if ctx.has("tagging") => tagging::delete_object_tagging(ctx, bucket, key).await,
         (Method::PUT, Some(upload_id)) => mp::upload_part(ctx, bucket, key, &upload_id, payload).await,

@@ -158,8 +158,16 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     Ok(DeleteRequest { quiet, keys })
 }
 
-/// `<CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>…`
-pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+/// One part listed in a CompleteMultipartUpload body.
+pub struct CompletePart {
+    pub number: u32,
+    pub etag: String,
+    /// A `Checksum*` element given for the part.
+    pub checksum: Option<String>,
+}
+
+/// `<CompleteMultipartUpload><Part><PartNumber/><ETag/>[<ChecksumX/>]</Part>…`
+pub fn parse_complete(body: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
     let root = parse(body, 4 * 10_000 + 16)?;
     if root.name != "CompleteMultipartUpload" {
         return Err(S3Error::MalformedXML());
@@ -171,7 +179,8 @@ pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
             .and_then(|n| n.text.trim().parse::<u32>().ok())
             .ok_or_else(S3Error::MalformedXML)?;
         let etag = part.child("ETag").map(|e| e.text.trim().to_string()).ok_or_else(S3Error::MalformedXML)?;
-        parts.push((number, etag));
+        let checksum = part.children.iter().find(|c| c.name.starts_with("Checksum")).map(|c| c.text.trim().to_string());
+        parts.push(CompletePart { number, etag, checksum });
     }
     if parts.is_empty() {
         return Err(S3Error::MalformedXML());

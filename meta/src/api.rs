@@ -85,6 +85,12 @@ pub enum Command {
         last_modified_ms: i64,
         #[serde(default)]
         condition: Option<WriteCondition>,
+        /// The whole object's checksum the client expects (`x-amz-checksum-*`).
+        #[serde(default)]
+        expected_checksum: Option<String>,
+        /// The checksum the client lists for each part, if any.
+        #[serde(default)]
+        part_checksums: Vec<Option<String>>,
     },
     AbortUpload {
         bucket: String,
@@ -195,6 +201,9 @@ pub struct UploadInfo {
     pub owner: String,
     pub initiated_ms: i64,
     pub metadata: ObjectMetadata,
+    /// The flexible checksum every part carries (`x-amz-checksum-algorithm`), lowercase.
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
 }
 
 /// One uploaded part: its chunks (offsets within the part) and ETag.
@@ -204,6 +213,9 @@ pub struct PartManifest {
     pub etag: String,
     pub last_modified_ms: i64,
     pub chunks: Vec<jadfs_common::ChunkRef>,
+    /// The part's verified flexible checksum, e.g. `("sha256", "base64…")`.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -212,6 +224,8 @@ pub struct PartEntry {
     pub size: u64,
     pub etag: String,
     pub last_modified_ms: i64,
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
 /// The replaceable metadata of an object.
@@ -254,6 +268,8 @@ pub enum MetaError {
     InvalidPartOrder,
     #[error("part {0} is smaller than the minimum part size")]
     EntityTooSmall(u32),
+    #[error("a checksum does not match: {0}")]
+    BadDigest(String),
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("not the leader; leader is {leader_addr:?}")]

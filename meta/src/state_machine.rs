@@ -440,7 +440,17 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             )?;
             Ok(CommandResult::Done)
         }
-        Command::CompleteUpload { bucket, key, upload_id, parts, min_part_size, last_modified_ms, condition } => {
+        Command::CompleteUpload {
+            bucket,
+            key,
+            upload_id,
+            parts,
+            min_part_size,
+            last_modified_ms,
+            condition,
+            expected_checksum,
+            part_checksums,
+        } => {
             let Some(upload) = load_upload(tx, bucket, key, upload_id)? else {
                 // Completing again an upload that already completed answers
                 // as the first time did, while its object is still there.
@@ -465,6 +475,13 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 if i + 1 < parts.len() && part.size < *min_part_size {
                     return fail(MetaError::EntityTooSmall(*number));
                 }
+                if let Some(Some(listed)) = part_checksums.get(i) {
+                    if part.checksum.as_ref().map(|(_, value)| value) != Some(listed) {
+                        return fail(MetaError::BadDigest(format!(
+                            "the checksum listed for part {number} is not the part's"
+                        )));
+                    }
+                }
                 chosen.push(part);
             }
             if let Some(condition) = condition {
@@ -474,6 +491,12 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 }
             }
             let manifest = assemble(&upload, &chosen, *last_modified_ms);
+            if let Some(expected) = expected_checksum {
+                let actual = manifest.checksum.as_ref().map(|(_, value)| value.as_str()).unwrap_or("");
+                if expected != actual && Some(expected.as_str()) != actual.rsplit_once('-').map(|(c, _)| c) {
+                    return fail(MetaError::BadDigest("the object checksum does not match".into()));
+                }
+            }
             // The chosen parts' chunk references pass to the object; the
             // parts left out release theirs.
             let mut leftover = load_parts(tx, upload_id)?;
@@ -637,10 +660,16 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         content_type: upload.metadata.content_type.clone(),
         headers: upload.metadata.headers.clone(),
         user_metadata: upload.metadata.user_metadata.clone(),
-        checksum: None,
+        checksum: upload.checksum_algorithm.as_ref().and_then(|name| {
+            let algorithm = jadfs_common::checksum::Algorithm::from_name(name)?;
+            let part_checksums: Vec<Option<String>> =
+                parts.iter().map(|p| p.checksum.as_ref().filter(|(a, _)| a == name).map(|(_, v)| v.clone())).collect();
+            Some((name.clone(), jadfs_common::checksum::composite(algorithm, &part_checksums)?))
+        }),
         chunks,
         tags: upload.metadata.tags.clone(),
         upload_id: Some(upload.upload_id.clone()),
+        parts: parts.iter().map(|p| jadfs_common::ObjectPart { size: p.size, checksum: p.checksum.clone() }).collect(),
     }
 }
 
@@ -774,6 +803,7 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
                     size: p.size,
                     etag: p.etag,
                     last_modified_ms: p.last_modified_ms,
+                    checksum: p.checksum,
                 })
                 .collect();
             let truncated = parts.len() > *max_parts;

@@ -1,12 +1,14 @@
 //! Multipart uploads. Each part is chunked and stored on its own, so
 //! completing an upload writes only metadata.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpResponse};
 use jadfs_meta::api::{PartManifest, UploadInfo};
 use jadfs_meta::{Command, CommandResult, Query, QueryResult};
 
 use super::bucket::xml_response;
 use super::{conditional_commit_error, iso8601, Ctx, MAX_PUT_SIZE};
+use crate::checksum::Algorithm;
 use crate::data;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
@@ -17,6 +19,12 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 
 pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
     let metadata = ctx.object_metadata()?;
+    let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
+        Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
+            S3Error::InvalidRequest().with_message(format!("Checksum algorithm {name} is not supported"))
+        })?),
+        None => None,
+    };
     let upload_id = format!("{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
     let upload = UploadInfo {
         upload_id: upload_id.clone(),
@@ -24,6 +32,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
         owner: ctx.verified.access_key.clone(),
         initiated_ms: jadfs_common::now_ms(),
         metadata,
+        checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
     };
     ctx.gw.commit(Command::CreateUpload { bucket: bucket.to_string(), key: key.to_string(), upload }).await?;
     let mut x = XmlWriter::new();
@@ -32,7 +41,34 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
     x.element("Key", key);
     x.element("UploadId", &upload_id);
     x.close("InitiateMultipartUploadResult");
-    Ok(xml_response(x))
+    let mut response = xml_response(x);
+    if let Some(algorithm) = checksum_algorithm {
+        set_header(&mut response, "x-amz-checksum-algorithm", &algorithm.name().to_uppercase());
+        set_header(&mut response, "x-amz-checksum-type", checksum_type(algorithm));
+    }
+    Ok(response)
+}
+
+/// S3 combines part checksums into a composite one, except CRC64NVME,
+/// which is only ever over the full object.
+fn checksum_type(algorithm: Algorithm) -> &'static str {
+    if algorithm == Algorithm::Crc64Nvme {
+        "FULL_OBJECT"
+    } else {
+        "COMPOSITE"
+    }
+}
+
+fn set_header(response: &mut HttpResponse, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// `ChecksumCRC32`, `ChecksumSHA256`, … as S3's XML names them.
+pub fn checksum_element(algorithm: &str) -> String {
+    let upper = algorithm.to_uppercase();
+    format!("Checksum{upper}")
 }
 
 async fn ensure_upload(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo, S3Error> {
@@ -66,7 +102,16 @@ pub async fn upload_part(
     if body.declared_length().is_some_and(|n| n > MAX_PUT_SIZE) {
         return Err(S3Error::EntityTooLarge());
     }
-    ensure_upload(ctx, bucket, key, upload_id).await?;
+    let upload = ensure_upload(ctx, bucket, key, upload_id).await?;
+    if let Some(required) = &upload.checksum_algorithm {
+        let sent = body.declared_checksum().map(|a| a.name());
+        if sent != Some(required.as_str()) {
+            return Err(S3Error::InvalidRequest().with_message(format!(
+                "The upload was created using a {} checksum; each part must carry one.",
+                required.to_uppercase()
+            )));
+        }
+    }
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
@@ -77,6 +122,7 @@ pub async fn upload_part(
         etag: etag.clone(),
         last_modified_ms: jadfs_common::now_ms(),
         chunks: stored.chunks,
+        checksum: body.verified_checksum().map(|(a, v)| (a.name().to_string(), v.clone())),
     };
     ctx.gw
         .commit(Command::PutPart {
@@ -141,7 +187,8 @@ async fn upload_part_copy(
     };
     let etag = format!("\"{}\"", hex::encode(stored.md5));
     let last_modified_ms = jadfs_common::now_ms();
-    let part = PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks };
+    let part =
+        PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks, checksum: None };
     ctx.gw
         .commit(Command::PutPart {
             bucket: bucket.into(),
@@ -168,10 +215,13 @@ pub async fn complete_multipart_upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
     let body = ctx.small_body(payload, xml::MAX_XML_BODY).await?;
-    let parts = xml::parse_complete(&body)?;
-    if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+    let listed = xml::parse_complete(&body)?;
+    if listed.windows(2).any(|w| w[0].number >= w[1].number) {
         return Err(S3Error::InvalidPartOrder());
     }
+    let expected_checksum = Algorithm::ALL.into_iter().find_map(|a| ctx.header(&a.header()).map(str::to_string));
+    let part_checksums = listed.iter().map(|p| p.checksum.clone()).collect();
+    let parts = listed.into_iter().map(|p| (p.number, p.etag)).collect();
     let condition = ctx.write_condition();
     if let Some(condition) = &condition {
         ctx.check_write_condition(bucket, key, condition).await?;
@@ -186,6 +236,8 @@ pub async fn complete_multipart_upload(
             min_part_size: MIN_PART_SIZE,
             last_modified_ms: jadfs_common::now_ms(),
             condition: condition.clone(),
+            expected_checksum,
+            part_checksums,
         })
         .await
         .map_err(|e| conditional_commit_error(e, &condition));
@@ -204,6 +256,10 @@ pub async fn complete_multipart_upload(
     x.element("Bucket", bucket);
     x.element("Key", key);
     x.element("ETag", &manifest.etag);
+    if let Some((algorithm, value)) = &manifest.checksum {
+        x.element(&checksum_element(algorithm), value);
+        x.element("ChecksumType", "COMPOSITE");
+    }
     x.close("CompleteMultipartUploadResult");
     Ok(xml_response(x))
 }
@@ -241,6 +297,9 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
     x.element("ID", &upload.owner);
     x.close("Owner");
     x.element("StorageClass", "STANDARD");
+    if let Some(algorithm) = &upload.checksum_algorithm {
+        x.element("ChecksumAlgorithm", &algorithm.to_uppercase());
+    }
     x.element("PartNumberMarker", &after_part.to_string());
     if let Some(last) = parts.last() {
         x.element("NextPartNumberMarker", &last.part_number.to_string());
@@ -253,6 +312,9 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
         x.element("LastModified", &iso8601(part.last_modified_ms));
         x.element("ETag", &part.etag);
         x.element("Size", &part.size.to_string());
+        if let Some((algorithm, value)) = &part.checksum {
+            x.element(&checksum_element(algorithm), value);
+        }
         x.close("Part");
     }
     x.close("ListPartsResult");

@@ -15,7 +15,7 @@ use crate::error::S3Error;
 use crate::router::{validate_bucket_name, MAX_KEY_BYTES};
 use crate::xml::{self, XmlWriter, MAX_XML_BODY};
 
-const UNSUPPORTED: [&str; 6] = ["acl", "retention", "legal-hold", "torrent", "attributes", "restore"];
+const UNSUPPORTED: [&str; 5] = ["acl", "retention", "legal-hold", "torrent", "restore"];
 
 pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
     UNSUPPORTED.iter().any(|name| ctx.has(name))
@@ -56,6 +56,7 @@ pub async fn put_object(
         chunks: stored.chunks,
         tags: metadata.tags,
         upload_id: None,
+        parts: Vec::new(),
     };
     let etag = manifest.etag.clone();
     ctx.gw
@@ -174,6 +175,7 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
     if whole && ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
         if let Some((algorithm, value)) = &manifest.checksum {
             response.insert_header((format!("x-amz-checksum-{algorithm}"), value.as_str()));
+            response.insert_header(("x-amz-checksum-type", checksum_type(value)));
         }
     }
     // `response-*` query parameters override headers of a GET.
@@ -204,10 +206,31 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
         }
         return Err(e);
     }
-    let range = match ctx.header("range") {
+    let mut range = match ctx.header("range") {
         Some(value) => parse_range(value, manifest.size)?,
         None => None,
     };
+    // `?partNumber=N` reads one part of a multipart object (part 1 of any other).
+    let part_number = match ctx.param("partNumber") {
+        Some(n) => Some(n.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+            S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive")
+        })?),
+        None => None,
+    };
+    if let Some(n) = part_number {
+        if manifest.parts.is_empty() {
+            if n != 1 {
+                return Err(S3Error::InvalidPart().with_message("The requested partnumber is not satisfiable"));
+            }
+        } else {
+            let part = manifest
+                .parts
+                .get(n - 1)
+                .ok_or_else(|| S3Error::InvalidPart().with_message("The requested partnumber is not satisfiable"))?;
+            let offset: u64 = manifest.parts[..n - 1].iter().map(|p| p.size).sum();
+            range = (part.size > 0).then(|| (offset, offset + part.size - 1));
+        }
+    }
     let mut response = match range {
         Some((start, end)) => {
             let mut r = HttpResponse::PartialContent();
@@ -217,6 +240,9 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
+    if part_number.is_some() && !manifest.parts.is_empty() {
+        response.insert_header(("x-amz-mp-parts-count", manifest.parts.len().to_string()));
+    }
     let (start, end) = range.unwrap_or((0, manifest.size.saturating_sub(1)));
     let length = if manifest.size == 0 { 0 } else { end - start + 1 };
     if head {
@@ -231,6 +257,91 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
     let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
     let stream = data::read_object(ctx.gw.clone(), chunks, start, end);
     Ok(response.body(SizedStream::new(length, Box::pin(stream))))
+}
+
+/// A composite multipart checksum ends in `-N`; any other covers the full object.
+fn checksum_type(value: &str) -> &'static str {
+    if value.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok()) {
+        "COMPOSITE"
+    } else {
+        "FULL_OBJECT"
+    }
+}
+
+/// GetObjectAttributes: the attributes named in `x-amz-object-attributes`.
+pub async fn get_object_attributes(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+    let object = ctx.gw.get_object(bucket, key).await?;
+    let manifest = &object.manifest;
+    // Clients send the list in one header or in several.
+    let wanted: Vec<String> = ctx
+        .req
+        .headers()
+        .get_all("x-amz-object-attributes")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().to_ascii_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Err(S3Error::InvalidArgument().with_message("x-amz-object-attributes must name at least one attribute"));
+    }
+    let wants = |name: &str| wanted.iter().any(|w| w == name);
+    let mut x = XmlWriter::new();
+    x.open("GetObjectAttributesResponse");
+    if wants("etag") {
+        x.element("ETag", manifest.etag.trim_matches('"'));
+    }
+    if wants("checksum") {
+        if let Some((algorithm, value)) = &manifest.checksum {
+            x.open("Checksum");
+            x.element(&super::multipart::checksum_element(algorithm), value);
+            x.element("ChecksumType", checksum_type(value));
+            x.close("Checksum");
+        }
+    }
+    if wants("objectparts") && !manifest.parts.is_empty() {
+        let max_parts: usize = ctx.header("x-amz-max-parts").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
+        let marker: usize = ctx.header("x-amz-part-number-marker").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let page: Vec<(usize, &jadfs_common::ObjectPart)> = manifest
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p))
+            .filter(|(n, _)| *n > marker)
+            .take(max_parts)
+            .collect();
+        let truncated = page.last().is_some_and(|(n, _)| *n < manifest.parts.len());
+        x.open("ObjectParts");
+        x.element("PartsCount", &manifest.parts.len().to_string());
+        x.element("PartNumberMarker", &marker.to_string());
+        if let Some((n, _)) = page.last() {
+            x.element("NextPartNumberMarker", &n.to_string());
+        }
+        x.element("MaxParts", &max_parts.to_string());
+        x.element("IsTruncated", if truncated { "true" } else { "false" });
+        for (number, part) in page {
+            x.open("Part");
+            x.element("PartNumber", &number.to_string());
+            x.element("Size", &part.size.to_string());
+            if let Some((algorithm, value)) = &part.checksum {
+                x.element(&super::multipart::checksum_element(algorithm), value);
+            }
+            x.close("Part");
+        }
+        x.close("ObjectParts");
+    }
+    if wants("storageclass") {
+        x.element("StorageClass", "STANDARD");
+    }
+    if wants("objectsize") {
+        x.element("ObjectSize", &manifest.size.to_string());
+    }
+    x.close("GetObjectAttributesResponse");
+    let mut response = xml_response(x);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&http_date(manifest.last_modified_ms)) {
+        response.headers_mut().insert(actix_web::http::header::LAST_MODIFIED, value);
+    }
+    Ok(response)
 }
 
 pub async fn delete_object(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {

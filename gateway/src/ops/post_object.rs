@@ -333,6 +333,7 @@ pub async fn post_object(
         chunks: stored.chunks,
         tags,
         upload_id: None,
+        parts: Vec::new(),
     };
     gw.commit(Command::PutObject {
         bucket: bucket.to_string(),

@@ -52,6 +52,23 @@ impl Algorithm {
     }
 }
 
+/// The checksum of a multipart object made of parts with `part_checksums`
+/// (base64), S3's composite form: the checksum of the parts' binary
+/// checksums, then `-N`. None if a part lacks one, or for CRC64NVME, which
+/// S3 only computes over the full object.
+pub fn composite(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Option<String> {
+    use base64::Engine;
+    if algorithm == Algorithm::Crc64Nvme || part_checksums.is_empty() {
+        return None;
+    }
+    let mut hasher = algorithm.hasher();
+    for checksum in part_checksums {
+        let raw = base64::engine::general_purpose::STANDARD.decode(checksum.as_deref()?).ok()?;
+        hasher.update(&raw);
+    }
+    Some(format!("{}-{}", hasher.finish(), part_checksums.len()))
+}
+
 pub enum Hasher {
     Crc32(crc32fast::Hasher),
     Crc32c(u32),
