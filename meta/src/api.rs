@@ -243,7 +243,7 @@ pub struct ObjectMetadata {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum CommandResult {
     Done,
-    Object(ObjectManifest),
+    Object(Box<ObjectManifest>),
     Failed(MetaError),
 }
 

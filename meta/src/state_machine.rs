@@ -404,7 +404,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             let placement =
                 manifest.chunks.iter().map(|c| chunk_nodes(tx, &c.id)).collect::<rusqlite::Result<Vec<_>>>()?;
             store_object(tx, dst_bucket, dst_key, &manifest, &placement, log_index)?;
-            Ok(CommandResult::Object(manifest))
+            Ok(CommandResult::Object(Box::new(manifest)))
         }
         Command::RegisterNode { node } => {
             tx.execute(
@@ -456,7 +456,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 // as the first time did, while its object is still there.
                 return match load_manifest(tx, bucket, key)? {
                     Some(current) if current.upload_id.as_deref() == Some(upload_id.as_str()) => {
-                        Ok(CommandResult::Object(current))
+                        Ok(CommandResult::Object(Box::new(current)))
                     }
                     _ => fail(MetaError::NoSuchUpload),
                 };
@@ -510,7 +510,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             write_object(tx, bucket, key, &manifest)?;
             tx.execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
             tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [upload_id])?;
-            Ok(CommandResult::Object(manifest))
+            Ok(CommandResult::Object(Box::new(manifest)))
         }
         Command::SetObjectTags { bucket, key, tags } => {
             if bucket_owner(tx, bucket)?.is_none() {
