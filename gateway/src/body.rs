@@ -154,10 +154,9 @@ pub struct ObjectBody {
 }
 
 /// The request headers the decoder needs.
-pub struct BodyHeaders<'a> {
+pub struct BodyHeaders {
     pub content_length: Option<u64>,
     pub decoded_content_length: Option<u64>,
-    pub content_encoding: Option<&'a str>,
     /// `x-amz-checksum-*` headers present, with their values.
     pub checksum_header: Option<(Algorithm, String)>,
     /// The algorithm named by `x-amz-trailer`, if any.
@@ -171,8 +170,9 @@ impl ObjectBody {
         chunk_signer: Option<ChunkSigner>,
         headers: &BodyHeaders,
     ) -> Result<ObjectBody, S3Error> {
-        let chunked = matches!(mode, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer)
-            || headers.content_encoding.is_some_and(|e| e.split(',').any(|p| p.trim() == "aws-chunked"));
+        // The signed payload mode says whether the body is aws-chunked;
+        // Content-Encoding may name aws-chunked over a plain body.
+        let chunked = matches!(mode, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer);
         let framing = if chunked {
             Framing::Chunked { signer: chunk_signer, chunk_left: 0, finished: false }
         } else {

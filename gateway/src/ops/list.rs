@@ -96,9 +96,11 @@ impl Listing {
         }
     }
 
-    fn write_header(&self, x: &mut XmlWriter, bucket: &str) {
+    /// `encode_prefix`: V2 URL-encodes the top-level Prefix with
+    /// encoding-type=url; V1 (and what clients decode of it) does not.
+    fn write_header(&self, x: &mut XmlWriter, bucket: &str, encode_prefix: bool) {
         x.element("Name", bucket);
-        x.element("Prefix", &self.encode(&self.prefix));
+        x.element("Prefix", &if encode_prefix { self.encode(&self.prefix) } else { self.prefix.clone() });
         if let Some(delimiter) = &self.delimiter {
             x.element("Delimiter", &self.encode(delimiter));
         }
@@ -140,7 +142,7 @@ pub async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
     ensure_page(ctx, bucket, &page).await?;
     let mut x = XmlWriter::new();
     x.open("ListBucketResult");
-    listing.write_header(&mut x, bucket);
+    listing.write_header(&mut x, bucket, true);
     x.element("KeyCount", &(page.objects.len() + page.common_prefixes.len()).to_string());
     x.element("IsTruncated", if page.truncated { "true" } else { "false" });
     if let Some(token) = token {
@@ -175,7 +177,7 @@ pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
     ensure_page(ctx, bucket, &page).await?;
     let mut x = XmlWriter::new();
     x.open("ListBucketResult");
-    listing.write_header(&mut x, bucket);
+    listing.write_header(&mut x, bucket, false);
     x.element("Marker", &listing.encode(marker.as_deref().unwrap_or_default()));
     x.element("IsTruncated", if page.truncated { "true" } else { "false" });
     if page.truncated && listing.delimiter.is_some() {
@@ -197,7 +199,7 @@ pub async fn list_object_versions(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpRes
     ensure_page(ctx, bucket, &page).await?;
     let mut x = XmlWriter::new();
     x.open("ListVersionsResult");
-    listing.write_header(&mut x, bucket);
+    listing.write_header(&mut x, bucket, false);
     x.element("KeyMarker", &listing.encode(key_marker.as_deref().unwrap_or_default()));
     x.element("VersionIdMarker", "");
     x.element("IsTruncated", if page.truncated { "true" } else { "false" });

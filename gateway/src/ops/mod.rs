@@ -54,6 +54,12 @@ impl Ctx<'_> {
     /// The request body as object bytes, with aws-chunked framing removed
     /// and every declared length, signature and checksum checked.
     pub fn object_body(&self, payload: web::Payload) -> Result<ObjectBody, S3Error> {
+        self.body_with(payload, true)
+    }
+
+    /// `checksum_headers_are_the_body's`: false where `x-amz-checksum-*`
+    /// describes something else (CompleteMultipartUpload: the object).
+    fn body_with(&self, payload: web::Payload, checksum_headers_are_the_bodys: bool) -> Result<ObjectBody, S3Error> {
         let number = |name: &str| -> Result<Option<u64>, S3Error> {
             self.header(name)
                 .map(|v| {
@@ -63,8 +69,10 @@ impl Ctx<'_> {
                 })
                 .transpose()
         };
-        let checksum_header =
-            Algorithm::ALL.into_iter().find_map(|a| self.header(&a.header()).map(|v| (a, v.trim().to_string())));
+        let checksum_header = Algorithm::ALL
+            .into_iter()
+            .find_map(|a| self.header(&a.header()).map(|v| (a, v.trim().to_string())))
+            .filter(|_| checksum_headers_are_the_bodys);
         let trailer_checksum = match self.header("x-amz-trailer") {
             Some(name) => Some(
                 Algorithm::from_header(name.trim())
@@ -75,10 +83,14 @@ impl Ctx<'_> {
         let headers = BodyHeaders {
             content_length: number("content-length")?,
             decoded_content_length: number("x-amz-decoded-content-length")?,
-            content_encoding: self.header("content-encoding"),
             checksum_header,
             trailer_checksum,
         };
+        let chunked_transfer =
+            self.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        if headers.content_length.is_none() && !chunked_transfer && self.req.method() == actix_web::http::Method::PUT {
+            return Err(S3Error::MissingContentLength());
+        }
         if matches!(self.verified.payload, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer)
             && headers.decoded_content_length.is_none()
             && headers.content_length.is_some()
@@ -91,7 +103,22 @@ impl Ctx<'_> {
     /// A small request body (XML), read whole, bounded, and checked against
     /// Content-MD5 and the signed payload hash when they are given.
     pub async fn small_body(&self, payload: web::Payload, max: usize) -> Result<bytes::Bytes, S3Error> {
-        let mut body = self.object_body(payload)?;
+        self.small_body_with(payload, max, true).await
+    }
+
+    /// The body of CompleteMultipartUpload, whose `x-amz-checksum-*` header
+    /// is the expected checksum of the object, not of this body.
+    pub async fn complete_body(&self, payload: web::Payload, max: usize) -> Result<bytes::Bytes, S3Error> {
+        self.small_body_with(payload, max, false).await
+    }
+
+    async fn small_body_with(
+        &self,
+        payload: web::Payload,
+        max: usize,
+        checksums: bool,
+    ) -> Result<bytes::Bytes, S3Error> {
+        let mut body = self.body_with(payload, checksums)?;
         let mut out = bytes::BytesMut::new();
         while let Some(piece) = body.next().await? {
             if out.len() + piece.len() > max {

@@ -214,7 +214,7 @@ pub async fn complete_multipart_upload(
     upload_id: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, S3Error> {
-    let body = ctx.small_body(payload, xml::MAX_XML_BODY).await?;
+    let body = ctx.complete_body(payload, xml::MAX_XML_BODY).await?;
     let listed = xml::parse_complete(&body)?;
     if listed.windows(2).any(|w| w[0].number >= w[1].number) {
         return Err(S3Error::InvalidPartOrder());
