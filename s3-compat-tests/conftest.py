@@ -25,14 +25,29 @@ def jadfs_binary():
     return str(max(built, key=lambda p: p.stat().st_mtime))
 
 
+def make_certificate(directory):
+    """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class Server:
-    def __init__(self):
+    def __init__(self, tls=False):
         self.tmp = tempfile.mkdtemp(prefix="jadfs-compat-")
         self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.ca = None
+        tls_args = []
+        if tls:
+            self.ca, key = make_certificate(self.tmp)
+            tls_args = ["--tls-cert", self.ca, "--tls-key", key]
         self.process = subprocess.Popen(
             [jadfs_binary(), "server", "--listen", "127.0.0.1:0",
              "--data-dir", os.path.join(self.tmp, "data"),
-             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
+             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, *tls_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True,
             env={**os.environ, "RUST_LOG": "warn"})
         found = threading.Event()
@@ -55,10 +70,17 @@ class Server:
         # A CA bundle set for the machine means nothing to a plain-HTTP
         # endpoint, and rclone refuses to start with one.
         inherited = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        if self.ca:
+            inherited["AWS_CA_BUNDLE"] = self.ca
         return {**inherited, "HOME": home,
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.path.join(home, "none"),
                 "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "none")}
+
+    @property
+    def verify(self):
+        """What Python clients pass as `verify`: the CA for HTTPS, else True."""
+        return self.ca or True
 
     def stop(self):
         self.process.kill()
@@ -67,9 +89,10 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def server():
-    s = Server()
+@pytest.fixture(scope="session", params=["http", "https"])
+def server(request):
+    """Every client scenario runs against plain HTTP and against TLS."""
+    s = Server(tls=request.param == "https")
     yield s
     s.stop()
 

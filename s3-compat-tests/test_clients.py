@@ -82,12 +82,15 @@ def test_awscli_cp_300_mib_both_ways_ls_sync_rm(server, workdir):
 
 
 def rclone_env(server):
-    return {**server.env(),
+    # rclone's S3 SDK cannot use AWS_CA_BUNDLE; it takes its own --ca-cert.
+    base = {k: v for k, v in server.env().items() if k != "AWS_CA_BUNDLE"}
+    return {**base,
             "RCLONE_CONFIG_JADFS_TYPE": "s3", "RCLONE_CONFIG_JADFS_PROVIDER": "Other",
             "RCLONE_CONFIG_JADFS_ACCESS_KEY_ID": ACCESS_KEY,
             "RCLONE_CONFIG_JADFS_SECRET_ACCESS_KEY": SECRET_KEY,
             "RCLONE_CONFIG_JADFS_ENDPOINT": server.endpoint,
-            "RCLONE_CONFIG_JADFS_REGION": "us-east-1"}
+            "RCLONE_CONFIG_JADFS_REGION": "us-east-1",
+            **({"RCLONE_CA_CERT": server.ca} if server.ca else {})}
 
 
 def test_rclone_copy_and_check_download(server, workdir):
@@ -111,10 +114,11 @@ def test_rclone_copy_and_check_download(server, workdir):
 
 
 def test_s3cmd_put_get(server, workdir):
-    host = server.endpoint.removeprefix("http://")
+    host = server.endpoint.split("://", 1)[1]
+    tls = f"use_https = True\nca_certs_file = {server.ca}\n" if server.ca else "use_https = False\n"
     config = workdir / "s3cfg"
     config.write_text(f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {host}\n"
-                      f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n")
+                      f"host_bucket = {host}\n{tls}signature_v2 = False\n")
     s3cmd = ["s3cmd", "-c", str(config)]
     env = server.env()
     run(s3cmd + ["mb", "s3://s3cmd"], env)
@@ -129,7 +133,7 @@ def test_s3cmd_put_get(server, workdir):
 def boto3_client(server, **config):
     return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,
                         aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
-                        config=botocore.config.Config(**config))
+                        verify=server.ca or None, config=botocore.config.Config(**config))
 
 
 def test_boto3_with_default_checksums(server, workdir):
@@ -181,16 +185,16 @@ def test_boto3_presigned_post_form_upload(server, workdir, signature_version):
                     {"x-amz-meta-origin": "browser"}, ["content-length-range", 1, 1 << 20]],
         ExpiresIn=600)
     body = os.urandom(300_000)
-    response = requests.post(post["url"], data=post["fields"], files={"file": ("report.txt", body)})
+    response = requests.post(post["url"], data=post["fields"], files={"file": ("report.txt", body)}, verify=server.verify)
     assert response.status_code == 204, response.text
     got = s3.get_object(Bucket=bucket, Key="uploads/report.txt")
     assert got["Body"].read() == body
     assert got["ContentType"] == "text/plain"
     assert got["Metadata"] == {"origin": "browser"}
 
-    too_big = requests.post(post["url"], data=post["fields"], files={"file": ("big.txt", b"x" * ((1 << 20) + 1))})
+    too_big = requests.post(post["url"], data=post["fields"], files={"file": ("big.txt", b"x" * ((1 << 20) + 1))}, verify=server.verify)
     assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
     field = "x-amz-signature" if "x-amz-signature" in post["fields"] else "signature"
     tampered = dict(post["fields"], **{field: "0" * len(post["fields"][field])})
-    denied = requests.post(post["url"], data=tampered, files={"file": ("x.txt", b"x")})
+    denied = requests.post(post["url"], data=tampered, files={"file": ("x.txt", b"x")}, verify=server.verify)
     assert denied.status_code == 403 and "SignatureDoesNotMatch" in denied.text, denied.text

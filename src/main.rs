@@ -60,6 +60,12 @@ struct S3Args {
     /// Size of the chunks objects are cut into, in bytes.
     #[arg(long, env = "JADFS_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     chunk_size: u64,
+    /// PEM certificate chain: serve S3 over HTTPS (with --tls-key).
+    #[arg(long, env = "JADFS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "JADFS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -55,7 +55,12 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
     let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, 3))?;
     servers.push(serve(gateway.server));
-    print_banner(&gateway.addr.to_string(), &credentials, created, &data_dir.display().to_string());
+    print_banner(
+        &format!("{}://{}", gateway.scheme, gateway.addr),
+        &credentials,
+        created,
+        &data_dir.display().to_string(),
+    );
     run_until_stopped(servers).await
 }
 
@@ -67,13 +72,13 @@ fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credential
         region: s3.region.clone(),
         domain: Some(s3.domain.clone()).filter(|d| !d.is_empty()),
         chunk_size: s3.chunk_size,
+        tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
         replicas,
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
     }
 }
 
 fn print_banner(endpoint: &str, credentials: &Credentials, created: bool, data_dir: &str) {
-    let endpoint = format!("http://{endpoint}");
     let kept = if created { "created now and kept" } else { "kept" };
     println!(
         "JaDFS is running.\n\
@@ -125,7 +130,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let credentials = Credentials { access_key, secret_key };
     let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, args.replicas))?;
-    println!("JaDFS S3 endpoint: http://{}", gateway.addr);
+    println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
 }
 

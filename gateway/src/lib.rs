@@ -41,6 +41,8 @@ pub struct GatewayConfig {
     /// `bucket.s3.example.com` address `bucket` (virtual-host style).
     pub domain: Option<String>,
     pub chunk_size: u64,
+    /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Copies of each chunk written before a PUT is acknowledged.
     pub replicas: usize,
     pub workers: usize,
@@ -206,20 +208,46 @@ impl Gateway {
 /// A started gateway.
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub server: actix_web::dev::Server,
+}
+
+/// A rustls server configuration from PEM files (ring provider, TLS 1.2 and 1.3).
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid(&format!("TLS certificate {}", cert.display()), &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(&format!("TLS key {}", key.display()), &e))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid("TLS certificate and key", &e))
 }
 
 pub fn start(config: GatewayConfig) -> std::io::Result<RunningGateway> {
     let listener = TcpListener::bind(config.listen)?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr()?;
     let workers = config.workers;
+    let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
     let gateway = web::Data::new(Arc::new(Gateway::new(config)));
     let server = HttpServer::new(move || App::new().app_data(gateway.clone()).configure(router::configure))
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(5);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    }
+    .run();
     tracing::info!(%addr, "S3 gateway started");
-    Ok(RunningGateway { addr, server })
+    Ok(RunningGateway { addr, scheme, server })
 }
