@@ -1043,6 +1043,68 @@ mod tests {
         }
     }
 
+    /// What a listing must return, computed by brute force over sorted keys.
+    fn model(keys: &[String], prefix: &str, delimiter: Option<&str>, start_after: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+            let entry = match delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| (d, at))) {
+                Some((d, at)) => key[..prefix.len() + at + d.len()].to_string() + "*",
+                None => key.clone(),
+            };
+            let name = entry.trim_end_matches('*');
+            if start_after.is_some_and(|after| name <= after) || out.last() == Some(&entry) {
+                continue;
+            }
+            out.push(entry);
+        }
+        out
+    }
+
+    #[test]
+    fn listing_100k_keys_pages_correctly_for_every_combination() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let mut keys: Vec<String> = (0..100_000).map(|i| format!("dir{}/sub{}/file{i}", i % 100, i % 7)).collect();
+        keys.extend(["top-level".to_string(), "dir1".to_string(), "dir1/".to_string()]);
+        conn.execute_batch("BEGIN").unwrap();
+        for key in &keys {
+            object(&conn, key);
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        keys.sort();
+        for (prefix, max_keys) in
+            [("", 1000), ("dir1", 999), ("dir1/", 250), ("dir42/sub3/", 7), ("dir42/sub3/", 1), ("zzz", 5), ("top", 1)]
+        {
+            for delimiter in [None, Some("/"), Some("sub")] {
+                for start_after in [None, Some("dir5"), Some("dir50/sub2/file1550")] {
+                    let expected = model(&keys, prefix, delimiter, start_after);
+                    let mut got = Vec::new();
+                    let mut resume = start_after.map(str::to_string);
+                    loop {
+                        let q = ListObjectsQuery {
+                            bucket: "b".into(),
+                            prefix: prefix.into(),
+                            delimiter: delimiter.map(Into::into),
+                            start_after: resume.clone(),
+                            max_keys,
+                        };
+                        let page = list_objects(&conn, &q).unwrap();
+                        assert!(page.objects.len() + page.common_prefixes.len() <= max_keys);
+                        let mut entries: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
+                        entries.extend(page.common_prefixes.iter().map(|p| format!("{p}*")));
+                        entries.sort_by(|a, b| a.trim_end_matches('*').cmp(b.trim_end_matches('*')));
+                        got.extend(entries);
+                        if !page.truncated {
+                            break;
+                        }
+                        resume = page.last;
+                    }
+                    assert_eq!(got, expected, "prefix {prefix:?} delimiter {delimiter:?} start-after {start_after:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn prefix_end_skips_trailing_ff() {
         assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
