@@ -309,3 +309,38 @@ async fn bad_bodies_and_digests_change_nothing() {
         signed(reqwest::Method::PUT, &format!("{url}&partNumber=1"), &[], b"x".to_vec(), ACCESS_KEY, SECRET_KEY).await;
     expect_error(response, 404, "NoSuchUpload").await;
 }
+
+/// Sends only the head of a PUT with `Expect: 100-continue` and returns the
+/// first status line the server answers, before any body byte is sent.
+async fn status_before_body(server: &Server, headers: &[(String, String)]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = server.endpoint.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("PUT /expect/k HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 5\r\nexpect: 100-continue\r\n");
+    for (name, value) in headers {
+        if !["host", "content-length", "expect"].contains(&name.as_str()) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).await.unwrap();
+    line.trim().to_string()
+}
+
+#[tokio::test]
+async fn expect_100_continue_refuses_a_bad_signature_before_the_body() {
+    let server = Server::start();
+    server.client().create_bucket().bucket("expect").send().await.unwrap();
+    assert_eq!(status_before_body(&server, &[]).await, "HTTP/1.1 403 Forbidden");
+
+    let url = format!("{}/expect/k", server.endpoint);
+    let extra = [("content-length", "5"), ("expect", "100-continue")];
+    let (good, _) =
+        sign_request("PUT", &url, &extra, b"", ACCESS_KEY, SECRET_KEY, SystemTime::now(), Some("UNSIGNED-PAYLOAD"));
+    assert_eq!(status_before_body(&server, &good).await, "HTTP/1.1 100 Continue");
+    let (wrong, _) =
+        sign_request("PUT", &url, &extra, b"", ACCESS_KEY, "wrong", SystemTime::now(), Some("UNSIGNED-PAYLOAD"));
+    assert_eq!(status_before_body(&server, &wrong).await, "HTTP/1.1 403 Forbidden");
+}

@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use jadfs_common::NodeId;
 use jadfs_meta::api::{LocatedObject, StorageNodeInfo};
 use jadfs_meta::{Command, CommandResult, MetaClient, Query, QueryResult};
@@ -210,7 +210,7 @@ pub struct RunningGateway {
     pub addr: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
-    pub server: actix_web::dev::Server,
+    pub server: actix_server::Server,
 }
 
 /// A rustls server configuration from PEM files (ring provider, TLS 1.2 and 1.3).
@@ -232,22 +232,39 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<
         .map_err(|e| invalid("TLS certificate and key", &e))
 }
 
+/// Starts serving S3. The HTTP service is assembled here rather than by
+/// actix-web's HttpServer so that `Expect: 100-continue` requests are
+/// authenticated before the client is told to send its body.
 pub fn start(config: GatewayConfig) -> std::io::Result<RunningGateway> {
+    use actix_http::HttpService;
+    use actix_service::{fn_service, map_config};
+    use actix_web::dev::AppConfig;
+
     let listener = TcpListener::bind(config.listen)?;
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr()?;
-    let workers = config.workers;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
-    let gateway = web::Data::new(Arc::new(Gateway::new(config)));
-    let server = HttpServer::new(move || App::new().app_data(gateway.clone()).configure(router::configure))
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(5);
-    let server = match tls {
-        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
-        None => server.listen(listener)?,
+    let workers = config.workers;
+    let gateway = Arc::new(Gateway::new(config));
+    // One HTTP service per accepted connection type (plain TCP or TLS).
+    macro_rules! s3_service {
+        () => {{
+            let gw = gateway.clone();
+            let app = App::new().app_data(web::Data::new(gw.clone())).configure(router::configure);
+            HttpService::build()
+                .tcp_nodelay(true)
+                .expect(fn_service(move |request: actix_http::Request| {
+                    let gw = gw.clone();
+                    async move { router::expect_continue(&gw, request).await }
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+        }};
     }
-    .run();
-    tracing::info!(%addr, "S3 gateway started");
-    Ok(RunningGateway { addr, scheme, server })
+    let builder = actix_server::Server::build().workers(workers).disable_signals().shutdown_timeout(5);
+    let builder = match tls {
+        Some(tls) => builder.listen("s3", listener, move || s3_service!().rustls_0_23(tls.clone()))?,
+        None => builder.listen("s3", listener, move || s3_service!().tcp())?,
+    };
+    tracing::info!(%addr, scheme, "S3 gateway started");
+    Ok(RunningGateway { addr, scheme, server: builder.run() })
 }

@@ -70,6 +70,49 @@ fn request_parts(req: &HttpRequest) -> RequestParts<'_> {
     }
 }
 
+/// Answers `Expect: 100-continue` before the body is sent: a request that
+/// fails authentication gets its error at once, and the client never sends
+/// the body. Form uploads and preflights carry no signature and go on.
+pub async fn expect_continue(
+    gw: &Gateway,
+    request: actix_http::Request,
+) -> Result<actix_http::Request, actix_http::Response<actix_web::body::BoxBody>> {
+    let head = request.head();
+    let unsigned_kind = head.method == Method::OPTIONS
+        || (head.method == Method::POST
+            && !head.headers.contains_key("authorization")
+            && head
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("multipart/form-data")));
+    if unsigned_kind {
+        return Ok(request);
+    }
+    let parts = RequestParts {
+        method: head.method.as_str(),
+        raw_path: head.uri.path(),
+        raw_query: head.uri.query().unwrap_or(""),
+        headers: head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+    };
+    let secret = match sigv4::access_key_of(&parts) {
+        Some(access_key) => gw.secret_of(&access_key).await,
+        None => Ok(None),
+    };
+    let verified = secret.and_then(|secret| sigv4::verify(&parts, Utc::now(), |_| secret.clone()));
+    match verified {
+        Ok(_) => Ok(request),
+        Err(e) => {
+            let request_id = format!("{:016X}", jadfs_common::random_u64());
+            Err(e.to_response(head.uri.path(), &request_id, head.method == Method::HEAD).into())
+        }
+    }
+}
+
 /// Verifies a request's signature with the secret of the key it claims.
 pub async fn authenticate(req: &HttpRequest, gw: &Gateway) -> Result<sigv4::Verified, S3Error> {
     let parts = request_parts(req);
