@@ -781,3 +781,63 @@ async fn multipart_objects_keep_their_parts_and_a_composite_checksum() {
     assert_eq!(object_parts.total_parts_count(), Some(2));
     assert_eq!(object_parts.parts()[1].size(), Some(1000));
 }
+
+#[tokio::test]
+async fn full_object_crc_of_a_multipart_upload_is_the_crc_of_all_its_bytes() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
+    use base64::Engine;
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("crc").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("crc")
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let bodies = [random_bytes(5 << 20, 3), random_bytes(3333, 4)];
+    let mut parts = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let number = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket("crc")
+            .key("k")
+            .upload_id(id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(out.e_tag().unwrap())
+                .checksum_crc32(out.checksum_crc32().unwrap())
+                .build(),
+        );
+    }
+    let mut whole = crc32fast::Hasher::new();
+    bodies.iter().for_each(|b| whole.update(b));
+    let expected = base64::engine::general_purpose::STANDARD.encode(whole.finalize().to_be_bytes());
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("crc")
+        .key("k")
+        .upload_id(id)
+        .checksum_crc32(&expected)
+        .checksum_type(ChecksumType::FullObject)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.checksum_crc32(), Some(expected.as_str()));
+    let head = s3.head_object().bucket("crc").key("k").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(head.checksum_crc32(), Some(expected.as_str()));
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
+}

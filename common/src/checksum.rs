@@ -52,6 +52,16 @@ impl Algorithm {
     }
 }
 
+/// `COMPOSITE` for a multipart composite checksum (it ends in `-N`),
+/// `FULL_OBJECT` for any other.
+pub fn kind_of(value: &str) -> &'static str {
+    if value.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok()) {
+        "COMPOSITE"
+    } else {
+        "FULL_OBJECT"
+    }
+}
+
 /// The checksum of a multipart object made of parts with `part_checksums`
 /// (base64), S3's composite form: the checksum of the parts' binary
 /// checksums, then `-N`. None if a part lacks one, or for CRC64NVME, which
@@ -67,6 +77,84 @@ pub fn composite(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Opt
         hasher.update(&raw);
     }
     Some(format!("{}-{}", hasher.finish(), part_checksums.len()))
+}
+
+/// The CRC of a whole object from its parts' CRCs (base64) and sizes,
+/// without reading a byte: S3's full-object multipart checksum. None for
+/// SHA algorithms, which cannot be combined, or if a part lacks one.
+pub fn full_object(algorithm: Algorithm, parts: &[(Option<String>, u64)]) -> Option<String> {
+    use base64::Engine;
+    let (poly, bits) = match algorithm {
+        Algorithm::Crc32 => (0xEDB8_8320u64, 32),
+        Algorithm::Crc32c => (0x82F6_3B78u64, 32),
+        Algorithm::Crc64Nvme => (0x9A6C_9329_AC4B_C9B5u64, 64),
+        Algorithm::Sha1 | Algorithm::Sha256 => return None,
+    };
+    let mut combined: Option<u64> = None;
+    for (checksum, size) in parts {
+        let raw = base64::engine::general_purpose::STANDARD.decode(checksum.as_deref()?).ok()?;
+        let crc = raw.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64);
+        combined = Some(match combined {
+            None => crc,
+            Some(before) => crc_combine(before, crc, *size, poly, bits),
+        });
+    }
+    let crc = combined?;
+    let bytes = crc.to_be_bytes();
+    Some(base64::engine::general_purpose::STANDARD.encode(&bytes[8 - bits / 8..]))
+}
+
+/// CRC(A ‖ B) from CRC(A), CRC(B) and len(B), for a reflected CRC with
+/// all-ones initial value and final xor: zlib's method, which applies the
+/// operator "append len(B) zero bytes" to CRC(A) by repeated squaring of a
+/// GF(2) matrix.
+fn crc_combine(crc1: u64, crc2: u64, len2: u64, poly: u64, bits: usize) -> u64 {
+    fn times(matrix: &[u64], mut vector: u64) -> u64 {
+        let mut sum = 0;
+        let mut i = 0;
+        while vector != 0 {
+            if vector & 1 != 0 {
+                sum ^= matrix[i];
+            }
+            vector >>= 1;
+            i += 1;
+        }
+        sum
+    }
+    fn square(matrix: &[u64]) -> Vec<u64> {
+        matrix.iter().map(|&row| times(matrix, row)).collect()
+    }
+    if len2 == 0 {
+        return crc1;
+    }
+    // The operator for one zero bit, then two, then four.
+    let mut odd = vec![0u64; bits];
+    odd[0] = poly;
+    for (n, row) in odd.iter_mut().enumerate().skip(1) {
+        *row = 1 << (n - 1);
+    }
+    let mut even = square(&odd);
+    odd = square(&even);
+    let (mut crc1, mut len2) = (crc1, len2);
+    loop {
+        even = square(&odd); // one more zero byte's worth, doubled
+        if len2 & 1 != 0 {
+            crc1 = times(&even, crc1);
+        }
+        len2 >>= 1;
+        if len2 == 0 {
+            break;
+        }
+        odd = square(&even);
+        if len2 & 1 != 0 {
+            crc1 = times(&odd, crc1);
+        }
+        len2 >>= 1;
+        if len2 == 0 {
+            break;
+        }
+    }
+    crc1 ^ crc2
 }
 
 pub enum Hasher {
@@ -120,6 +208,30 @@ mod tests {
             assert_eq!(h.finish(), base64::engine::general_purpose::STANDARD.encode(digest), "{algorithm:?}");
         }
         assert_eq!(Algorithm::from_header("x-amz-checksum-crc64nvme"), Some(Algorithm::Crc64Nvme));
+    }
+
+    #[test]
+    fn full_object_crcs_combine_part_crcs() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for algorithm in [Algorithm::Crc32, Algorithm::Crc32c, Algorithm::Crc64Nvme] {
+            let whole = {
+                let mut h = algorithm.hasher();
+                h.update(&data);
+                h.finish()
+            };
+            for cuts in [vec![0, 100_000], vec![0, 1, 100_000], vec![0, 5000, 5001, 77_777, 100_000]] {
+                let parts: Vec<(Option<String>, u64)> = cuts
+                    .windows(2)
+                    .map(|w| {
+                        let mut h = algorithm.hasher();
+                        h.update(&data[w[0]..w[1]]);
+                        (Some(h.finish()), (w[1] - w[0]) as u64)
+                    })
+                    .collect();
+                assert_eq!(full_object(algorithm, &parts).as_deref(), Some(whole.as_str()), "{algorithm:?} {cuts:?}");
+            }
+        }
+        assert_eq!(full_object(Algorithm::Sha256, &[(Some("AAAA".into()), 1)]), None);
         assert_eq!(Algorithm::from_name("SHA256"), Some(Algorithm::Sha256));
     }
 }

@@ -204,6 +204,10 @@ pub struct UploadInfo {
     /// The flexible checksum every part carries (`x-amz-checksum-algorithm`), lowercase.
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// Whether the object's checksum covers the full object (CRCs only) or
+    /// is the composite of the parts' (`x-amz-checksum-type`).
+    #[serde(default)]
+    pub full_object_checksum: bool,
 }
 
 /// One uploaded part: its chunks (offsets within the part) and ETag.

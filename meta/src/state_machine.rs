@@ -664,7 +664,14 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
             let algorithm = jadfs_common::checksum::Algorithm::from_name(name)?;
             let part_checksums: Vec<Option<String>> =
                 parts.iter().map(|p| p.checksum.as_ref().filter(|(a, _)| a == name).map(|(_, v)| v.clone())).collect();
-            Some((name.clone(), jadfs_common::checksum::composite(algorithm, &part_checksums)?))
+            let checksum = if upload.full_object_checksum {
+                let sized: Vec<(Option<String>, u64)> =
+                    part_checksums.into_iter().zip(parts.iter().map(|p| p.size)).collect();
+                jadfs_common::checksum::full_object(algorithm, &sized)?
+            } else {
+                jadfs_common::checksum::composite(algorithm, &part_checksums)?
+            };
+            Some((name.clone(), checksum))
         }),
         chunks,
         tags: upload.metadata.tags.clone(),

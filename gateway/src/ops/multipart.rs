@@ -25,6 +25,37 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
         })?),
         None => None,
     };
+    // CRC64NVME exists only over the full object, SHA only as a composite;
+    // CRC32 and CRC32C may be either (composite unless asked).
+    let full_object_checksum = match (checksum_algorithm, ctx.header("x-amz-checksum-type")) {
+        (None, None) => false,
+        (None, Some(_)) => {
+            return Err(S3Error::InvalidRequest().with_message("x-amz-checksum-type requires x-amz-checksum-algorithm"))
+        }
+        (Some(algorithm), requested) => {
+            let full = match requested.map(str::to_ascii_uppercase).as_deref() {
+                None => algorithm == Algorithm::Crc64Nvme,
+                Some("FULL_OBJECT") => true,
+                Some("COMPOSITE") => false,
+                Some(other) => {
+                    return Err(S3Error::InvalidRequest().with_message(format!("Unknown checksum type {other}")))
+                }
+            };
+            let allowed = match algorithm {
+                Algorithm::Crc64Nvme => full,
+                Algorithm::Sha1 | Algorithm::Sha256 => !full,
+                Algorithm::Crc32 | Algorithm::Crc32c => true,
+            };
+            if !allowed {
+                return Err(S3Error::InvalidRequest().with_message(format!(
+                    "The {} checksum does not support the {} checksum type",
+                    algorithm.name().to_uppercase(),
+                    if full { "FULL_OBJECT" } else { "COMPOSITE" }
+                )));
+            }
+            full
+        }
+    };
     let upload_id = format!("{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
     let upload = UploadInfo {
         upload_id: upload_id.clone(),
@@ -33,6 +64,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
         initiated_ms: jadfs_common::now_ms(),
         metadata,
         checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
+        full_object_checksum,
     };
     ctx.gw.commit(Command::CreateUpload { bucket: bucket.to_string(), key: key.to_string(), upload }).await?;
     let mut x = XmlWriter::new();
@@ -44,19 +76,13 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
     let mut response = xml_response(x);
     if let Some(algorithm) = checksum_algorithm {
         set_header(&mut response, "x-amz-checksum-algorithm", &algorithm.name().to_uppercase());
-        set_header(&mut response, "x-amz-checksum-type", checksum_type(algorithm));
+        set_header(
+            &mut response,
+            "x-amz-checksum-type",
+            if full_object_checksum { "FULL_OBJECT" } else { "COMPOSITE" },
+        );
     }
     Ok(response)
-}
-
-/// S3 combines part checksums into a composite one, except CRC64NVME,
-/// which is only ever over the full object.
-fn checksum_type(algorithm: Algorithm) -> &'static str {
-    if algorithm == Algorithm::Crc64Nvme {
-        "FULL_OBJECT"
-    } else {
-        "COMPOSITE"
-    }
 }
 
 fn set_header(response: &mut HttpResponse, name: &str, value: &str) {
@@ -258,7 +284,7 @@ pub async fn complete_multipart_upload(
     x.element("ETag", &manifest.etag);
     if let Some((algorithm, value)) = &manifest.checksum {
         x.element(&checksum_element(algorithm), value);
-        x.element("ChecksumType", "COMPOSITE");
+        x.element("ChecksumType", jadfs_common::checksum::kind_of(value));
     }
     x.close("CompleteMultipartUploadResult");
     Ok(xml_response(x))

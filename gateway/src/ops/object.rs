@@ -175,7 +175,7 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
     if whole && ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
         if let Some((algorithm, value)) = &manifest.checksum {
             response.insert_header((format!("x-amz-checksum-{algorithm}"), value.as_str()));
-            response.insert_header(("x-amz-checksum-type", checksum_type(value)));
+            response.insert_header(("x-amz-checksum-type", jadfs_common::checksum::kind_of(value)));
         }
     }
     // `response-*` query parameters override headers of a GET.
@@ -259,15 +259,6 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
     Ok(response.body(SizedStream::new(length, Box::pin(stream))))
 }
 
-/// A composite multipart checksum ends in `-N`; any other covers the full object.
-fn checksum_type(value: &str) -> &'static str {
-    if value.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok()) {
-        "COMPOSITE"
-    } else {
-        "FULL_OBJECT"
-    }
-}
-
 /// GetObjectAttributes: the attributes named in `x-amz-object-attributes`.
 pub async fn get_object_attributes(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
     let object = ctx.gw.get_object(bucket, key).await?;
@@ -295,7 +286,7 @@ pub async fn get_object_attributes(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Re
         if let Some((algorithm, value)) = &manifest.checksum {
             x.open("Checksum");
             x.element(&super::multipart::checksum_element(algorithm), value);
-            x.element("ChecksumType", checksum_type(value));
+            x.element("ChecksumType", jadfs_common::checksum::kind_of(value));
             x.close("Checksum");
         }
     }
