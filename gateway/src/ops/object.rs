@@ -240,8 +240,15 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
-    if part_number.is_some() && !manifest.parts.is_empty() {
+    if let Some(n) = part_number.filter(|_| !manifest.parts.is_empty()) {
         response.insert_header(("x-amz-mp-parts-count", manifest.parts.len().to_string()));
+        // A part is served with its own checksum, and the object's kind of checksum.
+        if let (Some((algorithm, value)), Some((_, object_checksum))) =
+            (&manifest.parts[n - 1].checksum, &manifest.checksum)
+        {
+            response.insert_header((format!("x-amz-checksum-{algorithm}"), value.as_str()));
+            response.insert_header(("x-amz-checksum-type", jadfs_common::checksum::kind_of(object_checksum)));
+        }
     }
     let (start, end) = range.unwrap_or((0, manifest.size.saturating_sub(1)));
     let length = if manifest.size == 0 { 0 } else { end - start + 1 };
