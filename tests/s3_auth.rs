@@ -344,3 +344,80 @@ async fn expect_100_continue_refuses_a_bad_signature_before_the_body() {
         sign_request("PUT", &url, &extra, b"", ACCESS_KEY, "wrong", SystemTime::now(), Some("UNSIGNED-PAYLOAD"));
     assert_eq!(status_before_body(&server, &wrong).await, "HTTP/1.1 403 Forbidden");
 }
+
+/// Sends a raw request, half-closes the connection (so the server sees the
+/// body end early), and returns the response's status line and body.
+async fn raw_request(server: &Server, head: &str, body: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.endpoint.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    (status, text)
+}
+
+fn head_of(method: &str, path: &str, headers: &[(String, String)], addr: &str) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head + "\r\n"
+}
+
+#[tokio::test]
+async fn truncated_bodies_and_lying_lengths_store_nothing() {
+    let server = Server::start();
+    server.client().create_bucket().bucket("short").send().await.unwrap();
+    let addr = server.endpoint.trim_start_matches("http://").to_string();
+
+    // Content-Length promises 1000 bytes; 400 arrive.
+    let url = format!("{}/short/lying", server.endpoint);
+    let (headers, _) = sign_request(
+        "PUT",
+        &url,
+        &[("content-length", "1000")],
+        b"",
+        ACCESS_KEY,
+        SECRET_KEY,
+        SystemTime::now(),
+        Some("UNSIGNED-PAYLOAD"),
+    );
+    let (status, text) = raw_request(&server, &head_of("PUT", "/short/lying", &headers, &addr), &[7u8; 400]).await;
+    assert!(status.contains(" 400 ") && text.contains("IncompleteBody"), "{text}");
+    assert!(!object_exists(&server, "short", "lying").await);
+
+    // A signed aws-chunked body cut off in its second chunk.
+    let first = random_bytes(64 * 1024, 1);
+    let second = random_bytes(10_000, 2);
+    let time = SystemTime::now();
+    let url = format!("{}/short/chunked", server.endpoint);
+    let decoded = (first.len() + second.len()).to_string();
+    let probe = signed_chunked_body(&[&first, &second], &"0".repeat(64), time);
+    let length = probe.len().to_string();
+    let extra = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", decoded.as_str()),
+        ("content-length", length.as_str()),
+    ];
+    let (headers, seed) = sign_request(
+        "PUT",
+        &url,
+        &extra,
+        b"",
+        ACCESS_KEY,
+        SECRET_KEY,
+        time,
+        Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    );
+    let body = signed_chunked_body(&[&first, &second], &seed, time);
+    let cut = &body[..first.len() + 5000];
+    let (status, text) = raw_request(&server, &head_of("PUT", "/short/chunked", &headers, &addr), cut).await;
+    assert!(status.contains(" 400 ") && text.contains("IncompleteBody"), "{text}");
+    assert!(!object_exists(&server, "short", "chunked").await);
+    assert_eq!(server.stats().await["meta"]["objects"], 0);
+}
