@@ -443,45 +443,22 @@ pub struct ChunkSigner {
 impl ChunkSigner {
     /// Checks one chunk's signature and advances the chain.
     pub fn verify_chunk(&mut self, data: &[u8], signature: &str) -> Result<(), S3Error> {
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{}",
-            self.datetime,
-            self.scope,
-            self.previous,
-            hex::encode(Sha256::digest(data))
-        );
-        let expected = sign_string(&self.key, &to_sign);
-        check_signature(&expected, signature)?;
-        self.previous = expected;
-        Ok(())
+        let hash = hex::encode(Sha256::digest(data));
+        self.verify_next("AWS4-HMAC-SHA256-PAYLOAD", &format!("{EMPTY_SHA256}\n{hash}"), signature)
     }
 
     /// Checks the signature over the trailing headers (`name:value\n` each).
     pub fn verify_trailer(&mut self, canonical_trailers: &str, signature: &str) -> Result<(), S3Error> {
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
-            self.datetime,
-            self.scope,
-            self.previous,
-            hex::encode(Sha256::digest(canonical_trailers))
-        );
+        self.verify_next("AWS4-HMAC-SHA256-TRAILER", &hex::encode(Sha256::digest(canonical_trailers)), signature)
+    }
+
+    /// Each signature signs the previous one and the hashes of what it covers.
+    fn verify_next(&mut self, algorithm: &str, hashes: &str, signature: &str) -> Result<(), S3Error> {
+        let to_sign = format!("{algorithm}\n{}\n{}\n{}\n{hashes}", self.datetime, self.scope, self.previous);
         let expected = sign_string(&self.key, &to_sign);
         check_signature(&expected, signature)?;
         self.previous = expected;
         Ok(())
-    }
-
-    #[cfg(test)]
-    pub fn sign_chunk(&mut self, data: &[u8]) -> String {
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{}",
-            self.datetime,
-            self.scope,
-            self.previous,
-            hex::encode(Sha256::digest(data))
-        );
-        self.previous = sign_string(&self.key, &to_sign);
-        self.previous.clone()
     }
 }
 

@@ -150,22 +150,33 @@ pub async fn upload_part(
         chunks: stored.chunks,
         checksum: body.verified_checksum().map(|(a, v)| (a.name().to_string(), v.clone())),
     };
-    ctx.gw
-        .commit(Command::PutPart {
-            bucket: bucket.into(),
-            key: key.into(),
-            upload_id: upload_id.into(),
-            part_number,
-            part,
-            placement: stored.placement,
-        })
-        .await?;
+    commit_part(ctx, bucket, key, upload_id, part_number, part, stored.placement).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag));
     if let Some((algorithm, value)) = body.verified_checksum() {
         response.insert_header((algorithm.header(), value.clone()));
     }
     Ok(response.finish())
+}
+
+async fn commit_part(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: u32,
+    part: PartManifest,
+    placement: Vec<Vec<jadfs_common::NodeId>>,
+) -> Result<(), S3Error> {
+    let command = Command::PutPart {
+        bucket: bucket.into(),
+        key: key.into(),
+        upload_id: upload_id.into(),
+        part_number,
+        part,
+        placement,
+    };
+    ctx.gw.commit(command).await.map(|_| ())
 }
 
 /// `x-amz-copy-source-range: bytes=first-last`, both required.
@@ -215,16 +226,7 @@ async fn upload_part_copy(
     let last_modified_ms = jadfs_common::now_ms();
     let part =
         PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks, checksum: None };
-    ctx.gw
-        .commit(Command::PutPart {
-            bucket: bucket.into(),
-            key: key.into(),
-            upload_id: upload_id.into(),
-            part_number,
-            part,
-            placement: stored.placement,
-        })
-        .await?;
+    commit_part(ctx, bucket, key, upload_id, part_number, part, stored.placement).await?;
     let mut x = XmlWriter::new();
     x.open("CopyPartResult");
     x.element("LastModified", &iso8601(last_modified_ms));
