@@ -34,6 +34,29 @@ enum AdminCommand {
     /// Who may use a bucket besides its owner.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Membership of the meta (Raft) cluster.
+    Meta(MetaArgs),
+}
+
+#[derive(Args)]
+struct MetaArgs {
+    /// Meta nodes to ask (comma-separated `host:port`); any member will do.
+    #[arg(long, env = "JADFS_META", value_delimiter = ',', default_value = "127.0.0.1:9100")]
+    meta: Vec<String>,
+    #[command(subcommand)]
+    command: MetaCommand,
+}
+
+#[derive(Subcommand)]
+enum MetaCommand {
+    /// Leader, term, log and apply index of each member.
+    Status,
+    /// Add a node as a learner; returns once it has caught up with the log.
+    AddLearner { node_id: u64, addr: String },
+    /// Make a learner a voter.
+    Promote { node_id: u64 },
+    /// Remove a node from the cluster.
+    Remove { node_id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +110,9 @@ impl Level {
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Meta(meta) = args.command {
+        return run_meta(meta).await;
+    }
     let credentials = match (args.access_key.clone(), args.secret_key.clone()) {
         (Some(access_key), Some(secret_key)) => Credentials { access_key, secret_key },
         (None, None) => {
@@ -133,6 +159,43 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let body = serde_json::json!({ "access_key": access_key, "permission": null });
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
         }
+        AdminCommand::Meta(_) => unreachable!("answered above"),
+    }
+    Ok(())
+}
+
+async fn run_meta(args: MetaArgs) -> anyhow::Result<()> {
+    let client = jadfs_meta::MetaClient::new(args.meta.clone());
+    let fail = |e: jadfs_meta::MetaError| anyhow::anyhow!("{e}");
+    match args.command {
+        MetaCommand::Status => {
+            // Ask every member the leader knows of, not only the ones given.
+            let first = client.status(&args.meta[0]).await.map_err(fail)?;
+            let nodes = first["membership_config"]["membership"]["nodes"].as_object().cloned().unwrap_or_default();
+            println!(
+                "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9}",
+                "id", "addr", "state", "leader", "term", "log", "applied"
+            );
+            for (id, node) in nodes {
+                let addr = node["addr"].as_str().unwrap_or_default().to_string();
+                match client.status(&addr).await {
+                    Ok(m) => println!(
+                        "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9}",
+                        id,
+                        addr,
+                        m["state"].as_str().unwrap_or("?"),
+                        m["current_leader"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
+                        m["current_term"],
+                        m["last_log_index"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
+                        m["last_applied"]["index"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
+                    ),
+                    Err(e) => println!("{id:<6} {addr:<22} unreachable: {e}"),
+                }
+            }
+        }
+        MetaCommand::AddLearner { node_id, addr } => client.add_learner(node_id, &addr).await.map_err(fail)?,
+        MetaCommand::Promote { node_id } => client.promote(node_id).await.map_err(fail)?,
+        MetaCommand::Remove { node_id } => client.remove_voter(node_id).await.map_err(fail)?,
     }
     Ok(())
 }

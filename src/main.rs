@@ -92,8 +92,12 @@ struct MetaArgs {
     #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-meta")]
     data_dir: PathBuf,
     /// Start a new cluster with this node as its only voter (ignored once initialised).
-    #[arg(long, env = "JADFS_BOOTSTRAP")]
+    #[arg(long, env = "JADFS_BOOTSTRAP", conflicts_with = "join")]
     bootstrap: bool,
+    /// Join the cluster of these meta nodes (comma-separated `host:port`):
+    /// become a learner, catch up, then a voter. Retried until it succeeds.
+    #[arg(long, env = "JADFS_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
     /// Raft heartbeat interval, in milliseconds.
     #[arg(long, env = "JADFS_HEARTBEAT_MS", default_value_t = 150)]
     heartbeat_ms: u64,

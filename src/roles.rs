@@ -104,7 +104,11 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
-    run_until_stopped(vec![serve(meta.server)]).await
+    let handle = serve(meta.server);
+    if !args.join.is_empty() {
+        tokio::spawn(join_meta_cluster(meta.raft.clone(), args.node_id, meta.addr.clone(), args.join));
+    }
+    run_until_stopped(vec![handle]).await
 }
 
 pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
@@ -132,6 +136,27 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, args.replicas))?;
     println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
+}
+
+/// Asks the cluster at `peers` to take this node as a learner and then as a
+/// voter, retrying until it is a voter (at once, if it already is one).
+async fn join_meta_cluster(raft: jadfs_meta::api::Raft, node_id: u64, addr: String, peers: Vec<String>) {
+    let client = MetaClient::new(peers);
+    loop {
+        let is_voter = raft.metrics().borrow().membership_config.membership().voter_ids().any(|id| id == node_id);
+        if is_voter {
+            tracing::info!(node_id, "member of the meta cluster");
+            return;
+        }
+        let joined = match client.add_learner(node_id, &addr).await {
+            Ok(()) => client.promote(node_id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = joined {
+            tracing::warn!(error = %e, "joining the meta cluster failed; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn register_storage_node(

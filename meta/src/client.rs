@@ -38,6 +38,32 @@ impl MetaClient {
         self.call("/v1/query", query).await
     }
 
+    /// Adds a learner through the leader; returns once it has caught up.
+    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<(), MetaError> {
+        self.call("/v1/cluster/learners", &serde_json::json!({ "node_id": node_id, "addr": addr })).await
+    }
+
+    /// Makes a learner a voter (atomically, whatever else changes meanwhile).
+    pub async fn promote(&self, node_id: u64) -> Result<(), MetaError> {
+        self.call("/v1/cluster/voters", &serde_json::json!({ "add": [node_id] })).await
+    }
+
+    /// Removes a voter from the cluster.
+    pub async fn remove_voter(&self, node_id: u64) -> Result<(), MetaError> {
+        self.call("/v1/cluster/voters", &serde_json::json!({ "remove": [node_id] })).await
+    }
+
+    /// Raft metrics of the node at `addr` (leader, term, log and apply indexes, membership).
+    pub async fn status(&self, addr: &str) -> Result<serde_json::Value, MetaError> {
+        let response = self
+            .http
+            .get(format!("http://{addr}/v1/status"))
+            .send()
+            .await
+            .map_err(|e| MetaError::Unavailable(format!("{addr}: {e}")))?;
+        response.json().await.map_err(|e| MetaError::Unavailable(format!("{addr}: {e}")))
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, MetaError> {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut addr = self.preferred.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -22,6 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/status", web::get().to(status))
         .route("/v1/write", web::post().to(write))
         .route("/v1/query", web::post().to(query))
+        .route("/v1/cluster/learners", web::post().to(add_learner))
+        .route("/v1/cluster/voters", web::post().to(change_voters))
         .route("/raft/append", web::post().to(append))
         .route("/raft/vote", web::post().to(vote))
         .route("/raft/snapshot", web::post().to(snapshot));
@@ -68,6 +70,40 @@ async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
                 .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
         }
     };
+    HttpResponse::Ok().json(result)
+}
+
+#[derive(serde::Deserialize)]
+struct Learner {
+    node_id: u64,
+    addr: String,
+}
+
+/// Adds a node as a learner and waits until it has caught up with the log.
+async fn add_learner(state: State, learner: web::Json<Learner>) -> HttpResponse {
+    let node = openraft::BasicNode::new(&learner.addr);
+    let result: Result<(), MetaError> =
+        state.raft.add_learner(learner.node_id, node, true).await.map(|_| ()).map_err(|e| leader_error(&e));
+    HttpResponse::Ok().json(result)
+}
+
+/// A change of the voters, applied atomically by the leader.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum VoterChange {
+    /// Learners that become voters.
+    Add(std::collections::BTreeSet<u64>),
+    /// Voters that leave the cluster.
+    Remove(std::collections::BTreeSet<u64>),
+}
+
+async fn change_voters(state: State, change: web::Json<VoterChange>) -> HttpResponse {
+    let change = match change.into_inner() {
+        VoterChange::Add(ids) => openraft::ChangeMembers::AddVoterIds(ids),
+        VoterChange::Remove(ids) => openraft::ChangeMembers::RemoveVoters(ids),
+    };
+    let result: Result<(), MetaError> =
+        state.raft.change_membership(change, false).await.map(|_| ()).map_err(|e| leader_error(&e));
     HttpResponse::Ok().json(result)
 }
 
