@@ -172,11 +172,19 @@ def test_boto3_with_default_checksums(server, workdir):
     from boto3.s3.transfer import TransferConfig
     transfer = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
     source = random_file(workdir / "algo.bin", (12 << 20) + 7, "algo")
-    for algorithm in ["CRC32", "CRC32C", "SHA1", "SHA256"]:
+    for algorithm in ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]:
         key = f"multipart/{algorithm}"
         s3.upload_file(str(source), "boto3", key, ExtraArgs={"ChecksumAlgorithm": algorithm}, Config=transfer)
         head = s3.head_object(Bucket="boto3", Key=key, ChecksumMode="ENABLED")
-        assert head[f"Checksum{algorithm}"].endswith("-3"), head
+        if algorithm == "CRC64NVME":
+            # Full-object only: the CRC of every byte, combined from the parts'.
+            import base64
+            from awscrt import checksums
+            whole = checksums.crc64nvme(source.read_bytes()).to_bytes(8, "big")
+            assert head["ChecksumType"] == "FULL_OBJECT", head
+            assert head["ChecksumCRC64NVME"] == base64.b64encode(whole).decode(), head
+        else:
+            assert head[f"Checksum{algorithm}"].endswith("-3"), head
         back = workdir / f"algo-{algorithm}.back"
         s3.download_file("boto3", key, str(back))
         assert sha256_file(back) == sha256_file(source)
