@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key BLOB NOT NULL, info BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
-CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, tags BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, rules BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bucket_grants (
     bucket TEXT NOT NULL, access_key TEXT NOT NULL, permission TEXT NOT NULL,
@@ -354,8 +354,8 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                 drop_upload(tx, &upload_id, log_index)?;
             }
             tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
-            tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", [name])?;
-            tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", [name])?;
+            set_bucket_setting::<()>(tx, BucketSetting::Tags, name, None)?;
+            set_bucket_setting::<()>(tx, BucketSetting::Cors, name, None)?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -527,26 +527,14 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             if bucket_owner(tx, bucket)?.is_none() {
                 return fail(MetaError::NoSuchBucket);
             }
-            match rules {
-                Some(rules) => tx.execute(
-                    "INSERT OR REPLACE INTO bucket_cors (bucket, rules) VALUES (?1, ?2)",
-                    params![bucket, to_json(rules)?],
-                )?,
-                None => tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", [bucket])?,
-            };
+            set_bucket_setting(tx, BucketSetting::Cors, bucket, rules.as_ref())?;
             Ok(CommandResult::Done)
         }
         Command::SetBucketTags { bucket, tags } => {
             if bucket_owner(tx, bucket)?.is_none() {
                 return fail(MetaError::NoSuchBucket);
             }
-            match tags {
-                Some(tags) => tx.execute(
-                    "INSERT OR REPLACE INTO bucket_tags (bucket, tags) VALUES (?1, ?2)",
-                    params![bucket, to_json(tags)?],
-                )?,
-                None => tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", [bucket])?,
-            };
+            set_bucket_setting(tx, BucketSetting::Tags, bucket, tags.as_ref())?;
             Ok(CommandResult::Done)
         }
         Command::PutAccessKey { key } => {
@@ -851,6 +839,50 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
     })
 }
 
+/// Optional per-bucket settings, each a JSON value in a table of its own.
+#[derive(Clone, Copy)]
+enum BucketSetting {
+    Tags,
+    Cors,
+}
+
+impl BucketSetting {
+    fn table(self) -> &'static str {
+        match self {
+            BucketSetting::Tags => "bucket_tags",
+            BucketSetting::Cors => "bucket_cors",
+        }
+    }
+}
+
+/// Sets a bucket's setting, or with None removes it.
+fn set_bucket_setting<T: serde::Serialize>(
+    tx: &Transaction,
+    setting: BucketSetting,
+    bucket: &str,
+    value: Option<&T>,
+) -> rusqlite::Result<()> {
+    let table = setting.table();
+    match value {
+        Some(value) => tx.execute(
+            &format!("INSERT OR REPLACE INTO {table} (bucket, value) VALUES (?1, ?2)"),
+            params![bucket, to_json(value)?],
+        )?,
+        None => tx.execute(&format!("DELETE FROM {table} WHERE bucket = ?1"), [bucket])?,
+    };
+    Ok(())
+}
+
+fn load_bucket_setting<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    setting: BucketSetting,
+    bucket: &str,
+) -> rusqlite::Result<Option<T>> {
+    let sql = format!("SELECT value FROM {} WHERE bucket = ?1", setting.table());
+    let raw: Option<Vec<u8>> = conn.query_row(&sql, [bucket], |r| r.get(0)).optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
 fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketInfo>> {
     let Some((owner, created_ms)) = conn
         .query_row("SELECT owner, created_ms FROM buckets WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -866,12 +898,8 @@ fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketI
         let (key, permission) = row?;
         grants.push((key, from_json(&permission)?));
     }
-    let tags: Option<Vec<u8>> =
-        conn.query_row("SELECT tags FROM bucket_tags WHERE bucket = ?1", [name], |r| r.get(0)).optional()?;
-    let tags = tags.map(|raw| from_json(&raw)).transpose()?;
-    let cors: Option<Vec<u8>> =
-        conn.query_row("SELECT rules FROM bucket_cors WHERE bucket = ?1", [name], |r| r.get(0)).optional()?;
-    let cors = cors.map(|raw| from_json(&raw)).transpose()?;
+    let tags = load_bucket_setting(conn, BucketSetting::Tags, name)?;
+    let cors = load_bucket_setting(conn, BucketSetting::Cors, name)?;
     Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors }))
 }
 

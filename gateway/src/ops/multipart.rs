@@ -318,12 +318,7 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
     x.element("Bucket", bucket);
     x.element("Key", key);
     x.element("UploadId", upload_id);
-    x.open("Initiator");
-    x.element("ID", &upload.owner);
-    x.close("Initiator");
-    x.open("Owner");
-    x.element("ID", &upload.owner);
-    x.close("Owner");
+    initiator_and_owner(&mut x, &upload.owner);
     x.element("StorageClass", "STANDARD");
     if let Some(algorithm) = &upload.checksum_algorithm {
         x.element("ChecksumAlgorithm", &algorithm.to_uppercase());
@@ -347,6 +342,15 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
     }
     x.close("ListPartsResult");
     Ok(xml_response(x))
+}
+
+/// The key that started an upload is both its initiator and its owner.
+fn initiator_and_owner(x: &mut XmlWriter, owner: &str) {
+    for element in ["Initiator", "Owner"] {
+        x.open(element);
+        x.element("ID", owner);
+        x.close(element);
+    }
 }
 
 pub async fn list_multipart_uploads(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
@@ -375,12 +379,7 @@ pub async fn list_multipart_uploads(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpR
         x.open("Upload");
         x.element("Key", &upload.key);
         x.element("UploadId", &upload.upload_id);
-        x.open("Initiator");
-        x.element("ID", &upload.owner);
-        x.close("Initiator");
-        x.open("Owner");
-        x.element("ID", &upload.owner);
-        x.close("Owner");
+        initiator_and_owner(&mut x, &upload.owner);
         x.element("StorageClass", "STANDARD");
         x.element("Initiated", &iso8601(upload.initiated_ms));
         x.close("Upload");
