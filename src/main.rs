@@ -34,7 +34,7 @@ enum Role {
     StorageNode(StorageNodeArgs),
     /// Run one S3 gateway.
     Gateway(GatewayArgs),
-    /// Manage access keys and bucket grants of a running cluster.
+    /// Manage access keys, bucket grants and meta-cluster membership.
     Admin(admin::AdminArgs),
 }
 
