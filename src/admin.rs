@@ -1,5 +1,5 @@
-//! `jadfs admin`: manages access keys and bucket grants through a gateway's
-//! administration API, signed with a root key.
+//! `jadfs admin`: manages access keys, bucket grants, replication and
+//! storage nodes through a gateway's administration API, signed with a root key.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -36,6 +36,34 @@ enum AdminCommand {
     Bucket(BucketCommand),
     /// Membership of the meta (Raft) cluster.
     Meta(MetaArgs),
+    /// Storage nodes, their state (alive, suspect, dead) and space, and the repair backlog.
+    Nodes,
+    /// How new chunks are replicated, for the cluster or one bucket.
+    #[command(subcommand)]
+    Replication(ReplicationCommand),
+}
+
+#[derive(Subcommand)]
+enum ReplicationCommand {
+    /// Show the replication in force (a bucket's own, else the cluster default).
+    Get {
+        #[arg(long)]
+        bucket: Option<String>,
+    },
+    /// Set the cluster default, or with --bucket one bucket's (`default` removes a bucket's own).
+    Set {
+        #[arg(long)]
+        bucket: Option<String>,
+        /// sync: acknowledged once WRITE_QUORUM copies are durable; async: once one copy is.
+        #[arg(value_parser = ["sync", "async", "default"])]
+        mode: String,
+        /// Copies of every chunk.
+        #[arg(long, default_value_t = 3)]
+        copies: u8,
+        /// Copies durable before a sync write is acknowledged (default: all).
+        #[arg(long)]
+        write_quorum: Option<u8>,
+    },
 }
 
 #[derive(Args)]
@@ -159,9 +187,54 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let body = serde_json::json!({ "access_key": access_key, "permission": null });
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
         }
+        AdminCommand::Nodes => {
+            let report: serde_json::Value = client.call("GET", "/-/admin/nodes", None).await?.json().await?;
+            println!("{:<20} {:<22} {:<8} {:<8} {:>10} {:>10}", "id", "addr", "zone", "state", "free GiB", "size GiB");
+            let gib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+            for node in report["nodes"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:<22} {:<8} {:<8} {:>10.1} {:>10.1}",
+                    node["id"],
+                    node["addr"].as_str().unwrap_or(""),
+                    node["zone"].as_str().unwrap_or("-"),
+                    node["state"].as_str().unwrap_or("?"),
+                    gib(&node["free_bytes"]),
+                    gib(&node["capacity_bytes"]),
+                );
+            }
+            println!("chunks waiting for copies: {}", report["repair_queue"]);
+        }
+        AdminCommand::Replication(ReplicationCommand::Get { bucket }) => {
+            let r: serde_json::Value = client.call("GET", &replication_path(&bucket), None).await?.json().await?;
+            println!(
+                "mode: {}
+copies: {}
+write quorum: {}",
+                r["mode"].as_str().unwrap_or("?"),
+                r["copies"],
+                r["write_quorum"]
+            );
+        }
+        AdminCommand::Replication(ReplicationCommand::Set { bucket, mode, copies, write_quorum }) => {
+            let body = match mode.as_str() {
+                // The cluster's default goes back to sync with every copy; a bucket's to the cluster's.
+                "default" => serde_json::Value::Null,
+                _ => {
+                    serde_json::json!({ "mode": mode, "copies": copies, "write_quorum": write_quorum.unwrap_or(copies) })
+                }
+            };
+            client.call("PUT", &replication_path(&bucket), Some(body)).await?;
+        }
         AdminCommand::Meta(_) => unreachable!("answered above"),
     }
     Ok(())
+}
+
+fn replication_path(bucket: &Option<String>) -> String {
+    match bucket {
+        Some(bucket) => format!("/-/admin/buckets/{}/replication", sigv4::uri_encode(bucket)),
+        None => "/-/admin/replication".to_string(),
+    }
 }
 
 async fn run_meta(args: MetaArgs) -> anyhow::Result<()> {

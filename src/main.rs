@@ -104,6 +104,10 @@ struct MetaArgs {
     /// Minimum Raft election timeout, in milliseconds.
     #[arg(long, env = "JADFS_ELECTION_TIMEOUT_MS", default_value_t = 750)]
     election_timeout_ms: u64,
+    /// Seconds without a heartbeat after which a storage node counts as
+    /// dead and its chunks are copied to other nodes.
+    #[arg(long, env = "JADFS_NODE_DEAD_AFTER", default_value_t = 60)]
+    node_dead_after: u64,
 }
 
 #[derive(Args)]
@@ -135,9 +139,6 @@ struct GatewayArgs {
     /// Meta nodes (comma-separated `host:port`).
     #[arg(long, env = "JADFS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,
-    /// Copies of each chunk written before a PUT is acknowledged.
-    #[arg(long, env = "JADFS_REPLICAS", default_value_t = 3)]
-    replicas: usize,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use jadfs_gateway::GatewayConfig;
-use jadfs_meta::api::StorageNodeInfo;
+use jadfs_meta::api::{Heartbeat, NodeState, StorageNodeInfo};
 use jadfs_meta::{Command, MetaClient, MetaConfig};
 use jadfs_storage_node::{ChunkStore, StorageNodeConfig};
 
 use crate::credentials::Credentials;
 use crate::{GatewayArgs, MetaArgs, S3Args, ServerArgs, StorageNodeArgs};
-
-/// How often storage nodes re-register, refreshing their free space.
-const REGISTER_INTERVAL: Duration = Duration::from_secs(30);
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir;
@@ -35,6 +32,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         bootstrap: true,
         heartbeat_ms: 150,
         election_timeout_ms: 750,
+        node_dead_after: Duration::from_secs(60),
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
@@ -49,11 +47,11 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             workers: 2,
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
-        tokio::spawn(keep_registered(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
+        tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
         servers.push(serve(node.server));
     }
 
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, 3))?;
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials))?;
     servers.push(serve(gateway.server));
     print_banner(
         &format!("{}://{}", gateway.scheme, gateway.addr),
@@ -64,7 +62,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     run_until_stopped(servers).await
 }
 
-fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credentials, replicas: usize) -> GatewayConfig {
+fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credentials) -> GatewayConfig {
     GatewayConfig {
         listen: s3.listen,
         meta_addrs,
@@ -73,7 +71,6 @@ fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credential
         domain: Some(s3.domain.clone()).filter(|d| !d.is_empty()),
         chunk_size: s3.chunk_size,
         tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
-        replicas,
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
     }
 }
@@ -101,6 +98,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         bootstrap: args.bootstrap,
         heartbeat_ms: args.heartbeat_ms,
         election_timeout_ms: args.election_timeout_ms,
+        node_dead_after: Duration::from_secs(args.node_dead_after),
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
@@ -122,7 +120,7 @@ pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
     if !args.meta.is_empty() {
         let meta = Arc::new(MetaClient::new(args.meta));
         register_storage_node(&meta, &node.store, &addr, args.zone.clone()).await?;
-        tokio::spawn(keep_registered(meta, node.store.clone(), addr.clone(), args.zone));
+        tokio::spawn(send_heartbeats(meta, node.store.clone(), addr.clone(), args.zone));
     }
     println!("JaDFS storage node {} listening on {addr}", node.store.node_id());
     run_until_stopped(vec![serve(node.server)]).await
@@ -133,7 +131,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         bail!("a gateway needs --access-key and --secret-key (or JADFS_ACCESS_KEY and JADFS_SECRET_KEY)");
     };
     let credentials = Credentials { access_key, secret_key };
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, args.replicas))?;
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials))?;
     println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
 }
@@ -173,16 +171,27 @@ async fn register_storage_node(
         capacity_bytes,
         free_bytes,
         registered_ms: jadfs_common::now_ms(),
+        state: NodeState::Alive,
     };
     meta.write(&Command::RegisterNode { node }).await.context("registering the storage node")?;
     Ok(())
 }
 
-async fn keep_registered(meta: Arc<MetaClient>, store: Arc<ChunkStore>, addr: String, zone: Option<String>) {
+/// Tells the meta leader every few seconds that this node lives and how
+/// much space it has (outside the Raft log); registers again if the
+/// cluster has forgotten the node.
+async fn send_heartbeats(meta: Arc<MetaClient>, store: Arc<ChunkStore>, addr: String, zone: Option<String>) {
     loop {
-        tokio::time::sleep(REGISTER_INTERVAL).await;
-        if let Err(e) = register_storage_node(&meta, &store, &addr, zone.clone()).await {
-            tracing::warn!(error = %e, "storage node registration failed; will retry");
+        tokio::time::sleep(jadfs_meta::nodes::HEARTBEAT_INTERVAL).await;
+        let (free_bytes, capacity_bytes) = store.disk_space();
+        let beat = Heartbeat { id: store.node_id(), free_bytes, capacity_bytes };
+        let outcome = match meta.heartbeat(&beat).await {
+            Ok(true) => Ok(()),
+            Ok(false) => register_storage_node(&meta, &store, &addr, zone.clone()).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "storage node heartbeat failed; will retry");
         }
     }
 }

@@ -1,19 +1,23 @@
 //! A cluster of separate processes on 127.0.0.1: three meta nodes grown
-//! from one voter with `jadfs admin meta`, three storage nodes, two
-//! gateways. Writes through one gateway are read through the other at once,
-//! and the cluster keeps serving after `kill -9` of the Raft leader and of a
-//! storage node.
+//! from one voter with `jadfs admin meta`, four storage nodes in two zones,
+//! two gateways. Writes through one gateway are read through the other at
+//! once; copies span both zones; an async bucket reaches three copies; the
+//! cluster keeps serving after `kill -9` of the Raft leader and of a storage
+//! node, whose copies are then made again elsewhere.
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
+use jadfs_meta::api::{NodeState, StorageNodeInfo};
+use jadfs_meta::{Query, QueryResult};
 
 /// Node 1's address, which node 3 is told to join.
 static META1: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -66,6 +70,52 @@ fn admin_meta(meta: &str, args: &[&str]) {
     assert!(output.status.success(), "jadfs admin meta {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+fn admin(gateway: &str, args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))
+        .args(["admin", "--endpoint", gateway, "--access-key", ACCESS_KEY])
+        .args(["--secret-key", SECRET_KEY])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "jadfs admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+async fn storage_nodes(meta: &jadfs_meta::MetaClient) -> Vec<StorageNodeInfo> {
+    match meta.query(&Query::ListNodes).await.unwrap() {
+        QueryResult::Nodes(nodes) => nodes,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The nodes holding each chunk of an object.
+async fn locations(meta: &jadfs_meta::MetaClient, bucket: &str, key: &str) -> Vec<Vec<u64>> {
+    match meta.query(&Query::GetObject { bucket: bucket.into(), key: key.into() }).await.unwrap() {
+        QueryResult::Object(Some(object)) => object.locations,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn repair_queue(meta: &jadfs_meta::MetaClient) -> u64 {
+    match meta.query(&Query::Stats).await.unwrap() {
+        QueryResult::Stats(stats) => stats.repair_queue,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// True when every chunk of every object has three copies on live nodes.
+async fn fully_replicated(meta: &jadfs_meta::MetaClient, bucket: &str, keys: &[String]) -> bool {
+    let live: HashSet<u64> =
+        storage_nodes(meta).await.into_iter().filter(|n| n.state == NodeState::Alive).map(|n| n.id).collect();
+    for key in keys {
+        for holders in locations(meta, bucket, key).await {
+            if holders.iter().filter(|n| live.contains(n)).count() < 3 {
+                return false;
+            }
+        }
+    }
+    repair_queue(meta).await == 0
+}
+
 async fn voters(meta: &jadfs_meta::MetaClient, addr: &str) -> Vec<u64> {
     let Ok(status) = meta.status(addr).await else { return Vec::new() };
     let configs = status["membership_config"]["membership"]["configs"].as_array().cloned().unwrap_or_default();
@@ -73,7 +123,7 @@ async fn voters(meta: &jadfs_meta::MetaClient, addr: &str) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node() {
+async fn a_cluster_survives_losing_its_meta_leader_and_a_storage_node() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let mut metas: Vec<Process> = (1..=3)
@@ -81,6 +131,8 @@ async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node
             let data = path(&format!("meta{id}"));
             let mut args =
                 vec!["meta".to_string(), "--node-id".into(), id.to_string(), "--listen".into(), "127.0.0.1:0".into()];
+            // A storage node silent for 8 s is dead here (60 s by default).
+            args.extend(["--node-dead-after".into(), "8".into()]);
             args.extend(["--data-dir".into(), data.to_string_lossy().into_owned()]);
             match id {
                 1 => args.push("--bootstrap".into()),
@@ -110,7 +162,7 @@ async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node
     .await;
 
     let meta_list = meta_addrs.join(",");
-    let mut storage: Vec<Process> = (1..=3)
+    let mut storage: Vec<Process> = (1..=4)
         .map(|i| {
             let data = path(&format!("node{i}"));
             let args = [
@@ -121,6 +173,8 @@ async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node
                 &data.to_string_lossy(),
                 "--meta",
                 &meta_list,
+                "--zone",
+                if i <= 2 { "zone-a" } else { "zone-b" },
             ];
             Process::start(&args, &path(&format!("node{i}.log")))
         })
@@ -158,6 +212,41 @@ async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node
         written.push((key, body));
     }
 
+    // Three copies of every chunk, on three nodes, in both zones.
+    let nodes = storage_nodes(&client).await;
+    assert_eq!(nodes.len(), 4);
+    let zone_of = |id: u64| nodes.iter().find(|n| n.id == id).and_then(|n| n.zone.clone()).unwrap();
+    for (key, _) in &written {
+        for holders in locations(&client, "cluster", key).await {
+            assert_eq!(holders.len(), 3, "{key}: {holders:?}");
+            let zones: HashSet<String> = holders.iter().map(|&id| zone_of(id)).collect();
+            assert_eq!(zones.len(), 2, "{key}: copies in {zones:?}");
+        }
+    }
+
+    // An async bucket: acknowledged after one copy, three follow from the queue.
+    a.create_bucket().bucket("lazy").send().await.unwrap();
+    admin(&gateways[0].addr, &["replication", "set", "--bucket", "lazy", "async"]);
+    let started = Instant::now();
+    let mut lazy_keys = Vec::new();
+    for i in 0..20 {
+        let key = format!("lazy/{i}");
+        let body = random_bytes(300_000 + i, 500 + i as u64);
+        a.put_object().bucket("lazy").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
+        let back = b.get_object().bucket("lazy").key(&key).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(back.into_bytes().to_vec(), body);
+        lazy_keys.push(key);
+    }
+    let written_after = started.elapsed();
+    wait_until("three copies of every async chunk", Duration::from_secs(60), || {
+        fully_replicated(&client, "lazy", &lazy_keys)
+    })
+    .await;
+    println!(
+        "async: 20 objects (40 chunks) written in {written_after:?}, all with 3 copies after {:?}",
+        started.elapsed()
+    );
+
     // kill -9 the Raft leader; the others elect a new one and the gateways follow.
     let status = client.status(&meta_addrs[0]).await.unwrap();
     let leader = status["current_leader"].as_u64().expect("a leader") as usize;
@@ -179,10 +268,33 @@ async fn a_three_node_meta_cluster_survives_losing_its_leader_and_a_storage_node
         written.push((key, body));
     }
 
-    // Lose a storage node too: every object is still read, from other copies.
+    // Lose a storage node too: every object is still read, from other
+    // copies, and new writes go to the three nodes left.
     storage[0].kill();
     for (key, body) in &written {
         let back = a.get_object().bucket("cluster").key(key).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(&back.into_bytes().to_vec(), body, "{key}");
+    }
+    for i in 0..5 {
+        let key = format!("degraded/{i}");
+        let body = random_bytes(70_000 + i, 900 + i as u64);
+        a.put_object().bucket("cluster").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
+        written.push((key, body));
+    }
+
+    // Once the node counts as dead, its copies are made again on the others.
+    let lost = storage[0].addr.clone();
+    wait_until("the killed node counts as dead", Duration::from_secs(60), || async {
+        storage_nodes(&client).await.iter().any(|n| n.addr == lost && n.state == NodeState::Dead)
+    })
+    .await;
+    let keys: Vec<String> = written.iter().map(|(k, _)| k.clone()).collect();
+    wait_until("three live copies of every chunk", Duration::from_secs(90), || {
+        fully_replicated(&client, "cluster", &keys)
+    })
+    .await;
+    for (key, body) in &written {
+        let back = b.get_object().bucket("cluster").key(key).send().await.unwrap().body.collect().await.unwrap();
         assert_eq!(&back.into_bytes().to_vec(), body, "{key}");
     }
 }

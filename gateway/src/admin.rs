@@ -4,11 +4,14 @@
 //! - `GET /-/admin/keys`, `POST /-/admin/keys` (`{"name", "access_key"?, "secret_key"?}`),
 //!   `DELETE /-/admin/keys/{access_key}`
 //! - `PUT /-/admin/buckets/{bucket}/grants` (`{"access_key", "permission": "read"|"write"|"owner"|null}`)
+//! - `GET|PUT /-/admin/replication`, `GET|PUT /-/admin/buckets/{bucket}/replication`
+//!   (`{"mode": "sync"|"async", "copies", "write_quorum"}`; PUT `null` on a bucket: back to the default)
+//! - `GET /-/admin/nodes`: storage nodes with their state, and the repair queue's length
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use jadfs_meta::api::{AccessKey, Permission};
+use jadfs_meta::api::{AccessKey, Permission, Replication, StorageNodeInfo};
 use jadfs_meta::{Command, Query, QueryResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,7 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/-/admin/keys", web::get().to(list_keys))
         .route("/-/admin/keys", web::post().to(create_key))
         .route("/-/admin/keys/{access_key}", web::delete().to(delete_key))
-        .route("/-/admin/buckets/{bucket}/grants", web::put().to(set_grant));
+        .route("/-/admin/buckets/{bucket}/grants", web::put().to(set_grant))
+        .route("/-/admin/replication", web::get().to(get_replication))
+        .route("/-/admin/replication", web::put().to(set_replication))
+        .route("/-/admin/buckets/{bucket}/replication", web::get().to(get_replication))
+        .route("/-/admin/buckets/{bucket}/replication", web::put().to(set_replication))
+        .route("/-/admin/nodes", web::get().to(list_nodes));
 }
 
 type Gw = web::Data<Arc<Gateway>>;
@@ -137,6 +145,72 @@ async fn set_grant(req: HttpRequest, gw: Gw, bucket: web::Path<String>, body: we
         })
         .await?;
         Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    respond(&req, result)
+}
+
+/// The bucket named in the path, if any (validated).
+fn path_bucket(req: &HttpRequest) -> Result<Option<String>, S3Error> {
+    match req.match_info().get("bucket") {
+        Some(bucket) => {
+            validate_bucket_name(bucket)?;
+            Ok(Some(bucket.to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn get_replication(req: HttpRequest, gw: Gw) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        let bucket = path_bucket(&req)?;
+        if let Some(bucket) = &bucket {
+            gw.ensure_bucket(bucket).await?;
+        }
+        let QueryResult::Replication(replication) = gw.query(Query::GetReplication { bucket }).await? else {
+            return Err(S3Error::internal("unexpected meta answer"));
+        };
+        Ok(HttpResponse::Ok().json(replication))
+    }
+    .await;
+    respond(&req, result)
+}
+
+async fn set_replication(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, &body).await?;
+        let bucket = path_bucket(&req)?;
+        let replication: Option<Replication> = serde_json::from_slice(&body)
+            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid replication: {e}")))?;
+        if let Some(r) = &replication {
+            if !(1..=7).contains(&r.copies) || !(1..=r.copies).contains(&r.write_quorum) {
+                return Err(S3Error::InvalidArgument()
+                    .with_message("Copies are 1 to 7, and the write quorum 1 to the number of copies."));
+            }
+        }
+        gw.commit(Command::SetReplication { bucket, replication }).await?;
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    respond(&req, result)
+}
+
+/// Storage nodes as the meta leader sees them, and the repair backlog.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct NodesReport {
+    pub nodes: Vec<StorageNodeInfo>,
+    pub repair_queue: u64,
+}
+
+async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        let nodes = gw.storage_nodes(true).await?;
+        let QueryResult::Stats(stats) = gw.query(Query::Stats).await? else {
+            return Err(S3Error::internal("unexpected meta answer"));
+        };
+        Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue }))
     }
     .await;
     respond(&req, result)

@@ -7,8 +7,8 @@ use std::io;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
-use jadfs_meta::api::{LocatedObject, StorageNodeInfo};
-use jadfs_storage_node::client::{ClientError, StorageClient};
+use jadfs_meta::api::{LocatedObject, Replication};
+use jadfs_storage_node::client::ClientError;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -42,10 +42,15 @@ impl ByteSource for ObjectBody {
 }
 
 /// Streams a decoded body into chunks of the gateway's chunk size, each
-/// written to every chosen node at once. Returns once every copy of every
-/// chunk is durable; nothing is committed to metadata here.
-pub async fn store_body(gw: &Gateway, body: &mut impl ByteSource, max_size: u64) -> Result<StoredData, S3Error> {
-    let nodes = gw.pick_nodes().await?;
+/// written to all its chosen nodes at once. Returns once enough copies of
+/// every chunk are durable for `replication` to acknowledge the write;
+/// nothing is committed to metadata here.
+pub async fn store_body(
+    gw: &Gateway,
+    body: &mut impl ByteSource,
+    max_size: u64,
+    replication: Replication,
+) -> Result<StoredData, S3Error> {
     let chunk_size = gw.config.chunk_size;
     let mut md5 = Md5::new();
     let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
@@ -57,7 +62,10 @@ pub async fn store_body(gw: &Gateway, body: &mut impl ByteSource, max_size: u64)
         }
         md5.update(&data);
         while !data.is_empty() {
-            let w = writer.get_or_insert_with(|| ChunkWriter::open(&gw.storage, &nodes));
+            if writer.is_none() {
+                writer = Some(ChunkWriter::open(gw, replication).await?);
+            }
+            let w = writer.as_mut().expect("just opened");
             let room = (chunk_size - w.len) as usize;
             let piece = data.split_to(room.min(data.len()));
             w.write(piece).await?;
@@ -74,7 +82,7 @@ pub async fn store_body(gw: &Gateway, body: &mut impl ByteSource, max_size: u64)
     Ok(stored)
 }
 
-async fn finish_chunk(writer: ChunkWriter, stored: &mut StoredData) -> Result<(), S3Error> {
+async fn finish_chunk(writer: ChunkWriter<'_>, stored: &mut StoredData) -> Result<(), S3Error> {
     let offset = stored.chunks.iter().map(|c| c.size).sum();
     let (chunk, nodes) = writer.finish(offset).await?;
     stored.chunks.push(chunk);
@@ -82,77 +90,105 @@ async fn finish_chunk(writer: ChunkWriter, stored: &mut StoredData) -> Result<()
     Ok(())
 }
 
-/// One chunk being written to several nodes. Dropped unfinished (the
-/// client went away, or its body failed a check), it aborts the node
-/// requests, so the nodes discard what they received.
-struct ChunkWriter {
-    senders: Vec<mpsc::Sender<Result<Bytes, io::Error>>>,
-    tasks: Vec<JoinHandle<Result<ChunkPutResponse, ClientError>>>,
-    nodes: Vec<NodeId>,
+/// One chunk being written to several nodes. A node that fails is dropped
+/// while enough others remain to acknowledge the write (the repair queue
+/// makes the missing copies later). Dropped unfinished (the client went
+/// away, or its body failed a check), it aborts the node requests, so the
+/// nodes discard what they received.
+struct ChunkWriter<'g> {
+    gw: &'g Gateway,
+    copies: Vec<Copy>,
+    /// Copies that must be durable for the write to succeed.
+    required: usize,
     hasher: Sha256,
     len: u64,
 }
 
-impl ChunkWriter {
-    fn open(storage: &StorageClient, nodes: &[StorageNodeInfo]) -> ChunkWriter {
-        let mut senders = Vec::with_capacity(nodes.len());
-        let mut tasks = Vec::with_capacity(nodes.len());
-        for node in nodes {
-            let (tx, rx) = mpsc::channel(8);
-            let body = reqwest::Body::wrap_stream(ReceiverStream::new(rx));
-            let storage = storage.clone();
-            let addr = node.addr.clone();
-            tasks.push(tokio::spawn(async move { storage.put_chunk(&addr, body).await }));
-            senders.push(tx);
-        }
-        ChunkWriter { senders, tasks, nodes: nodes.iter().map(|n| n.id).collect(), hasher: Sha256::new(), len: 0 }
+/// One node's share of a chunk write; `sender` is None once it failed.
+struct Copy {
+    node: NodeId,
+    sender: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    task: JoinHandle<Result<ChunkPutResponse, ClientError>>,
+}
+
+impl<'g> ChunkWriter<'g> {
+    async fn open(gw: &'g Gateway, replication: Replication) -> Result<ChunkWriter<'g>, S3Error> {
+        let required = replication.acknowledge_after();
+        let nodes = gw.pick_nodes(replication.written_inline(), required).await?;
+        let copies = nodes
+            .into_iter()
+            .map(|node| {
+                let (tx, rx) = mpsc::channel(8);
+                let body = reqwest::Body::wrap_stream(ReceiverStream::new(rx));
+                let storage = gw.storage.clone();
+                let task = tokio::spawn(async move { storage.put_chunk(&node.addr, body).await });
+                Copy { node: node.id, sender: Some(tx), task }
+            })
+            .collect();
+        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), len: 0 })
     }
 
     async fn write(&mut self, piece: Bytes) -> Result<(), S3Error> {
         self.hasher.update(&piece);
         self.len += piece.len() as u64;
-        for i in 0..self.senders.len() {
-            if self.senders[i].send(Ok(piece.clone())).await.is_err() {
+        for i in 0..self.copies.len() {
+            let Some(sender) = &self.copies[i].sender else { continue };
+            if sender.send(Ok(piece.clone())).await.is_err() {
                 // The node's request ended early: its result says why.
-                let reason = match (&mut self.tasks[i]).await {
+                let reason = match (&mut self.copies[i].task).await {
                     Ok(Err(e)) => e.to_string(),
                     other => format!("{other:?}"),
                 };
-                return Err(unavailable(format!(
-                    "storage node {} failed during a chunk write: {reason}",
-                    self.nodes[i]
-                )));
+                self.drop_copy(i, format!("failed during a chunk write: {reason}"))?;
             }
         }
         Ok(())
     }
 
-    /// Ends the chunk and waits until every node holds it durably.
-    async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
-        self.senders.clear();
-        let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
-        for (i, task) in self.tasks.iter_mut().enumerate() {
-            match task.await {
-                Ok(Ok(stored)) if stored.id == id && stored.size == self.len => {}
-                Ok(Ok(stored)) => {
-                    return Err(S3Error::internal(format!(
-                        "storage node {} stored {} ({} bytes) where {id} ({} bytes) was sent",
-                        self.nodes[i], stored.id, stored.size, self.len
-                    )));
-                }
-                Ok(Err(e)) => return Err(unavailable(format!("storage node {}: {e}", self.nodes[i]))),
-                Err(e) => return Err(S3Error::internal(e)),
-            }
+    /// Gives up on one copy; an error if too few are left.
+    fn drop_copy(&mut self, i: usize, reason: String) -> Result<(), S3Error> {
+        let node = self.copies[i].node;
+        self.copies[i].sender = None;
+        tracing::warn!(node, %reason, "storage node dropped from a chunk write");
+        self.gw.note_node_failure(node);
+        let left = self.copies.iter().filter(|c| c.sender.is_some()).count();
+        if left < self.required {
+            return Err(unavailable(format!("storage node {node} {reason}; {left} copies left")));
         }
-        self.tasks.clear();
-        Ok((ChunkRef { id, offset, size: self.len }, std::mem::take(&mut self.nodes)))
+        Ok(())
+    }
+
+    /// Ends the chunk and waits until every node still writing holds it
+    /// durably; returns the chunk and the nodes that hold it.
+    async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
+        let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        let mut holders = Vec::with_capacity(self.copies.len());
+        for i in 0..self.copies.len() {
+            if self.copies[i].sender.take().is_none() {
+                continue;
+            }
+            let reason = match (&mut self.copies[i].task).await {
+                Ok(Ok(stored)) if stored.id == id && stored.size == self.len => {
+                    holders.push(self.copies[i].node);
+                    continue;
+                }
+                Ok(Ok(stored)) => {
+                    tracing::error!(node = self.copies[i].node, %id, stored = %stored.id, "a node stored other bytes than sent");
+                    format!("stored {} ({} bytes) where {id} ({} bytes) was sent", stored.id, stored.size, self.len)
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            self.drop_copy(i, reason)?;
+        }
+        Ok((ChunkRef { id, offset, size: self.len }, holders))
     }
 }
 
-impl Drop for ChunkWriter {
+impl Drop for ChunkWriter<'_> {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        for copy in &self.copies {
+            copy.task.abort();
         }
     }
 }
@@ -166,10 +202,10 @@ pub async fn copy_range(
     source: &LocatedObject,
     start: u64,
     end: u64,
+    replication: Replication,
 ) -> Result<StoredData, S3Error> {
     let mut md5 = Md5::new();
     let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
-    let mut nodes = None;
     for (chunk, replicas) in source.manifest.chunks.iter().zip(&source.locations) {
         let chunk_end = chunk.offset + chunk.size - 1;
         if chunk.size == 0 || chunk_end < start || chunk.offset > end {
@@ -179,14 +215,7 @@ pub async fn copy_range(
         let to = end.min(chunk_end);
         let whole = from == chunk.offset && to == chunk_end;
         let mut bytes = Box::pin(read_object(gw.clone(), vec![(chunk.clone(), replicas.clone())], from, to));
-        let mut writer = if whole {
-            None
-        } else {
-            if nodes.is_none() {
-                nodes = Some(gw.pick_nodes().await?);
-            }
-            Some(ChunkWriter::open(&gw.storage, nodes.as_deref().expect("just picked")))
-        };
+        let mut writer = if whole { None } else { Some(ChunkWriter::open(gw, replication).await?) };
         while let Some(piece) = bytes.next().await {
             let piece = piece.map_err(|e| unavailable(format!("reading the copy source: {e}")))?;
             md5.update(&piece);

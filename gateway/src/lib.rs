@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App};
 use jadfs_common::NodeId;
-use jadfs_meta::api::{LocatedObject, StorageNodeInfo};
+use jadfs_meta::api::{BucketInfo, LocatedObject, NodeState, StorageNodeInfo};
 use jadfs_meta::{Command, CommandResult, MetaClient, Query, QueryResult};
 use jadfs_storage_node::client::StorageClient;
 use tokio::sync::RwLock;
@@ -43,8 +43,6 @@ pub struct GatewayConfig {
     pub chunk_size: u64,
     /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// Copies of each chunk written before a PUT is acknowledged.
-    pub replicas: usize,
     pub workers: usize,
 }
 
@@ -54,6 +52,9 @@ pub struct Gateway {
     pub meta: MetaClient,
     pub storage: StorageClient,
     nodes: RwLock<NodeCache>,
+    /// Storage nodes that failed a write lately: left out of new writes for
+    /// a while, before the meta leader has noticed their silence.
+    failed_nodes: std::sync::Mutex<HashMap<NodeId, Instant>>,
     /// Access key → (secret, when looked up); None remembers an unknown key.
     keys: std::sync::Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
@@ -69,6 +70,7 @@ struct NodeCache {
 }
 
 const NODE_CACHE_TTL: Duration = Duration::from_secs(5);
+const FAILED_NODE_PAUSE: Duration = Duration::from_secs(10);
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Gateway {
@@ -76,6 +78,7 @@ impl Gateway {
             meta: MetaClient::new(config.meta_addrs.clone()),
             storage: StorageClient::new(),
             nodes: RwLock::new(NodeCache { fetched: None, nodes: Vec::new() }),
+            failed_nodes: std::sync::Mutex::new(HashMap::new()),
             keys: std::sync::Mutex::new(HashMap::new()),
             config,
         }
@@ -144,9 +147,10 @@ impl Gateway {
         Ok(self.meta.query(&query).await?)
     }
 
-    pub async fn ensure_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+    /// The bucket, or NoSuchBucket.
+    pub async fn ensure_bucket(&self, bucket: &str) -> Result<BucketInfo, S3Error> {
         match self.query(Query::GetBucket { name: bucket.to_string() }).await? {
-            QueryResult::Bucket(Some(_)) => Ok(()),
+            QueryResult::Bucket(Some(info)) => Ok(info),
             QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
             other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
         }
@@ -180,17 +184,31 @@ impl Gateway {
         Ok(nodes)
     }
 
-    /// The nodes that receive the copies of new chunks: the ones with the
-    /// most free space.
-    pub async fn pick_nodes(&self) -> Result<Vec<StorageNodeInfo>, S3Error> {
-        let mut nodes = self.storage_nodes(false).await?;
-        if nodes.len() < self.config.replicas {
-            tracing::error!(known = nodes.len(), needed = self.config.replicas, "not enough storage nodes");
+    /// The nodes that receive the copies of a new chunk: up to `count` live
+    /// nodes in different zones, weighted by free space; at least `required`.
+    pub async fn pick_nodes(&self, count: usize, required: usize) -> Result<Vec<StorageNodeInfo>, S3Error> {
+        let failed: Vec<NodeId> = {
+            let mut failed = self.failed_nodes.lock().unwrap_or_else(|e| e.into_inner());
+            failed.retain(|_, at| at.elapsed() < FAILED_NODE_PAUSE);
+            failed.keys().copied().collect()
+        };
+        let nodes = self.storage_nodes(false).await?;
+        let alive: Vec<StorageNodeInfo> = nodes.into_iter().filter(|n| n.state == NodeState::Alive).collect();
+        let healthy: Vec<StorageNodeInfo> = alive.iter().filter(|n| !failed.contains(&n.id)).cloned().collect();
+        // Nodes that failed lately are still better than no write at all.
+        let candidates = if healthy.len() >= required { healthy } else { alive };
+        let chosen: Vec<StorageNodeInfo> =
+            jadfs_meta::nodes::choose(&candidates, count, &[], &mut rand::thread_rng()).into_iter().cloned().collect();
+        if chosen.len() < required {
+            tracing::error!(alive = candidates.len(), required, "not enough live storage nodes");
             return Err(S3Error::ServiceUnavailable().with_message("Not enough storage nodes are available."));
         }
-        nodes.sort_by(|a, b| b.free_bytes.cmp(&a.free_bytes).then(a.id.cmp(&b.id)));
-        nodes.truncate(self.config.replicas);
-        Ok(nodes)
+        Ok(chosen)
+    }
+
+    /// Remembers that a node failed a write, so the next ones avoid it.
+    pub fn note_node_failure(&self, node: NodeId) {
+        self.failed_nodes.lock().unwrap_or_else(|e| e.into_inner()).insert(node, Instant::now());
     }
 
     /// The address of a storage node, refreshing the node list once if it is unknown.

@@ -1,7 +1,7 @@
 //! The meta service's wire types: the Raft type configuration, the commands
 //! that change metadata, the queries that read it, and their answers.
 
-use jadfs_common::{NodeId, ObjectManifest};
+use jadfs_common::{ChunkId, NodeId, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
@@ -127,6 +127,89 @@ pub enum Command {
         access_key: String,
         permission: Option<Permission>,
     },
+    /// Sets how new chunks are replicated: the cluster default with no
+    /// bucket, a bucket's own setting with one (None there: back to the default).
+    SetReplication {
+        bucket: Option<String>,
+        replication: Option<Replication>,
+    },
+    /// The leader's repair of one queued chunk: `added` nodes now hold a
+    /// copy; with `done`, enough live copies exist and it leaves the queue.
+    RepairDone {
+        chunk: ChunkId,
+        added: Vec<NodeId>,
+        done: bool,
+    },
+    /// Queues every chunk with a copy on `node` (declared dead) for repair.
+    QueueNodeChunks {
+        node: NodeId,
+    },
+}
+
+/// How the copies of new chunks are made.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Replication {
+    pub mode: ReplicationMode,
+    /// Copies every chunk should have.
+    pub copies: u8,
+    /// In sync mode, copies that must be durable before a PUT is
+    /// acknowledged; the rest are made from the repair queue.
+    pub write_quorum: u8,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication { mode: ReplicationMode::Sync, copies: 3, write_quorum: 3 }
+    }
+}
+
+impl Replication {
+    /// Copies durable before a write is acknowledged.
+    pub fn acknowledge_after(&self) -> usize {
+        match self.mode {
+            ReplicationMode::Sync => self.write_quorum.clamp(1, self.copies.max(1)) as usize,
+            ReplicationMode::Async => 1,
+        }
+    }
+
+    /// Copies the gateway writes itself: async mode writes one and queues the rest.
+    pub fn written_inline(&self) -> usize {
+        match self.mode {
+            ReplicationMode::Sync => self.copies.max(1) as usize,
+            ReplicationMode::Async => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// Acknowledged once `write_quorum` copies are durable.
+    Sync,
+    /// Acknowledged once one copy is durable; the others follow from a durable queue.
+    Async,
+}
+
+impl std::str::FromStr for ReplicationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(ReplicationMode::Sync),
+            "async" => Ok(ReplicationMode::Async),
+            other => Err(format!("replication mode is sync or async, not {other:?}")),
+        }
+    }
+}
+
+/// A chunk waiting for more copies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Repair {
+    pub chunk: ChunkId,
+    pub copies: u8,
+    /// Nodes the metadata says hold a copy (some may be dead).
+    pub holders: Vec<NodeId>,
+    /// The log index that queued it: older entries are repaired first.
+    pub queued_at_log: u64,
 }
 
 /// One CORS rule of a bucket, as S3's CORSConfiguration holds it.
@@ -294,22 +377,76 @@ pub struct StorageNodeInfo {
     pub capacity_bytes: u64,
     pub free_bytes: u64,
     pub registered_ms: i64,
+    /// Filled in by the leader from heartbeats when nodes are listed.
+    #[serde(default)]
+    pub state: NodeState,
+}
+
+/// What the leader makes of a storage node's heartbeats.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Heard from within the last few heartbeats: it receives new chunks.
+    #[default]
+    Alive,
+    /// Silent for a while: no new chunks, but its copies still count.
+    Suspect,
+    /// Silent for long: its chunks are re-copied elsewhere.
+    Dead,
+}
+
+/// A storage node's periodic report to the meta leader (not in the Raft log).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub id: NodeId,
+    pub free_bytes: u64,
+    pub capacity_bytes: u64,
 }
 
 /// A read of the metadata, answered linearizably.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Query {
     ListBuckets,
-    GetBucket { name: String },
-    GetObject { bucket: String, key: String },
+    GetBucket {
+        name: String,
+    },
+    GetObject {
+        bucket: String,
+        key: String,
+    },
     ListObjects(ListObjectsQuery),
     ListNodes,
     Stats,
-    GetUpload { bucket: String, key: String, upload_id: String },
-    ListParts { bucket: String, key: String, upload_id: String, after_part: u32, max_parts: usize },
-    ListUploads { bucket: String, prefix: String, after_key: Option<String>, max_uploads: usize },
-    GetAccessKey { access_key: String },
+    GetUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    ListParts {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        after_part: u32,
+        max_parts: usize,
+    },
+    ListUploads {
+        bucket: String,
+        prefix: String,
+        after_key: Option<String>,
+        max_uploads: usize,
+    },
+    GetAccessKey {
+        access_key: String,
+    },
     ListAccessKeys,
+    /// The replication in force for a bucket, or the cluster default.
+    GetReplication {
+        bucket: Option<String>,
+    },
+    /// The oldest chunks waiting for copies.
+    RepairQueue {
+        limit: usize,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -336,6 +473,9 @@ pub struct BucketInfo {
     /// CORS rules, if any were set.
     #[serde(default)]
     pub cors: Option<Vec<CorsRule>>,
+    /// The replication in force: the bucket's own, or the cluster default.
+    #[serde(default)]
+    pub replication: Replication,
 }
 
 impl BucketInfo {
@@ -385,6 +525,9 @@ pub struct MetaStats {
     pub chunk_bytes: u64,
     /// Chunks no object uses any more, waiting for collection.
     pub orphaned_chunks: u64,
+    /// Chunks waiting for copies (async writes, quorum writes, dead nodes).
+    #[serde(default)]
+    pub repair_queue: u64,
     pub last_applied_index: Option<u64>,
 }
 
@@ -403,4 +546,6 @@ pub enum QueryResult {
     Uploads(Vec<UploadInfo>, bool),
     AccessKey(Option<AccessKey>),
     AccessKeys(Vec<AccessKey>),
+    Replication(Replication),
+    Repairs(Vec<Repair>),
 }

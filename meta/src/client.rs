@@ -38,6 +38,12 @@ impl MetaClient {
         self.call("/v1/query", query).await
     }
 
+    /// Reports a storage node's liveness and space to the leader; false if
+    /// the cluster does not know the node (it should register).
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<bool, MetaError> {
+        self.call("/v1/heartbeat", beat).await
+    }
+
     /// Adds a learner through the leader; returns once it has caught up.
     pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<(), MetaError> {
         self.call("/v1/cluster/learners", &serde_json::json!({ "node_id": node_id, "addr": addr })).await

@@ -8,11 +8,13 @@ use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::api::*;
+use crate::nodes::{is_leader, Liveness};
 use crate::state_machine::ReadPool;
 
 pub struct MetaState {
     pub raft: Raft,
     pub readers: Arc<ReadPool>,
+    pub liveness: Arc<Liveness>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/status", web::get().to(status))
         .route("/v1/write", web::post().to(write))
         .route("/v1/query", web::post().to(query))
+        .route("/v1/heartbeat", web::post().to(heartbeat))
         .route("/v1/cluster/learners", web::post().to(add_learner))
         .route("/v1/cluster/voters", web::post().to(change_voters))
         .route("/raft/append", web::post().to(append))
@@ -61,7 +64,7 @@ async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
 }
 
 async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
-    let result = match state.raft.ensure_linearizable().await {
+    let mut result = match state.raft.ensure_linearizable().await {
         Err(e) => Err(leader_error(&e)),
         Ok(_) => {
             let readers = state.readers.clone();
@@ -69,6 +72,32 @@ async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
                 .await
                 .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
         }
+    };
+    if let Ok(QueryResult::Nodes(nodes)) = &mut result {
+        state.liveness.annotate(nodes);
+    }
+    HttpResponse::Ok().json(result)
+}
+
+/// A storage node's heartbeat, taken by the leader only (others name it).
+/// The answer says whether the node is registered; if not, it registers.
+async fn heartbeat(state: State, beat: web::Json<Heartbeat>) -> HttpResponse {
+    let result: Result<bool, MetaError> = if is_leader(&state.raft) {
+        let id = beat.id;
+        state.liveness.record(beat.into_inner());
+        let readers = state.readers.clone();
+        match tokio::task::spawn_blocking(move || readers.query(&Query::ListNodes)).await {
+            Ok(Ok(QueryResult::Nodes(nodes))) => Ok(nodes.iter().any(|n| n.id == id)),
+            Ok(Ok(_)) => Err(MetaError::Internal("unexpected answer to ListNodes".into())),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(MetaError::Internal(e.to_string())),
+        }
+    } else {
+        let metrics = state.raft.metrics().borrow().clone();
+        let leader_addr = metrics
+            .current_leader
+            .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        Err(MetaError::ForwardToLeader { leader_addr })
     };
     HttpResponse::Ok().json(result)
 }

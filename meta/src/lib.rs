@@ -7,6 +7,7 @@ pub mod client;
 pub mod http;
 pub mod log_store;
 pub mod network;
+pub mod nodes;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct MetaConfig {
     pub bootstrap: bool,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    /// Silent this long, a storage node is dead and its chunks are re-copied.
+    pub node_dead_after: Duration,
 }
 
 /// A started meta node.
@@ -66,7 +69,9 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let raft =
         api::Raft::new(config.node_id, raft_config, network::HttpNetwork::new(), log_store, state_machine).await?;
 
-    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers });
+    let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
+    tokio::spawn(nodes::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
+    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers, liveness });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .workers(2)
         .disable_signals()

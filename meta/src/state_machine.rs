@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bucket_replication (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS repairs (
+    chunk BLOB PRIMARY KEY, copies INTEGER NOT NULL, queued_at_log INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repairs_by_age ON repairs (queued_at_log, chunk);
 CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bucket_grants (
     bucket TEXT NOT NULL, access_key TEXT NOT NULL, permission TEXT NOT NULL,
@@ -356,6 +360,7 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
             set_bucket_setting::<()>(tx, BucketSetting::Tags, name, None)?;
             set_bucket_setting::<()>(tx, BucketSetting::Cors, name, None)?;
+            set_bucket_setting::<()>(tx, BucketSetting::Replication, name, None)?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
             Ok(CommandResult::Done)
         }
@@ -372,7 +377,8 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
                     return fail(e);
                 }
             }
-            store_object(tx, bucket, key, manifest, placement, log_index)?;
+            let copies = replication_of(tx, Some(bucket))?.copies;
+            store_object(tx, bucket, key, manifest, placement, copies, log_index)?;
             Ok(CommandResult::Done)
         }
         Command::DeleteObject { bucket, key } => {
@@ -403,7 +409,8 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             }
             let placement =
                 manifest.chunks.iter().map(|c| chunk_nodes(tx, &c.id)).collect::<rusqlite::Result<Vec<_>>>()?;
-            store_object(tx, dst_bucket, dst_key, &manifest, &placement, log_index)?;
+            let copies = replication_of(tx, Some(dst_bucket))?.copies;
+            store_object(tx, dst_bucket, dst_key, &manifest, &placement, copies, log_index)?;
             Ok(CommandResult::Object(Box::new(manifest)))
         }
         Command::RegisterNode { node } => {
@@ -430,7 +437,8 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             if placement.len() != part.chunks.len() {
                 return fail(MetaError::Internal("placement does not match the chunk list".into()));
             }
-            take_chunks(tx, &part.chunks, placement)?;
+            let copies = replication_of(tx, Some(bucket))?.copies;
+            take_chunks(tx, &part.chunks, placement, copies, log_index)?;
             if let Some(old) = load_part(tx, upload_id, *part_number)? {
                 release_chunks(tx, &old.chunks, log_index)?;
             }
@@ -572,6 +580,39 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             drop_upload(tx, upload_id, log_index)?;
             Ok(CommandResult::Done)
         }
+        Command::SetReplication { bucket: None, replication } => {
+            write_json(tx, "replication", &replication.unwrap_or_default())?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetReplication { bucket: Some(bucket), replication } => {
+            if bucket_owner(tx, bucket)?.is_none() {
+                return fail(MetaError::NoSuchBucket);
+            }
+            set_bucket_setting(tx, BucketSetting::Replication, bucket, replication.as_ref())?;
+            Ok(CommandResult::Done)
+        }
+        Command::RepairDone { chunk, added, done } => {
+            for node in added {
+                tx.execute(
+                    "INSERT OR IGNORE INTO placements (chunk, node) VALUES (?1, ?2)",
+                    params![chunk.as_bytes(), *node as i64],
+                )?;
+            }
+            if *done {
+                tx.execute("DELETE FROM repairs WHERE chunk = ?1", [chunk.as_bytes()])?;
+            }
+            Ok(CommandResult::Done)
+        }
+        Command::QueueNodeChunks { node } => {
+            let copies = replication_of(tx, None)?.copies;
+            tx.execute(
+                "INSERT OR IGNORE INTO repairs (chunk, copies, queued_at_log)
+                 SELECT p.chunk, ?2, ?3 FROM placements p JOIN chunks c ON c.id = p.chunk
+                 WHERE p.node = ?1 AND c.refcount > 0",
+                params![*node as i64, copies, log_index as i64],
+            )?;
+            Ok(CommandResult::Done)
+        }
     }
 }
 
@@ -676,17 +717,26 @@ fn store_object(
     key: &str,
     manifest: &ObjectManifest,
     placement: &[Vec<NodeId>],
+    copies: u8,
     log_index: u64,
 ) -> rusqlite::Result<()> {
-    take_chunks(tx, &manifest.chunks, placement)?;
+    take_chunks(tx, &manifest.chunks, placement, copies, log_index)?;
     if let Some(old) = load_manifest(tx, bucket, key)? {
         release_chunks(tx, &old.chunks, log_index)?;
     }
     write_object(tx, bucket, key, manifest)
 }
 
-/// Takes one reference per chunk occurrence and records where it is stored.
-fn take_chunks(tx: &Transaction, chunks: &[jadfs_common::ChunkRef], placement: &[Vec<NodeId>]) -> rusqlite::Result<()> {
+/// Takes one reference per chunk occurrence and records where it is
+/// stored; a chunk with fewer than `copies` copies joins the repair queue
+/// in the same transaction, so no acknowledged write is forgotten.
+fn take_chunks(
+    tx: &Transaction,
+    chunks: &[jadfs_common::ChunkRef],
+    placement: &[Vec<NodeId>],
+    copies: u8,
+    log_index: u64,
+) -> rusqlite::Result<()> {
     for (chunk, nodes) in chunks.iter().zip(placement) {
         tx.execute(
             "INSERT INTO chunks (id, size, refcount, orphaned_at_log) VALUES (?1, ?2, 1, NULL)
@@ -697,6 +747,12 @@ fn take_chunks(tx: &Transaction, chunks: &[jadfs_common::ChunkRef], placement: &
             tx.execute(
                 "INSERT OR IGNORE INTO placements (chunk, node) VALUES (?1, ?2)",
                 params![chunk.id.as_bytes(), *node as i64],
+            )?;
+        }
+        if chunk_nodes(tx, &chunk.id)?.len() < copies as usize {
+            tx.execute(
+                "INSERT OR IGNORE INTO repairs (chunk, copies, queued_at_log) VALUES (?1, ?2, ?3)",
+                params![chunk.id.as_bytes(), copies, log_index as i64],
             )?;
         }
     }
@@ -722,6 +778,11 @@ fn release_chunks(tx: &Transaction, chunks: &[jadfs_common::ChunkRef], log_index
                  orphaned_at_log = CASE WHEN refcount - 1 <= 0 THEN ?2 ELSE NULL END
              WHERE id = ?1",
             params![chunk.id.as_bytes(), log_index as i64],
+        )?;
+        // A chunk nothing uses needs no more copies.
+        tx.execute(
+            "DELETE FROM repairs WHERE chunk = ?1 AND EXISTS (SELECT 1 FROM chunks WHERE id = ?1 AND refcount <= 0)",
+            [chunk.id.as_bytes()],
         )?;
     }
     Ok(())
@@ -785,6 +846,23 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
             }
             QueryResult::Nodes(nodes)
         }
+        Query::GetReplication { bucket } => QueryResult::Replication(replication_of(conn, bucket.as_deref())?),
+        Query::RepairQueue { limit } => {
+            let mut stmt = conn
+                .prepare_cached("SELECT chunk, copies, queued_at_log FROM repairs ORDER BY queued_at_log LIMIT ?1")?;
+            let rows = stmt.query_map([*limit as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut repairs = Vec::new();
+            for row in rows {
+                let (raw, copies, queued_at_log) = row?;
+                let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) else { continue };
+                let chunk = ChunkId::from_bytes(bytes);
+                let holders = chunk_nodes(conn, &chunk)?;
+                repairs.push(Repair { chunk, copies: copies as u8, holders, queued_at_log: queued_at_log as u64 });
+            }
+            QueryResult::Repairs(repairs)
+        }
         Query::GetUpload { bucket, key, upload_id } => QueryResult::Upload(load_upload(conn, bucket, key, upload_id)?),
         Query::ListParts { bucket, key, upload_id, after_part, max_parts } => {
             if load_upload(conn, bucket, key, upload_id)?.is_none() {
@@ -833,6 +911,7 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
                 chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount > 0")?,
                 chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
                 orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,
+                repair_queue: count("SELECT COUNT(*) FROM repairs")?,
                 last_applied_index: applied_state(conn)?.0.map(|id| id.index),
             })
         }
@@ -844,6 +923,7 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
 enum BucketSetting {
     Tags,
     Cors,
+    Replication,
 }
 
 impl BucketSetting {
@@ -851,6 +931,7 @@ impl BucketSetting {
         match self {
             BucketSetting::Tags => "bucket_tags",
             BucketSetting::Cors => "bucket_cors",
+            BucketSetting::Replication => "bucket_replication",
         }
     }
 }
@@ -900,7 +981,18 @@ fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketI
     }
     let tags = load_bucket_setting(conn, BucketSetting::Tags, name)?;
     let cors = load_bucket_setting(conn, BucketSetting::Cors, name)?;
-    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors }))
+    let replication = replication_of(conn, Some(name))?;
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors, replication }))
+}
+
+/// The replication in force for a bucket (its own, else the cluster's), or the cluster's.
+fn replication_of(conn: &Connection, bucket: Option<&str>) -> rusqlite::Result<Replication> {
+    if let Some(bucket) = bucket {
+        if let Some(own) = load_bucket_setting(conn, BucketSetting::Replication, bucket)? {
+            return Ok(own);
+        }
+    }
+    Ok(read_json(conn, "replication")?.unwrap_or_default())
 }
 
 /// The smallest byte string greater than every string starting with `prefix`

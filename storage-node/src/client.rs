@@ -54,7 +54,7 @@ impl StorageClient {
         &self,
         addr: &str,
         id: &ChunkId,
-        body: Bytes,
+        body: impl Into<reqwest::Body>,
     ) -> Result<ChunkPutResponse, ClientError> {
         let response = self.send(addr, self.http.put(format!("http://{addr}/v1/chunks/{id}")).body(body)).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })

@@ -4,6 +4,7 @@
 //! - `PUT /v1/chunks/{id}`: store a chunk whose bytes must hash to `id`
 //! - `POST /v1/chunks`: store a chunk named by the hash of its bytes
 //! - `GET|HEAD /v1/chunks/{id}` (with `Range: bytes=a-b`), `DELETE /v1/chunks/{id}`
+//! - `POST /v1/chunks/{id}/replicate` with `{"to": "host:port"}`: copy a chunk to another node
 //! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
 
 use std::io::{Seek, SeekFrom};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
+use crate::client::StorageClient;
 use crate::store::{read_range, read_verified, ChunkStore, PutMessage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/chunks/{id}", web::put().to(put_chunk))
         .route("/v1/chunks/{id}", web::get().to(get_chunk))
         .route("/v1/chunks/{id}", web::head().to(head_chunk))
-        .route("/v1/chunks/{id}", web::delete().to(delete_chunk));
+        .route("/v1/chunks/{id}", web::delete().to(delete_chunk))
+        .route("/v1/chunks/{id}/replicate", web::post().to(replicate_chunk));
 }
 
 type Store = web::Data<Arc<ChunkStore>>;
@@ -199,6 +202,36 @@ async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Res
         None => HttpResponse::Ok(),
     };
     Ok(response.body(SizedStream::new(length, ReceiverStream(rx))))
+}
+
+#[derive(Deserialize)]
+struct ReplicateTo {
+    to: String,
+}
+
+/// Copies a chunk this node holds to another node, for a repair the meta
+/// leader asked for: the bytes go from this disk to the other node's,
+/// verified as they are read here and again as they are written there.
+async fn replicate_chunk(
+    store: Store,
+    peers: web::Data<StorageClient>,
+    id: web::Path<String>,
+    target: web::Json<ReplicateTo>,
+) -> Result<HttpResponse, NodeError> {
+    let id = parse_id(&id)?;
+    let store = store.get_ref().clone();
+    let (file, _) = blocking(move || store.open_chunk(&id)).await?;
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_verified(file, id, |bytes| tx.blocking_send(Ok(bytes)).is_ok()) {
+            tracing::error!(chunk = %id, error = %e, "chunk read failed during a copy");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = reqwest::Body::wrap_stream(ReceiverStream(rx));
+    let stored =
+        peers.put_chunk_with_id(&target.to, &id, body).await.map_err(|e| NodeError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(stored))
 }
 
 /// Parses `bytes=a-b` (the only form the gateway sends) into an inclusive range.

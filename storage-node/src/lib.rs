@@ -38,12 +38,14 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, store::StoreErro
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let data = web::Data::new(store.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
-        .workers(config.workers)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+    let peers = web::Data::new(client::StorageClient::new());
+    let server =
+        HttpServer::new(move || App::new().app_data(data.clone()).app_data(peers.clone()).configure(http::configure))
+            .workers(config.workers)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(listener)?
+            .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");
     Ok(RunningNode { addr, store, server })
 }

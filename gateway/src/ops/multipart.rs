@@ -138,7 +138,8 @@ pub async fn upload_part(
             )));
         }
     }
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
+    let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
     }
@@ -217,10 +218,11 @@ async fn upload_part_copy(
         return Err(S3Error::EntityTooLarge());
     }
     ensure_upload(ctx, bucket, key, upload_id).await?;
+    let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
     let stored = if size == 0 {
         data::StoredData { size: 0, md5: super::md5_of(b""), chunks: Vec::new(), placement: Vec::new() }
     } else {
-        data::copy_range(&ctx.gw, &source, first, last).await?
+        data::copy_range(&ctx.gw, &source, first, last, replication).await?
     };
     let etag = format!("\"{}\"", hex::encode(stored.md5));
     let last_modified_ms = jadfs_common::now_ms();

@@ -36,11 +36,11 @@ pub async fn put_object(
     // Refuse before any byte is read when the bucket is missing or the
     // write's condition does not hold.
     let condition = ctx.write_condition();
-    match &condition {
-        Some(condition) => ctx.check_write_condition(bucket, key, condition).await?,
-        None => ctx.gw.ensure_bucket(bucket).await?,
+    let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
+    if let Some(condition) = &condition {
+        ctx.check_write_condition(bucket, key, condition).await?;
     }
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
     }

@@ -273,7 +273,7 @@ pub async fn post_object(
     let secret = gw.secret_of(&access_key).await?.ok_or_else(S3Error::InvalidAccessKeyId)?;
     sigv4::verify_post_policy(policy_b64, &signature, &secret)?;
     gw.authorize(&access_key, bucket, Permission::Write).await?;
-    gw.ensure_bucket(bucket).await?;
+    let replication = gw.ensure_bucket(bucket).await?.replication;
     let policy_json = base64::engine::general_purpose::STANDARD
         .decode(policy_b64.trim())
         .ok()
@@ -310,7 +310,7 @@ pub async fn post_object(
     };
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
-    let stored = match data::store_body(&gw, &mut file, limits.max_length).await {
+    let stored = match data::store_body(&gw, &mut file, limits.max_length, replication).await {
         Err(e) if e.code == "EntityTooLarge" => {
             return Err(S3Error::EntityTooLarge().with_message("Your proposed upload exceeds the maximum allowed size"))
         }

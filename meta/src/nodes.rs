@@ -1,0 +1,326 @@
+//! Storage nodes as the leader sees them: liveness from heartbeats (kept in
+//! memory, outside the Raft log), where new copies go, and the repairer that
+//! works through the durable repair queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use jadfs_common::NodeId;
+use rand::Rng;
+
+use crate::api::*;
+use crate::state_machine::ReadPool;
+
+/// How often storage nodes report to the leader.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// Silent this long, a node takes no new chunks.
+const SUSPECT_AFTER: Duration = Duration::from_secs(6);
+/// Pause of the repairer when its queue is empty or stuck.
+const REPAIR_IDLE: Duration = Duration::from_millis(500);
+/// Chunks repaired at once.
+const REPAIR_CONCURRENCY: usize = 4;
+
+/// Heartbeats heard by this meta node while it leads.
+pub struct Liveness {
+    inner: Mutex<Seen>,
+    /// Silent this long, a node's chunks are copied elsewhere.
+    dead_after: Duration,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// When this node last became leader: silence is counted from then at
+    /// the earliest, since heartbeats went to the previous leader before.
+    leader_since: Option<Instant>,
+    heartbeats: HashMap<NodeId, (Instant, Heartbeat)>,
+}
+
+impl Liveness {
+    pub fn new(dead_after: Duration) -> Liveness {
+        Liveness { inner: Mutex::default(), dead_after: dead_after.max(SUSPECT_AFTER) }
+    }
+
+    /// Tells whether this node leads now; a new term of leadership restarts the clocks.
+    pub fn observe_leadership(&self, leading: bool) {
+        let mut seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match (leading, seen.leader_since) {
+            (true, None) => seen.leader_since = Some(Instant::now()),
+            (false, Some(_)) => seen.leader_since = None,
+            _ => {}
+        }
+    }
+
+    pub fn record(&self, heartbeat: Heartbeat) {
+        let mut seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        seen.heartbeats.insert(heartbeat.id, (Instant::now(), heartbeat));
+    }
+
+    /// Fills in each node's state and its last reported space.
+    pub fn annotate(&self, nodes: &mut [StorageNodeInfo]) {
+        let seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let since = seen.leader_since.unwrap_or_else(Instant::now);
+        for node in nodes {
+            let heard = seen.heartbeats.get(&node.id);
+            if let Some((_, beat)) = heard {
+                node.free_bytes = beat.free_bytes;
+                node.capacity_bytes = beat.capacity_bytes;
+            }
+            let last = heard.map_or(since, |(at, _)| (*at).max(since));
+            let silent = last.elapsed();
+            node.state = if silent < SUSPECT_AFTER {
+                NodeState::Alive
+            } else if silent < self.dead_after {
+                NodeState::Suspect
+            } else {
+                NodeState::Dead
+            };
+        }
+    }
+}
+
+/// Chooses up to `count` of `candidates` for new copies: each in a zone not
+/// used yet (by `zones_taken` or an earlier pick) while such zones remain,
+/// weighted by free space so emptier nodes fill first. A node without a zone
+/// is a zone of its own.
+pub fn choose<'a>(
+    candidates: &'a [StorageNodeInfo],
+    count: usize,
+    zones_taken: &[String],
+    rng: &mut impl Rng,
+) -> Vec<&'a StorageNodeInfo> {
+    let mut zones: HashSet<String> = zones_taken.iter().cloned().collect();
+    let mut left: Vec<&StorageNodeInfo> = candidates.iter().collect();
+    let mut chosen = Vec::with_capacity(count);
+    while chosen.len() < count && !left.is_empty() {
+        let fresh: Vec<usize> = (0..left.len()).filter(|&i| !zones.contains(&zone_of(left[i]))).collect();
+        let pool = if fresh.is_empty() { (0..left.len()).collect() } else { fresh };
+        // Weights in MiB (plus one) keep the sum far from overflow.
+        let weight = |i: usize| (left[i].free_bytes >> 20) + 1;
+        let total: u64 = pool.iter().map(|&i| weight(i)).sum();
+        let mut ticket = rng.gen_range(0..total);
+        let mut pick = pool[pool.len() - 1];
+        for &i in &pool {
+            if ticket < weight(i) {
+                pick = i;
+                break;
+            }
+            ticket -= weight(i);
+        }
+        let node = left.swap_remove(pick);
+        zones.insert(zone_of(node));
+        chosen.push(node);
+    }
+    chosen
+}
+
+pub fn zone_of(node: &StorageNodeInfo) -> String {
+    node.zone.clone().unwrap_or_else(|| format!("node-{}", node.id))
+}
+
+/// True while this meta node is the Raft leader.
+pub fn is_leader(raft: &Raft) -> bool {
+    let metrics = raft.metrics().borrow().clone();
+    metrics.current_leader == Some(metrics.id)
+}
+
+/// Runs for the life of the meta node; does work only while it leads.
+/// Queues the chunks of nodes that died, then works through the repair
+/// queue oldest first, asking a node holding each chunk to copy it to the
+/// chosen new holder (bytes go node to node, never through here).
+pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>) {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("a plain HTTP client always builds");
+    let mut queued_dead: HashSet<NodeId> = HashSet::new();
+    loop {
+        let leading = is_leader(&raft);
+        liveness.observe_leadership(leading);
+        if !leading {
+            queued_dead.clear();
+            tokio::time::sleep(REPAIR_IDLE).await;
+            continue;
+        }
+        match repair_round(&raft, &readers, &liveness, &http, &mut queued_dead).await {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(REPAIR_IDLE).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "repair round failed");
+                tokio::time::sleep(REPAIR_IDLE).await;
+            }
+        }
+    }
+}
+
+/// One pass; Ok(true) if it made copies (so another pass may follow at once).
+async fn repair_round(
+    raft: &Raft,
+    readers: &Arc<ReadPool>,
+    liveness: &Liveness,
+    http: &reqwest::Client,
+    queued_dead: &mut HashSet<NodeId>,
+) -> Result<bool, MetaError> {
+    let QueryResult::Nodes(mut nodes) = read(readers, Query::ListNodes).await? else {
+        return Err(MetaError::Internal("unexpected answer to ListNodes".into()));
+    };
+    liveness.annotate(&mut nodes);
+    for node in &nodes {
+        if node.state != NodeState::Dead {
+            queued_dead.remove(&node.id);
+        } else if !queued_dead.contains(&node.id) {
+            tracing::warn!(node = node.id, addr = %node.addr, "storage node is dead; queueing its chunks for new copies");
+            write(raft, Command::QueueNodeChunks { node: node.id }).await?;
+            queued_dead.insert(node.id);
+        }
+    }
+    let QueryResult::Repairs(repairs) = read(readers, Query::RepairQueue { limit: 256 }).await? else {
+        return Err(MetaError::Internal("unexpected answer to RepairQueue".into()));
+    };
+    let nodes = &nodes;
+    let outcomes: Vec<Result<bool, MetaError>> = futures_util::stream::iter(repairs)
+        .map(|repair| repair_chunk(raft, http, nodes, repair))
+        .buffer_unordered(REPAIR_CONCURRENCY)
+        .collect()
+        .await;
+    let mut progress = false;
+    for outcome in outcomes {
+        progress |= outcome?;
+    }
+    Ok(progress)
+}
+
+/// Brings one chunk up to its number of live copies, as far as live nodes allow.
+async fn repair_chunk(
+    raft: &Raft,
+    http: &reqwest::Client,
+    nodes: &[StorageNodeInfo],
+    repair: Repair,
+) -> Result<bool, MetaError> {
+    let node = |id: NodeId| nodes.iter().find(|n| n.id == id);
+    let live: Vec<&StorageNodeInfo> =
+        repair.holders.iter().filter_map(|&id| node(id)).filter(|n| n.state == NodeState::Alive).collect();
+    let wanted = (repair.copies as usize).saturating_sub(live.len());
+    if wanted == 0 {
+        write(raft, Command::RepairDone { chunk: repair.chunk, added: Vec::new(), done: true }).await?;
+        return Ok(true);
+    }
+    if live.is_empty() {
+        return Ok(false); // no copy to read until a holder is back
+    }
+    let candidates: Vec<StorageNodeInfo> =
+        nodes.iter().filter(|n| n.state == NodeState::Alive && !repair.holders.contains(&n.id)).cloned().collect();
+    let zones: Vec<String> = live.iter().map(|n| zone_of(n)).collect();
+    let targets: Vec<StorageNodeInfo> =
+        choose(&candidates, wanted, &zones, &mut rand::thread_rng()).into_iter().cloned().collect();
+    let mut added = Vec::new();
+    for target in &targets {
+        for source in &live {
+            let url = format!("http://{}/v1/chunks/{}/replicate", source.addr, repair.chunk);
+            let sent = http.post(url).json(&serde_json::json!({ "to": target.addr })).send().await;
+            match sent {
+                Ok(response) if response.status().is_success() => {
+                    added.push(target.id);
+                    break;
+                }
+                Ok(response) => {
+                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, status = %response.status(), "copy refused")
+                }
+                Err(e) => {
+                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, error = %e, "copy failed")
+                }
+            }
+        }
+    }
+    if added.is_empty() {
+        return Ok(false);
+    }
+    let done = live.len() + added.len() >= repair.copies as usize;
+    write(raft, Command::RepairDone { chunk: repair.chunk, added, done }).await?;
+    Ok(true)
+}
+
+async fn read(readers: &Arc<ReadPool>, query: Query) -> Result<QueryResult, MetaError> {
+    let readers = readers.clone();
+    tokio::task::spawn_blocking(move || readers.query(&query))
+        .await
+        .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
+}
+
+async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {
+    match raft.client_write(command).await {
+        Ok(response) => match response.data {
+            CommandResult::Failed(e) => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) => Err(MetaError::Unavailable(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn node(id: NodeId, zone: &str, free_gib: u64) -> StorageNodeInfo {
+        StorageNodeInfo {
+            id,
+            addr: format!("n{id}"),
+            zone: Some(zone.into()),
+            capacity_bytes: 100 << 30,
+            free_bytes: free_gib << 30,
+            registered_ms: 0,
+            state: NodeState::Alive,
+        }
+    }
+
+    #[test]
+    fn copies_spread_over_zones_first() {
+        let nodes = [node(1, "a", 10), node(2, "a", 10), node(3, "b", 10), node(4, "b", 10)];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            let picked = choose(&nodes, 2, &[], &mut rng);
+            assert_eq!(picked.len(), 2);
+            assert_ne!(picked[0].zone, picked[1].zone);
+            let three = choose(&nodes, 3, &[], &mut rng);
+            let ids: HashSet<_> = three.iter().map(|n| n.id).collect();
+            assert_eq!(ids.len(), 3, "three different nodes");
+        }
+        // A zone already holding a copy is avoided while another exists.
+        for _ in 0..50 {
+            assert_eq!(choose(&nodes, 1, &["a".into()], &mut rng)[0].zone.as_deref(), Some("b"));
+        }
+    }
+
+    #[test]
+    fn emptier_nodes_receive_more() {
+        let nodes = [node(1, "a", 90), node(2, "b", 10), node(3, "c", 10), node(4, "d", 10)];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let firsts = (0..1000).filter(|_| choose(&nodes, 1, &[], &mut rng)[0].id == 1).count();
+        assert!((700..850).contains(&firsts), "the node with 75% of the free space got {firsts}/1000");
+    }
+
+    #[test]
+    fn silence_makes_a_node_suspect_then_dead() {
+        let liveness = Liveness::new(Duration::from_secs(60));
+        liveness.observe_leadership(true);
+        liveness.record(Heartbeat { id: 1, free_bytes: 5, capacity_bytes: 9 });
+        let mut nodes = vec![node(1, "a", 1), node(2, "b", 1)];
+        liveness.annotate(&mut nodes);
+        assert_eq!((nodes[0].state, nodes[0].free_bytes), (NodeState::Alive, 5));
+        // Never heard of, but the leadership is new: alive until proven silent.
+        assert_eq!(nodes[1].state, NodeState::Alive);
+        {
+            let mut seen = liveness.inner.lock().unwrap();
+            let long_ago = Instant::now() - Duration::from_secs(61);
+            seen.leader_since = Some(long_ago);
+            seen.heartbeats.get_mut(&1).unwrap().0 = Instant::now() - SUSPECT_AFTER - Duration::from_secs(1);
+        }
+        liveness.annotate(&mut nodes);
+        assert_eq!(nodes[0].state, NodeState::Suspect);
+        assert_eq!(nodes[1].state, NodeState::Dead);
+    }
+}
