@@ -34,8 +34,11 @@ enum Role {
     StorageNode(StorageNodeArgs),
     /// Run one S3 gateway.
     Gateway(GatewayArgs),
-    /// Manage access keys, bucket grants and meta-cluster membership.
+    /// Manage access keys, bucket grants, replication, storage nodes and meta-cluster membership.
     Admin(admin::AdminArgs),
+    /// Exit 0 if URL answers 2xx within two seconds (a container health check
+    /// for images that hold nothing but this binary).
+    Probe { url: String },
 }
 
 /// Settings of the S3 endpoint shared by `server` and `gateway`.
@@ -169,5 +172,10 @@ async fn run() -> anyhow::Result<()> {
         Role::StorageNode(args) => roles::storage_node(args).await,
         Role::Gateway(args) => roles::gateway(args).await,
         Role::Admin(args) => admin::run(args).await,
+        Role::Probe { url } => {
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
+            client.get(&url).send().await?.error_for_status()?;
+            Ok(())
+        }
     }
 }

@@ -8,67 +8,17 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
+use common::cluster::*;
 use common::*;
 use jadfs_meta::api::{NodeState, StorageNodeInfo};
 use jadfs_meta::{Query, QueryResult};
 
 /// Node 1's address, which node 3 is told to join.
 static META1: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-struct Process {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    /// Starts `jadfs ARGS` and waits for the line that names its address.
-    fn start(args: &[&str], log: &Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jadfs"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("spawn jadfs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let addr = line.split(" listening on ").nth(1).or_else(|| line.split("S3 endpoint: ").nth(1));
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("jadfs {args:?} did not start"));
-        Process { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn admin_meta(meta: &str, args: &[&str]) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_jadfs")).args(["admin", "meta", "--meta", meta]).args(args).output().unwrap();
-    assert!(output.status.success(), "jadfs admin meta {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
 
 fn admin(gateway: &str, args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))
@@ -114,12 +64,6 @@ async fn fully_replicated(meta: &jadfs_meta::MetaClient, bucket: &str, keys: &[S
         }
     }
     repair_queue(meta).await == 0
-}
-
-async fn voters(meta: &jadfs_meta::MetaClient, addr: &str) -> Vec<u64> {
-    let Ok(status) = meta.status(addr).await else { return Vec::new() };
-    let configs = status["membership_config"]["membership"]["configs"].as_array().cloned().unwrap_or_default();
-    configs.last().and_then(|c| c.as_array().cloned()).unwrap_or_default().iter().filter_map(|v| v.as_u64()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,10 @@
 //! after chunk, failing over to another copy mid-stream.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
 use jadfs_meta::api::{LocatedObject, Replication};
@@ -18,6 +20,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::body::ObjectBody;
 use crate::error::S3Error;
 use crate::Gateway;
+
+/// A storage node that takes no bytes, or sends none, for this long is
+/// given up on (a copy elsewhere is used instead): a node cut off from the
+/// network otherwise stalls a request until TCP gives up, many minutes later.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a node has, after the last byte of a chunk, to make it durable.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Once the write quorum is durable, how long the other copies may still
+/// take before the write is acknowledged without them (the repair queue
+/// makes them later).
+const QUORUM_GRACE: Duration = Duration::from_secs(1);
 
 /// What storing a body produced.
 pub struct StoredData {
@@ -133,13 +146,20 @@ impl<'g> ChunkWriter<'g> {
         self.len += piece.len() as u64;
         for i in 0..self.copies.len() {
             let Some(sender) = &self.copies[i].sender else { continue };
-            if sender.send(Ok(piece.clone())).await.is_err() {
-                // The node's request ended early: its result says why.
-                let reason = match (&mut self.copies[i].task).await {
-                    Ok(Err(e)) => e.to_string(),
-                    other => format!("{other:?}"),
-                };
-                self.drop_copy(i, format!("failed during a chunk write: {reason}"))?;
+            match tokio::time::timeout(STALL_TIMEOUT, sender.send(Ok(piece.clone()))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    // The node's request ended early: its result says why.
+                    let reason = match (&mut self.copies[i].task).await {
+                        Ok(Err(e)) => e.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    self.drop_copy(i, format!("failed during a chunk write: {reason}"))?;
+                }
+                Err(_) => {
+                    self.copies[i].task.abort();
+                    self.drop_copy(i, format!("took no bytes for {STALL_TIMEOUT:?}"))?;
+                }
             }
         }
         Ok(())
@@ -158,30 +178,61 @@ impl<'g> ChunkWriter<'g> {
         Ok(())
     }
 
-    /// Ends the chunk and waits until every node still writing holds it
-    /// durably; returns the chunk and the nodes that hold it.
+    /// Ends the chunk and waits until the nodes still writing hold it
+    /// durably: all of them, or once the write quorum has answered, those
+    /// that answer within a short grace. Returns the chunk and its holders.
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
-        let mut holders = Vec::with_capacity(self.copies.len());
-        for i in 0..self.copies.len() {
-            if self.copies[i].sender.take().is_none() {
-                continue;
+        let (len, required) = (self.len, self.required);
+        let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
+        let mut holders = Vec::with_capacity(writing.len());
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        {
+            let mut waiting: FuturesUnordered<_> = self
+                .copies
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| writing.contains(i))
+                .map(|(i, copy)| async move { (i, (&mut copy.task).await) })
+                .collect();
+            let mut deadline = tokio::time::Instant::now() + DURABLE_TIMEOUT;
+            while let Ok(Some((i, outcome))) = tokio::time::timeout_at(deadline, waiting.next()).await {
+                let reason = match outcome {
+                    Ok(Ok(stored)) if stored.id == id && stored.size == len => {
+                        holders.push(i);
+                        if holders.len() == required {
+                            deadline = deadline.min(tokio::time::Instant::now() + QUORUM_GRACE);
+                        }
+                        continue;
+                    }
+                    Ok(Ok(stored)) => {
+                        tracing::error!(%id, stored = %stored.id, "a node stored other bytes than sent");
+                        format!("stored {} ({} bytes) where {id} ({len} bytes) was sent", stored.id, stored.size)
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                failures.push((i, reason));
             }
-            let reason = match (&mut self.copies[i].task).await {
-                Ok(Ok(stored)) if stored.id == id && stored.size == self.len => {
-                    holders.push(self.copies[i].node);
-                    continue;
-                }
-                Ok(Ok(stored)) => {
-                    tracing::error!(node = self.copies[i].node, %id, stored = %stored.id, "a node stored other bytes than sent");
-                    format!("stored {} ({} bytes) where {id} ({} bytes) was sent", stored.id, stored.size, self.len)
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
-            self.drop_copy(i, reason)?;
         }
-        Ok((ChunkRef { id, offset, size: self.len }, holders))
+        for &i in &writing {
+            if !holders.contains(&i) && !failures.iter().any(|(f, _)| *f == i) {
+                self.copies[i].task.abort();
+                failures.push((i, "did not make the chunk durable in time".into()));
+            }
+        }
+        for (i, reason) in &failures {
+            let node = self.copies[*i].node;
+            tracing::warn!(node, %reason, "storage node dropped from a chunk write");
+            self.gw.note_node_failure(node);
+        }
+        if holders.len() < required {
+            let reasons: Vec<String> =
+                failures.iter().map(|(i, r)| format!("node {}: {r}", self.copies[*i].node)).collect();
+            return Err(unavailable(format!("{} of {required} copies durable; {}", holders.len(), reasons.join("; "))));
+        }
+        let holders = holders.iter().map(|&i| self.copies[i].node).collect();
+        Ok((ChunkRef { id, offset, size: len }, holders))
     }
 }
 
@@ -297,14 +348,27 @@ async fn read_chunk(
         };
         // A whole chunk is read without a range so the node verifies its hash.
         let range = (position != 0 || to != chunk.size - 1).then_some((position, to));
-        let mut stream = match gw.storage.get_chunk(&addr, &chunk.id, range).await {
-            Ok(stream) => Box::pin(stream),
-            Err(e) => {
+        let mut stream = match tokio::time::timeout(STALL_TIMEOUT, gw.storage.get_chunk(&addr, &chunk.id, range)).await
+        {
+            Ok(Ok(stream)) => Box::pin(stream),
+            Ok(Err(e)) => {
                 failures.push(e.to_string());
                 continue;
             }
+            Err(_) => {
+                failures.push(format!("node {node}: no answer in {STALL_TIMEOUT:?}"));
+                continue;
+            }
         };
-        while let Some(item) = stream.next().await {
+        loop {
+            let item = match tokio::time::timeout(STALL_TIMEOUT, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    failures.push(format!("node {node}: no bytes for {STALL_TIMEOUT:?}"));
+                    break;
+                }
+            };
             match item {
                 Ok(bytes) => {
                     position += bytes.len() as u64;

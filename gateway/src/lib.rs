@@ -193,10 +193,16 @@ impl Gateway {
             failed.keys().copied().collect()
         };
         let nodes = self.storage_nodes(false).await?;
-        let alive: Vec<StorageNodeInfo> = nodes.into_iter().filter(|n| n.state == NodeState::Alive).collect();
+        let alive: Vec<StorageNodeInfo> = nodes.iter().filter(|n| n.state == NodeState::Alive).cloned().collect();
         let healthy: Vec<StorageNodeInfo> = alive.iter().filter(|n| !failed.contains(&n.id)).cloned().collect();
-        // Nodes that failed lately are still better than no write at all.
-        let candidates = if healthy.len() >= required { healthy } else { alive };
+        // Nodes that failed lately, or went quiet, are still better than no write at all.
+        let candidates = if healthy.len() >= required {
+            healthy
+        } else if alive.len() >= required {
+            alive
+        } else {
+            nodes.into_iter().filter(|n| n.state != NodeState::Dead).collect()
+        };
         let chosen: Vec<StorageNodeInfo> =
             jadfs_meta::nodes::choose(&candidates, count, &[], &mut rand::thread_rng()).into_iter().cloned().collect();
         if chosen.len() < required {

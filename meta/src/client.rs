@@ -10,6 +10,15 @@ use serde::Serialize;
 
 use crate::api::*;
 
+/// A metadata call takes milliseconds; one that hangs (a paused or cut-off
+/// node) is retried at another node soon.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A heartbeat that hangs moves on to another meta node quickly, so the
+/// leader hears from every live node well within its suspicion time.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Adding a learner waits until it has caught up with the log.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub struct MetaClient {
     http: reqwest::Client,
     addrs: Vec<String>,
@@ -23,7 +32,6 @@ impl MetaClient {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
             .build()
             .expect("a plain HTTP client always builds");
         let preferred = Mutex::new(addrs[0].clone());
@@ -31,32 +39,33 @@ impl MetaClient {
     }
 
     pub async fn write(&self, command: &Command) -> Result<CommandResult, MetaError> {
-        self.call("/v1/write", command).await
+        self.call("/v1/write", command, CALL_TIMEOUT).await
     }
 
     pub async fn query(&self, query: &Query) -> Result<QueryResult, MetaError> {
-        self.call("/v1/query", query).await
+        self.call("/v1/query", query, CALL_TIMEOUT).await
     }
 
     /// Reports a storage node's liveness and space to the leader; false if
     /// the cluster does not know the node (it should register).
     pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<bool, MetaError> {
-        self.call("/v1/heartbeat", beat).await
+        self.call("/v1/heartbeat", beat, HEARTBEAT_TIMEOUT).await
     }
 
     /// Adds a learner through the leader; returns once it has caught up.
     pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<(), MetaError> {
-        self.call("/v1/cluster/learners", &serde_json::json!({ "node_id": node_id, "addr": addr })).await
+        let learner = serde_json::json!({ "node_id": node_id, "addr": addr });
+        self.call("/v1/cluster/learners", &learner, MEMBERSHIP_TIMEOUT).await
     }
 
     /// Makes a learner a voter (atomically, whatever else changes meanwhile).
     pub async fn promote(&self, node_id: u64) -> Result<(), MetaError> {
-        self.call("/v1/cluster/voters", &serde_json::json!({ "add": [node_id] })).await
+        self.call("/v1/cluster/voters", &serde_json::json!({ "add": [node_id] }), MEMBERSHIP_TIMEOUT).await
     }
 
     /// Removes a voter from the cluster.
     pub async fn remove_voter(&self, node_id: u64) -> Result<(), MetaError> {
-        self.call("/v1/cluster/voters", &serde_json::json!({ "remove": [node_id] })).await
+        self.call("/v1/cluster/voters", &serde_json::json!({ "remove": [node_id] }), MEMBERSHIP_TIMEOUT).await
     }
 
     /// Raft metrics of the node at `addr` (leader, term, log and apply indexes, membership).
@@ -64,19 +73,26 @@ impl MetaClient {
         let response = self
             .http
             .get(format!("http://{addr}/v1/status"))
+            .timeout(CALL_TIMEOUT)
             .send()
             .await
             .map_err(|e| MetaError::Unavailable(format!("{addr}: {e}")))?;
         response.json().await.map_err(|e| MetaError::Unavailable(format!("{addr}: {e}")))
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, MetaError> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, MetaError> {
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut addr = self.preferred.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut attempt = 0usize;
         loop {
             attempt += 1;
-            let outcome = match self.http.post(format!("http://{addr}{path}")).json(body).send().await {
+            let outcome = match self.http.post(format!("http://{addr}{path}")).json(body).timeout(timeout).send().await
+            {
                 Ok(response) => response
                     .json::<Result<Resp, MetaError>>()
                     .await

@@ -15,8 +15,9 @@ use crate::state_machine::ReadPool;
 
 /// How often storage nodes report to the leader.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
-/// Silent this long, a node takes no new chunks.
-const SUSPECT_AFTER: Duration = Duration::from_secs(6);
+/// Silent this long, a node takes no new chunks. Long enough for a node's
+/// heartbeats to find a new leader after an election.
+const SUSPECT_AFTER: Duration = Duration::from_secs(10);
 /// Pause of the repairer when its queue is empty or stuck.
 const REPAIR_IDLE: Duration = Duration::from_millis(500);
 /// Chunks repaired at once.

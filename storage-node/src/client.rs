@@ -8,6 +8,8 @@ use jadfs_common::{ChunkId, ChunkInfo, ChunkPutResponse, NodeStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("storage node did not answer in time")]
+    TimedOut,
     #[error("storage node {addr}: {source}")]
     Transport { addr: String, source: reqwest::Error },
     #[error("storage node {addr} answered {status}: {body}")]

@@ -3,6 +3,8 @@
 //! clients. Every wait has a deadline; nothing sleeps for luck.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
