@@ -111,6 +111,9 @@ struct MetaArgs {
     /// dead and its chunks are copied to other nodes.
     #[arg(long, env = "JADFS_NODE_DEAD_AFTER", default_value_t = 60)]
     node_dead_after: u64,
+    /// Take a Raft snapshot every this many log entries (and purge the log before it).
+    #[arg(long, env = "JADFS_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    snapshot_every: u64,
 }
 
 #[derive(Args)]

@@ -33,6 +33,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         heartbeat_ms: 150,
         election_timeout_ms: 750,
         node_dead_after: Duration::from_secs(60),
+        snapshot_every: 10_000,
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
@@ -99,6 +100,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         election_timeout_ms: args.election_timeout_ms,
         node_dead_after: Duration::from_secs(args.node_dead_after),
+        snapshot_every: args.snapshot_every,
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);

@@ -2,7 +2,8 @@
 //! voter at first, grown to three and then five voters with `jadfs admin
 //! meta`, and shrunk back to three (the first leader among the removed),
 //! while a writer keeps putting objects through a gateway. Every PUT the
-//! gateway acknowledged reads back identical at the end.
+//! gateway acknowledged reads back identical at the end. Snapshots are taken
+//! every 10 log entries, so the nodes that join install one.
 
 mod common;
 
@@ -25,7 +26,10 @@ async fn voters_grow_from_one_to_five_and_shrink_to_three_under_load() {
         .map(|id| {
             let data = path(&format!("meta{id}")).to_string_lossy().into_owned();
             let id = id.to_string();
+            // A snapshot every 10 entries: nodes that join later catch up
+            // from a snapshot (sent in pieces), not from the log.
             let mut args = vec!["meta", "--node-id", &id, "--listen", "127.0.0.1:0", "--data-dir", &data];
+            args.extend(["--snapshot-every", "10"]);
             if id == "1" {
                 args.push("--bootstrap");
             }

@@ -8,6 +8,7 @@ use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::api::*;
+use crate::network::SnapshotPiece;
 use crate::nodes::{is_leader, Liveness};
 use crate::state_machine::ReadPool;
 
@@ -20,6 +21,7 @@ pub struct MetaState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Raft messages and snapshot pieces can be large; everything else is small.
     cfg.app_data(web::JsonConfig::default().limit(64 << 20))
+        .app_data(web::PayloadConfig::new(64 << 20))
         .route("/health", web::get().to(health))
         .route("/v1/status", web::get().to(status))
         .route("/v1/write", web::post().to(write))
@@ -144,6 +146,21 @@ async fn vote(state: State, rpc: web::Json<VoteRequest<u64>>) -> HttpResponse {
     HttpResponse::Ok().json(state.raft.vote(rpc.into_inner()).await)
 }
 
-async fn snapshot(state: State, rpc: web::Json<InstallSnapshotRequest<TypeConfig>>) -> HttpResponse {
-    HttpResponse::Ok().json(state.raft.install_snapshot(rpc.into_inner()).await)
+/// A snapshot piece: its JSON header, a newline, then its bytes raw.
+async fn snapshot(state: State, body: web::Bytes) -> HttpResponse {
+    let Some(newline) = body.iter().position(|&b| b == b'\n') else {
+        return HttpResponse::BadRequest().body("a snapshot piece starts with a JSON line");
+    };
+    let piece: SnapshotPiece = match serde_json::from_slice(&body[..newline]) {
+        Ok(piece) => piece,
+        Err(e) => return HttpResponse::BadRequest().body(format!("bad snapshot piece header: {e}")),
+    };
+    let rpc = InstallSnapshotRequest::<TypeConfig> {
+        vote: piece.vote,
+        meta: piece.meta,
+        offset: piece.offset,
+        data: body[newline + 1..].to_vec(),
+        done: piece.done,
+    };
+    HttpResponse::Ok().json(state.raft.install_snapshot(rpc).await)
 }

@@ -36,6 +36,9 @@ pub struct MetaConfig {
     pub election_timeout_ms: u64,
     /// Silent this long, a storage node is dead and its chunks are re-copied.
     pub node_dead_after: Duration,
+    /// A snapshot is taken every this many log entries, and the log before
+    /// it (all but a tenth of that) is purged.
+    pub snapshot_every: u64,
 }
 
 /// A started meta node.
@@ -55,10 +58,13 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_timeout_ms,
         election_timeout_max: config.election_timeout_ms * 2,
-        // Snapshots are whole SQLite files; give each piece time to travel.
+        // Snapshots are whole SQLite files, sent in 16 MiB pieces; each
+        // piece has 10 s to travel and be written (openraft's default of
+        // 200 ms makes a large snapshot retry forever).
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_max_chunk_size: 16 << 20,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
+        max_in_snapshot_log_to_keep: config.snapshot_every / 10,
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate()?);

@@ -50,6 +50,16 @@ pub struct PeerConnection {
     addr: String,
 }
 
+/// The header of a snapshot piece; the piece's bytes follow it raw after a
+/// newline (JSON would spell every byte as a number, several times the size).
+#[derive(Serialize, serde::Deserialize)]
+pub struct SnapshotPiece {
+    pub vote: openraft::Vote<u64>,
+    pub meta: openraft::SnapshotMeta<u64, BasicNode>,
+    pub offset: u64,
+    pub done: bool,
+}
+
 impl PeerConnection {
     async fn call<Req, Resp, Err>(
         &self,
@@ -62,8 +72,29 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
+        let body = serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(path, body, "application/json", option).await
+    }
+
+    async fn send<Resp, Err>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, Err>>
+    where
+        Resp: DeserializeOwned,
+        Err: std::error::Error + DeserializeOwned,
+    {
         let url = format!("http://{}/raft/{path}", self.addr);
-        let response = self.http.post(url).timeout(option.hard_ttl()).json(request).send().await.map_err(|e| {
+        let request = self
+            .http
+            .post(url)
+            .timeout(option.hard_ttl())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 RPCError::Unreachable(Unreachable::new(&e))
             } else {
@@ -89,7 +120,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        self.call("snapshot", &rpc, &option).await
+        let piece = SnapshotPiece { vote: rpc.vote, meta: rpc.meta, offset: rpc.offset, done: rpc.done };
+        let mut body = serde_json::to_vec(&piece).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        body.push(b'\n');
+        body.extend_from_slice(&rpc.data);
+        self.send("snapshot", body, "application/octet-stream", &option).await
     }
 
     async fn vote(

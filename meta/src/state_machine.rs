@@ -205,7 +205,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
         let path = self.snapshot_dir.join(format!("receiving-{:016x}.db", jadfs_common::random_u64()));
-        let file = tokio::fs::File::create(&path).await.map_err(|e| snapshot_error(&e))?;
+        // Read as well as written: install_snapshot reads it back.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| snapshot_error(&e))?;
         self.receiving = Some(path);
         Ok(Box::new(file))
     }
@@ -215,21 +222,34 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        // The snapshot is the handle given, whichever file it is: copy it,
-        // from its start, into a file of ours and install that.
-        if let Some(unused) = self.receiving.take() {
-            let _ = tokio::fs::remove_file(unused).await;
-        }
-        let received = self.snapshot_dir.join(format!("receiving-{:016x}.db", jadfs_common::random_u64()));
-        let mut snapshot = snapshot;
-        {
-            use tokio::io::AsyncSeekExt;
-            snapshot.seek(io::SeekFrom::Start(0)).await.map_err(|e| snapshot_error(&e))?;
-            let mut copy = tokio::fs::File::create(&received).await.map_err(|e| snapshot_error(&e))?;
-            tokio::io::copy(&mut snapshot, &mut copy).await.map_err(|e| snapshot_error(&e))?;
-            copy.sync_all().await.map_err(|e| snapshot_error(&e))?;
-        }
-        drop(snapshot);
+        // The snapshot is the handle given, whichever file it is. The one
+        // begin_receiving_snapshot made is installed as it is; any other is
+        // first copied, from its start, into a file of ours.
+        let receiving = self.receiving.take();
+        let given = snapshot.metadata().await.map_err(|e| snapshot_error(&e))?;
+        let ours = match &receiving {
+            Some(path) => tokio::fs::metadata(path).await.ok().filter(|m| same_file(m, &given)).map(|_| path.clone()),
+            None => None,
+        };
+        let received = match ours {
+            Some(path) => {
+                snapshot.sync_all().await.map_err(|e| snapshot_error(&e))?;
+                path
+            }
+            None => {
+                if let Some(unused) = receiving {
+                    let _ = tokio::fs::remove_file(unused).await;
+                }
+                let copy_path = self.snapshot_dir.join(format!("receiving-{:016x}.db", jadfs_common::random_u64()));
+                let mut snapshot = snapshot;
+                use tokio::io::AsyncSeekExt;
+                snapshot.seek(io::SeekFrom::Start(0)).await.map_err(|e| snapshot_error(&e))?;
+                let mut copy = tokio::fs::File::create(&copy_path).await.map_err(|e| snapshot_error(&e))?;
+                tokio::io::copy(&mut snapshot, &mut copy).await.map_err(|e| snapshot_error(&e))?;
+                copy.sync_all().await.map_err(|e| snapshot_error(&e))?;
+                copy_path
+            }
+        };
         let conn = self.conn.clone();
         let snapshot_dir = self.snapshot_dir.clone();
         let meta = meta.clone();
@@ -302,6 +322,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::fs::File::open(self.snapshot_dir.join("current.db")).await.map_err(|e| snapshot_error(&e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
+}
+
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 fn rand_suffix() -> u32 {
