@@ -141,16 +141,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Meta(meta) = args.command {
         return run_meta(meta).await;
     }
-    let credentials = match (args.access_key.clone(), args.secret_key.clone()) {
-        (Some(access_key), Some(secret_key)) => Credentials { access_key, secret_key },
-        (None, None) => {
-            let path = args.data_dir.join("credentials.json");
-            let raw = std::fs::read(&path)
-                .with_context(|| format!("no --access-key/--secret-key given and {} cannot be read", path.display()))?;
-            serde_json::from_slice(&raw)?
-        }
-        _ => bail!("give both --access-key and --secret-key, or neither"),
-    };
+    let credentials = Credentials::given_or_kept(args.access_key.clone(), args.secret_key.clone(), &args.data_dir)?;
     let client = AdminClient { endpoint: args.endpoint.trim_end_matches('/').to_string(), credentials };
     match args.command {
         AdminCommand::Key(KeyCommand::Create { name, id, secret }) => {

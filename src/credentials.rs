@@ -19,6 +19,26 @@ impl Credentials {
         Credentials { access_key: jadfs_common::generate_access_key(), secret_key: jadfs_common::generate_secret_key() }
     }
 
+    /// The credentials given on the command line, or else the ones `jadfs
+    /// server` keeps in `data_dir`.
+    pub fn given_or_kept(
+        access_key: Option<String>,
+        secret_key: Option<String>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Credentials> {
+        match (access_key, secret_key) {
+            (Some(access_key), Some(secret_key)) => Ok(Credentials { access_key, secret_key }),
+            (None, None) => {
+                let path = data_dir.join("credentials.json");
+                let raw = fs::read(&path).map_err(|e| {
+                    anyhow::anyhow!("no --access-key/--secret-key given and {} cannot be read: {e}", path.display())
+                })?;
+                Ok(serde_json::from_slice(&raw)?)
+            }
+            _ => anyhow::bail!("give both --access-key and --secret-key, or neither"),
+        }
+    }
+
     /// Reads `path`, or creates it with new random credentials.
     pub fn load_or_create(path: &Path) -> anyhow::Result<(Credentials, bool)> {
         match fs::read(path) {

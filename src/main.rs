@@ -2,6 +2,7 @@
 //! them all in one process with an embedded default configuration.
 
 mod admin;
+mod bench;
 mod config_file;
 mod credentials;
 mod roles;
@@ -39,6 +40,9 @@ enum Role {
     /// Exit 0 if URL answers 2xx within two seconds (a container health check
     /// for images that hold nothing but this binary).
     Probe { url: String },
+    /// Benchmark an S3 endpoint (JaDFS or any other): large and small
+    /// objects, listing, latency percentiles, server CPU and memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Settings of the S3 endpoint shared by `server` and `gateway`.
@@ -175,6 +179,7 @@ async fn run() -> anyhow::Result<()> {
         Role::StorageNode(args) => roles::storage_node(args).await,
         Role::Gateway(args) => roles::gateway(args).await,
         Role::Admin(args) => admin::run(args).await,
+        Role::Bench(args) => bench::run(args).await,
         Role::Probe { url } => {
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
             client.get(&url).send().await?.error_for_status()?;

@@ -79,6 +79,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     tokio::spawn(nodes::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
     let state = web::Data::new(http::MetaState { raft: raft.clone(), readers, liveness });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
+        .on_connect(set_nodelay)
         .workers(2)
         .disable_signals()
         .shutdown_timeout(5)
@@ -103,4 +104,12 @@ pub async fn wait_for_leader(raft: &api::Raft, timeout: Duration) -> anyhow::Res
 /// The address a meta node listens on when none is given.
 pub fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9100))
+}
+
+/// Turns off Nagle's algorithm on an accepted connection, so a small answer
+/// is not held back until the peer's delayed ACK.
+fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+    }
 }

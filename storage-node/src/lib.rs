@@ -41,6 +41,7 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, store::StoreErro
     let peers = web::Data::new(client::StorageClient::new());
     let server =
         HttpServer::new(move || App::new().app_data(data.clone()).app_data(peers.clone()).configure(http::configure))
+            .on_connect(set_nodelay)
             .workers(config.workers)
             .disable_signals()
             .shutdown_timeout(5)
@@ -48,6 +49,15 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, store::StoreErro
             .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");
     Ok(RunningNode { addr, store, server })
+}
+
+/// Turns off Nagle's algorithm on an accepted connection: a response's
+/// headers and first body bytes are separate small writes, and Nagle would
+/// hold the second until the peer's delayed ACK (40 ms).
+pub fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+    }
 }
 
 /// Crash injection for tests: when `JADFS_FAILPOINT` names this point, the
