@@ -10,20 +10,33 @@ use crate::credentials::Credentials;
 
 #[derive(Args)]
 pub struct AdminArgs {
-    /// S3 endpoint of a gateway.
-    #[arg(long, env = "JADFS_ENDPOINT", default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
-    /// Root access key (default: the one `jadfs server` keeps in DATA_DIR).
-    #[arg(long, env = "JADFS_ACCESS_KEY")]
-    access_key: Option<String>,
-    /// Root secret key.
-    #[arg(long, env = "JADFS_SECRET_KEY", hide_env_values = true)]
-    secret_key: Option<String>,
-    /// Data folder of `jadfs server`, where its root credentials are kept.
-    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
-    data_dir: std::path::PathBuf,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     #[command(subcommand)]
     command: AdminCommand,
+}
+
+/// Where an S3 endpoint is and the key to sign with (shared with `jadfs bench`).
+#[derive(Args)]
+pub struct EndpointArgs {
+    /// S3 endpoint of a gateway.
+    #[arg(long, env = "JADFS_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    pub endpoint: String,
+    /// Root access key (default: the one `jadfs server` keeps in DATA_DIR).
+    #[arg(long, env = "JADFS_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Root secret key.
+    #[arg(long, env = "JADFS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Data folder of `jadfs server`, where its root credentials are kept.
+    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
+    pub data_dir: std::path::PathBuf,
+}
+
+impl EndpointArgs {
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        Credentials::given_or_kept(self.access_key.clone(), self.secret_key.clone(), &self.data_dir)
+    }
 }
 
 #[derive(Subcommand)]
@@ -141,8 +154,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Meta(meta) = args.command {
         return run_meta(meta).await;
     }
-    let credentials = Credentials::given_or_kept(args.access_key.clone(), args.secret_key.clone(), &args.data_dir)?;
-    let client = AdminClient { endpoint: args.endpoint.trim_end_matches('/').to_string(), credentials };
+    let credentials = args.endpoint.credentials()?;
+    let client = AdminClient { endpoint: args.endpoint.endpoint.trim_end_matches('/').to_string(), credentials };
     match args.command {
         AdminCommand::Key(KeyCommand::Create { name, id, secret }) => {
             let body = serde_json::json!({ "name": name, "access_key": id, "secret_key": secret });
@@ -237,20 +250,21 @@ async fn run_meta(args: MetaArgs) -> anyhow::Result<()> {
             let first = client.status(&args.meta[0]).await.map_err(fail)?;
             let nodes = first["membership_config"]["membership"]["nodes"].as_object().cloned().unwrap_or_default();
             println!(
-                "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9}",
-                "id", "addr", "state", "leader", "term", "log", "applied"
+                "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9} {:<9}",
+                "id", "addr", "state", "leader", "term", "log", "commit", "applied"
             );
             for (id, node) in nodes {
                 let addr = node["addr"].as_str().unwrap_or_default().to_string();
                 match client.status(&addr).await {
                     Ok(m) => println!(
-                        "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9}",
+                        "{:<6} {:<22} {:<10} {:<7} {:<8} {:<9} {:<9} {:<9}",
                         id,
                         addr,
                         m["state"].as_str().unwrap_or("?"),
                         m["current_leader"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
                         m["current_term"],
                         m["last_log_index"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
+                        m["committed"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
                         m["last_applied"]["index"].as_u64().map(|l| l.to_string()).unwrap_or("-".into()),
                     ),
                     Err(e) => println!("{id:<6} {addr:<22} unreachable: {e}"),

@@ -17,22 +17,15 @@ use jadfs_gateway::sigv4::{self, RequestParts};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::admin::EndpointArgs;
 use crate::credentials::Credentials;
 
 const MIB: u64 = 1 << 20;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// S3 endpoint to drive.
-    #[arg(long, env = "JADFS_ENDPOINT", default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
-    /// Access key (default: the one `jadfs server` keeps in DATA_DIR).
-    #[arg(long, env = "JADFS_ACCESS_KEY")]
-    access_key: Option<String>,
-    #[arg(long, env = "JADFS_SECRET_KEY", hide_env_values = true)]
-    secret_key: Option<String>,
-    #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     #[arg(long, default_value = "us-east-1")]
     region: String,
     /// Bucket to use (created if missing; the objects written are deleted at the end).
@@ -84,10 +77,10 @@ struct RunResult {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let credentials = Credentials::given_or_kept(args.access_key.clone(), args.secret_key.clone(), &args.data_dir)?;
-    let s3 = Arc::new(S3::new(&args.endpoint, credentials, &args.region)?);
+    let endpoint = &args.endpoint.endpoint;
+    let s3 = Arc::new(S3::new(endpoint, args.endpoint.credentials()?, &args.region)?);
     let server = Server::find(&args.server_pids);
-    eprintln!("benchmarking {} (server processes: {:?})", args.endpoint, server.pids);
+    eprintln!("benchmarking {endpoint} (server processes: {:?})", server.pids);
     s3.create_bucket(&args.bucket).await?;
     let mut results = Vec::new();
 
@@ -184,7 +177,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     print_table(&results);
     if let Some(path) = &args.json {
         let report = serde_json::json!({
-            "endpoint": args.endpoint,
+            "endpoint": endpoint,
             "server_pids": server.pids,
             "results": results,
         });

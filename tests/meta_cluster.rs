@@ -108,38 +108,12 @@ async fn a_cluster_survives_losing_its_meta_leader_and_a_storage_node() {
     let meta_list = meta_addrs.join(",");
     let mut storage: Vec<Process> = (1..=4)
         .map(|i| {
-            let data = path(&format!("node{i}"));
-            let args = [
-                "storage-node",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                &data.to_string_lossy(),
-                "--meta",
-                &meta_list,
-                "--zone",
-                if i <= 2 { "zone-a" } else { "zone-b" },
-            ];
-            Process::start(&args, &path(&format!("node{i}.log")))
+            let zone = if i <= 2 { "zone-a" } else { "zone-b" };
+            start_storage_node(dir.path(), &format!("node{i}"), &meta_list, Some(zone))
         })
         .collect();
     let gateways: Vec<Process> = (1..=2)
-        .map(|i| {
-            let args = [
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--meta",
-                &meta_list,
-                "--access-key",
-                ACCESS_KEY,
-                "--secret-key",
-                SECRET_KEY,
-                "--chunk-size",
-                "262144",
-            ];
-            Process::start(&args, &path(&format!("gateway{i}.log")))
-        })
+        .map(|i| start_gateway(dir.path(), &format!("gateway{i}"), &meta_list, &["--chunk-size", "262144"]))
         .collect();
     let a = client_for(&gateways[0].addr, ACCESS_KEY, SECRET_KEY);
     let b = client_for(&gateways[1].addr, ACCESS_KEY, SECRET_KEY);

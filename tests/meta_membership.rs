@@ -41,27 +41,9 @@ async fn voters_grow_from_one_to_five_and_shrink_to_three_under_load() {
     let client = jadfs_meta::MetaClient::new(addrs.clone());
     wait_until("node 1 leads", Duration::from_secs(30), || async { voters(&client, &addrs[0]).await == [1] }).await;
 
-    let _storage: Vec<Process> = (1..=3)
-        .map(|i| {
-            let data = path(&format!("node{i}")).to_string_lossy().into_owned();
-            let args = ["storage-node", "--listen", "127.0.0.1:0", "--data-dir", &data, "--meta", &meta_list];
-            Process::start(&args, &path(&format!("node{i}.log")))
-        })
-        .collect();
-    let gateway = Process::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--meta",
-            &meta_list,
-            "--access-key",
-            ACCESS_KEY,
-            "--secret-key",
-            SECRET_KEY,
-        ],
-        &path("gateway.log"),
-    );
+    let _storage: Vec<Process> =
+        (1..=3).map(|i| start_storage_node(dir.path(), &format!("node{i}"), &meta_list, None)).collect();
+    let gateway = start_gateway(dir.path(), "gateway", &meta_list, &[]);
     let s3 = client_for(&gateway.addr, ACCESS_KEY, SECRET_KEY);
     s3.create_bucket().bucket("load").send().await.unwrap();
 

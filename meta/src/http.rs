@@ -16,6 +16,7 @@ pub struct MetaState {
     pub raft: Raft,
     pub readers: Arc<ReadPool>,
     pub liveness: Arc<Liveness>,
+    pub log: crate::log_store::LogStore,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,9 +41,12 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
+/// openraft's metrics, plus the commit index (which they leave out).
 async fn status(state: State) -> HttpResponse {
     let metrics = state.raft.metrics().borrow().clone();
-    HttpResponse::Ok().json(metrics)
+    let mut status = serde_json::to_value(metrics).unwrap_or_default();
+    status["committed"] = serde_json::json!(state.log.committed_index());
+    HttpResponse::Ok().json(status)
 }
 
 fn leader_error<E>(error: &RaftError<u64, E>) -> MetaError

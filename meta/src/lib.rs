@@ -72,12 +72,13 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let listener = TcpListener::bind(config.listen)?;
     let bound = listener.local_addr()?;
     let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let log = log_store.clone();
     let raft =
         api::Raft::new(config.node_id, raft_config, network::HttpNetwork::new(), log_store, state_machine).await?;
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
     tokio::spawn(nodes::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
-    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers, liveness });
+    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers, liveness, log });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .on_connect(set_nodelay)
         .workers(2)

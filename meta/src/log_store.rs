@@ -30,6 +30,11 @@ fn write_err(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
 }
 
 impl LogStore {
+    /// The index of the last entry known committed, as last saved.
+    pub fn committed_index(&self) -> Option<u64> {
+        Self::get_json::<Option<LogId<u64>>>(&self.lock(), "committed").ok().flatten().flatten().map(|id| id.index)
+    }
+
     pub fn open(path: &Path) -> rusqlite::Result<LogStore> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

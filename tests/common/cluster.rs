@@ -48,6 +48,24 @@ impl Process {
     }
 }
 
+/// Starts a storage node that registers with the meta nodes in `meta_list`.
+pub fn start_storage_node(dir: &Path, name: &str, meta_list: &str, zone: Option<&str>) -> Process {
+    let data = dir.join(name).to_string_lossy().into_owned();
+    let mut args = vec!["storage-node", "--listen", "127.0.0.1:0", "--data-dir", &data, "--meta", meta_list];
+    if let Some(zone) = zone {
+        args.extend(["--zone", zone]);
+    }
+    Process::start(&args, &dir.join(format!("{name}.log")))
+}
+
+/// Starts a gateway with the test's root key; `extra` adds flags.
+pub fn start_gateway(dir: &Path, name: &str, meta_list: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["gateway", "--listen", "127.0.0.1:0", "--meta", meta_list];
+    args.extend(["--access-key", super::ACCESS_KEY, "--secret-key", super::SECRET_KEY]);
+    args.extend(extra);
+    Process::start(&args, &dir.join(format!("{name}.log")))
+}
+
 pub fn admin_meta(meta: &str, args: &[&str]) {
     let output =
         Command::new(env!("CARGO_BIN_EXE_jadfs")).args(["admin", "meta", "--meta", meta]).args(args).output().unwrap();
