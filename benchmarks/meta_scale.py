@@ -205,6 +205,9 @@ def main():
     wait("the learner caught up", lambda: learner.status()["last_applied"]["index"] >= leader_applied, 3600)
     report["snapshot_install_seconds"] = round(time.monotonic() - started, 1)
     report["learner_peak_rss_mib"] = learner.rss()[1]
+    # A snapshot piece that timed out is sent again (from the start if it was the last).
+    with open(os.path.join(args.dir, "meta1.log")) as log:
+        report["snapshot_send_retries"] = sum("raft/snapshot" in line for line in log)
     report["leader_peak_rss_mib"] = max(report["leader_peak_rss_mib"], meta.rss()[1])
     learner.stop()
     meta.stop()

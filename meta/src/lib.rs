@@ -58,10 +58,12 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_timeout_ms,
         election_timeout_max: config.election_timeout_ms * 2,
-        // Snapshots are whole SQLite files, sent in 16 MiB pieces; each
-        // piece has 10 s to travel and be written (openraft's default of
-        // 200 ms makes a large snapshot retry forever).
-        install_snapshot_timeout: 10_000,
+        // Snapshots are whole SQLite files, sent in 16 MiB pieces. The last
+        // piece's answer waits for the install (a copy into the live
+        // database, which grows with the state): openraft's default of
+        // 200 ms makes a large snapshot retry forever, and 10 s made a
+        // 5 GiB one travel twice.
+        install_snapshot_timeout: 120_000,
         snapshot_max_chunk_size: 16 << 20,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
         max_in_snapshot_log_to_keep: config.snapshot_every / 10,
