@@ -443,8 +443,10 @@ pub enum Query {
     GetReplication {
         bucket: Option<String>,
     },
-    /// The oldest chunks waiting for copies.
+    /// Chunks waiting for copies, oldest first, after the given
+    /// (queued_at_log, chunk) position.
     RepairQueue {
+        after: Option<(u64, ChunkId)>,
         limit: usize,
     },
 }

@@ -138,6 +138,9 @@ pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Live
         .build()
         .expect("a plain HTTP client always builds");
     let mut queued_dead: HashSet<NodeId> = HashSet::new();
+    // Where the last pass stopped: chunks that cannot be repaired yet (no
+    // live holder) never keep the ones behind them waiting.
+    let mut cursor: Option<(u64, jadfs_common::ChunkId)> = None;
     loop {
         let leading = is_leader(&raft);
         liveness.observe_leadership(leading);
@@ -146,7 +149,7 @@ pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Live
             tokio::time::sleep(REPAIR_IDLE).await;
             continue;
         }
-        match repair_round(&raft, &readers, &liveness, &http, &mut queued_dead).await {
+        match repair_round(&raft, &readers, &liveness, &http, &mut queued_dead, &mut cursor).await {
             Ok(true) => {}
             Ok(false) => tokio::time::sleep(REPAIR_IDLE).await,
             Err(e) => {
@@ -157,13 +160,15 @@ pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Live
     }
 }
 
-/// One pass; Ok(true) if it made copies (so another pass may follow at once).
+/// One pass over the next page of the queue; Ok(true) if it made copies or
+/// has more to look at (so another pass may follow at once).
 async fn repair_round(
     raft: &Raft,
     readers: &Arc<ReadPool>,
     liveness: &Liveness,
     http: &reqwest::Client,
     queued_dead: &mut HashSet<NodeId>,
+    cursor: &mut Option<(u64, jadfs_common::ChunkId)>,
 ) -> Result<bool, MetaError> {
     let QueryResult::Nodes(mut nodes) = read(readers, Query::ListNodes).await? else {
         return Err(MetaError::Internal("unexpected answer to ListNodes".into()));
@@ -178,9 +183,16 @@ async fn repair_round(
             queued_dead.insert(node.id);
         }
     }
-    let QueryResult::Repairs(repairs) = read(readers, Query::RepairQueue { limit: 256 }).await? else {
+    let QueryResult::Repairs(repairs) = read(readers, Query::RepairQueue { after: *cursor, limit: 256 }).await? else {
         return Err(MetaError::Internal("unexpected answer to RepairQueue".into()));
     };
+    let Some(last) = repairs.last() else {
+        // The end of the queue: start again from its head next time.
+        let wrapped = cursor.is_some();
+        *cursor = None;
+        return Ok(wrapped);
+    };
+    *cursor = Some((last.queued_at_log, last.chunk));
     let nodes = &nodes;
     let outcomes: Vec<Result<bool, MetaError>> = futures_util::stream::iter(repairs)
         .map(|repair| repair_chunk(raft, http, nodes, repair))

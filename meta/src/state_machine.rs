@@ -873,10 +873,16 @@ fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
             QueryResult::Nodes(nodes)
         }
         Query::GetReplication { bucket } => QueryResult::Replication(replication_of(conn, bucket.as_deref())?),
-        Query::RepairQueue { limit } => {
-            let mut stmt = conn
-                .prepare_cached("SELECT chunk, copies, queued_at_log FROM repairs ORDER BY queued_at_log LIMIT ?1")?;
-            let rows = stmt.query_map([*limit as i64], |r| {
+        Query::RepairQueue { after, limit } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT chunk, copies, queued_at_log FROM repairs WHERE (queued_at_log, chunk) > (?1, ?2)
+                 ORDER BY queued_at_log, chunk LIMIT ?3",
+            )?;
+            let (after_log, after_chunk) = match after {
+                Some((log, chunk)) => (*log as i64, chunk.as_bytes().to_vec()),
+                None => (-1, Vec::new()),
+            };
+            let rows = stmt.query_map(params![after_log, after_chunk, *limit as i64], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
             })?;
             let mut repairs = Vec::new();
@@ -1173,6 +1179,32 @@ mod tests {
             }
             resume = page.last;
         }
+    }
+
+    #[test]
+    fn the_repair_queue_pages_oldest_first_from_a_cursor() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let ids: Vec<ChunkId> = (1u8..=5).map(|n| ChunkId::from_bytes([n; 32])).collect();
+        // Queued at log indexes 7, 7, 3, 9, 3 (two pairs share an index).
+        for (id, log) in ids.iter().zip([7, 7, 3, 9, 3]) {
+            conn.execute(
+                "INSERT INTO repairs (chunk, copies, queued_at_log) VALUES (?1, 3, ?2)",
+                params![id.as_bytes(), log],
+            )
+            .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let QueryResult::Repairs(page) = answer(&conn, &Query::RepairQueue { after, limit: 2 }).unwrap() else {
+                panic!("not repairs")
+            };
+            let Some(last) = page.last() else { break };
+            after = Some((last.queued_at_log, last.chunk));
+            seen.extend(page.iter().map(|r| (r.queued_at_log, r.chunk.as_bytes()[0])));
+        }
+        assert_eq!(seen, [(3, 3), (3, 5), (7, 1), (7, 2), (9, 4)]);
     }
 
     #[test]
