@@ -25,8 +25,13 @@ use crate::Gateway;
 /// given up on (a copy elsewhere is used instead): a node cut off from the
 /// network otherwise stalls a request until TCP gives up, many minutes later.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a node has, after the last byte of a chunk, to make it durable.
-const DURABLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a node has, after the last byte of a chunk, to make it durable: a
+/// few seconds, plus time to flush the chunk at a slow disk's 8 MiB/s. A
+/// paused node takes a small chunk's bytes into its socket buffer and then
+/// never answers; this bounds how long a write waits for it.
+fn durable_timeout(len: u64) -> Duration {
+    Duration::from_secs(5) + Duration::from_secs_f64(len as f64 / (8 << 20) as f64)
+}
 /// Once the write quorum is durable, how long the other copies may still
 /// take before the write is acknowledged without them (the repair queue
 /// makes them later).
@@ -195,7 +200,7 @@ impl<'g> ChunkWriter<'g> {
                 .filter(|(i, _)| writing.contains(i))
                 .map(|(i, copy)| async move { (i, (&mut copy.task).await) })
                 .collect();
-            let mut deadline = tokio::time::Instant::now() + DURABLE_TIMEOUT;
+            let mut deadline = tokio::time::Instant::now() + durable_timeout(len);
             while let Ok(Some((i, outcome))) = tokio::time::timeout_at(deadline, waiting.next()).await {
                 let reason = match outcome {
                     Ok(Ok(stored)) if stored.id == id && stored.size == len => {

@@ -39,7 +39,9 @@ impl StorageClient {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(5))
+            // Nodes are on the same network: a connection that takes longer
+            // than this is to a node that is down or cut off.
+            .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client always builds");
         StorageClient { http }
