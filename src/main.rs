@@ -67,6 +67,11 @@ struct S3Args {
     /// Size of the chunks objects are cut into, in bytes.
     #[arg(long, env = "JADFS_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     chunk_size: u64,
+    /// Objects of at most this many bytes are kept inline in their metadata
+    /// (one Raft entry, as many copies as meta voters) instead of in chunks
+    /// on storage nodes; 0 turns it off.
+    #[arg(long, env = "JADFS_INLINE_MAX", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(0..=(256 << 10)))]
+    inline_max: u64,
     /// PEM certificate chain: serve S3 over HTTPS (with --tls-key).
     #[arg(long, env = "JADFS_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

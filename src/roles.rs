@@ -71,6 +71,7 @@ fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credential
         region: s3.region.clone(),
         domain: Some(s3.domain.clone()).filter(|d| !d.is_empty()),
         chunk_size: s3.chunk_size,
+        inline_max: s3.inline_max,
         tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
     }

@@ -841,3 +841,72 @@ async fn full_object_crc_of_a_multipart_upload_is_the_crc_of_all_its_bytes() {
     assert_eq!(head.checksum_crc32(), Some(expected.as_str()));
     assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
 }
+
+#[tokio::test]
+async fn small_objects_live_in_their_manifest_and_behave_like_any_other() {
+    let server = Server::start_with(&["--inline-max", "4096"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("small").send().await.unwrap();
+    let small = random_bytes(4096, 21);
+    for (key, data) in [("one-byte", &small[..1]), ("page", &small[..])] {
+        let put = s3.put_object().bucket("small").key(key).body(ByteStream::from(data.to_vec())).send().await.unwrap();
+        assert_eq!(put.e_tag().unwrap(), format!("\"{:x}\"", md5_digest(data)));
+        assert_eq!(get_bytes(&s3, "small", key).await, data);
+    }
+    let stats = server.stats().await;
+    assert_eq!(stats["meta"]["chunks"], 0, "no chunk for inline objects: {stats}");
+    for node in stats["nodes"].as_array().unwrap() {
+        assert_eq!(node["stats"]["chunks"], 0, "no node saw them: {node}");
+    }
+
+    // Ranges, HEAD, listing sizes, copies.
+    let out = s3.get_object().bucket("small").key("page").range("bytes=100-199").send().await.unwrap();
+    assert_eq!(out.content_range().unwrap(), "bytes 100-199/4096");
+    assert_eq!(&out.body.collect().await.unwrap().into_bytes()[..], &small[100..200]);
+    let past = s3.get_object().bucket("small").key("page").range("bytes=4096-").send().await.unwrap_err();
+    assert_eq!(code(&past), "InvalidRange");
+    let head = s3.head_object().bucket("small").key("page").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(4096));
+    let listed = s3.list_objects_v2().bucket("small").send().await.unwrap();
+    let sizes: Vec<i64> = listed.contents().iter().map(|o| o.size().unwrap()).collect();
+    assert_eq!(sizes, vec![1, 4096]);
+    s3.copy_object().bucket("small").key("copy").copy_source("small/page").send().await.unwrap();
+    assert_eq!(get_bytes(&s3, "small", "copy").await, small);
+
+    // A part copied from an inline object is written as a chunk.
+    let upload = s3.create_multipart_upload().bucket("small").key("assembled").send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    let out = s3
+        .upload_part_copy()
+        .bucket("small")
+        .key("assembled")
+        .upload_id(id)
+        .part_number(1)
+        .copy_source("small/page")
+        .copy_source_range("bytes=10-2009")
+        .send()
+        .await
+        .unwrap();
+    let etag = out.copy_part_result().unwrap().e_tag().unwrap().to_string();
+    assert_eq!(etag, format!("\"{:x}\"", md5_digest(&small[10..2010])));
+    let part = CompletedPart::builder().part_number(1).e_tag(etag).build();
+    s3.complete_multipart_upload()
+        .bucket("small")
+        .key("assembled")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&s3, "small", "assembled").await, &small[10..2010]);
+
+    // One byte more than the threshold goes to chunks, on every node.
+    let bigger = random_bytes(4097, 22);
+    s3.put_object().bucket("small").key("bigger").body(ByteStream::from(bigger.clone())).send().await.unwrap();
+    assert_eq!(get_bytes(&s3, "small", "bigger").await, bigger);
+    let stats = server.stats().await;
+    assert_eq!(stats["meta"]["chunks"], 2, "the copied part and the 4097-byte object: {stats}");
+    for node in stats["nodes"].as_array().unwrap() {
+        assert_eq!(node["stats"]["chunks"], 2, "{node}");
+    }
+}

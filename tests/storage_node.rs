@@ -128,7 +128,8 @@ async fn ranges_and_reconciliation() {
     let lost = random_bytes(1000, 3);
     let node = Node::start(dir.path(), None);
     for data in [&kept, &lost] {
-        let response = http.post(node.url("/v1/chunks")).body(data.clone()).send().await.unwrap();
+        let response =
+            http.put(node.url(&format!("/v1/chunks/{}", sha256(data)))).body(data.clone()).send().await.unwrap();
         assert_eq!(response.status(), 201);
         let stored: serde_json::Value = response.json().await.unwrap();
         assert_eq!(stored["id"], sha256(data));

@@ -126,6 +126,32 @@ pub struct ObjectManifest {
     /// For an object made by a multipart upload: its parts, in order.
     #[serde(default)]
     pub parts: Vec<ObjectPart>,
+    /// A small object's bytes, kept in the manifest itself instead of in
+    /// chunks (`chunks` is then empty): written with the metadata in one Raft
+    /// entry, so they have as many copies as the meta group has voters.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_bytes")]
+    pub inline: Option<Vec<u8>>,
+}
+
+/// Optional bytes as a base64 string: JSON would spell each byte as a number.
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_some(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => STANDARD.decode(text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 /// One part of an object made by a multipart upload.
@@ -177,6 +203,10 @@ pub struct ChunkInfo {
     pub id: ChunkId,
     pub size: u64,
     pub stored_at_ms: i64,
+    /// CRC32C of the bytes, recorded when the chunk was written; whole reads
+    /// are checked against it. None for chunks indexed before it was kept.
+    #[serde(default)]
+    pub crc32c: Option<u32>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -231,5 +261,19 @@ mod tests {
         assert_eq!(json, format!("\"{}\"", id.to_hex()));
         assert_eq!(serde_json::from_str::<ChunkId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<ChunkId>("\"../x\"").is_err());
+    }
+
+    #[test]
+    fn inline_bytes_are_base64_and_optional() {
+        let mut manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+            "size": 0, "etag": "\"x\"", "last_modified_ms": 0, "content_type": null, "chunks": []
+        }))
+        .unwrap();
+        assert_eq!(manifest.inline, None);
+        assert!(!serde_json::to_string(&manifest).unwrap().contains("inline"));
+        manifest.inline = Some(vec![0, 1, 254, 255]);
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["inline"], "AAH+/w==");
+        assert_eq!(serde_json::from_value::<ObjectManifest>(json).unwrap(), manifest);
     }
 }

@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
 use jadfs_meta::api::{LocatedObject, Replication};
 use jadfs_storage_node::client::ClientError;
+use jadfs_storage_node::store::Trailer;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -44,6 +45,14 @@ pub struct StoredData {
     pub chunks: Vec<ChunkRef>,
     /// `placement[i]`: the nodes holding `chunks[i]`.
     pub placement: Vec<Vec<NodeId>>,
+    /// The bytes of a body small enough to keep in its manifest (no chunks).
+    pub inline: Option<Vec<u8>>,
+}
+
+impl StoredData {
+    pub fn empty() -> StoredData {
+        StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new(), inline: None }
+    }
 }
 
 /// Where the bytes of an object come from: a decoded request body, or the
@@ -62,42 +71,68 @@ impl ByteSource for ObjectBody {
 /// Streams a decoded body into chunks of the gateway's chunk size, each
 /// written to all its chosen nodes at once. Returns once enough copies of
 /// every chunk are durable for `replication` to acknowledge the write;
-/// nothing is committed to metadata here.
+/// nothing is committed to metadata here. A body of at most `inline_max`
+/// bytes (but not empty) is returned inline instead, and no node sees it.
 pub async fn store_body(
     gw: &Gateway,
     body: &mut impl ByteSource,
     max_size: u64,
     replication: Replication,
+    inline_max: u64,
 ) -> Result<StoredData, S3Error> {
-    let chunk_size = gw.config.chunk_size;
     let mut md5 = Md5::new();
-    let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
+    let mut stored = StoredData::empty();
     let mut writer: Option<ChunkWriter> = None;
-    while let Some(mut data) = body.next_piece().await? {
+    // The bytes so far, while the body may still fit inline.
+    let mut small: Option<Vec<u8>> = (inline_max > 0).then(Vec::new);
+    while let Some(data) = body.next_piece().await? {
         stored.size += data.len() as u64;
         if stored.size > max_size {
             return Err(S3Error::EntityTooLarge());
         }
         md5.update(&data);
-        while !data.is_empty() {
-            if writer.is_none() {
-                writer = Some(ChunkWriter::open(gw, replication).await?);
+        if let Some(held) = &mut small {
+            if stored.size <= inline_max {
+                held.extend_from_slice(&data);
+                continue;
             }
-            let w = writer.as_mut().expect("just opened");
-            let room = (chunk_size - w.len) as usize;
-            let piece = data.split_to(room.min(data.len()));
-            w.write(piece).await?;
-            if w.len == chunk_size {
-                let full = writer.take().expect("just written");
-                finish_chunk(full, &mut stored).await?;
-            }
+            let held = Bytes::from(std::mem::take(held));
+            small = None;
+            write_chunks(gw, replication, &mut writer, &mut stored, held).await?;
         }
+        write_chunks(gw, replication, &mut writer, &mut stored, data).await?;
     }
     if let Some(last) = writer.take() {
         finish_chunk(last, &mut stored).await?;
     }
+    stored.inline = small.filter(|held| !held.is_empty());
     stored.md5 = md5.finalize().into();
     Ok(stored)
+}
+
+/// Appends `data` to the chunk being written, opening and finishing chunks
+/// as they fill.
+async fn write_chunks<'g>(
+    gw: &'g Gateway,
+    replication: Replication,
+    writer: &mut Option<ChunkWriter<'g>>,
+    stored: &mut StoredData,
+    mut data: Bytes,
+) -> Result<(), S3Error> {
+    let chunk_size = gw.config.chunk_size;
+    while !data.is_empty() {
+        if writer.is_none() {
+            *writer = Some(ChunkWriter::open(gw, replication).await?);
+        }
+        let w = writer.as_mut().expect("just opened");
+        let room = (chunk_size - w.len) as usize;
+        w.write(data.split_to(room.min(data.len()))).await?;
+        if w.len == chunk_size {
+            let full = writer.take().expect("just written");
+            finish_chunk(full, stored).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn finish_chunk(writer: ChunkWriter<'_>, stored: &mut StoredData) -> Result<(), S3Error> {
@@ -119,6 +154,7 @@ struct ChunkWriter<'g> {
     /// Copies that must be durable for the write to succeed.
     required: usize,
     hasher: Sha256,
+    crc32c: u32,
     len: u64,
 }
 
@@ -143,12 +179,18 @@ impl<'g> ChunkWriter<'g> {
                 Copy { node: node.id, sender: Some(tx), task }
             })
             .collect();
-        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), len: 0 })
+        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), crc32c: 0, len: 0 })
     }
 
     async fn write(&mut self, piece: Bytes) -> Result<(), S3Error> {
         self.hasher.update(&piece);
+        self.crc32c = crc32c::crc32c_append(self.crc32c, &piece);
         self.len += piece.len() as u64;
+        self.send(piece).await
+    }
+
+    /// Hands `piece` to every copy still writing.
+    async fn send(&mut self, piece: Bytes) -> Result<(), S3Error> {
         for i in 0..self.copies.len() {
             let Some(sender) = &self.copies[i].sender else { continue };
             match tokio::time::timeout(STALL_TIMEOUT, sender.send(Ok(piece.clone()))).await {
@@ -174,8 +216,7 @@ impl<'g> ChunkWriter<'g> {
     fn drop_copy(&mut self, i: usize, reason: String) -> Result<(), S3Error> {
         let node = self.copies[i].node;
         self.copies[i].sender = None;
-        tracing::warn!(node, %reason, "storage node dropped from a chunk write");
-        self.gw.note_node_failure(node);
+        self.note_failure(i, &reason);
         let left = self.copies.iter().filter(|c| c.sender.is_some()).count();
         if left < self.required {
             return Err(unavailable(format!("storage node {node} {reason}; {left} copies left")));
@@ -183,11 +224,20 @@ impl<'g> ChunkWriter<'g> {
         Ok(())
     }
 
+    /// Logs why copy `i` failed and has the gateway avoid its node a while.
+    fn note_failure(&self, i: usize, reason: &str) {
+        let node = self.copies[i].node;
+        tracing::warn!(node, %reason, "storage node dropped from a chunk write");
+        self.gw.note_node_failure(node);
+    }
+
     /// Ends the chunk and waits until the nodes still writing hold it
     /// durably: all of them, or once the write quorum has answered, those
     /// that answer within a short grace. Returns the chunk and its holders.
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        let trailer = Trailer { id, crc32c: self.crc32c };
+        self.send(Bytes::copy_from_slice(&trailer.to_bytes())).await?;
         let (len, required) = (self.len, self.required);
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
         let mut holders = Vec::with_capacity(writing.len());
@@ -227,9 +277,7 @@ impl<'g> ChunkWriter<'g> {
             }
         }
         for (i, reason) in &failures {
-            let node = self.copies[*i].node;
-            tracing::warn!(node, %reason, "storage node dropped from a chunk write");
-            self.gw.note_node_failure(node);
+            self.note_failure(*i, reason);
         }
         if holders.len() < required {
             let reasons: Vec<String> =
@@ -261,7 +309,17 @@ pub async fn copy_range(
     replication: Replication,
 ) -> Result<StoredData, S3Error> {
     let mut md5 = Md5::new();
-    let mut stored = StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new() };
+    let mut stored = StoredData::empty();
+    if let Some(bytes) = &source.manifest.inline {
+        // A small source has no chunks to reuse: its bytes make a new one.
+        let range = bytes.get(start as usize..=end as usize).ok_or_else(S3Error::InvalidRange)?;
+        let piece = Bytes::copy_from_slice(range);
+        md5.update(&piece);
+        stored.size = piece.len() as u64;
+        let mut writer = ChunkWriter::open(gw, replication).await?;
+        writer.write(piece).await?;
+        finish_chunk(writer, &mut stored).await?;
+    }
     for (chunk, replicas) in source.manifest.chunks.iter().zip(&source.locations) {
         let chunk_end = chunk.offset + chunk.size - 1;
         if chunk.size == 0 || chunk_end < start || chunk.offset > end {

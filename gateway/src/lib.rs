@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     /// `bucket.s3.example.com` address `bucket` (virtual-host style).
     pub domain: Option<String>,
     pub chunk_size: u64,
+    /// Objects of at most this many bytes are kept in their manifest, not in
+    /// chunks (0: never).
+    pub inline_max: u64,
     /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub workers: usize,

@@ -47,7 +47,10 @@ impl StorageClient {
         StorageClient { http }
     }
 
-    /// Streams one chunk to a node, which names it by the hash of its bytes.
+    /// Streams one chunk to a node: its bytes, then a [`Trailer`] with its
+    /// id and CRC32C (the node checks the CRC32C).
+    ///
+    /// [`Trailer`]: crate::store::Trailer
     pub async fn put_chunk(&self, addr: &str, body: reqwest::Body) -> Result<ChunkPutResponse, ClientError> {
         let response = self.send(addr, self.http.post(format!("http://{addr}/v1/chunks")).body(body)).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })

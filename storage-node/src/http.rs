@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
-use crate::store::{read_range, read_verified, ChunkStore, PutMessage, StoreError};
+use crate::store::{read_range, read_verified, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -40,11 +40,13 @@ impl ResponseError for NodeError {
     fn status_code(&self) -> StatusCode {
         match self {
             NodeError::Store(StoreError::NotFound) => StatusCode::NOT_FOUND,
-            NodeError::Store(StoreError::HashMismatch { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            NodeError::Store(StoreError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            NodeError::Store(StoreError::Aborted) | NodeError::Body(_) | NodeError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
+            NodeError::Store(StoreError::HashMismatch { .. } | StoreError::CrcMismatch { .. }) => {
+                StatusCode::UNPROCESSABLE_ENTITY
             }
+            NodeError::Store(StoreError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::Store(StoreError::Aborted | StoreError::NoTrailer)
+            | NodeError::Body(_)
+            | NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NodeError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,12 +124,13 @@ async fn stats(store: Store) -> Result<HttpResponse, NodeError> {
 
 async fn put_chunk(store: Store, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, NodeError> {
     let id = parse_id(&id)?;
-    let stored = receive(store.get_ref().clone(), Some(id), payload).await?;
+    let stored = receive(store.get_ref().clone(), WriteCheck::Id(id), payload).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 
+/// A chunk whose id follows its bytes, in a trailer (see [`WriteCheck::Trailer`]).
 async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse, NodeError> {
-    let stored = receive(store.get_ref().clone(), None, payload).await?;
+    let stored = receive(store.get_ref().clone(), WriteCheck::Trailer, payload).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 
@@ -136,11 +139,11 @@ async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse,
 /// hashed and written off the async executor.
 async fn receive(
     store: Arc<ChunkStore>,
-    expected: Option<ChunkId>,
+    check: WriteCheck,
     mut payload: web::Payload,
 ) -> Result<ChunkPutResponse, NodeError> {
     let (tx, rx) = mpsc::channel(16);
-    let writer = tokio::task::spawn_blocking(move || store.write_chunk(expected, rx));
+    let writer = tokio::task::spawn_blocking(move || store.write_chunk(check, rx));
     let fed = async {
         while let Some(item) = payload.next().await {
             let bytes = item.map_err(|e| NodeError::Body(e.to_string()))?;
@@ -177,12 +180,13 @@ async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Res
     };
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let length = range.map(|(start, end)| end - start + 1).unwrap_or(info.size);
+    let check = ReadCheck::for_chunk(&info);
     tokio::task::spawn_blocking(move || {
         let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
         let result = match range {
             // A whole chunk is verified as it is read; a range can only be
             // checked by the scrubber.
-            None => read_verified(file, id, emit),
+            None => read_verified(file, id, check, emit),
             Some((start, _)) => match file.seek(SeekFrom::Start(start)) {
                 Ok(_) => read_range(file, length, emit),
                 Err(e) => Err(e.into()),
@@ -223,7 +227,7 @@ async fn replicate_chunk(
     let (file, _) = blocking(move || store.open_chunk(&id)).await?;
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_verified(file, id, |bytes| tx.blocking_send(Ok(bytes)).is_ok()) {
+        if let Err(e) = read_verified(file, id, ReadCheck::Id, |bytes| tx.blocking_send(Ok(bytes)).is_ok()) {
             tracing::error!(chunk = %id, error = %e, "chunk read failed during a copy");
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }

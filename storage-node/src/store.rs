@@ -23,6 +23,10 @@ pub enum StoreError {
     HashMismatch { expected: ChunkId, actual: ChunkId },
     #[error("chunk larger than the {0} byte limit")]
     TooLarge(u64),
+    #[error("chunk bytes have CRC32C {actual:08x}, not the {expected:08x} their sender computed")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("the upload is shorter than its trailer")]
+    NoTrailer,
     #[error("the upload ended before it was complete")]
     Aborted,
     #[error("stored chunk {0} does not match its id: refusing to serve it")]
@@ -40,6 +44,44 @@ pub enum StoreError {
 pub enum PutMessage {
     Data(bytes::Bytes),
     End,
+}
+
+/// How a chunk write proves that the bytes stored are the bytes meant.
+#[derive(Clone, Copy, Debug)]
+pub enum WriteCheck {
+    /// The bytes must hash (SHA-256) to this id: a copy made for a repair.
+    Id(ChunkId),
+    /// The stream ends with a [`Trailer`] naming the chunk and giving the
+    /// CRC32C of the bytes before it, which must match. The gateway has just
+    /// hashed the bytes to name them, so the node checks only that they
+    /// arrived intact: CRC32C runs in hardware, SHA-256 would cost each copy
+    /// as much as the gateway's pass. The scrubber checks ids later.
+    Trailer,
+}
+
+/// The end of a gateway's chunk upload: the chunk id, then the CRC32C of the
+/// chunk's bytes (big-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub id: ChunkId,
+    pub crc32c: u32,
+}
+
+pub const TRAILER_LEN: usize = 36;
+
+impl Trailer {
+    pub fn to_bytes(self) -> [u8; TRAILER_LEN] {
+        let mut out = [0u8; TRAILER_LEN];
+        out[..32].copy_from_slice(self.id.as_bytes());
+        out[32..].copy_from_slice(&self.crc32c.to_be_bytes());
+        out
+    }
+
+    pub fn parse(raw: &[u8]) -> Option<Trailer> {
+        let raw: &[u8; TRAILER_LEN] = raw.try_into().ok()?;
+        let id = ChunkId::from_bytes(raw[..32].try_into().expect("32 bytes"));
+        Some(Trailer { id, crc32c: u32::from_be_bytes(raw[32..].try_into().expect("4 bytes")) })
+    }
 }
 
 pub struct ChunkStore {
@@ -121,42 +163,75 @@ impl ChunkStore {
     }
 
     /// Receives a chunk's bytes from `rx` and stores it. Blocking: run it on
-    /// a blocking thread. With `expected`, bytes that hash to anything else
-    /// are refused and leave nothing behind.
+    /// a blocking thread. Bytes that fail `check` are refused and leave
+    /// nothing behind.
     pub fn write_chunk(
         &self,
-        expected: Option<ChunkId>,
+        check: WriteCheck,
         mut rx: mpsc::Receiver<PutMessage>,
     ) -> Result<ChunkPutResponse, StoreError> {
         let mut tmp = TempFile::create(&self.tmp_dir)?;
-        let mut hasher = Sha256::new();
+        let mut sha = matches!(check, WriteCheck::Id(_)).then(Sha256::new);
+        let mut crc = 0u32;
         let mut size = 0u64;
+        // With a trailer, the last TRAILER_LEN bytes received so far may be
+        // it, so they are held back until more arrive.
+        let hold = if matches!(check, WriteCheck::Trailer) { TRAILER_LEN } else { 0 };
+        let mut held: Vec<u8> = Vec::with_capacity(hold);
+        let mut take = |bytes: &[u8]| -> Result<(), StoreError> {
+            size += bytes.len() as u64;
+            if size > self.max_chunk_size {
+                return Err(StoreError::TooLarge(self.max_chunk_size));
+            }
+            crc = crc32c::crc32c_append(crc, bytes);
+            if let Some(sha) = &mut sha {
+                sha.update(bytes);
+            }
+            Ok(tmp.file.write_all(bytes)?)
+        };
         loop {
             match rx.blocking_recv() {
+                Some(PutMessage::Data(bytes)) if bytes.len() >= hold => {
+                    let (body, tail) = bytes.split_at(bytes.len() - hold);
+                    take(&held)?;
+                    take(body)?;
+                    held.clear();
+                    held.extend_from_slice(tail);
+                }
                 Some(PutMessage::Data(bytes)) => {
-                    size += bytes.len() as u64;
-                    if size > self.max_chunk_size {
-                        return Err(StoreError::TooLarge(self.max_chunk_size));
+                    held.extend_from_slice(&bytes);
+                    if held.len() > hold {
+                        let excess = held.len() - hold;
+                        take(&held[..excess])?;
+                        held.drain(..excess);
                     }
-                    hasher.update(&bytes);
-                    tmp.file.write_all(&bytes)?;
                 }
                 Some(PutMessage::End) => break,
                 None => return Err(StoreError::Aborted),
             }
         }
-        tmp.file.sync_all()?;
-        let id = ChunkId::from_bytes(hasher.finalize().into());
-        if let Some(expected) = expected {
-            if expected != id {
-                return Err(StoreError::HashMismatch { expected, actual: id });
+        let id = match check {
+            WriteCheck::Id(expected) => {
+                let actual = ChunkId::from_bytes(sha.take().expect("hashing by id").finalize().into());
+                if actual != expected {
+                    return Err(StoreError::HashMismatch { expected, actual });
+                }
+                expected
             }
-        }
+            WriteCheck::Trailer => {
+                let trailer = Trailer::parse(&held).ok_or(StoreError::NoTrailer)?;
+                if trailer.crc32c != crc {
+                    return Err(StoreError::CrcMismatch { expected: trailer.crc32c, actual: crc });
+                }
+                trailer.id
+            }
+        };
+        tmp.file.sync_all()?;
         crate::failpoint("chunk-before-rename");
-        self.commit(tmp, id, size)
+        self.commit(tmp, id, size, crc)
     }
 
-    fn commit(&self, tmp: TempFile, id: ChunkId, size: u64) -> Result<ChunkPutResponse, StoreError> {
+    fn commit(&self, tmp: TempFile, id: ChunkId, size: u64, crc32c: u32) -> Result<ChunkPutResponse, StoreError> {
         let _guard = self.stripe(&id);
         let path = self.chunk_path(&id);
         let created = if path.exists() {
@@ -169,7 +244,7 @@ impl ChunkStore {
             fsync_dir(parent)?;
             true
         };
-        self.index().insert(&id, size, now_ms())?;
+        self.index().insert(&id, size, crc32c, now_ms())?;
         Ok(ChunkPutResponse { id, size, created })
     }
 
@@ -260,9 +335,9 @@ impl ChunkStore {
         }
         for id in on_disk.difference(&indexed) {
             let path = self.chunk_path(id);
-            let (actual, size) = hash_file(&path)?;
+            let (actual, size, crc32c) = hash_file(&path)?;
             if actual == *id {
-                self.index().insert(id, size, now_ms())?;
+                self.index().insert(id, size, crc32c, now_ms())?;
                 report.adopted.push(*id);
             } else {
                 self.quarantine(&path, &mut report)?;
@@ -287,29 +362,57 @@ impl ChunkStore {
     }
 }
 
+/// What a whole-chunk read checks the bytes against.
+#[derive(Clone, Copy, Debug)]
+pub enum ReadCheck {
+    /// The CRC32C recorded when the chunk was written: cheap, for clients'
+    /// reads, and catches what the disk changed since.
+    Crc32c(u32),
+    /// The chunk's id (SHA-256): for copies that repair another node, and
+    /// for chunks indexed without a CRC32C.
+    Id,
+}
+
+impl ReadCheck {
+    /// The cheapest check this chunk allows.
+    pub fn for_chunk(info: &ChunkInfo) -> ReadCheck {
+        info.crc32c.map(ReadCheck::Crc32c).unwrap_or(ReadCheck::Id)
+    }
+}
+
 /// Reads a whole chunk file in blocks, handing each block to `emit` only once
-/// the next one is read, and the last only after the bytes hashed to `id`:
+/// the next one is read, and the last only after the bytes passed `check`:
 /// a reader never receives the end of a corrupt chunk.
 pub fn read_verified(
     mut file: File,
     id: ChunkId,
+    check: ReadCheck,
     mut emit: impl FnMut(bytes::Bytes) -> bool,
 ) -> Result<(), StoreError> {
-    let mut hasher = Sha256::new();
+    let mut sha = matches!(check, ReadCheck::Id).then(Sha256::new);
+    let mut crc = 0u32;
     let mut held: Option<bytes::Bytes> = None;
     loop {
         let block = read_block(&mut file, READ_BLOCK)?;
         if block.is_empty() {
             break;
         }
-        hasher.update(&block);
+        match &mut sha {
+            Some(sha) => sha.update(&block),
+            None => crc = crc32c::crc32c_append(crc, &block),
+        }
         if let Some(previous) = held.replace(block) {
             if !emit(previous) {
                 return Ok(());
             }
         }
     }
-    if ChunkId::from_bytes(hasher.finalize().into()) != id {
+    let intact = match (check, sha) {
+        (ReadCheck::Crc32c(expected), _) => crc == expected,
+        (ReadCheck::Id, Some(sha)) => ChunkId::from_bytes(sha.finalize().into()) == id,
+        (ReadCheck::Id, None) => unreachable!("hashing by id"),
+    };
+    if !intact {
         return Err(StoreError::Corrupt(id));
     }
     if let Some(last) = held {
@@ -348,11 +451,19 @@ fn read_block(file: &mut File, max: usize) -> io::Result<bytes::Bytes> {
     Ok(bytes::Bytes::from(buf))
 }
 
-fn hash_file(path: &Path) -> io::Result<(ChunkId, u64)> {
+/// (SHA-256, size, CRC32C) of a file.
+fn hash_file(path: &Path) -> io::Result<(ChunkId, u64, u32)> {
     let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let size = io::copy(&mut file, &mut hasher)?;
-    Ok((ChunkId::from_bytes(hasher.finalize().into()), size))
+    let (mut sha, mut crc, mut size) = (Sha256::new(), 0u32, 0u64);
+    loop {
+        let block = read_block(&mut file, READ_BLOCK)?;
+        if block.is_empty() {
+            return Ok((ChunkId::from_bytes(sha.finalize().into()), size, crc));
+        }
+        sha.update(&block);
+        crc = crc32c::crc32c_append(crc, &block);
+        size += block.len() as u64;
+    }
 }
 
 /// A temporary file that is removed unless it was renamed into place.
@@ -450,13 +561,22 @@ fn disk_space(path: &Path) -> io::Result<(u64, u64)> {
 mod tests {
     use super::*;
 
-    fn put(store: &ChunkStore, expected: Option<ChunkId>, data: &[u8]) -> Result<ChunkPutResponse, StoreError> {
-        let (tx, rx) = mpsc::channel(data.len() / 1000 + 4);
-        for piece in data.chunks(1000) {
+    /// Sends `pieces` as one upload, ended.
+    fn send(store: &ChunkStore, check: WriteCheck, pieces: &[&[u8]]) -> Result<ChunkPutResponse, StoreError> {
+        let (tx, rx) = mpsc::channel(pieces.len() + 1);
+        for piece in pieces {
             tx.try_send(PutMessage::Data(bytes::Bytes::copy_from_slice(piece))).unwrap();
         }
         tx.try_send(PutMessage::End).unwrap();
-        store.write_chunk(expected, rx)
+        store.write_chunk(check, rx)
+    }
+
+    /// Stores `data` the way a gateway does: in 1000-byte pieces, then its trailer.
+    fn put(store: &ChunkStore, data: &[u8]) -> Result<ChunkPutResponse, StoreError> {
+        let trailer = Trailer { id: ChunkId::of(data), crc32c: crc32c::crc32c(data) }.to_bytes();
+        let mut pieces: Vec<&[u8]> = data.chunks(1000).collect();
+        pieces.push(&trailer);
+        send(store, WriteCheck::Trailer, &pieces)
     }
 
     fn files_under(dir: &Path) -> usize {
@@ -478,10 +598,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
         let data = vec![7u8; 5000];
-        let first = put(&store, None, &data).unwrap();
+        let first = put(&store, &data).unwrap();
         assert_eq!(first.id, ChunkId::of(&data));
         assert!(first.created);
-        let second = put(&store, Some(first.id), &data).unwrap();
+        let second = send(&store, WriteCheck::Id(first.id), &[&data]).unwrap();
         assert!(!second.created);
         assert_eq!(store.totals().unwrap(), (1, 5000));
         assert_eq!(files_under(&dir.path().join("tmp")), 0);
@@ -492,10 +612,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
         let wrong = ChunkId::of(b"something else");
-        let err = put(&store, Some(wrong), b"actual bytes").unwrap_err();
+        let err = send(&store, WriteCheck::Id(wrong), &[b"actual bytes"]).unwrap_err();
         assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
         assert_eq!(store.totals().unwrap(), (0, 0));
         assert_eq!(files_under(&dir.path().join("tmp")) + files_under(&dir.path().join("chunks")), 0);
+    }
+
+    #[test]
+    fn trailer_may_arrive_split_and_a_bad_crc_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
+        let data = b"bytes the gateway hashed";
+        let trailer = Trailer { id: ChunkId::of(data), crc32c: crc32c::crc32c(data) }.to_bytes();
+        // The trailer straddles pieces, and the last piece is shorter than it.
+        let stored = send(&store, WriteCheck::Trailer, &[&data[..5], &data[5..], &trailer[..30], &trailer[30..]]);
+        assert_eq!(stored.unwrap().id, ChunkId::of(data));
+        let (file, info) = store.open_chunk(&ChunkId::of(data)).unwrap();
+        assert_eq!(info.crc32c, Some(crc32c::crc32c(data)));
+        let mut got = Vec::new();
+        read_verified(file, info.id, ReadCheck::for_chunk(&info), |b| {
+            got.extend_from_slice(&b);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, data);
+
+        let other = b"other bytes, same length!";
+        let bad = Trailer { id: ChunkId::of(other), crc32c: crc32c::crc32c(data) }.to_bytes();
+        let err = send(&store, WriteCheck::Trailer, &[other, &bad]).unwrap_err();
+        assert!(matches!(err, StoreError::CrcMismatch { .. }), "{err}");
+        let err = send(&store, WriteCheck::Trailer, &[&trailer[..20]]).unwrap_err();
+        assert!(matches!(err, StoreError::NoTrailer), "{err}");
+        assert_eq!(store.totals().unwrap().0, 1);
+        assert_eq!(files_under(&dir.path().join("tmp")), 0);
     }
 
     #[test]
@@ -505,8 +654,8 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         tx.try_send(PutMessage::Data(bytes::Bytes::from_static(b"partial"))).unwrap();
         drop(tx);
-        assert!(matches!(store.write_chunk(None, rx), Err(StoreError::Aborted)));
-        assert!(matches!(put(&store, None, &[1u8; 101]), Err(StoreError::TooLarge(100))));
+        assert!(matches!(store.write_chunk(WriteCheck::Trailer, rx), Err(StoreError::Aborted)));
+        assert!(matches!(put(&store, &[1u8; 101]), Err(StoreError::TooLarge(100))));
         assert_eq!(files_under(&dir.path().join("tmp")) + files_under(&dir.path().join("chunks")), 0);
     }
 
@@ -515,8 +664,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (kept, lost, stray) = {
             let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
-            let kept = put(&store, None, b"kept").unwrap().id;
-            let lost = put(&store, None, b"lost").unwrap().id;
+            let kept = put(&store, b"kept").unwrap().id;
+            let lost = put(&store, b"lost").unwrap().id;
             fs::remove_file(store.chunk_path(&lost)).unwrap();
             // A chunk file written behind the node's back, with the right name.
             let stray = ChunkId::of(b"stray");
@@ -547,28 +696,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path(), 4 << 20).unwrap();
         let data: Vec<u8> = (0..(READ_BLOCK * 2 + 10)).map(|i| (i % 251) as u8).collect();
-        let id = put(&store, None, &data).unwrap().id;
+        let id = put(&store, &data).unwrap().id;
+        let crc = store.info(&id).unwrap().crc32c.expect("recorded at write");
 
-        let mut got = Vec::new();
-        let (file, _) = store.open_chunk(&id).unwrap();
-        read_verified(file, id, |b| {
-            got.extend_from_slice(&b);
-            true
-        })
-        .unwrap();
-        assert_eq!(got, data);
+        for check in [ReadCheck::Crc32c(crc), ReadCheck::Id] {
+            fs::write(store.chunk_path(&id), &data).unwrap();
+            let mut got = Vec::new();
+            let (file, _) = store.open_chunk(&id).unwrap();
+            read_verified(file, id, check, |b| {
+                got.extend_from_slice(&b);
+                true
+            })
+            .unwrap();
+            assert_eq!(got, data);
 
-        let mut corrupt = data.clone();
-        corrupt[READ_BLOCK * 2 + 5] ^= 1;
-        fs::write(store.chunk_path(&id), &corrupt).unwrap();
-        let mut got = Vec::new();
-        let (file, _) = store.open_chunk(&id).unwrap();
-        let err = read_verified(file, id, |b| {
-            got.extend_from_slice(&b);
-            true
-        })
-        .unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)));
-        assert!(got.len() < data.len());
+            let mut corrupt = data.clone();
+            corrupt[READ_BLOCK * 2 + 5] ^= 1;
+            fs::write(store.chunk_path(&id), &corrupt).unwrap();
+            let mut got = Vec::new();
+            let (file, _) = store.open_chunk(&id).unwrap();
+            let err = read_verified(file, id, check, |b| {
+                got.extend_from_slice(&b);
+                true
+            })
+            .unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{check:?}: {err}");
+            assert!(got.len() < data.len());
+        }
     }
 }

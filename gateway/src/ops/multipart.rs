@@ -139,7 +139,7 @@ pub async fn upload_part(
         }
     }
     let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
     }
@@ -220,7 +220,7 @@ async fn upload_part_copy(
     ensure_upload(ctx, bucket, key, upload_id).await?;
     let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
     let stored = if size == 0 {
-        data::StoredData { size: 0, md5: super::md5_of(b""), chunks: Vec::new(), placement: Vec::new() }
+        data::StoredData { md5: super::md5_of(b""), ..data::StoredData::empty() }
     } else {
         data::copy_range(&ctx.gw, &source, first, last, replication).await?
     };

@@ -40,7 +40,7 @@ pub async fn put_object(
     if let Some(condition) = &condition {
         ctx.check_write_condition(bucket, key, condition).await?;
     }
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, ctx.gw.config.inline_max).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         return Err(S3Error::BadDigest());
     }
@@ -57,6 +57,7 @@ pub async fn put_object(
         tags: metadata.tags,
         upload_id: None,
         parts: Vec::new(),
+        inline: stored.inline,
     };
     let etag = manifest.etag.clone();
     ctx.gw
@@ -260,6 +261,10 @@ pub async fn get_object(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> R
     }
     if length == 0 {
         return Ok(response.body(""));
+    }
+    if let Some(bytes) = &manifest.inline {
+        let bytes = bytes.get(start as usize..=end as usize).ok_or_else(S3Error::InvalidRange)?;
+        return Ok(response.body(bytes.to_vec()));
     }
     let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
     let stream = data::read_object(ctx.gw.clone(), chunks, start, end);

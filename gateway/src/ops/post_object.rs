@@ -310,7 +310,7 @@ pub async fn post_object(
     };
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
-    let stored = match data::store_body(&gw, &mut file, limits.max_length, replication).await {
+    let stored = match data::store_body(&gw, &mut file, limits.max_length, replication, gw.config.inline_max).await {
         Err(e) if e.code == "EntityTooLarge" => {
             return Err(S3Error::EntityTooLarge().with_message("Your proposed upload exceeds the maximum allowed size"))
         }
@@ -334,6 +334,7 @@ pub async fn post_object(
         tags,
         upload_id: None,
         parts: Vec::new(),
+        inline: stored.inline,
     };
     gw.commit(Command::PutObject {
         bucket: bucket.to_string(),
