@@ -144,6 +144,9 @@ pub enum Command {
     QueueNodeChunks {
         node: NodeId,
     },
+    /// Commands committed together (group commit), applied in order, each
+    /// with its own result; a batch holds no batch.
+    Batch(Vec<Command>),
 }
 
 /// How the copies of new chunks are made.
@@ -332,6 +335,8 @@ pub enum CommandResult {
     Done,
     Object(Box<ObjectManifest>),
     Failed(MetaError),
+    /// The results of a [`Command::Batch`], in its order.
+    Batch(Vec<CommandResult>),
 }
 
 /// Failures a client of the meta service can act on.

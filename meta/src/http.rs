@@ -14,6 +14,7 @@ use crate::state_machine::ReadPool;
 
 pub struct MetaState {
     pub raft: Raft,
+    pub writes: crate::batch::WriteBatcher,
     pub readers: Arc<ReadPool>,
     pub liveness: Arc<Liveness>,
     pub log: crate::log_store::LogStore,
@@ -49,7 +50,7 @@ async fn status(state: State) -> HttpResponse {
     HttpResponse::Ok().json(status)
 }
 
-fn leader_error<E>(error: &RaftError<u64, E>) -> MetaError
+pub(crate) fn leader_error<E>(error: &RaftError<u64, E>) -> MetaError
 where
     E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<u64, openraft::BasicNode>>,
 {
@@ -62,9 +63,9 @@ where
 }
 
 async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
-    let result: Result<CommandResult, MetaError> = match state.raft.client_write(command.into_inner()).await {
-        Ok(response) => Ok(response.data),
-        Err(e) => Err(leader_error(&e)),
+    let result = match command.into_inner() {
+        Command::Batch(_) => Err(MetaError::Internal("batches are made by the meta node, not sent to it".into())),
+        command => state.writes.write(command).await,
     };
     HttpResponse::Ok().json(result)
 }
@@ -72,12 +73,7 @@ async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
 async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
     let mut result = match state.raft.ensure_linearizable().await {
         Err(e) => Err(leader_error(&e)),
-        Ok(_) => {
-            let readers = state.readers.clone();
-            tokio::task::spawn_blocking(move || readers.query(&query))
-                .await
-                .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
-        }
+        Ok(_) => state.readers.query_blocking(query.into_inner()).await,
     };
     if let Ok(QueryResult::Nodes(nodes)) = &mut result {
         state.liveness.annotate(nodes);
@@ -91,12 +87,10 @@ async fn heartbeat(state: State, beat: web::Json<Heartbeat>) -> HttpResponse {
     let result: Result<bool, MetaError> = if is_leader(&state.raft) {
         let id = beat.id;
         state.liveness.record(beat.into_inner());
-        let readers = state.readers.clone();
-        match tokio::task::spawn_blocking(move || readers.query(&Query::ListNodes)).await {
-            Ok(Ok(QueryResult::Nodes(nodes))) => Ok(nodes.iter().any(|n| n.id == id)),
-            Ok(Ok(_)) => Err(MetaError::Internal("unexpected answer to ListNodes".into())),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(MetaError::Internal(e.to_string())),
+        match state.readers.query_blocking(Query::ListNodes).await {
+            Ok(QueryResult::Nodes(nodes)) => Ok(nodes.iter().any(|n| n.id == id)),
+            Ok(_) => Err(MetaError::Internal("unexpected answer to ListNodes".into())),
+            Err(e) => Err(e),
         }
     } else {
         let metrics = state.raft.metrics().borrow().clone();

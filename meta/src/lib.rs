@@ -3,6 +3,7 @@
 //! machine both live in SQLite; chunk bytes never pass through here.
 
 pub mod api;
+mod batch;
 pub mod client;
 pub mod http;
 pub mod log_store;
@@ -80,7 +81,8 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
     tokio::spawn(nodes::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
-    let state = web::Data::new(http::MetaState { raft: raft.clone(), readers, liveness, log });
+    let writes = batch::WriteBatcher::start(raft.clone());
+    let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .on_connect(set_nodelay)
         .workers(2)

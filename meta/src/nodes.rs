@@ -170,7 +170,7 @@ async fn repair_round(
     queued_dead: &mut HashSet<NodeId>,
     cursor: &mut Option<(u64, jadfs_common::ChunkId)>,
 ) -> Result<bool, MetaError> {
-    let QueryResult::Nodes(mut nodes) = read(readers, Query::ListNodes).await? else {
+    let QueryResult::Nodes(mut nodes) = readers.query_blocking(Query::ListNodes).await? else {
         return Err(MetaError::Internal("unexpected answer to ListNodes".into()));
     };
     liveness.annotate(&mut nodes);
@@ -183,7 +183,9 @@ async fn repair_round(
             queued_dead.insert(node.id);
         }
     }
-    let QueryResult::Repairs(repairs) = read(readers, Query::RepairQueue { after: *cursor, limit: 256 }).await? else {
+    let QueryResult::Repairs(repairs) =
+        readers.query_blocking(Query::RepairQueue { after: *cursor, limit: 256 }).await?
+    else {
         return Err(MetaError::Internal("unexpected answer to RepairQueue".into()));
     };
     let Some(last) = repairs.last() else {
@@ -254,13 +256,6 @@ async fn repair_chunk(
     let done = live.len() + added.len() >= repair.copies as usize;
     write(raft, Command::RepairDone { chunk: repair.chunk, added, done }).await?;
     Ok(true)
-}
-
-async fn read(readers: &Arc<ReadPool>, query: Query) -> Result<QueryResult, MetaError> {
-    let readers = readers.clone();
-    tokio::task::spawn_blocking(move || readers.query(&query))
-        .await
-        .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
 }
 
 async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {

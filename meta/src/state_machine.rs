@@ -92,6 +92,14 @@ impl ReadPool {
     pub fn query(&self, query: &Query) -> Result<QueryResult, MetaError> {
         self.with(|conn| answer(conn, query)).map_err(|e| MetaError::Internal(e.to_string()))
     }
+
+    /// [`ReadPool::query`] on a blocking thread, off the async executor.
+    pub async fn query_blocking(self: &Arc<Self>, query: Query) -> Result<QueryResult, MetaError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || readers.query(&query))
+            .await
+            .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
+    }
 }
 
 /// The state machine as openraft drives it.
@@ -355,6 +363,16 @@ fn load_manifest(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result
 fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlite::Result<CommandResult> {
     let fail = |e| Ok(CommandResult::Failed(e));
     match command {
+        Command::Batch(commands) => {
+            let mut results = Vec::with_capacity(commands.len());
+            for command in commands {
+                results.push(match command {
+                    Command::Batch(_) => CommandResult::Failed(MetaError::Internal("a batch inside a batch".into())),
+                    command => apply_command(tx, command, log_index)?,
+                });
+            }
+            Ok(CommandResult::Batch(results))
+        }
         Command::CreateBucket { name, owner, created_ms } => match bucket_owner(tx, name)? {
             Some(existing) if existing == *owner => fail(MetaError::BucketAlreadyOwnedByYou),
             Some(_) => fail(MetaError::BucketAlreadyExists),
@@ -396,6 +414,10 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             }
             if placement.len() != manifest.chunks.len() {
                 return fail(MetaError::Internal("placement does not match the chunk list".into()));
+            }
+            if manifest.inline.as_ref().is_some_and(|b| b.len() as u64 != manifest.size || !manifest.chunks.is_empty())
+            {
+                return fail(MetaError::Internal("inline bytes do not match the object".into()));
             }
             if let Some(condition) = condition {
                 let current = load_manifest(tx, bucket, key)?;
@@ -732,6 +754,7 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         tags: upload.metadata.tags.clone(),
         upload_id: Some(upload.upload_id.clone()),
         parts: parts.iter().map(|p| jadfs_common::ObjectPart { size: p.size, checksum: p.checksum.clone() }).collect(),
+        inline: None,
     }
 }
 
