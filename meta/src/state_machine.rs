@@ -1205,6 +1205,38 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_applies_in_order_and_each_command_fails_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let absent = || Some(WriteCondition { if_none_match: Some("*".into()), ..Default::default() });
+        let put = |bucket: &str, key: &str, condition: Option<WriteCondition>| {
+            let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+                "size": 2, "etag": format!("\"{key}\""), "last_modified_ms": 0, "content_type": null,
+                "chunks": [], "inline": "aGk="
+            }))
+            .unwrap();
+            Command::PutObject { bucket: bucket.into(), key: key.into(), manifest, placement: vec![], condition }
+        };
+        let batch = Command::Batch(vec![
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            put("b", "k", absent()),
+            put("missing", "k", None),
+            put("b", "k", absent()),
+            Command::Batch(vec![]),
+        ]);
+        let tx = conn.transaction().unwrap();
+        let CommandResult::Batch(results) = apply_command(&tx, &batch, 1).unwrap() else { panic!("not a batch") };
+        tx.commit().unwrap();
+        assert_eq!(results[0], CommandResult::Done);
+        assert_eq!(results[1], CommandResult::Done);
+        assert_eq!(results[2], CommandResult::Failed(MetaError::NoSuchBucket));
+        assert_eq!(results[3], CommandResult::Failed(MetaError::PreconditionFailed), "the first put already applied");
+        assert!(matches!(results[4], CommandResult::Failed(MetaError::Internal(_))));
+        let stored = load_manifest(&conn, "b", "k").unwrap().unwrap();
+        assert_eq!(stored.inline.as_deref(), Some(&b"hi"[..]));
+    }
+
+    #[test]
     fn the_repair_queue_pages_oldest_first_from_a_cursor() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
