@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
@@ -37,6 +37,11 @@ fn durable_timeout(len: u64) -> Duration {
 /// take before the write is acknowledged without them (the repair queue
 /// makes them later).
 const QUORUM_GRACE: Duration = Duration::from_secs(1);
+/// Body pieces arrive in whatever sizes the client's socket gave (often a
+/// few KiB); they are gathered to this size before they go to the nodes,
+/// because every piece sent costs a wake-up of each copy's sender task and
+/// of each node's writer.
+const SEND_SIZE: usize = 256 << 10;
 
 /// What storing a body produced.
 pub struct StoredData {
@@ -156,6 +161,8 @@ struct ChunkWriter<'g> {
     hasher: Sha256,
     crc32c: u32,
     len: u64,
+    /// Bytes written but not yet sent, fewer than SEND_SIZE.
+    gathered: BytesMut,
 }
 
 /// One node's share of a chunk write; `sender` is None once it failed.
@@ -179,14 +186,22 @@ impl<'g> ChunkWriter<'g> {
                 Copy { node: node.id, sender: Some(tx), task }
             })
             .collect();
-        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), crc32c: 0, len: 0 })
+        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), crc32c: 0, len: 0, gathered: BytesMut::new() })
     }
 
     async fn write(&mut self, piece: Bytes) -> Result<(), S3Error> {
         self.hasher.update(&piece);
         self.crc32c = crc32c::crc32c_append(self.crc32c, &piece);
         self.len += piece.len() as u64;
-        self.send(piece).await
+        if self.gathered.is_empty() && piece.len() >= SEND_SIZE {
+            return self.send(piece).await;
+        }
+        self.gathered.extend_from_slice(&piece);
+        if self.gathered.len() >= SEND_SIZE {
+            let full = self.gathered.split().freeze();
+            self.send(full).await?;
+        }
+        Ok(())
     }
 
     /// Hands `piece` to every copy still writing.
@@ -237,7 +252,9 @@ impl<'g> ChunkWriter<'g> {
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let trailer = Trailer { id, crc32c: self.crc32c };
-        self.send(Bytes::copy_from_slice(&trailer.to_bytes())).await?;
+        self.gathered.extend_from_slice(&trailer.to_bytes());
+        let rest = self.gathered.split().freeze();
+        self.send(rest).await?;
         let (len, required) = (self.len, self.required);
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
         let mut holders = Vec::with_capacity(writing.len());

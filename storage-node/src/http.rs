@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use jadfs_common::{ChunkId, ChunkPutResponse, NodeStats};
 use serde::Deserialize;
@@ -137,19 +138,28 @@ async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse,
 /// Feeds the request body to a blocking writer through a bounded channel:
 /// memory stays flat whatever the chunk size, and the body's bytes are
 /// hashed and written off the async executor.
+const GATHER: usize = 256 << 10;
+
 async fn receive(
     store: Arc<ChunkStore>,
     check: WriteCheck,
     mut payload: web::Payload,
 ) -> Result<ChunkPutResponse, NodeError> {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(4);
     let writer = tokio::task::spawn_blocking(move || store.write_chunk(check, rx));
     let fed = async {
+        // Pieces are gathered to GATHER bytes: the writer thread wakes, and
+        // writes, once per gathered piece rather than per socket read.
+        let mut gathered = BytesMut::new();
         while let Some(item) = payload.next().await {
             let bytes = item.map_err(|e| NodeError::Body(e.to_string()))?;
-            if tx.send(PutMessage::Data(bytes)).await.is_err() {
+            gathered.extend_from_slice(&bytes);
+            if gathered.len() >= GATHER && tx.send(PutMessage::Data(gathered.split().freeze())).await.is_err() {
                 return Ok(()); // the writer stopped early; its result says why
             }
+        }
+        if !gathered.is_empty() && tx.send(PutMessage::Data(gathered.freeze())).await.is_err() {
+            return Ok(());
         }
         let _ = tx.send(PutMessage::End).await;
         Ok::<(), NodeError>(())
