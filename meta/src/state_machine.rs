@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL, key BLOB NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
     last_modified_ms INTEGER NOT NULL, manifest BLOB NOT NULL,
     PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inline_objects (
+    bucket TEXT NOT NULL, key BLOB NOT NULL, bytes BLOB NOT NULL,
+    PRIMARY KEY (bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks (
     id BLOB PRIMARY KEY, size INTEGER NOT NULL, refcount INTEGER NOT NULL,
     orphaned_at_log INTEGER) WITHOUT ROWID;
@@ -349,15 +352,22 @@ fn bucket_owner(tx: &Connection, name: &str) -> rusqlite::Result<Option<String>>
 }
 
 fn load_manifest(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<ObjectManifest>> {
-    let raw: Option<Vec<u8>> = conn
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
         .query_row(
-            "SELECT manifest FROM objects WHERE bucket = ?1 AND key = ?2",
+            "SELECT o.manifest, i.bytes FROM objects o
+             LEFT JOIN inline_objects i ON i.bucket = o.bucket AND i.key = o.key
+             WHERE o.bucket = ?1 AND o.key = ?2",
             params![bucket, key.as_bytes()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
-        .transpose()
+    let Some((raw, inline)) = row else { return Ok(None) };
+    let mut manifest: ObjectManifest =
+        serde_json::from_slice(&raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    if inline.is_some() {
+        manifest.inline = inline;
+    }
+    Ok(Some(manifest))
 }
 
 fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlite::Result<CommandResult> {
@@ -436,6 +446,10 @@ fn apply_command(tx: &Transaction, command: &Command, log_index: u64) -> rusqlit
             if let Some(old) = load_manifest(tx, bucket, key)? {
                 release_chunks(tx, &old.chunks, log_index)?;
                 tx.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
+                tx.execute(
+                    "DELETE FROM inline_objects WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key.as_bytes()],
+                )?;
             }
             Ok(CommandResult::Done)
         }
@@ -808,13 +822,25 @@ fn take_chunks(
     Ok(())
 }
 
+/// Writes an object's row. An inline object's bytes go to a table of their
+/// own, so the rows a listing walks stay small.
 fn write_object(tx: &Transaction, bucket: &str, key: &str, manifest: &ObjectManifest) -> rusqlite::Result<()> {
-    let raw = to_json(manifest)?;
+    let mut row = manifest.clone();
+    let inline = row.inline.take();
     tx.execute(
         "INSERT OR REPLACE INTO objects (bucket, key, size, etag, last_modified_ms, manifest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![bucket, key.as_bytes(), manifest.size as i64, manifest.etag, manifest.last_modified_ms, raw],
+        params![bucket, key.as_bytes(), row.size as i64, row.etag, row.last_modified_ms, to_json(&row)?],
     )?;
+    match inline {
+        Some(bytes) => tx.execute(
+            "INSERT OR REPLACE INTO inline_objects (bucket, key, bytes) VALUES (?1, ?2, ?3)",
+            params![bucket, key.as_bytes(), bytes],
+        )?,
+        None => {
+            tx.execute("DELETE FROM inline_objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?
+        }
+    };
     Ok(())
 }
 
@@ -1234,6 +1260,14 @@ mod tests {
         assert!(matches!(results[4], CommandResult::Failed(MetaError::Internal(_))));
         let stored = load_manifest(&conn, "b", "k").unwrap().unwrap();
         assert_eq!(stored.inline.as_deref(), Some(&b"hi"[..]));
+        let row: Vec<u8> = conn.query_row("SELECT manifest FROM objects", [], |r| r.get(0)).unwrap();
+        assert!(!String::from_utf8(row).unwrap().contains("inline"), "the bytes live beside the row");
+
+        let tx = conn.transaction().unwrap();
+        apply_command(&tx, &Command::DeleteObject { bucket: "b".into(), key: "k".into() }, 2).unwrap();
+        tx.commit().unwrap();
+        let left: i64 = conn.query_row("SELECT COUNT(*) FROM inline_objects", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]
