@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
@@ -38,9 +38,8 @@ fn durable_timeout(len: u64) -> Duration {
 /// makes them later).
 const QUORUM_GRACE: Duration = Duration::from_secs(1);
 /// Body pieces arrive in whatever sizes the client's socket gave (often a
-/// few KiB); they are gathered to this size before they go to the nodes,
-/// because every piece sent costs a wake-up of each copy's sender task and
-/// of each node's writer.
+/// few KiB); they go to the nodes in groups of about this size, because
+/// every message costs a wake-up of each copy's sender task.
 const SEND_SIZE: usize = 256 << 10;
 
 /// What storing a body produced.
@@ -161,14 +160,15 @@ struct ChunkWriter<'g> {
     hasher: Sha256,
     crc32c: u32,
     len: u64,
-    /// Bytes written but not yet sent, fewer than SEND_SIZE.
-    gathered: BytesMut,
+    /// Pieces written but not yet sent, and their length (under SEND_SIZE).
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
 }
 
 /// One node's share of a chunk write; `sender` is None once it failed.
 struct Copy {
     node: NodeId,
-    sender: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    sender: Option<mpsc::Sender<Vec<Bytes>>>,
     task: JoinHandle<Result<ChunkPutResponse, ClientError>>,
 }
 
@@ -180,35 +180,46 @@ impl<'g> ChunkWriter<'g> {
             .into_iter()
             .map(|node| {
                 let (tx, rx) = mpsc::channel(8);
-                let body = reqwest::Body::wrap_stream(ReceiverStream::new(rx));
+                let pieces = ReceiverStream::new(rx).flat_map(|group: Vec<Bytes>| {
+                    futures_util::stream::iter(group.into_iter().map(Ok::<_, io::Error>))
+                });
+                let body = reqwest::Body::wrap_stream(pieces);
                 let storage = gw.storage.clone();
                 let task = tokio::spawn(async move { storage.put_chunk(&node.addr, body).await });
                 Copy { node: node.id, sender: Some(tx), task }
             })
             .collect();
-        Ok(ChunkWriter { gw, copies, required, hasher: Sha256::new(), crc32c: 0, len: 0, gathered: BytesMut::new() })
+        Ok(ChunkWriter {
+            gw,
+            copies,
+            required,
+            hasher: Sha256::new(),
+            crc32c: 0,
+            len: 0,
+            gathered: Vec::new(),
+            gathered_len: 0,
+        })
     }
 
     async fn write(&mut self, piece: Bytes) -> Result<(), S3Error> {
         self.hasher.update(&piece);
         self.crc32c = crc32c::crc32c_append(self.crc32c, &piece);
         self.len += piece.len() as u64;
-        if self.gathered.is_empty() && piece.len() >= SEND_SIZE {
-            return self.send(piece).await;
-        }
-        self.gathered.extend_from_slice(&piece);
-        if self.gathered.len() >= SEND_SIZE {
-            let full = self.gathered.split().freeze();
-            self.send(full).await?;
+        self.gathered_len += piece.len();
+        self.gathered.push(piece);
+        if self.gathered_len >= SEND_SIZE {
+            self.send().await?;
         }
         Ok(())
     }
 
-    /// Hands `piece` to every copy still writing.
-    async fn send(&mut self, piece: Bytes) -> Result<(), S3Error> {
+    /// Hands the gathered pieces to every copy still writing.
+    async fn send(&mut self) -> Result<(), S3Error> {
+        let group = std::mem::take(&mut self.gathered);
+        self.gathered_len = 0;
         for i in 0..self.copies.len() {
             let Some(sender) = &self.copies[i].sender else { continue };
-            match tokio::time::timeout(STALL_TIMEOUT, sender.send(Ok(piece.clone()))).await {
+            match tokio::time::timeout(STALL_TIMEOUT, sender.send(group.clone())).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     // The node's request ended early: its result says why.
@@ -252,9 +263,8 @@ impl<'g> ChunkWriter<'g> {
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let trailer = Trailer { id, crc32c: self.crc32c };
-        self.gathered.extend_from_slice(&trailer.to_bytes());
-        let rest = self.gathered.split().freeze();
-        self.send(rest).await?;
+        self.gathered.push(Bytes::copy_from_slice(&trailer.to_bytes()));
+        self.send().await?;
         let (len, required) = (self.len, self.required);
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
         let mut holders = Vec::with_capacity(writing.len());

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use jadfs_common::{ChunkId, ChunkPutResponse, NodeStats};
 use serde::Deserialize;
@@ -148,17 +147,21 @@ async fn receive(
     let (tx, rx) = mpsc::channel(4);
     let writer = tokio::task::spawn_blocking(move || store.write_chunk(check, rx));
     let fed = async {
-        // Pieces are gathered to GATHER bytes: the writer thread wakes, and
-        // writes, once per gathered piece rather than per socket read.
-        let mut gathered = BytesMut::new();
+        // Pieces go to the writer in groups of about GATHER bytes: it wakes
+        // once per group rather than once per socket read.
+        let (mut gathered, mut size) = (Vec::new(), 0);
         while let Some(item) = payload.next().await {
             let bytes = item.map_err(|e| NodeError::Body(e.to_string()))?;
-            gathered.extend_from_slice(&bytes);
-            if gathered.len() >= GATHER && tx.send(PutMessage::Data(gathered.split().freeze())).await.is_err() {
-                return Ok(()); // the writer stopped early; its result says why
+            size += bytes.len();
+            gathered.push(bytes);
+            if size >= GATHER {
+                size = 0;
+                if tx.send(PutMessage::Data(std::mem::take(&mut gathered))).await.is_err() {
+                    return Ok(()); // the writer stopped early; its result says why
+                }
             }
         }
-        if !gathered.is_empty() && tx.send(PutMessage::Data(gathered.freeze())).await.is_err() {
+        if !gathered.is_empty() && tx.send(PutMessage::Data(gathered)).await.is_err() {
             return Ok(());
         }
         let _ = tx.send(PutMessage::End).await;

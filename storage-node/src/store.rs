@@ -42,7 +42,9 @@ pub enum StoreError {
 /// A piece of an incoming chunk, or the mark that it is complete. An upload
 /// whose sender is dropped without `End` is aborted and leaves nothing.
 pub enum PutMessage {
-    Data(bytes::Bytes),
+    /// Pieces of the chunk, in order: several per message, so the writer
+    /// thread wakes once for all of them.
+    Data(Vec<bytes::Bytes>),
     End,
 }
 
@@ -190,15 +192,19 @@ impl ChunkStore {
             Ok(tmp.file.write_all(bytes)?)
         };
         loop {
-            match rx.blocking_recv() {
-                Some(PutMessage::Data(bytes)) if bytes.len() >= hold => {
+            let pieces = match rx.blocking_recv() {
+                Some(PutMessage::Data(pieces)) => pieces,
+                Some(PutMessage::End) => break,
+                None => return Err(StoreError::Aborted),
+            };
+            for bytes in pieces {
+                if bytes.len() >= hold {
                     let (body, tail) = bytes.split_at(bytes.len() - hold);
                     take(&held)?;
                     take(body)?;
                     held.clear();
                     held.extend_from_slice(tail);
-                }
-                Some(PutMessage::Data(bytes)) => {
+                } else {
                     held.extend_from_slice(&bytes);
                     if held.len() > hold {
                         let excess = held.len() - hold;
@@ -206,8 +212,6 @@ impl ChunkStore {
                         held.drain(..excess);
                     }
                 }
-                Some(PutMessage::End) => break,
-                None => return Err(StoreError::Aborted),
             }
         }
         let id = match check {
@@ -564,8 +568,9 @@ mod tests {
     /// Sends `pieces` as one upload, ended.
     fn send(store: &ChunkStore, check: WriteCheck, pieces: &[&[u8]]) -> Result<ChunkPutResponse, StoreError> {
         let (tx, rx) = mpsc::channel(pieces.len() + 1);
-        for piece in pieces {
-            tx.try_send(PutMessage::Data(bytes::Bytes::copy_from_slice(piece))).unwrap();
+        // Two pieces a message, as a node's receiver gathers them.
+        for pair in pieces.chunks(2) {
+            tx.try_send(PutMessage::Data(pair.iter().map(|p| bytes::Bytes::copy_from_slice(p)).collect())).unwrap();
         }
         tx.try_send(PutMessage::End).unwrap();
         store.write_chunk(check, rx)
@@ -652,7 +657,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path(), 100).unwrap();
         let (tx, rx) = mpsc::channel(4);
-        tx.try_send(PutMessage::Data(bytes::Bytes::from_static(b"partial"))).unwrap();
+        tx.try_send(PutMessage::Data(vec![bytes::Bytes::from_static(b"partial")])).unwrap();
         drop(tx);
         assert!(matches!(store.write_chunk(WriteCheck::Trailer, rx), Err(StoreError::Aborted)));
         assert!(matches!(put(&store, &[1u8; 101]), Err(StoreError::TooLarge(100))));
