@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use jadfs_gateway::GatewayConfig;
 use jadfs_meta::api::{Heartbeat, NodeState, StorageNodeInfo};
 use jadfs_meta::{Command, MetaClient, MetaConfig};
+use jadfs_storage_node::client::StorageClient;
 use jadfs_storage_node::{ChunkStore, StorageNodeConfig};
 
 use crate::credentials::Credentials;
@@ -40,6 +41,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     jadfs_meta::wait_for_leader(&meta.raft, Duration::from_secs(30)).await?;
     let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()]));
 
+    let mut local_stores = Vec::new();
     for i in 1..=3 {
         let node = jadfs_storage_node::start(&StorageNodeConfig {
             data_dir: data_dir.join(format!("node-{i}")),
@@ -49,10 +51,14 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
         tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
+        local_stores.push((node.addr.to_string(), node.store.clone()));
         servers.push(serve(node.server));
     }
 
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials))?;
+    // The gateway writes and reads the chunks of this process's nodes
+    // directly; other gateways and the repairer reach them over HTTP.
+    let storage = StorageClient::with_local(local_stores);
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials), storage)?;
     servers.push(serve(gateway.server));
     print_banner(
         &format!("{}://{}", gateway.scheme, gateway.addr),
@@ -134,7 +140,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         bail!("a gateway needs --access-key and --secret-key (or JADFS_ACCESS_KEY and JADFS_SECRET_KEY)");
     };
     let credentials = Credentials { access_key, secret_key };
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials))?;
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials), StorageClient::new())?;
     println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
 }

@@ -910,3 +910,4 @@ async fn small_objects_live_in_their_manifest_and_behave_like_any_other() {
         assert_eq!(node["stats"]["chunks"], 2, "{node}");
     }
 }
+

@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt};
 use jadfs_common::{ChunkId, ChunkPutResponse, ChunkRef, NodeId};
 use jadfs_meta::api::{LocatedObject, Replication};
 use jadfs_storage_node::client::ClientError;
-use jadfs_storage_node::store::Trailer;
+use jadfs_storage_node::store::{PutMessage, Trailer};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -168,7 +168,7 @@ struct ChunkWriter<'g> {
 /// One node's share of a chunk write; `sender` is None once it failed.
 struct Copy {
     node: NodeId,
-    sender: Option<mpsc::Sender<Vec<Bytes>>>,
+    sender: Option<mpsc::Sender<PutMessage>>,
     task: JoinHandle<Result<ChunkPutResponse, ClientError>>,
 }
 
@@ -180,12 +180,8 @@ impl<'g> ChunkWriter<'g> {
             .into_iter()
             .map(|node| {
                 let (tx, rx) = mpsc::channel(8);
-                let pieces = ReceiverStream::new(rx).flat_map(|group: Vec<Bytes>| {
-                    futures_util::stream::iter(group.into_iter().map(Ok::<_, io::Error>))
-                });
-                let body = reqwest::Body::wrap_stream(pieces);
                 let storage = gw.storage.clone();
-                let task = tokio::spawn(async move { storage.put_chunk(&node.addr, body).await });
+                let task = tokio::spawn(async move { storage.put_chunk(&node.addr, rx).await });
                 Copy { node: node.id, sender: Some(tx), task }
             })
             .collect();
@@ -217,9 +213,14 @@ impl<'g> ChunkWriter<'g> {
     async fn send(&mut self) -> Result<(), S3Error> {
         let group = std::mem::take(&mut self.gathered);
         self.gathered_len = 0;
+        self.send_all(|| PutMessage::Data(group.clone())).await
+    }
+
+    /// Hands a message to every copy still writing.
+    async fn send_all(&mut self, message: impl Fn() -> PutMessage) -> Result<(), S3Error> {
         for i in 0..self.copies.len() {
             let Some(sender) = &self.copies[i].sender else { continue };
-            match tokio::time::timeout(STALL_TIMEOUT, sender.send(group.clone())).await {
+            match tokio::time::timeout(STALL_TIMEOUT, sender.send(message())).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     // The node's request ended early: its result says why.
@@ -265,6 +266,7 @@ impl<'g> ChunkWriter<'g> {
         let trailer = Trailer { id, crc32c: self.crc32c };
         self.gathered.push(Bytes::copy_from_slice(&trailer.to_bytes()));
         self.send().await?;
+        self.send_all(|| PutMessage::End).await?;
         let (len, required) = (self.len, self.required);
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
         let mut holders = Vec::with_capacity(writing.len());
@@ -440,7 +442,7 @@ async fn read_chunk(
         let range = (position != 0 || to != chunk.size - 1).then_some((position, to));
         let mut stream = match tokio::time::timeout(STALL_TIMEOUT, gw.storage.get_chunk(&addr, &chunk.id, range)).await
         {
-            Ok(Ok(stream)) => Box::pin(stream),
+            Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 failures.push(e.to_string());
                 continue;

@@ -76,10 +76,10 @@ const NODE_CACHE_TTL: Duration = Duration::from_secs(5);
 const FAILED_NODE_PAUSE: Duration = Duration::from_secs(10);
 
 impl Gateway {
-    pub fn new(config: GatewayConfig) -> Gateway {
+    pub fn new(config: GatewayConfig, storage: StorageClient) -> Gateway {
         Gateway {
             meta: MetaClient::new(config.meta_addrs.clone()),
-            storage: StorageClient::new(),
+            storage,
             nodes: RwLock::new(NodeCache { fetched: None, nodes: Vec::new() }),
             failed_nodes: std::sync::Mutex::new(HashMap::new()),
             keys: std::sync::Mutex::new(HashMap::new()),
@@ -262,7 +262,9 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<
 /// Starts serving S3. The HTTP service is assembled here rather than by
 /// actix-web's HttpServer so that `Expect: 100-continue` requests are
 /// authenticated before the client is told to send its body.
-pub fn start(config: GatewayConfig) -> std::io::Result<RunningGateway> {
+/// Starts a gateway; `storage` reaches the storage nodes (and, in `jadfs
+/// server`, the ones in this process directly).
+pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<RunningGateway> {
     use actix_http::HttpService;
     use actix_service::{fn_service, map_config};
     use actix_web::dev::AppConfig;
@@ -272,7 +274,7 @@ pub fn start(config: GatewayConfig) -> std::io::Result<RunningGateway> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
     let workers = config.workers;
-    let gateway = Arc::new(Gateway::new(config));
+    let gateway = Arc::new(Gateway::new(config, storage));
     // One HTTP service per accepted connection type (plain TCP or TLS).
     macro_rules! s3_service {
         () => {{

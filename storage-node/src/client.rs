@@ -1,10 +1,17 @@
-//! The HTTP client other roles use to talk to storage nodes.
+//! The client other roles use to talk to storage nodes: HTTP, or direct
+//! calls for nodes that run in the same process.
 
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use jadfs_common::{ChunkId, ChunkInfo, ChunkPutResponse, NodeStats};
+use tokio::sync::mpsc;
+
+use crate::store::{spawn_reader, ChunkStore, PutMessage, StoreError, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -14,18 +21,31 @@ pub enum ClientError {
     Transport { addr: String, source: reqwest::Error },
     #[error("storage node {addr} answered {status}: {body}")]
     Status { addr: String, status: u16, body: String },
+    #[error("storage node {addr} (in this process): {source}")]
+    Local { addr: String, source: StoreError },
 }
 
 impl ClientError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ClientError::Status { status: 404, .. })
+        matches!(
+            self,
+            ClientError::Status { status: 404, .. } | ClientError::Local { source: StoreError::NotFound, .. }
+        )
     }
 }
 
-/// Talks to storage nodes over keep-alive connections with TCP_NODELAY.
+/// A chunk's bytes as they arrive.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + Send>>;
+
+/// Talks to storage nodes over keep-alive connections with TCP_NODELAY, or,
+/// for the nodes of this process (`jadfs server`), to their stores
+/// directly: the same checks, without the HTTP request, the loopback copies
+/// and the wake-ups.
 #[derive(Clone)]
 pub struct StorageClient {
     http: reqwest::Client,
+    /// Address → store of the storage nodes running in this process.
+    local: Arc<HashMap<String, Arc<ChunkStore>>>,
 }
 
 impl Default for StorageClient {
@@ -36,6 +56,12 @@ impl Default for StorageClient {
 
 impl StorageClient {
     pub fn new() -> StorageClient {
+        StorageClient::with_local(Vec::new())
+    }
+
+    /// A client that reaches the nodes listening at these addresses through
+    /// their stores.
+    pub fn with_local(stores: Vec<(String, Arc<ChunkStore>)>) -> StorageClient {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -44,15 +70,34 @@ impl StorageClient {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client always builds");
-        StorageClient { http }
+        StorageClient { http, local: Arc::new(stores.into_iter().collect()) }
     }
 
-    /// Streams one chunk to a node: its bytes, then a [`Trailer`] with its
-    /// id and CRC32C (the node checks the CRC32C).
+    /// Stores one chunk from `pieces`, which must end with its [`Trailer`]
+    /// (the node checks the CRC32C) and then [`PutMessage::End`]; pieces
+    /// that stop before `End` abort the write.
     ///
     /// [`Trailer`]: crate::store::Trailer
-    pub async fn put_chunk(&self, addr: &str, body: reqwest::Body) -> Result<ChunkPutResponse, ClientError> {
-        let response = self.send(addr, self.http.post(format!("http://{addr}/v1/chunks")).body(body)).await?;
+    pub async fn put_chunk(
+        &self,
+        addr: &str,
+        pieces: mpsc::Receiver<PutMessage>,
+    ) -> Result<ChunkPutResponse, ClientError> {
+        if let Some(store) = self.local.get(addr).cloned() {
+            let written = tokio::task::spawn_blocking(move || store.write_chunk(WriteCheck::Trailer, pieces)).await;
+            let local = |source| ClientError::Local { addr: addr.into(), source };
+            return written.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(local);
+        }
+        // Over HTTP the end of the body is the end of the chunk.
+        let body = futures_util::stream::unfold(pieces, |mut pieces| async move {
+            match pieces.recv().await {
+                Some(PutMessage::Data(group)) => Some((group, pieces)),
+                Some(PutMessage::End) | None => None,
+            }
+        })
+        .flat_map(|group| futures_util::stream::iter(group.into_iter().map(Ok::<_, std::io::Error>)));
+        let request = self.http.post(format!("http://{addr}/v1/chunks")).body(reqwest::Body::wrap_stream(body));
+        let response = self.send(addr, request).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
 
@@ -67,20 +112,32 @@ impl StorageClient {
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
 
-    /// Streams a chunk, or the inclusive byte range `range` of it.
+    /// Streams a chunk, or the inclusive byte range `range` of it (within
+    /// the chunk).
     pub async fn get_chunk(
         &self,
         addr: &str,
         id: &ChunkId,
         range: Option<(u64, u64)>,
-    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static, ClientError> {
+    ) -> Result<ChunkStream, ClientError> {
+        let owned_addr = addr.to_string();
+        if let Some(store) = self.local.get(addr).cloned() {
+            let local = move |source| ClientError::Local { addr: owned_addr.clone(), source };
+            let id = *id;
+            let opened = tokio::task::spawn_blocking(move || store.open_chunk(&id)).await;
+            let (file, info) = opened.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(&local)?;
+            let mut rx = spawn_reader(file, &info, range);
+            let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+            return Ok(Box::pin(stream.map_err(move |e| local(StoreError::Io(e)))));
+        }
         let mut request = self.http.get(format!("http://{addr}/v1/chunks/{id}"));
         if let Some((start, end)) = range {
             request = request.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
         let response = self.send(addr, request).await?;
-        let addr = addr.to_string();
-        Ok(response.bytes_stream().map_err(move |source| ClientError::Transport { addr: addr.clone(), source }))
+        Ok(Box::pin(
+            response.bytes_stream().map_err(move |source| ClientError::Transport { addr: owned_addr.clone(), source }),
+        ))
     }
 
     pub async fn delete_chunk(&self, addr: &str, id: &ChunkId) -> Result<(), ClientError> {

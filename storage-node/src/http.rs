@@ -7,7 +7,6 @@
 //! - `POST /v1/chunks/{id}/replicate` with `{"to": "host:port"}`: copy a chunk to another node
 //! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
 
-use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
-use crate::store::{read_range, read_verified, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
+use crate::store::{read_verified, spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -186,30 +185,13 @@ async fn head_chunk(store: Store, id: web::Path<String>) -> Result<HttpResponse,
 async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, NodeError> {
     let id = parse_id(&id)?;
     let store = store.get_ref().clone();
-    let (mut file, info) = blocking(move || store.open_chunk(&id)).await?;
+    let (file, info) = blocking(move || store.open_chunk(&id)).await?;
     let range = match req.headers().get(header::RANGE) {
         Some(value) => Some(parse_range(value.to_str().unwrap_or(""), info.size)?),
         None => None,
     };
-    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let length = range.map(|(start, end)| end - start + 1).unwrap_or(info.size);
-    let check = ReadCheck::for_chunk(&info);
-    tokio::task::spawn_blocking(move || {
-        let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
-        let result = match range {
-            // A whole chunk is verified as it is read; a range can only be
-            // checked by the scrubber.
-            None => read_verified(file, id, check, emit),
-            Some((start, _)) => match file.seek(SeekFrom::Start(start)) {
-                Ok(_) => read_range(file, length, emit),
-                Err(e) => Err(e.into()),
-            },
-        };
-        if let Err(e) = result {
-            tracing::error!(chunk = %id, error = %e, "chunk read failed; aborting the response");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
+    let rx = spawn_reader(file, &info, range);
     let mut response = match range {
         Some((start, end)) => {
             let mut r = HttpResponse::PartialContent();

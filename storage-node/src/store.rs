@@ -5,10 +5,11 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
 use jadfs_common::{now_ms, ChunkId, ChunkInfo, ChunkPutResponse, NodeId, ReconcileReport};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -423,6 +424,31 @@ pub fn read_verified(
         emit(last);
     }
     Ok(())
+}
+
+/// Streams a chunk file on a blocking thread into a small bounded channel:
+/// the whole chunk, checked as [`read_verified`] does, or the inclusive
+/// byte range `range` (which the caller has checked against the size). A
+/// failed read ends the stream with an error.
+pub fn spawn_reader(mut file: File, info: &ChunkInfo, range: Option<(u64, u64)>) -> mpsc::Receiver<io::Result<Bytes>> {
+    let (tx, rx) = mpsc::channel(4);
+    let (id, check) = (info.id, ReadCheck::for_chunk(info));
+    tokio::task::spawn_blocking(move || {
+        let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
+        let result = match range {
+            // A range cannot be checked; the scrubber checks whole chunks.
+            None => read_verified(file, id, check, emit),
+            Some((start, end)) => match file.seek(io::SeekFrom::Start(start)) {
+                Ok(_) => read_range(file, end - start + 1, emit),
+                Err(e) => Err(e.into()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!(chunk = %id, error = %e, "chunk read failed; ending the stream with an error");
+            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+    });
+    rx
 }
 
 /// Reads `len` bytes of a file from its current position, in blocks.
