@@ -438,8 +438,12 @@ async fn read_chunk(
             failures.push(format!("node {node}: unknown"));
             continue;
         };
-        // A whole chunk is read without a range so the node verifies its hash.
-        let range = (position != 0 || to != chunk.size - 1).then_some((position, to));
+        // A whole chunk is always read whole, so the node checks it; after a
+        // failed copy, the next one is read whole too and what was already
+        // sent is skipped (a range of it would go unchecked).
+        let whole = from == 0 && to == chunk.size - 1;
+        let range = (!whole).then_some((position, to));
+        let mut skip = if whole { position } else { 0 };
         let mut stream = match tokio::time::timeout(STALL_TIMEOUT, gw.storage.get_chunk(&addr, &chunk.id, range)).await
         {
             Ok(Ok(stream)) => stream,
@@ -462,7 +466,15 @@ async fn read_chunk(
                 }
             };
             match item {
-                Ok(bytes) => {
+                Ok(mut bytes) => {
+                    if skip > 0 {
+                        let skipped = skip.min(bytes.len() as u64);
+                        skip -= skipped;
+                        bytes = bytes.slice(skipped as usize..);
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                    }
                     position += bytes.len() as u64;
                     if tx.send(Ok(bytes)).await.is_err() {
                         return Ok(false);
