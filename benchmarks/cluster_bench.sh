@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `jadfs bench` against a cluster of separate processes on loopback: one
+# meta node, three storage nodes, one gateway, so every chunk copy crosses
+# HTTP as it does between machines (`jadfs server` writes its own nodes
+# directly). CPU and RSS are summed over all five processes.
+# Usage: benchmarks/cluster_bench.sh [jadfs bench options...]
+set -euo pipefail
+bin=${JADFS_BIN:-target/release/jadfs}
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+key=JADFSBENCHCLUSTER001
+secret=bench-cluster-secret
+
+"$bin" meta --node-id 1 --listen 127.0.0.1:9451 --data-dir "$work/meta" --bootstrap > "$work/meta.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do grep -q "listening on" "$work/meta.log" && break; sleep 0.1; done
+for i in 1 2 3; do
+    "$bin" storage-node --listen "127.0.0.1:946$i" --data-dir "$work/node-$i" --meta 127.0.0.1:9451 \
+        > "$work/node-$i.log" 2>&1 &
+    pids+=($!)
+done
+"$bin" gateway --listen 127.0.0.1:9470 --meta 127.0.0.1:9451 --access-key "$key" --secret-key "$secret" \
+    > "$work/gateway.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do
+    nodes=$("$bin" admin --endpoint http://127.0.0.1:9470 --access-key "$key" --secret-key "$secret" nodes 2>/dev/null \
+        | grep -c alive || true)
+    [ "$nodes" -ge 3 ] && break
+    sleep 0.2
+done
+server_pids=$(IFS=,; echo "${pids[*]}")
+"$bin" bench --endpoint http://127.0.0.1:9470 --access-key "$key" --secret-key "$secret" \
+    --server-pids "$server_pids" "$@"
