@@ -7,11 +7,8 @@ size_mib=${1:-5120}
 bin=${JADFS_BIN:-target/release/jadfs}
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-"$bin" server --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --access-key JADFSBENCHMULTIPART1 --secret-key bench-multipart-secret > "$work/out" 2> "$work/err" &
-pid=$!
-for _ in $(seq 300); do grep -q "S3 endpoint:" "$work/out" && break; sleep 0.1; done
-endpoint=$(sed -n 's/.*S3 endpoint: //p' "$work/out")
+source "$(dirname "$0")/server.sh"
+start_server JADFSBENCHMULTIPART1 bench-multipart-secret
 export AWS_ACCESS_KEY_ID=JADFSBENCHMULTIPART1 AWS_SECRET_ACCESS_KEY=bench-multipart-secret AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE="$work/aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/none"
 unset AWS_CA_BUNDLE

@@ -11,11 +11,8 @@ bin=${JADFS_BIN:-target/release/jadfs}
 work=$(mktemp -d)
 files=$(mktemp -d -p /dev/shm)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work" "$files"' EXIT
-"$bin" server --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --access-key JADFSBENCHRCLONE0001 --secret-key bench-rclone-secret > "$work/out" 2> "$work/err" &
-pid=$!
-for _ in $(seq 300); do grep -q "S3 endpoint:" "$work/out" && break; sleep 0.1; done
-endpoint=$(sed -n 's/.*S3 endpoint: //p' "$work/out")
+source "$(dirname "$0")/server.sh"
+start_server JADFSBENCHRCLONE0001 bench-rclone-secret
 
 unset AWS_CA_BUNDLE
 export RCLONE_CONFIG="$work/rclone.conf"
