@@ -567,16 +567,24 @@ impl<'f> DirectWriter<'f> {
 
     /// Writes the first `len` bytes of the buffer, a multiple of the
     /// alignment. A file system that refuses direct writes of that
-    /// alignment gets them through the page cache instead.
+    /// alignment gets the rest through the page cache, from where the
+    /// refused write stopped.
     fn write_direct(&mut self, len: usize) -> io::Result<()> {
-        let block = &self.buf[self.start..self.start + len];
-        match self.file.write_all(block) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                clear_direct(self.file)?;
-                self.file.write_all(block)
+        let mut block = &self.buf[self.start..self.start + len];
+        let mut direct = true;
+        while !block.is_empty() {
+            match self.file.write(block) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => block = &block[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    clear_direct(self.file)?;
+                    direct = false;
+                }
+                Err(e) => return Err(e),
             }
-            other => other,
         }
+        Ok(())
     }
 
     fn finish(mut self) -> io::Result<()> {
