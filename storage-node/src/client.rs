@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use jadfs_common::{ChunkId, ChunkInfo, ChunkPutResponse, NodeStats};
 use tokio::sync::mpsc;
 
-use crate::store::{spawn_reader, ChunkStore, PutMessage, StoreError, WriteCheck};
+use crate::store::{spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -126,7 +126,7 @@ impl StorageClient {
             let id = *id;
             let opened = tokio::task::spawn_blocking(move || store.open_chunk(&id)).await;
             let (file, info) = opened.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(&local)?;
-            let mut rx = spawn_reader(file, &info, range);
+            let mut rx = spawn_reader(file, id, ReadCheck::for_chunk(&info), range);
             let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
             return Ok(Box::pin(stream.map_err(move |e| local(StoreError::Io(e)))));
         }

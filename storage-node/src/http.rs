@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
-use crate::store::{read_verified, spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
+use crate::store::{spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -133,11 +133,13 @@ async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse,
     Ok(HttpResponse::Created().json(stored))
 }
 
+/// A node hands a request body to its writer in groups of about this many
+/// bytes.
+const GATHER: usize = 256 << 10;
+
 /// Feeds the request body to a blocking writer through a bounded channel:
 /// memory stays flat whatever the chunk size, and the body's bytes are
 /// hashed and written off the async executor.
-const GATHER: usize = 256 << 10;
-
 async fn receive(
     store: Arc<ChunkStore>,
     check: WriteCheck,
@@ -191,7 +193,7 @@ async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Res
         None => None,
     };
     let length = range.map(|(start, end)| end - start + 1).unwrap_or(info.size);
-    let rx = spawn_reader(file, &info, range);
+    let rx = spawn_reader(file, id, ReadCheck::for_chunk(&info), range);
     let mut response = match range {
         Some((start, end)) => {
             let mut r = HttpResponse::PartialContent();
@@ -220,13 +222,7 @@ async fn replicate_chunk(
     let id = parse_id(&id)?;
     let store = store.get_ref().clone();
     let (file, _) = blocking(move || store.open_chunk(&id)).await?;
-    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_verified(file, id, ReadCheck::Id, |bytes| tx.blocking_send(Ok(bytes)).is_ok()) {
-            tracing::error!(chunk = %id, error = %e, "chunk read failed during a copy");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
+    let rx = spawn_reader(file, id, ReadCheck::Id, None);
     let body = reqwest::Body::wrap_stream(ReceiverStream(rx));
     let stored =
         peers.put_chunk_with_id(&target.to, &id, body).await.map_err(|e| NodeError::Internal(e.to_string()))?;

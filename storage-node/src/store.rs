@@ -414,10 +414,9 @@ pub fn read_verified(
             }
         }
     }
-    let intact = match (check, sha) {
-        (ReadCheck::Crc32c(expected), _) => crc == expected,
-        (ReadCheck::Id, Some(sha)) => ChunkId::from_bytes(sha.finalize().into()) == id,
-        (ReadCheck::Id, None) => unreachable!("hashing by id"),
+    let intact = match check {
+        ReadCheck::Crc32c(expected) => crc == expected,
+        ReadCheck::Id => sha.is_some_and(|sha| ChunkId::from_bytes(sha.finalize().into()) == id),
     };
     if !intact {
         return Err(StoreError::Corrupt(id));
@@ -429,12 +428,16 @@ pub fn read_verified(
 }
 
 /// Streams a chunk file on a blocking thread into a small bounded channel:
-/// the whole chunk, checked as [`read_verified`] does, or the inclusive
-/// byte range `range` (which the caller has checked against the size). A
-/// failed read ends the stream with an error.
-pub fn spawn_reader(mut file: File, info: &ChunkInfo, range: Option<(u64, u64)>) -> mpsc::Receiver<io::Result<Bytes>> {
+/// the whole chunk, checked against `check` as [`read_verified`] does, or
+/// the inclusive byte range `range` (which the caller has checked against
+/// the size). A failed read ends the stream with an error.
+pub fn spawn_reader(
+    mut file: File,
+    id: ChunkId,
+    check: ReadCheck,
+    range: Option<(u64, u64)>,
+) -> mpsc::Receiver<io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(4);
-    let (id, check) = (info.id, ReadCheck::for_chunk(info));
     tokio::task::spawn_blocking(move || {
         let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
         let result = match range {
@@ -443,7 +446,7 @@ pub fn spawn_reader(mut file: File, info: &ChunkInfo, range: Option<(u64, u64)>)
             // written: a chunk read once is seldom read again soon, and
             // filling the cache cost more than the rest of the read.
             None => {
-                try_direct(&file);
+                let _ = set_direct(&file, true); // where it can
                 read_verified(file, id, check, emit)
             }
             Some((start, end)) => match file.seek(io::SeekFrom::Start(start)) {
@@ -477,8 +480,7 @@ pub fn read_range(mut file: File, mut len: u64, mut emit: impl FnMut(bytes::Byte
 /// Reads up to `max` bytes into a buffer aligned for O_DIRECT (so a file
 /// opened that way can be read into it) and hands it over without a copy.
 fn read_block(file: &mut File, max: usize) -> io::Result<bytes::Bytes> {
-    let mut buf = vec![0u8; max + DIRECT_ALIGN];
-    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    let (mut buf, start) = aligned_buffer(max);
     let mut filled = 0;
     while filled < max {
         match file.read(&mut buf[start + filled..start + max]) {
@@ -496,20 +498,6 @@ fn read_block(file: &mut File, max: usize) -> io::Result<bytes::Bytes> {
         }
     }
     Ok(bytes::Bytes::from(buf).slice(start..start + filled))
-}
-
-/// Turns O_DIRECT on for a file's reads where the file system has it; where
-/// it has not, the file is read through the page cache as before.
-fn try_direct(file: &File) {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor the File owns.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT);
-        }
-    }
 }
 
 /// (SHA-256, size, CRC32C) of a file.
@@ -545,8 +533,7 @@ const DIRECT_ALIGN: usize = 4096;
 
 impl<'f> DirectWriter<'f> {
     fn new(file: &'f mut File) -> DirectWriter<'f> {
-        let buf = vec![0u8; DIRECT_BUF + DIRECT_ALIGN];
-        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        let (buf, start) = aligned_buffer(DIRECT_BUF);
         DirectWriter { file, buf, start, filled: 0 }
     }
 
@@ -578,7 +565,7 @@ impl<'f> DirectWriter<'f> {
                 Ok(n) => block = &block[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    clear_direct(self.file)?;
+                    set_direct(self.file, false)?;
                     direct = false;
                 }
                 Err(e) => return Err(e),
@@ -591,23 +578,33 @@ impl<'f> DirectWriter<'f> {
         let aligned = self.filled / DIRECT_ALIGN * DIRECT_ALIGN;
         self.write_direct(aligned)?;
         if aligned < self.filled {
-            clear_direct(self.file)?;
+            set_direct(self.file, false)?;
             self.file.write_all(&self.buf[self.start + aligned..self.start + self.filled])?;
         }
         Ok(())
     }
 }
 
-/// Turns O_DIRECT off for the rest of a file's writes.
-fn clear_direct(file: &File) -> io::Result<()> {
+/// Turns O_DIRECT on or off for a file's further reads and writes. A file
+/// system without it refuses to turn it on.
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor the File owns.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+    let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A zeroed buffer of `len` bytes plus slack, and where in it the region
+/// aligned for O_DIRECT starts.
+fn aligned_buffer(len: usize) -> (Vec<u8>, usize) {
+    let buf = vec![0u8; len + DIRECT_ALIGN];
+    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    (buf, start)
 }
 
 /// A temporary file that is removed unless it was renamed into place.
@@ -770,7 +767,7 @@ mod tests {
             assert_eq!(fs::read(store.chunk_path(&id)).unwrap(), data, "{len} bytes");
             // And read back whole around the page cache, checked.
             let (file, info) = store.open_chunk(&id).unwrap();
-            try_direct(&file);
+            set_direct(&file, true).unwrap();
             let mut got = Vec::new();
             read_verified(file, id, ReadCheck::for_chunk(&info), |b| {
                 got.extend_from_slice(&b);
