@@ -943,3 +943,38 @@ async fn a_corrupt_copy_is_never_served_and_another_copy_is_read() {
         assert_eq!(sha256(&bytes.into_bytes()), id);
     }
 }
+
+#[tokio::test]
+async fn a_part_copied_from_an_inline_object_is_cut_into_chunks_like_any_body() {
+    // Chunks smaller than the inline threshold: the copied range spans several.
+    let server = Server::start_with(&["--chunk-size", "1024", "--inline-max", "4096"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("tiny").send().await.unwrap();
+    let small = random_bytes(4000, 41);
+    s3.put_object().bucket("tiny").key("src").body(ByteStream::from(small.clone())).send().await.unwrap();
+    let upload = s3.create_multipart_upload().bucket("tiny").key("dst").send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    let out = s3
+        .upload_part_copy()
+        .bucket("tiny")
+        .key("dst")
+        .upload_id(id)
+        .part_number(1)
+        .copy_source("tiny/src")
+        .copy_source_range("bytes=100-3099")
+        .send()
+        .await
+        .unwrap();
+    let etag = out.copy_part_result().unwrap().e_tag().unwrap().to_string();
+    let part = CompletedPart::builder().part_number(1).e_tag(etag).build();
+    s3.complete_multipart_upload()
+        .bucket("tiny")
+        .key("dst")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&s3, "tiny", "dst").await, &small[100..3100]);
+    assert_eq!(server.stats().await["meta"]["chunks"], 3, "3,000 bytes in chunks of 1,024");
+}

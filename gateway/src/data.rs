@@ -345,9 +345,11 @@ pub async fn copy_range(
         let piece = Bytes::copy_from_slice(range);
         md5.update(&piece);
         stored.size = piece.len() as u64;
-        let mut writer = ChunkWriter::open(gw, replication).await?;
-        writer.write(piece).await?;
-        finish_chunk(writer, &mut stored).await?;
+        let mut writer = None;
+        write_chunks(gw, replication, &mut writer, &mut stored, piece).await?;
+        if let Some(last) = writer {
+            finish_chunk(last, &mut stored).await?;
+        }
     }
     for (chunk, replicas) in source.manifest.chunks.iter().zip(&source.locations) {
         let chunk_end = chunk.offset + chunk.size - 1;
