@@ -259,11 +259,11 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<
         .map_err(|e| invalid("TLS certificate and key", &e))
 }
 
-/// Starts serving S3. The HTTP service is assembled here rather than by
-/// actix-web's HttpServer so that `Expect: 100-continue` requests are
-/// authenticated before the client is told to send its body.
-/// Starts a gateway; `storage` reaches the storage nodes (and, in `jadfs
-/// server`, the ones in this process directly).
+/// Starts serving S3; `storage` reaches the storage nodes (in `jadfs
+/// server`, the ones in this process directly). The HTTP service is
+/// assembled here rather than by actix-web's HttpServer so that `Expect:
+/// 100-continue` requests are authenticated before the client is told to
+/// send its body.
 pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<RunningGateway> {
     use actix_http::HttpService;
     use actix_service::{fn_service, map_config};
