@@ -1,18 +1,16 @@
 //! Types that cross a wire or a disk between JaDFS roles: chunk IDs, object
-//! manifests and the storage-node RPC messages. Every stored or sent type is
-//! versioned here, in one place.
+//! manifests, checksums, and the storage node's messages. The
+//! meta service's own commands and queries live in `jadfs_meta::api`.
+//! No I/O here.
 
 pub mod checksum;
+pub mod node;
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-/// Version of the wire and on-disk formats defined in this crate. Bump it when
-/// a stored or sent type changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// Default size of a chunk: objects are cut into pieces of this many bytes.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
@@ -161,52 +159,6 @@ pub struct ObjectPart {
     /// The part's verified flexible checksum, e.g. `("sha256", "base64…")`.
     #[serde(default)]
     pub checksum: Option<(String, String)>,
-}
-
-/// A storage node's answer to a chunk put.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChunkPutResponse {
-    pub id: ChunkId,
-    pub size: u64,
-    /// False when the node already held this chunk (deduplicated).
-    pub created: bool,
-}
-
-/// What a storage node found when it compared its files with its index at
-/// start-up.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReconcileReport {
-    /// Temporary files of interrupted puts, removed.
-    pub removed_temp_files: u64,
-    /// Chunk files that were not indexed but whose bytes match their name: indexed.
-    pub adopted: Vec<ChunkId>,
-    /// Files in the chunk folders that are not valid chunks: moved to quarantine.
-    pub quarantined: Vec<String>,
-    /// Indexed chunks whose file is gone: removed from the index.
-    pub missing: Vec<ChunkId>,
-}
-
-/// A storage node's counters.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeStats {
-    pub node_id: NodeId,
-    pub chunks: u64,
-    pub bytes: u64,
-    pub free_bytes: u64,
-    pub capacity_bytes: u64,
-    pub last_reconcile: ReconcileReport,
-}
-
-/// One entry of a storage node's chunk listing.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChunkInfo {
-    pub id: ChunkId,
-    pub size: u64,
-    pub stored_at_ms: i64,
-    /// CRC32C of the bytes, recorded when the chunk was written; whole reads
-    /// are checked against it. None for chunks indexed before it was kept.
-    #[serde(default)]
-    pub crc32c: Option<u32>,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use jadfs_common::{ChunkId, ChunkInfo, ChunkPutResponse, NodeStats};
+use jadfs_common::node::{ChunkInfo, ChunkPutResponse, NodeStats, PutMessage};
+use jadfs_common::ChunkId;
 use tokio::sync::mpsc;
 
-use crate::store::{spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
+use crate::error::StoreError;
+use crate::store::{spawn_reader, ChunkStore, ReadCheck, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -77,7 +79,7 @@ impl StorageClient {
     /// (the node checks the CRC32C) and then [`PutMessage::End`]; pieces
     /// that stop before `End` abort the write.
     ///
-    /// [`Trailer`]: crate::store::Trailer
+    /// [`Trailer`]: jadfs_common::node::Trailer
     pub async fn put_chunk(
         &self,
         addr: &str,

@@ -13,13 +13,15 @@ use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use jadfs_common::{ChunkId, ChunkPutResponse, NodeStats};
+use jadfs_common::node::{ChunkPutResponse, NodeStats, PutMessage};
+use jadfs_common::ChunkId;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
-use crate::store::{spawn_reader, ChunkStore, PutMessage, ReadCheck, StoreError, WriteCheck};
+use crate::error::StoreError;
+use crate::store::{spawn_reader, ChunkStore, ReadCheck, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

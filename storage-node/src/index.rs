@@ -5,45 +5,73 @@
 
 use std::path::Path;
 
-use jadfs_common::{ChunkId, ChunkInfo};
+use jadfs_common::node::ChunkInfo;
+use jadfs_common::ChunkId;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::StoreError;
+use crate::error::StoreError;
+
+/// The index's schema version (`PRAGMA user_version`), one step per version.
+const INDEX_VERSION: u32 = 2;
+
+/// Brings an index at `from` one version up.
+fn upgrade(conn: &Connection, from: u32) -> rusqlite::Result<()> {
+    match from {
+        0 => conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS chunks (
+                 id BLOB PRIMARY KEY,
+                 size INTEGER NOT NULL,
+                 stored_at_ms INTEGER NOT NULL,
+                 last_verified_ms INTEGER NOT NULL
+             ) WITHOUT ROWID;",
+        ),
+        // The CRC32C each chunk was written with, against which whole reads
+        // are checked. Chunks indexed before have none and are verified by
+        // SHA-256. (Indexes made before versions were recorded say 0 and may
+        // already have the column.)
+        1 => {
+            let has_crc: bool =
+                conn.query_row("SELECT COUNT(*) FROM pragma_table_info('chunks') WHERE name = 'crc32c'", [], |row| {
+                    row.get::<_, i64>(0).map(|n| n > 0)
+                })?;
+            if has_crc {
+                Ok(())
+            } else {
+                conn.execute_batch("ALTER TABLE chunks ADD COLUMN crc32c INTEGER")
+            }
+        }
+        _ => unreachable!("no upgrade from version {from}"),
+    }
+}
 
 pub struct ChunkIndex {
     conn: Connection,
 }
 
 impl ChunkIndex {
-    /// Opens (or creates) the index. WAL with `synchronous=NORMAL`: a crash
-    /// may lose the last rows, never corrupt the file, and a chunk is durable
-    /// once its file and folder are fsync'd (reconciliation re-indexes it),
-    /// so a put pays no fsync for its row.
+    /// Opens (or creates) the index and upgrades it to [`INDEX_VERSION`];
+    /// an index from a newer version is refused. WAL with
+    /// `synchronous=NORMAL`: a crash may lose the last rows, never corrupt
+    /// the file, and a chunk is durable once its file and folder are
+    /// fsync'd (reconciliation re-indexes it), so a put pays no fsync for
+    /// its row.
     pub fn open(path: &Path) -> Result<ChunkIndex, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS chunks (
-                 id BLOB PRIMARY KEY,
-                 size INTEGER NOT NULL,
-                 stored_at_ms INTEGER NOT NULL,
-                 last_verified_ms INTEGER NOT NULL,
-                 crc32c INTEGER
-             ) WITHOUT ROWID;",
-        )?;
-        let has_crc: bool =
-            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('chunks') WHERE name = 'crc32c'", [], |row| {
-                row.get::<_, i64>(0).map(|n| n > 0)
-            })?;
-        if !has_crc {
-            // Indexes written before CRC32Cs were kept: their chunks are
-            // verified by SHA-256 until rewritten.
-            conn.execute_batch("ALTER TABLE chunks ADD COLUMN crc32c INTEGER")?;
+        let mut version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > INDEX_VERSION {
+            return Err(StoreError::NewerIndex { found: version, known: INDEX_VERSION });
+        }
+        while version < INDEX_VERSION {
+            let tx = conn.unchecked_transaction()?;
+            upgrade(&tx, version)?;
+            version += 1;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()?;
         }
         Ok(ChunkIndex { conn })
     }
-
     pub fn insert(&self, id: &ChunkId, size: u64, crc32c: u32, now_ms: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO chunks (id, size, stored_at_ms, last_verified_ms, crc32c) VALUES (?1, ?2, ?3, ?3, ?4)
@@ -95,5 +123,31 @@ impl ChunkIndex {
         Ok(self.conn.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM chunks", [], |row| {
             Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
         })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unversioned_index_is_upgraded_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        {
+            // As written before CRC32Cs were kept and versions recorded.
+            let conn = Connection::open(&path).unwrap();
+            upgrade(&conn, 0).unwrap();
+            conn.execute("INSERT INTO chunks VALUES (?1, 3, 0, 0)", [&[7u8; 32][..]]).unwrap();
+        }
+        let index = ChunkIndex::open(&path).unwrap();
+        let old = index.get(&ChunkId::from_bytes([7; 32])).unwrap().unwrap();
+        assert_eq!((old.size, old.crc32c), (3, None));
+        index.insert(&ChunkId::from_bytes([8; 32]), 4, 99, 0).unwrap();
+        assert_eq!(index.get(&ChunkId::from_bytes([8; 32])).unwrap().unwrap().crc32c, Some(99));
+        drop(index);
+        assert!(ChunkIndex::open(&path).is_ok(), "opening again changes nothing");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", INDEX_VERSION + 1).unwrap();
+        assert!(matches!(ChunkIndex::open(&path), Err(StoreError::NewerIndex { .. })));
     }
 }

@@ -2,6 +2,8 @@
 //! indexed in SQLite, served over HTTP. It knows nothing of buckets or keys.
 
 pub mod client;
+pub mod error;
+mod fs;
 pub mod http;
 mod index;
 pub mod store;
@@ -33,7 +35,7 @@ pub struct RunningNode {
 
 /// Opens the chunk store (reconciling it with its index) and starts serving.
 /// The returned server future must be awaited or spawned.
-pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, store::StoreError> {
+pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreError> {
     let store = Arc::new(ChunkStore::open(&config.data_dir, config.max_chunk_size)?);
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

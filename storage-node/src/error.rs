@@ -1,0 +1,31 @@
+//! What can go wrong in a storage node's store.
+
+use std::io;
+
+use jadfs_common::ChunkId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("chunk not found")]
+    NotFound,
+    #[error("chunk bytes hash to {actual}, not to the requested id {expected}")]
+    HashMismatch { expected: ChunkId, actual: ChunkId },
+    #[error("chunk larger than the {0} byte limit")]
+    TooLarge(u64),
+    #[error("chunk bytes have CRC32C {actual:08x}, not the {expected:08x} their sender computed")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("the upload is shorter than its trailer")]
+    NoTrailer,
+    #[error("the upload ended before it was complete")]
+    Aborted,
+    #[error("stored chunk {0} does not match its id: refusing to serve it")]
+    Corrupt(ChunkId),
+    #[error("the index holds a malformed row")]
+    CorruptIndex,
+    #[error("the index is at version {found}, newer than this program's {known}")]
+    NewerIndex { found: u32, known: u32 },
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("index error: {0}")]
+    Index(#[from] rusqlite::Error),
+}

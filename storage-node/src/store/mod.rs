@@ -1,0 +1,161 @@
+//! Chunk files on disk and their index. A chunk is written to a temporary
+//! file while its bytes are checked, fsync'd, renamed into its fan-out
+//! folder and the folder fsync'd; only then is it indexed (`write`). Reads
+//! check every byte before the last block leaves (`read`); start-up
+//! compares the folders with the index (`reconcile`). Paths are built from a
+//! validated `ChunkId` alone.
+
+mod read;
+mod reconcile;
+mod write;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use jadfs_common::node::{ChunkInfo, ReconcileReport};
+use jadfs_common::{ChunkId, NodeId};
+
+pub use read::{read_range, read_verified, spawn_reader, ReadCheck};
+pub use write::WriteCheck;
+
+use crate::error::StoreError;
+use crate::fs::{create_dir_durable, fsync_dir, write_file_durable};
+use crate::index::ChunkIndex;
+
+pub struct ChunkStore {
+    node_id: NodeId,
+    root: PathBuf,
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    max_chunk_size: u64,
+    index: Mutex<ChunkIndex>,
+    /// Serialises commit and delete of the same chunk (striped by first byte).
+    stripes: Vec<Mutex<()>>,
+    last_reconcile: Mutex<ReconcileReport>,
+}
+
+impl ChunkStore {
+    /// Opens the store under `root`, creating it on first use, and reconciles
+    /// the files with the index.
+    pub fn open(root: &Path, max_chunk_size: u64) -> Result<ChunkStore, StoreError> {
+        let chunks_dir = root.join("chunks");
+        let tmp_dir = root.join("tmp");
+        let quarantine_dir = root.join("quarantine");
+        for dir in [root, &chunks_dir, &tmp_dir, &quarantine_dir] {
+            create_dir_durable(dir)?;
+        }
+        let node_id = load_or_create_node_id(&root.join("node-id"))?;
+        let index = ChunkIndex::open(&root.join("index.db"))?;
+        let store = ChunkStore {
+            node_id,
+            root: root.to_path_buf(),
+            chunks_dir,
+            tmp_dir,
+            quarantine_dir,
+            max_chunk_size,
+            index: Mutex::new(index),
+            stripes: (0..64).map(|_| Mutex::new(())).collect(),
+            last_reconcile: Mutex::new(ReconcileReport::default()),
+        };
+        let report = store.reconcile()?;
+        if report != ReconcileReport::default() {
+            tracing::warn!(
+                removed_temp_files = report.removed_temp_files,
+                adopted = report.adopted.len(),
+                quarantined = report.quarantined.len(),
+                missing = report.missing.len(),
+                "storage node reconciled files with its index"
+            );
+        }
+        *store.last_reconcile.lock().unwrap() = report;
+        Ok(store)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn last_reconcile(&self) -> ReconcileReport {
+        self.last_reconcile.lock().unwrap().clone()
+    }
+
+    fn index(&self) -> MutexGuard<'_, ChunkIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stripe(&self, id: &ChunkId) -> MutexGuard<'_, ()> {
+        let i = id.as_bytes()[0] as usize % self.stripes.len();
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.chunks_dir.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    pub fn info(&self, id: &ChunkId) -> Result<ChunkInfo, StoreError> {
+        self.index().get(id)?.ok_or(StoreError::NotFound)
+    }
+
+    /// Opens an indexed chunk for reading.
+    pub fn open_chunk(&self, id: &ChunkId) -> Result<(File, ChunkInfo), StoreError> {
+        let info = self.info(id)?;
+        match File::open(self.chunk_path(id)) {
+            Ok(file) => Ok((file, info)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a chunk: file first, then the index row, so a crash in between
+    /// leaves a row that reconciliation drops.
+    pub fn delete(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        let _guard = self.stripe(id);
+        let path = self.chunk_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(path.parent().expect("chunk paths have a parent"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.index().remove(id)
+    }
+
+    pub fn list(&self, after: Option<&ChunkId>, limit: usize) -> Result<Vec<ChunkInfo>, StoreError> {
+        self.index().list(after, limit)
+    }
+
+    pub fn totals(&self) -> Result<(u64, u64), StoreError> {
+        self.index().totals()
+    }
+
+    /// (free, capacity) bytes of the file system holding the store.
+    pub fn disk_space(&self) -> (u64, u64) {
+        crate::fs::disk_space(&self.root).unwrap_or((0, 0))
+    }
+}
+
+/// Reads the node's ID from `path`, or creates it durably on first start.
+fn load_or_create_node_id(path: &Path) -> io::Result<NodeId> {
+    match fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a node id", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let id = jadfs_common::random_u64() >> 1; // fits an i64 wherever it is stored
+            write_file_durable(path, id.to_string().as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;
