@@ -15,7 +15,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use common::cluster::*;
 use common::*;
 use jadfs_meta::api::{NodeState, StorageNodeInfo};
-use jadfs_meta::{Query, QueryResult};
 
 /// Node 1's address, which node 3 is told to join.
 static META1: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -31,25 +30,16 @@ fn admin(gateway: &str, args: &[&str]) {
 }
 
 async fn storage_nodes(meta: &jadfs_meta::MetaClient) -> Vec<StorageNodeInfo> {
-    match meta.query(&Query::ListNodes).await.unwrap() {
-        QueryResult::Nodes(nodes) => nodes,
-        other => panic!("{other:?}"),
-    }
+    meta.list_nodes().await.unwrap()
 }
 
 /// The nodes holding each chunk of an object.
 async fn locations(meta: &jadfs_meta::MetaClient, bucket: &str, key: &str) -> Vec<Vec<u64>> {
-    match meta.query(&Query::GetObject { bucket: bucket.into(), key: key.into() }).await.unwrap() {
-        QueryResult::Object(Some(object)) => object.locations,
-        other => panic!("{other:?}"),
-    }
+    meta.get_object(bucket, key).await.unwrap().expect("the object exists").locations
 }
 
 async fn repair_queue(meta: &jadfs_meta::MetaClient) -> u64 {
-    match meta.query(&Query::Stats).await.unwrap() {
-        QueryResult::Stats(stats) => stats.repair_queue,
-        other => panic!("{other:?}"),
-    }
+    meta.stats().await.unwrap().repair_queue
 }
 
 /// True when every chunk of every object has three copies on live nodes.

@@ -2,6 +2,7 @@
 //! SHA-1 and SHA-256, as base64 of the big-endian digest.
 
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -33,6 +34,11 @@ impl Algorithm {
         format!("x-amz-checksum-{}", self.name())
     }
 
+    /// `ChecksumCRC32`, `ChecksumSHA256`, … as S3's XML names them.
+    pub fn xml_element(self) -> String {
+        format!("Checksum{}", self.name().to_uppercase())
+    }
+
     pub fn from_name(name: &str) -> Option<Algorithm> {
         Algorithm::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
     }
@@ -52,22 +58,11 @@ impl Algorithm {
     }
 }
 
-/// `COMPOSITE` for a multipart composite checksum (it ends in `-N`),
-/// `FULL_OBJECT` for any other.
-pub fn kind_of(value: &str) -> &'static str {
-    if value.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok()) {
-        "COMPOSITE"
-    } else {
-        "FULL_OBJECT"
-    }
-}
-
 /// The checksum of a multipart object made of parts with `part_checksums`
 /// (base64), S3's composite form: the checksum of the parts' binary
 /// checksums, then `-N`. None if a part lacks one, or for CRC64NVME, which
 /// S3 only computes over the full object.
-pub fn composite(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Option<String> {
-    use base64::Engine;
+pub fn composite(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Option<Checksum> {
     if algorithm == Algorithm::Crc64Nvme || part_checksums.is_empty() {
         return None;
     }
@@ -76,14 +71,14 @@ pub fn composite(algorithm: Algorithm, part_checksums: &[Option<String>]) -> Opt
         let raw = base64::engine::general_purpose::STANDARD.decode(checksum.as_deref()?).ok()?;
         hasher.update(&raw);
     }
-    Some(format!("{}-{}", hasher.finish(), part_checksums.len()))
+    let value = format!("{}-{}", hasher.finish(), part_checksums.len());
+    Some(Checksum { algorithm, value, kind: ChecksumType::Composite })
 }
 
 /// The CRC of a whole object from its parts' CRCs (base64) and sizes,
 /// without reading a byte: S3's full-object multipart checksum. None for
 /// SHA algorithms, which cannot be combined, or if a part lacks one.
-pub fn full_object(algorithm: Algorithm, parts: &[(Option<String>, u64)]) -> Option<String> {
-    use base64::Engine;
+pub fn full_object(algorithm: Algorithm, parts: &[(Option<String>, u64)]) -> Option<Checksum> {
     let (poly, bits) = match algorithm {
         Algorithm::Crc32 => (0xEDB8_8320u64, 32),
         Algorithm::Crc32c => (0x82F6_3B78u64, 32),
@@ -101,7 +96,7 @@ pub fn full_object(algorithm: Algorithm, parts: &[(Option<String>, u64)]) -> Opt
     }
     let crc = combined?;
     let bytes = crc.to_be_bytes();
-    Some(base64::engine::general_purpose::STANDARD.encode(&bytes[8 - bits / 8..]))
+    Some(Checksum::full(algorithm, base64::engine::general_purpose::STANDARD.encode(&bytes[8 - bits / 8..])))
 }
 
 /// CRC(A ‖ B) from CRC(A), CRC(B) and len(B), for a reflected CRC with
@@ -155,6 +150,89 @@ fn crc_combine(crc1: u64, crc2: u64, len2: u64, poly: u64, bits: usize) -> u64 {
         }
     }
     crc1 ^ crc2
+}
+
+impl Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let name = String::deserialize(d)?;
+        Algorithm::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown checksum {name:?}")))
+    }
+}
+
+/// What a checksum covers: every byte of the object, or (for a multipart
+/// object) the parts' checksums, S3's "composite" form ending in `-N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChecksumType {
+    FullObject,
+    Composite,
+}
+
+impl ChecksumType {
+    /// `FULL_OBJECT` or `COMPOSITE`, as in `x-amz-checksum-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumType::FullObject => "FULL_OBJECT",
+            ChecksumType::Composite => "COMPOSITE",
+        }
+    }
+}
+
+/// A verified flexible checksum of an object or a part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Checksum {
+    pub algorithm: Algorithm,
+    /// Base64, as S3 prints it; a composite ends in `-N`.
+    pub value: String,
+    #[serde(rename = "type")]
+    pub kind: ChecksumType,
+}
+
+impl Checksum {
+    /// The checksum of every byte.
+    pub fn full(algorithm: Algorithm, value: String) -> Checksum {
+        Checksum { algorithm, value, kind: ChecksumType::FullObject }
+    }
+
+    /// Whether the checksum a client expects for a multipart object is this
+    /// one; a composite may be given without its `-N`.
+    pub fn is(&self, expected: &str) -> bool {
+        expected == self.value
+            || (self.kind == ChecksumType::Composite
+                && self.value.rsplit_once('-').is_some_and(|(value, _)| value == expected))
+    }
+}
+
+impl<'de> Deserialize<'de> for Checksum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checksum, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Typed {
+                algorithm: Algorithm,
+                value: String,
+                #[serde(rename = "type")]
+                kind: ChecksumType,
+            },
+            /// Data version 1 kept `(algorithm, value)`; only a composite
+            /// ends in `-N`, so the suffix tells the type of those.
+            Pair(Algorithm, String),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Typed { algorithm, value, kind } => Checksum { algorithm, value, kind },
+            Stored::Pair(algorithm, value) => {
+                let composite = value.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+                let kind = if composite { ChecksumType::Composite } else { ChecksumType::FullObject };
+                Checksum { algorithm, value, kind }
+            }
+        })
+    }
 }
 
 pub enum Hasher {
@@ -228,10 +306,22 @@ mod tests {
                         (Some(h.finish()), (w[1] - w[0]) as u64)
                     })
                     .collect();
-                assert_eq!(full_object(algorithm, &parts).as_deref(), Some(whole.as_str()), "{algorithm:?} {cuts:?}");
+                assert_eq!(full_object(algorithm, &parts), Some(Checksum::full(algorithm, whole.clone())), "{cuts:?}");
             }
         }
         assert_eq!(full_object(Algorithm::Sha256, &[(Some("AAAA".into()), 1)]), None);
         assert_eq!(Algorithm::from_name("SHA256"), Some(Algorithm::Sha256));
+    }
+
+    #[test]
+    fn checksums_read_both_stored_forms() {
+        let typed = Checksum { algorithm: Algorithm::Crc32, value: "AAAA-2".into(), kind: ChecksumType::Composite };
+        let json = serde_json::to_string(&typed).unwrap();
+        assert_eq!(json, r#"{"algorithm":"crc32","value":"AAAA-2","type":"COMPOSITE"}"#);
+        assert_eq!(serde_json::from_str::<Checksum>(&json).unwrap(), typed);
+        assert_eq!(serde_json::from_str::<Checksum>(r#"["crc32","AAAA-2"]"#).unwrap(), typed);
+        let full = serde_json::from_str::<Checksum>(r#"["sha256","q83v"]"#).unwrap();
+        assert_eq!(full, Checksum::full(Algorithm::Sha256, "q83v".into()));
+        assert!(typed.is("AAAA") && typed.is("AAAA-2") && !full.is("q8"));
     }
 }

@@ -1,9 +1,10 @@
 //! Types that cross a wire or a disk between JaDFS roles: chunk IDs, object
-//! manifests, checksums, and the storage node's messages. The
+//! manifests, ETags and checksums, and the storage node's messages. The
 //! meta service's own commands and queries live in `jadfs_meta::api`.
 //! No I/O here.
 
 pub mod checksum;
+pub mod etag;
 pub mod node;
 
 use std::fmt;
@@ -11,6 +12,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use checksum::{Algorithm, Checksum, ChecksumType};
+pub use etag::ETag;
 
 /// Default size of a chunk: objects are cut into pieces of this many bytes.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
@@ -99,8 +103,7 @@ pub struct ChunkRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectManifest {
     pub size: u64,
-    /// Quoted S3 ETag, e.g. `"9e107d9d372bb6826bd81d3542a419d6"`.
-    pub etag: String,
+    pub etag: ETag,
     /// Milliseconds since the Unix epoch.
     pub last_modified_ms: i64,
     pub content_type: Option<String>,
@@ -111,9 +114,9 @@ pub struct ObjectManifest {
     /// `x-amz-meta-*` user metadata, names lowercase and without the prefix.
     #[serde(default)]
     pub user_metadata: Vec<(String, String)>,
-    /// A verified flexible checksum, e.g. `("crc32", "base64…")`.
+    /// The verified flexible checksum, if the client sent one.
     #[serde(default)]
-    pub checksum: Option<(String, String)>,
+    pub checksum: Option<Checksum>,
     pub chunks: Vec<ChunkRef>,
     /// Object tags (key, value), in the order given.
     #[serde(default)]
@@ -156,9 +159,9 @@ mod base64_bytes {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectPart {
     pub size: u64,
-    /// The part's verified flexible checksum, e.g. `("sha256", "base64…")`.
+    /// The part's verified flexible checksum.
     #[serde(default)]
-    pub checksum: Option<(String, String)>,
+    pub checksum: Option<Checksum>,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use jadfs_meta::api::{AccessKey, Permission, Replication, StorageNodeInfo};
-use jadfs_meta::{Command, Query, QueryResult};
+use jadfs_meta::Command;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::S3Error;
-use crate::router::{authenticate, validate_bucket_name};
+use crate::error::{Code, S3Error};
 use crate::sigv4::PayloadMode;
+use crate::target::validate_bucket_name;
 use crate::Gateway;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,13 +37,13 @@ type Gw = web::Data<Arc<Gateway>>;
 
 /// Authenticates a root key and checks a signed body hash.
 async fn admin(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<(), S3Error> {
-    let verified = authenticate(req, gw).await?;
+    let verified = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
     if !gw.is_root(&verified.access_key) {
-        return Err(S3Error::AccessDenied().with_message("Only root keys may administer JaDFS."));
+        return Err(S3Error::new(Code::AccessDenied).with_message("Only root keys may administer JaDFS."));
     }
     if let PayloadMode::Sha256(expected) = &verified.payload {
         if hex::encode(Sha256::digest(body)) != *expected {
-            return Err(S3Error::XAmzContentSHA256Mismatch());
+            return Err(S3Error::new(Code::XAmzContentSHA256Mismatch));
         }
     }
     Ok(())
@@ -64,9 +64,7 @@ pub struct KeyListing {
 async fn list_keys(req: HttpRequest, gw: Gw) -> HttpResponse {
     let result = async {
         admin(&req, &gw, b"").await?;
-        let QueryResult::AccessKeys(keys) = gw.query(Query::ListAccessKeys).await? else {
-            return Err(S3Error::internal("unexpected meta answer"));
-        };
+        let keys = gw.meta.list_access_keys().await?;
         let listing: Vec<KeyListing> = keys
             .into_iter()
             .map(|k| KeyListing { access_key: k.access_key, name: k.name, created_ms: k.created_ms })
@@ -92,22 +90,19 @@ async fn create_key(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse 
     let result = async {
         admin(&req, &gw, &body).await?;
         let request: CreateKey = serde_json::from_slice(&body)
-            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid key request: {e}")))?;
+            .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid key request: {e}")))?;
         let access_key = request.access_key.unwrap_or_else(jadfs_common::generate_access_key);
         let secret_key = request.secret_key.unwrap_or_else(jadfs_common::generate_secret_key);
         if !valid_access_key(&access_key) || !(8..=128).contains(&secret_key.len()) {
-            return Err(S3Error::InvalidArgument()
+            return Err(S3Error::new(Code::InvalidArgument)
                 .with_message("An access key is 3 to 128 letters and digits; a secret key 8 to 128 characters."));
         }
-        let exists = matches!(
-            gw.query(Query::GetAccessKey { access_key: access_key.clone() }).await?,
-            QueryResult::AccessKey(Some(_))
-        );
+        let exists = gw.meta.get_access_key(&access_key).await?.is_some();
         if exists || gw.is_root(&access_key) {
-            return Err(S3Error::InvalidArgument().with_message("That access key already exists."));
+            return Err(S3Error::new(Code::InvalidArgument).with_message("That access key already exists."));
         }
         let key = AccessKey { access_key, secret_key, name: request.name, created_ms: jadfs_common::now_ms() };
-        gw.commit(Command::PutAccessKey { key: key.clone() }).await?;
+        gw.meta.write(&Command::PutAccessKey { key: key.clone() }).await?;
         gw.forget_key(&key.access_key);
         Ok(HttpResponse::Ok().json(key))
     }
@@ -118,7 +113,7 @@ async fn create_key(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse 
 async fn delete_key(req: HttpRequest, gw: Gw, access_key: web::Path<String>) -> HttpResponse {
     let result = async {
         admin(&req, &gw, b"").await?;
-        gw.commit(Command::DeleteAccessKey { access_key: access_key.to_string() }).await?;
+        gw.meta.write(&Command::DeleteAccessKey { access_key: access_key.to_string() }).await?;
         gw.forget_key(&access_key);
         Ok(HttpResponse::NoContent().finish())
     }
@@ -137,13 +132,14 @@ async fn set_grant(req: HttpRequest, gw: Gw, bucket: web::Path<String>, body: we
         admin(&req, &gw, &body).await?;
         validate_bucket_name(&bucket)?;
         let grant: Grant = serde_json::from_slice(&body)
-            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid grant: {e}")))?;
-        gw.commit(Command::SetBucketGrant {
-            bucket: bucket.to_string(),
-            access_key: grant.access_key,
-            permission: grant.permission,
-        })
-        .await?;
+            .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid grant: {e}")))?;
+        gw.meta
+            .write(&Command::SetBucketGrant {
+                bucket: bucket.to_string(),
+                access_key: grant.access_key,
+                permission: grant.permission,
+            })
+            .await?;
         Ok(HttpResponse::NoContent().finish())
     }
     .await;
@@ -166,11 +162,9 @@ async fn get_replication(req: HttpRequest, gw: Gw) -> HttpResponse {
         admin(&req, &gw, b"").await?;
         let bucket = path_bucket(&req)?;
         if let Some(bucket) = &bucket {
-            gw.ensure_bucket(bucket).await?;
+            gw.meta.get_bucket(bucket).await?.ok_or(Code::NoSuchBucket)?;
         }
-        let QueryResult::Replication(replication) = gw.query(Query::GetReplication { bucket }).await? else {
-            return Err(S3Error::internal("unexpected meta answer"));
-        };
+        let replication = gw.meta.get_replication(bucket.as_deref()).await?;
         Ok(HttpResponse::Ok().json(replication))
     }
     .await;
@@ -182,14 +176,14 @@ async fn set_replication(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResp
         admin(&req, &gw, &body).await?;
         let bucket = path_bucket(&req)?;
         let replication: Option<Replication> = serde_json::from_slice(&body)
-            .map_err(|e| S3Error::InvalidArgument().with_message(format!("Invalid replication: {e}")))?;
+            .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid replication: {e}")))?;
         if let Some(r) = &replication {
             if !(1..=7).contains(&r.copies) || !(1..=r.copies).contains(&r.write_quorum) {
-                return Err(S3Error::InvalidArgument()
+                return Err(S3Error::new(Code::InvalidArgument)
                     .with_message("Copies are 1 to 7, and the write quorum 1 to the number of copies."));
             }
         }
-        gw.commit(Command::SetReplication { bucket, replication }).await?;
+        gw.meta.write(&Command::SetReplication { bucket, replication }).await?;
         Ok(HttpResponse::NoContent().finish())
     }
     .await;
@@ -207,9 +201,7 @@ async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
     let result = async {
         admin(&req, &gw, b"").await?;
         let nodes = gw.storage_nodes(true).await?;
-        let QueryResult::Stats(stats) = gw.query(Query::Stats).await? else {
-            return Err(S3Error::internal("unexpected meta answer"));
-        };
+        let stats = gw.meta.stats().await?;
         Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue }))
     }
     .await;

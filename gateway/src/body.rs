@@ -3,15 +3,48 @@
 //! trailing checksums. The decoder hands out the object's bytes as they
 //! arrive and verifies lengths, signatures and checksums as it goes; the
 //! framing never reaches storage.
+//!
+//! A handler receives the body as a [`RequestBody`], which has no bytes to
+//! give: they come out only through an [`ObjectBody`] (which checks them),
+//! or, for a browser form, through the form's reader.
 
+use std::pin::Pin;
+
+use actix_web::error::PayloadError;
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use jadfs_common::Checksum;
 use sha2::{Digest, Sha256};
 
 use crate::checksum::{Algorithm, Hasher};
-use crate::error::S3Error;
+use crate::error::{Code, S3Error};
 use crate::sigv4::{ChunkSigner, PayloadMode};
+
+type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+
+/// A request's body, not yet read: the only way to its bytes is a decoder
+/// that verifies them.
+pub struct RequestBody(RawStream);
+
+impl RequestBody {
+    pub fn new(payload: web::Payload) -> RequestBody {
+        RequestBody(Box::pin(payload))
+    }
+
+    /// The body of a browser form upload, read by the form's parser: its
+    /// fields carry the policy and signature that authenticate it, which
+    /// are checked before any file byte is stored.
+    pub fn into_form_reader(self) -> BodyReader {
+        BodyReader::new(self)
+    }
+
+    /// A body that arrives in these pieces, then ends or fails.
+    #[cfg(test)]
+    pub fn from_pieces(pieces: Vec<Result<Bytes, PayloadError>>) -> RequestBody {
+        RequestBody(Box::pin(futures_util::stream::iter(pieces)))
+    }
+}
 
 /// Pieces handed to the caller are at most this large.
 const MAX_PIECE: usize = 1 << 20;
@@ -22,14 +55,14 @@ const MAX_TRAILERS: usize = 16;
 
 /// Buffered access to the raw request body.
 pub struct BodyReader {
-    payload: web::Payload,
+    payload: RawStream,
     buf: BytesMut,
     eof: bool,
 }
 
 impl BodyReader {
-    pub fn new(payload: web::Payload) -> BodyReader {
-        BodyReader { payload, buf: BytesMut::new(), eof: false }
+    fn new(body: RequestBody) -> BodyReader {
+        BodyReader { payload: body.0, buf: BytesMut::new(), eof: false }
     }
 
     /// Reads more of the body into the buffer; false once it has ended.
@@ -44,7 +77,7 @@ impl BodyReader {
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "request body failed");
-                Err(S3Error::IncompleteBody())
+                Err(S3Error::new(Code::IncompleteBody))
             }
             None => {
                 self.eof = true;
@@ -65,7 +98,7 @@ impl BodyReader {
     async fn read_exact(&mut self, n: usize) -> Result<Bytes, S3Error> {
         while self.buf.len() < n {
             if !self.fill().await? {
-                return Err(S3Error::IncompleteBody());
+                return Err(S3Error::new(Code::IncompleteBody));
             }
         }
         Ok(self.buf.split_to(n).freeze())
@@ -88,7 +121,7 @@ impl BodyReader {
                 return Ok(Some(self.buf.split_to(safe.min(max)).freeze()));
             }
             if !self.fill().await? {
-                return Err(S3Error::IncompleteBody());
+                return Err(S3Error::new(Code::IncompleteBody));
             }
         }
     }
@@ -115,13 +148,13 @@ impl BodyReader {
                 let line = self.buf.split_to(pos + 2);
                 return String::from_utf8(line[..pos].to_vec())
                     .map(Some)
-                    .map_err(|_| S3Error::InvalidRequest().with_message("Malformed aws-chunked body"));
+                    .map_err(|_| S3Error::new(Code::InvalidRequest).with_message("Malformed aws-chunked body"));
             }
             if self.buf.len() > MAX_LINE {
-                return Err(S3Error::InvalidRequest().with_message("Malformed aws-chunked body"));
+                return Err(S3Error::new(Code::InvalidRequest).with_message("Malformed aws-chunked body"));
             }
             if !self.fill().await? {
-                return if self.buf.is_empty() { Ok(None) } else { Err(S3Error::IncompleteBody()) };
+                return if self.buf.is_empty() { Ok(None) } else { Err(S3Error::new(Code::IncompleteBody)) };
             }
         }
     }
@@ -149,7 +182,7 @@ pub struct ObjectBody {
     decoded_length: Option<u64>,
     received: u64,
     trailers: Vec<(String, String)>,
-    verified_checksum: Option<(Algorithm, String)>,
+    verified_checksum: Option<Checksum>,
     done: bool,
 }
 
@@ -165,7 +198,7 @@ pub struct BodyHeaders {
 
 impl ObjectBody {
     pub fn new(
-        payload: web::Payload,
+        body: RequestBody,
         mode: &PayloadMode,
         chunk_signer: Option<ChunkSigner>,
         headers: &BodyHeaders,
@@ -187,7 +220,9 @@ impl ObjectBody {
                 Some(ChecksumCheck { algorithm, hasher: algorithm.hasher(), expected: None })
             }
             (None, Some(_)) => {
-                return Err(S3Error::InvalidRequest().with_message("x-amz-trailer requires an aws-chunked body"));
+                return Err(
+                    S3Error::new(Code::InvalidRequest).with_message("x-amz-trailer requires an aws-chunked body")
+                );
             }
             (None, None) => None,
         };
@@ -196,7 +231,7 @@ impl ObjectBody {
             _ => None,
         };
         Ok(ObjectBody {
-            reader: BodyReader::new(payload),
+            reader: BodyReader::new(body),
             framing,
             checksum,
             payload_sha256,
@@ -215,11 +250,11 @@ impl ObjectBody {
 
     /// The flexible checksum algorithm the client declared (header or trailer).
     pub fn declared_checksum(&self) -> Option<Algorithm> {
-        self.checksum.as_ref().map(|c| c.algorithm).or(self.verified_checksum.as_ref().map(|(a, _)| *a))
+        self.checksum.as_ref().map(|c| c.algorithm).or(self.verified_checksum.as_ref().map(|c| c.algorithm))
     }
 
     /// The flexible checksum the client sent and we verified, once the body is read.
-    pub fn verified_checksum(&self) -> Option<&(Algorithm, String)> {
+    pub fn verified_checksum(&self) -> Option<&Checksum> {
         self.verified_checksum.as_ref()
     }
 
@@ -239,7 +274,9 @@ impl ObjectBody {
             Some(bytes) => {
                 self.received += bytes.len() as u64;
                 if self.decoded_length.is_some_and(|n| self.received > n) {
-                    return Err(S3Error::IncompleteBody().with_message("The body is longer than its declared length"));
+                    return Err(
+                        S3Error::new(Code::IncompleteBody).with_message("The body is longer than its declared length")
+                    );
                 }
                 if let Some(check) = &mut self.checksum {
                     check.hasher.update(&bytes);
@@ -259,11 +296,11 @@ impl ObjectBody {
     fn finish(&mut self) -> Result<(), S3Error> {
         self.done = true;
         if self.decoded_length.is_some_and(|n| n != self.received) {
-            return Err(S3Error::IncompleteBody());
+            return Err(S3Error::new(Code::IncompleteBody));
         }
         if let Some((hasher, expected)) = self.payload_sha256.take() {
             if hex::encode(hasher.finalize()) != *expected {
-                return Err(S3Error::XAmzContentSHA256Mismatch());
+                return Err(S3Error::new(Code::XAmzContentSHA256Mismatch));
             }
         }
         if let Some(check) = self.checksum.take() {
@@ -271,15 +308,17 @@ impl ObjectBody {
             let expected = check
                 .expected
                 .or_else(|| self.trailers.iter().find(|(n, _)| *n == header).map(|(_, v)| v.clone()))
-                .ok_or_else(|| S3Error::InvalidRequest().with_message(format!("The trailer {header} is missing")))?;
+                .ok_or_else(|| {
+                    S3Error::new(Code::InvalidRequest).with_message(format!("The trailer {header} is missing"))
+                })?;
             let actual = check.hasher.finish();
             if actual != expected {
-                return Err(S3Error::BadDigest().with_message(format!(
+                return Err(S3Error::new(Code::BadDigest).with_message(format!(
                     "The {} you specified did not match the calculated checksum.",
                     check.algorithm.name().to_uppercase()
                 )));
             }
-            self.verified_checksum = Some((check.algorithm, actual));
+            self.verified_checksum = Some(Checksum::full(check.algorithm, actual));
         }
         Ok(())
     }
@@ -299,12 +338,12 @@ async fn next_plain(reader: &mut BodyReader, remaining: &mut Option<u64>) -> Res
             Ok(Some(bytes))
         }
         None if remaining.is_none() => Ok(None),
-        None => Err(S3Error::IncompleteBody()),
+        None => Err(S3Error::new(Code::IncompleteBody)),
     }
 }
 
 fn malformed() -> S3Error {
-    S3Error::InvalidRequest().with_message("Malformed aws-chunked body")
+    S3Error::new(Code::InvalidRequest).with_message("Malformed aws-chunked body")
 }
 
 async fn next_chunked(
@@ -319,21 +358,21 @@ async fn next_chunked(
             return Ok(None);
         }
         if *chunk_left > 0 {
-            let bytes =
-                reader.take((*chunk_left).min(MAX_PIECE as u64) as usize).await?.ok_or_else(S3Error::IncompleteBody)?;
+            let bytes = reader.take((*chunk_left).min(MAX_PIECE as u64) as usize).await?.ok_or(Code::IncompleteBody)?;
             *chunk_left -= bytes.len() as u64;
             if *chunk_left == 0 {
                 expect_crlf(reader).await?;
             }
             return Ok(Some(bytes));
         }
-        let header = reader.read_line().await?.ok_or_else(S3Error::IncompleteBody)?;
+        let header = reader.read_line().await?.ok_or(Code::IncompleteBody)?;
         let (size_hex, extension) = header.split_once(';').unwrap_or((header.as_str(), ""));
         let size = u64::from_str_radix(size_hex.trim(), 16).map_err(|_| malformed())?;
         let signature = extension.trim().strip_prefix("chunk-signature=");
         if let Some(signer) = signer {
-            let signature = signature
-                .ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("A chunk signature is missing."))?;
+            let signature = signature.ok_or_else(|| {
+                S3Error::new(Code::SignatureDoesNotMatch).with_message("A chunk signature is missing.")
+            })?;
             if size as usize > MAX_SIGNED_CHUNK {
                 return Err(malformed());
             }
@@ -389,8 +428,9 @@ async fn read_trailers(
     if let Some(signer) = signer {
         if !trailers.is_empty() || signature.is_some() {
             let canonical: String = trailers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
-            let signature = signature
-                .ok_or_else(|| S3Error::SignatureDoesNotMatch().with_message("The trailer signature is missing."))?;
+            let signature = signature.ok_or_else(|| {
+                S3Error::new(Code::SignatureDoesNotMatch).with_message("The trailer signature is missing.")
+            })?;
             signer.verify_trailer(&canonical, &signature)?;
         }
     }

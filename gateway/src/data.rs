@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::body::ObjectBody;
-use crate::error::S3Error;
+use crate::error::{Code, S3Error};
 use crate::Gateway;
 
 /// A storage node that takes no bytes, or sends none, for this long is
@@ -92,7 +92,7 @@ pub async fn store_body(
     while let Some(data) = body.next_piece().await? {
         stored.size += data.len() as u64;
         if stored.size > max_size {
-            return Err(S3Error::EntityTooLarge());
+            return Err(S3Error::new(Code::EntityTooLarge));
         }
         md5.update(&data);
         if let Some(held) = &mut small {
@@ -341,7 +341,7 @@ pub async fn copy_range(
     let mut stored = StoredData::empty();
     if let Some(bytes) = &source.manifest.inline {
         // A small source has no chunks to reuse: its bytes make a new one.
-        let range = bytes.get(start as usize..=end as usize).ok_or_else(S3Error::InvalidRange)?;
+        let range = bytes.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?;
         let piece = Bytes::copy_from_slice(range);
         md5.update(&piece);
         stored.size = piece.len() as u64;
@@ -388,7 +388,7 @@ pub async fn copy_range(
 
 fn unavailable(cause: String) -> S3Error {
     tracing::warn!(%cause, "write failed");
-    S3Error::ServiceUnavailable().with_message("A storage node could not take the data; please retry.")
+    S3Error::new(Code::ServiceUnavailable).with_message("A storage node could not take the data; please retry.")
 }
 
 /// The bytes `start..=end` of an object, chunk after chunk. The stream ends

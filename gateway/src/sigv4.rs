@@ -8,7 +8,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::S3Error;
+use crate::error::{Code, S3Error};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -65,7 +65,7 @@ impl Scope {
 
     fn parse(credential: &str) -> Result<Scope, S3Error> {
         let parts: Vec<&str> = credential.split('/').collect();
-        let malformed = || S3Error::AccessDenied().with_message("Malformed credential scope.");
+        let malformed = || S3Error::new(Code::AccessDenied).with_message("Malformed credential scope.");
         if parts.len() != 5 || parts[4] != "aws4_request" {
             return Err(malformed());
         }
@@ -113,7 +113,7 @@ struct AuthHeader {
 fn parse_auth_header(value: &str) -> Result<AuthHeader, S3Error> {
     let rest = value
         .strip_prefix(ALGORITHM)
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("Unsupported Authorization Type"))?;
+        .ok_or_else(|| S3Error::new(Code::InvalidArgument).with_message("Unsupported Authorization Type"))?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let part = part.trim();
@@ -125,7 +125,7 @@ fn parse_auth_header(value: &str) -> Result<AuthHeader, S3Error> {
             signature = Some(v);
         }
     }
-    let malformed = || S3Error::AccessDenied().with_message("Malformed Authorization header.");
+    let malformed = || S3Error::new(Code::AccessDenied).with_message("Malformed Authorization header.");
     Ok(AuthHeader {
         scope: Scope::parse(credential.ok_or_else(malformed)?)?,
         signed_headers: signed.ok_or_else(malformed)?.split(';').map(str::to_string).collect(),
@@ -149,7 +149,7 @@ pub fn verify(
     } else if query_has(req.raw_query, "X-Amz-Signature") {
         verify_presigned(req, now, secret_of)
     } else {
-        Err(S3Error::AccessDenied().with_message("Anonymous access is not allowed."))
+        Err(S3Error::new(Code::AccessDenied).with_message("Anonymous access is not allowed."))
     }
 }
 
@@ -209,25 +209,25 @@ fn verify_header(
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, S3Error> {
     let auth = parse_auth_header(auth)?;
-    let secret = secret_of(&auth.scope.access_key).ok_or_else(S3Error::InvalidAccessKeyId)?;
+    let secret = secret_of(&auth.scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
-        S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header")
+        S3Error::new(Code::AccessDenied).with_message("AWS authentication requires a valid Date or x-amz-date header")
     })?;
     let date = parse_amz_date(amz_date).ok_or_else(|| {
-        S3Error::AccessDenied().with_message("AWS authentication requires a valid Date or x-amz-date header")
+        S3Error::new(Code::AccessDenied).with_message("AWS authentication requires a valid Date or x-amz-date header")
     })?;
     if (now - date).num_seconds().abs() > MAX_SKEW_SECONDS {
-        return Err(S3Error::RequestTimeTooSkewed());
+        return Err(S3Error::new(Code::RequestTimeTooSkewed));
     }
     if !amz_date.starts_with(&auth.scope.date) {
-        return Err(
-            S3Error::SignatureDoesNotMatch().with_message("The credential date does not match the request date.")
-        );
+        return Err(S3Error::new(Code::SignatureDoesNotMatch)
+            .with_message("The credential date does not match the request date."));
     }
     let payload_hash = req
         .header("x-amz-content-sha256")
         .ok_or_else(|| {
-            S3Error::InvalidRequest().with_message("Missing required header for this request: x-amz-content-sha256")
+            S3Error::new(Code::InvalidRequest)
+                .with_message("Missing required header for this request: x-amz-content-sha256")
         })?
         .to_string();
     let payload = match payload_hash.as_str() {
@@ -239,13 +239,13 @@ fn verify_header(
             PayloadMode::Sha256(hash.to_ascii_lowercase())
         }
         _ => {
-            return Err(S3Error::InvalidArgument().with_message(
+            return Err(S3Error::new(Code::InvalidArgument).with_message(
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, or a SHA-256 hex digest",
             ));
         }
     };
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(S3Error::AccessDenied().with_message("The host header must be signed."));
+        return Err(S3Error::new(Code::AccessDenied).with_message("The host header must be signed."));
     }
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash, None)?;
     let key = signing_key(&secret, &auth.scope);
@@ -267,13 +267,14 @@ fn verify_presigned(
 ) -> Result<Verified, S3Error> {
     let params = parse_query(req.raw_query);
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let malformed =
-        |what: &str| S3Error::AccessDenied().with_message(format!("Query-string authentication requires {what}."));
+    let malformed = |what: &str| {
+        S3Error::new(Code::AccessDenied).with_message(format!("Query-string authentication requires {what}."))
+    };
     if get("X-Amz-Algorithm") != Some(ALGORITHM) {
         return Err(malformed("X-Amz-Algorithm=AWS4-HMAC-SHA256"));
     }
     let scope = Scope::parse(get("X-Amz-Credential").ok_or_else(|| malformed("X-Amz-Credential"))?)?;
-    let secret = secret_of(&scope.access_key).ok_or_else(S3Error::InvalidAccessKeyId)?;
+    let secret = secret_of(&scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = get("X-Amz-Date").ok_or_else(|| malformed("X-Amz-Date"))?;
     let date = parse_amz_date(amz_date).ok_or_else(|| malformed("a valid X-Amz-Date"))?;
     let expires: i64 = get("X-Amz-Expires")
@@ -281,13 +282,13 @@ fn verify_presigned(
         .filter(|v| (1..=MAX_PRESIGN_SECONDS).contains(v))
         .ok_or_else(|| malformed("X-Amz-Expires between 1 and 604800 seconds"))?;
     if (date - now).num_seconds() > MAX_SKEW_SECONDS {
-        return Err(S3Error::AccessDenied().with_message("Request is not valid yet"));
+        return Err(S3Error::new(Code::AccessDenied).with_message("Request is not valid yet"));
     }
     if (now - date).num_seconds() > expires {
-        return Err(S3Error::AccessDenied().with_message("Request has expired"));
+        return Err(S3Error::new(Code::AccessDenied).with_message("Request has expired"));
     }
     if !amz_date.starts_with(&scope.date) {
-        return Err(S3Error::SignatureDoesNotMatch());
+        return Err(S3Error::new(Code::SignatureDoesNotMatch));
     }
     let signed_headers: Vec<String> = get("X-Amz-SignedHeaders")
         .ok_or_else(|| malformed("X-Amz-SignedHeaders"))?
@@ -332,7 +333,7 @@ fn check_signature(expected: &str, given: &str) -> Result<(), S3Error> {
     if expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
         Ok(())
     } else {
-        Err(S3Error::SignatureDoesNotMatch())
+        Err(S3Error::new(Code::SignatureDoesNotMatch))
     }
 }
 
@@ -396,7 +397,7 @@ fn canonical_request(
             .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         if values.is_empty() {
-            return Err(S3Error::AccessDenied().with_message(format!("Signed header {name} is missing.")));
+            return Err(S3Error::new(Code::AccessDenied).with_message(format!("Signed header {name} is missing.")));
         }
         out.push_str(name);
         out.push(':');
@@ -502,11 +503,17 @@ mod tests {
     #[test]
     fn wrong_secret_unknown_key_and_skew_are_refused() {
         let wrong = |_: &str| Some("not the secret".to_string());
-        assert_eq!(verify(&example(AUTH), at("20130524T000100Z"), wrong).unwrap_err().code, "SignatureDoesNotMatch");
+        assert_eq!(
+            verify(&example(AUTH), at("20130524T000100Z"), wrong).unwrap_err().code,
+            Code::SignatureDoesNotMatch
+        );
         let none = |_: &str| None;
-        assert_eq!(verify(&example(AUTH), at("20130524T000100Z"), none).unwrap_err().code, "InvalidAccessKeyId");
+        assert_eq!(verify(&example(AUTH), at("20130524T000100Z"), none).unwrap_err().code, Code::InvalidAccessKeyId);
         let secret = |_: &str| Some(SECRET.to_string());
-        assert_eq!(verify(&example(AUTH), at("20130524T002000Z"), secret).unwrap_err().code, "RequestTimeTooSkewed");
+        assert_eq!(
+            verify(&example(AUTH), at("20130524T002000Z"), secret).unwrap_err().code,
+            Code::RequestTimeTooSkewed
+        );
     }
 
     #[test]
@@ -522,7 +529,7 @@ mod tests {
         let secret = |_: &str| Some(SECRET.to_string());
         verify(&req, at("20130524T010000Z"), secret).unwrap();
         let err = verify(&req, at("20130525T000001Z"), secret).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), ("AccessDenied", "Request has expired"));
+        assert_eq!((err.code, err.message.as_str()), (Code::AccessDenied, "Request has expired"));
     }
 
     #[test]

@@ -5,8 +5,6 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::error::S3Error;
-
 pub const S3_NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /// Builds an XML document element by element, escaping all text.
@@ -55,6 +53,10 @@ impl XmlWriter {
     }
 }
 
+/// A request body that is not XML of the expected shape (S3's MalformedXML).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed;
+
 /// The largest XML request body we parse.
 pub const MAX_XML_BODY: usize = 2 << 20;
 
@@ -78,7 +80,7 @@ impl Element {
 
 /// Parses a body into an element tree, refusing anything malformed, deeper
 /// than a few levels or with more than `max_elements` elements.
-pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
+pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, Malformed> {
     const MAX_DEPTH: usize = 8;
     // Text is kept as sent: a key may be a single space.
     let mut reader = Reader::from_reader(body);
@@ -86,12 +88,12 @@ pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
     let mut count = 0usize;
     let mut buf = Vec::new();
     loop {
-        let event = reader.read_event_into(&mut buf).map_err(|_| S3Error::MalformedXML())?;
+        let event = reader.read_event_into(&mut buf).map_err(|_| Malformed)?;
         match event {
             Event::Start(start) => {
                 count += 1;
                 if count > max_elements || stack.len() > MAX_DEPTH {
-                    return Err(S3Error::MalformedXML());
+                    return Err(Malformed);
                 }
                 let name = local_name(start.name().as_ref())?;
                 stack.push(Element { name, ..Default::default() });
@@ -99,21 +101,21 @@ pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
             Event::Empty(start) => {
                 count += 1;
                 if count > max_elements {
-                    return Err(S3Error::MalformedXML());
+                    return Err(Malformed);
                 }
                 let name = local_name(start.name().as_ref())?;
                 stack.last_mut().expect("root is always there").children.push(Element { name, ..Default::default() });
             }
             Event::End(_) => {
-                let done = stack.pop().ok_or_else(S3Error::MalformedXML)?;
-                stack.last_mut().ok_or_else(S3Error::MalformedXML)?.children.push(done);
+                let done = stack.pop().ok_or(Malformed)?;
+                stack.last_mut().ok_or(Malformed)?.children.push(done);
             }
             Event::Text(text) => {
-                let text = text.unescape().map_err(|_| S3Error::MalformedXML())?;
+                let text = text.unescape().map_err(|_| Malformed)?;
                 stack.last_mut().expect("root is always there").text.push_str(&text);
             }
             Event::CData(data) => {
-                let text = std::str::from_utf8(&data).map_err(|_| S3Error::MalformedXML())?;
+                let text = std::str::from_utf8(&data).map_err(|_| Malformed)?;
                 stack.last_mut().expect("root is always there").text.push_str(text);
             }
             Event::Eof => break,
@@ -121,15 +123,15 @@ pub fn parse(body: &[u8], max_elements: usize) -> Result<Element, S3Error> {
         }
         buf.clear();
     }
-    let mut root = stack.pop().ok_or_else(S3Error::MalformedXML)?;
+    let mut root = stack.pop().ok_or(Malformed)?;
     if !stack.is_empty() || root.children.len() != 1 {
-        return Err(S3Error::MalformedXML());
+        return Err(Malformed);
     }
     Ok(root.children.pop().expect("checked above"))
 }
 
-fn local_name(raw: &[u8]) -> Result<String, S3Error> {
-    let name = std::str::from_utf8(raw).map_err(|_| S3Error::MalformedXML())?;
+fn local_name(raw: &[u8]) -> Result<String, Malformed> {
+    let name = std::str::from_utf8(raw).map_err(|_| Malformed)?;
     Ok(name.rsplit(':').next().unwrap_or(name).to_string())
 }
 
@@ -141,19 +143,19 @@ pub struct DeleteRequest {
 
 pub const MAX_DELETE_KEYS: usize = 1000;
 
-pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, Malformed> {
     let root = parse(body, 4 * MAX_DELETE_KEYS + 16)?;
     if root.name != "Delete" {
-        return Err(S3Error::MalformedXML());
+        return Err(Malformed);
     }
     let quiet = root.child("Quiet").is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
     let mut keys = Vec::new();
     for object in root.children_named("Object") {
-        let key = object.child("Key").ok_or_else(S3Error::MalformedXML)?;
+        let key = object.child("Key").ok_or(Malformed)?;
         keys.push(key.text.clone());
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
-        return Err(S3Error::MalformedXML());
+        return Err(Malformed);
     }
     Ok(DeleteRequest { quiet, keys })
 }
@@ -167,35 +169,32 @@ pub struct CompletePart {
 }
 
 /// `<CompleteMultipartUpload><Part><PartNumber/><ETag/>[<ChecksumX/>]</Part>…`
-pub fn parse_complete(body: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
+pub fn parse_complete(body: &[u8]) -> Result<Vec<CompletePart>, Malformed> {
     let root = parse(body, 4 * 10_000 + 16)?;
     if root.name != "CompleteMultipartUpload" {
-        return Err(S3Error::MalformedXML());
+        return Err(Malformed);
     }
     let mut parts = Vec::new();
     for part in root.children_named("Part") {
-        let number = part
-            .child("PartNumber")
-            .and_then(|n| n.text.trim().parse::<u32>().ok())
-            .ok_or_else(S3Error::MalformedXML)?;
-        let etag = part.child("ETag").map(|e| e.text.trim().to_string()).ok_or_else(S3Error::MalformedXML)?;
+        let number = part.child("PartNumber").and_then(|n| n.text.trim().parse::<u32>().ok()).ok_or(Malformed)?;
+        let etag = part.child("ETag").map(|e| e.text.trim().to_string()).ok_or(Malformed)?;
         let checksum = part.children.iter().find(|c| c.name.starts_with("Checksum")).map(|c| c.text.trim().to_string());
         parts.push(CompletePart { number, etag, checksum });
     }
     if parts.is_empty() {
-        return Err(S3Error::MalformedXML());
+        return Err(Malformed);
     }
     Ok(parts)
 }
 
 /// `<Tagging><TagSet><Tag><Key/><Value/></Tag>…</TagSet></Tagging>`
-pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, Malformed> {
     let root = parse(body, 4 * 64 + 8)?;
-    let tag_set = root.child("TagSet").filter(|_| root.name == "Tagging").ok_or_else(S3Error::MalformedXML)?;
+    let tag_set = root.child("TagSet").filter(|_| root.name == "Tagging").ok_or(Malformed)?;
     tag_set
         .children_named("Tag")
         .map(|tag| {
-            let key = tag.child("Key").ok_or_else(S3Error::MalformedXML)?;
+            let key = tag.child("Key").ok_or(Malformed)?;
             let value = tag.child("Value").map(|v| v.text.clone()).unwrap_or_default();
             Ok((key.text.clone(), value))
         })
@@ -225,12 +224,7 @@ mod tests {
         assert_eq!(parsed.keys, ["a&b", " "], "keys keep their spaces");
         for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"]
         {
-            assert_eq!(
-                parse_delete(bad).err().map(|e| e.code),
-                Some("MalformedXML"),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(parse_delete(bad).err(), Some(Malformed), "{}", String::from_utf8_lossy(bad));
         }
         let too_many: String = (0..1001).map(|i| format!("<Object><Key>{i}</Key></Object>")).collect();
         assert!(parse_delete(format!("<Delete>{too_many}</Delete>").as_bytes()).is_err());

@@ -55,7 +55,7 @@ async fn commit_batches(raft: Raft, mut rx: mpsc::Receiver<(Command, Reply)>) {
                 CommandResult::Batch(results) if results.len() == count => results.into_iter().map(Ok).collect(),
                 other => vec![Err(MetaError::Internal(format!("a batch was answered with {other:?}"))); count],
             },
-            Err(e) => vec![Err(crate::http::leader_error(&e)); count],
+            Err(e) => vec![Err(MetaError::from_raft(&e)); count],
         };
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);

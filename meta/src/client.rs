@@ -5,10 +5,25 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use jadfs_common::ObjectManifest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::*;
+
+/// The answer to a query, which must be of the variant named.
+macro_rules! answer {
+    ($query:expr, $variant:ident) => {
+        match $query.await? {
+            QueryResult::$variant(answer) => Ok(answer),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
+fn unexpected(answer: &impl std::fmt::Debug) -> MetaError {
+    MetaError::Internal(format!("unexpected meta answer {answer:?}"))
+}
 
 /// A metadata call takes milliseconds; one that hangs (a paused or cut-off
 /// node) is retried at another node soon.
@@ -38,12 +53,104 @@ impl MetaClient {
         MetaClient { http, addrs, preferred }
     }
 
+    /// Commits a command through Raft; a command the state machine refused
+    /// (a missing bucket, a failed condition) is its error.
     pub async fn write(&self, command: &Command) -> Result<CommandResult, MetaError> {
-        self.call("/v1/write", command, CALL_TIMEOUT).await
+        match self.call("/v1/write", command, CALL_TIMEOUT).await? {
+            CommandResult::Failed(e) => Err(e),
+            done => Ok(done),
+        }
     }
 
-    pub async fn query(&self, query: &Query) -> Result<QueryResult, MetaError> {
-        self.call("/v1/query", query, CALL_TIMEOUT).await
+    /// Commits a command that answers with an object (a copy, a completed upload).
+    pub async fn write_object(&self, command: &Command) -> Result<ObjectManifest, MetaError> {
+        match self.write(command).await? {
+            CommandResult::Object(manifest) => Ok(*manifest),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, MetaError> {
+        answer!(self.query(Query::ListBuckets), Buckets)
+    }
+
+    pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
+        answer!(self.query(Query::GetBucket { name: name.into() }), Bucket)
+    }
+
+    /// The object and where its chunks are.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<LocatedObject>, MetaError> {
+        answer!(self.query(Query::GetObject { bucket: bucket.into(), key: key.into() }), Object)
+    }
+
+    pub async fn list_objects(&self, query: ListObjectsQuery) -> Result<ListPage, MetaError> {
+        answer!(self.query(Query::ListObjects(query)), Page)
+    }
+
+    /// Storage nodes, with the state the leader gives them from heartbeats.
+    pub async fn list_nodes(&self) -> Result<Vec<StorageNodeInfo>, MetaError> {
+        answer!(self.query(Query::ListNodes), Nodes)
+    }
+
+    pub async fn stats(&self) -> Result<MetaStats, MetaError> {
+        answer!(self.query(Query::Stats), Stats)
+    }
+
+    pub async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadInfo>, MetaError> {
+        let query = Query::GetUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
+        answer!(self.query(query), Upload)
+    }
+
+    /// A page of an upload's parts after `after_part`; None if there is no such upload.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        after_part: u32,
+        max_parts: usize,
+    ) -> Result<Option<PartsPage>, MetaError> {
+        let query = Query::ListParts {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            after_part,
+            max_parts,
+        };
+        answer!(self.query(query), Parts)
+    }
+
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after_key: Option<&str>,
+        max_uploads: usize,
+    ) -> Result<UploadsPage, MetaError> {
+        let query = Query::ListUploads {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_key: after_key.map(Into::into),
+            max_uploads,
+        };
+        answer!(self.query(query), Uploads)
+    }
+
+    pub async fn get_access_key(&self, access_key: &str) -> Result<Option<AccessKey>, MetaError> {
+        answer!(self.query(Query::GetAccessKey { access_key: access_key.into() }), AccessKey)
+    }
+
+    pub async fn list_access_keys(&self) -> Result<Vec<AccessKey>, MetaError> {
+        answer!(self.query(Query::ListAccessKeys), AccessKeys)
+    }
+
+    /// The replication in force for a bucket, or the cluster default.
+    pub async fn get_replication(&self, bucket: Option<&str>) -> Result<Replication, MetaError> {
+        answer!(self.query(Query::GetReplication { bucket: bucket.map(Into::into) }), Replication)
+    }
+
+    async fn query(&self, query: Query) -> Result<QueryResult, MetaError> {
+        self.call("/v1/query", &query, CALL_TIMEOUT).await
     }
 
     /// Reports a storage node's liveness and space to the leader; false if
@@ -54,18 +161,18 @@ impl MetaClient {
 
     /// Adds a learner through the leader; returns once it has caught up.
     pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<(), MetaError> {
-        let learner = serde_json::json!({ "node_id": node_id, "addr": addr });
+        let learner = Learner { node_id, addr: addr.into() };
         self.call("/v1/cluster/learners", &learner, MEMBERSHIP_TIMEOUT).await
     }
 
     /// Makes a learner a voter (atomically, whatever else changes meanwhile).
     pub async fn promote(&self, node_id: u64) -> Result<(), MetaError> {
-        self.call("/v1/cluster/voters", &serde_json::json!({ "add": [node_id] }), MEMBERSHIP_TIMEOUT).await
+        self.call("/v1/cluster/voters", &VoterChange::Add([node_id].into()), MEMBERSHIP_TIMEOUT).await
     }
 
     /// Removes a voter from the cluster.
     pub async fn remove_voter(&self, node_id: u64) -> Result<(), MetaError> {
-        self.call("/v1/cluster/voters", &serde_json::json!({ "remove": [node_id] }), MEMBERSHIP_TIMEOUT).await
+        self.call("/v1/cluster/voters", &VoterChange::Remove([node_id].into()), MEMBERSHIP_TIMEOUT).await
     }
 
     /// Raft metrics of the node at `addr` (leader, term, log and apply indexes, membership).

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::api::*;
-use crate::network::SnapshotPiece;
 use crate::nodes::{is_leader, Liveness};
-use crate::state_machine::ReadPool;
+use crate::state::ReadPool;
 
 pub struct MetaState {
     pub raft: Raft,
@@ -50,18 +48,6 @@ async fn status(state: State) -> HttpResponse {
     HttpResponse::Ok().json(status)
 }
 
-pub(crate) fn leader_error<E>(error: &RaftError<u64, E>) -> MetaError
-where
-    E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<u64, openraft::BasicNode>>,
-{
-    match error.forward_to_leader::<openraft::BasicNode>() {
-        Some(forward) => {
-            MetaError::ForwardToLeader { leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()) }
-        }
-        None => MetaError::Unavailable(error.to_string()),
-    }
-}
-
 async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
     let result = match command.into_inner() {
         Command::Batch(_) => Err(MetaError::Internal("batches are made by the meta node, not sent to it".into())),
@@ -72,8 +58,8 @@ async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
 
 async fn query(state: State, query: web::Json<Query>) -> HttpResponse {
     let mut result = match state.raft.ensure_linearizable().await {
-        Err(e) => Err(leader_error(&e)),
-        Ok(_) => state.readers.query_blocking(query.into_inner()).await,
+        Err(e) => Err(MetaError::from_raft(&e)),
+        Ok(_) => state.readers.query(query.into_inner()).await,
     };
     if let Ok(QueryResult::Nodes(nodes)) = &mut result {
         state.liveness.annotate(nodes);
@@ -87,11 +73,7 @@ async fn heartbeat(state: State, beat: web::Json<Heartbeat>) -> HttpResponse {
     let result: Result<bool, MetaError> = if is_leader(&state.raft) {
         let id = beat.id;
         state.liveness.record(beat.into_inner());
-        match state.readers.query_blocking(Query::ListNodes).await {
-            Ok(QueryResult::Nodes(nodes)) => Ok(nodes.iter().any(|n| n.id == id)),
-            Ok(_) => Err(MetaError::Internal("unexpected answer to ListNodes".into())),
-            Err(e) => Err(e),
-        }
+        state.readers.list_nodes().await.map(|nodes| nodes.iter().any(|n| n.id == id))
     } else {
         let metrics = state.raft.metrics().borrow().clone();
         let leader_addr = metrics
@@ -102,28 +84,12 @@ async fn heartbeat(state: State, beat: web::Json<Heartbeat>) -> HttpResponse {
     HttpResponse::Ok().json(result)
 }
 
-#[derive(serde::Deserialize)]
-struct Learner {
-    node_id: u64,
-    addr: String,
-}
-
 /// Adds a node as a learner and waits until it has caught up with the log.
 async fn add_learner(state: State, learner: web::Json<Learner>) -> HttpResponse {
     let node = openraft::BasicNode::new(&learner.addr);
     let result: Result<(), MetaError> =
-        state.raft.add_learner(learner.node_id, node, true).await.map(|_| ()).map_err(|e| leader_error(&e));
+        state.raft.add_learner(learner.node_id, node, true).await.map(|_| ()).map_err(|e| MetaError::from_raft(&e));
     HttpResponse::Ok().json(result)
-}
-
-/// A change of the voters, applied atomically by the leader.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum VoterChange {
-    /// Learners that become voters.
-    Add(std::collections::BTreeSet<u64>),
-    /// Voters that leave the cluster.
-    Remove(std::collections::BTreeSet<u64>),
 }
 
 async fn change_voters(state: State, change: web::Json<VoterChange>) -> HttpResponse {
@@ -132,7 +98,7 @@ async fn change_voters(state: State, change: web::Json<VoterChange>) -> HttpResp
         VoterChange::Remove(ids) => openraft::ChangeMembers::RemoveVoters(ids),
     };
     let result: Result<(), MetaError> =
-        state.raft.change_membership(change, false).await.map(|_| ()).map_err(|e| leader_error(&e));
+        state.raft.change_membership(change, false).await.map(|_| ()).map_err(|e| MetaError::from_raft(&e));
     HttpResponse::Ok().json(result)
 }
 

@@ -9,7 +9,8 @@ pub mod http;
 pub mod log_store;
 pub mod network;
 pub mod nodes;
-pub mod state_machine;
+mod repair;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -52,7 +53,7 @@ pub struct RunningMeta {
 pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log.db"))?;
-    let state_machine = state_machine::StateMachineStore::open(&config.data_dir)?;
+    let state_machine = state::StateMachineStore::open(&config.data_dir)?;
     let readers = state_machine.readers();
     let raft_config = openraft::Config {
         cluster_name: "jadfs-meta".into(),
@@ -80,7 +81,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         api::Raft::new(config.node_id, raft_config, network::HttpNetwork::new(), log_store, state_machine).await?;
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
-    tokio::spawn(nodes::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
+    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
     let writes = batch::WriteBatcher::start(raft.clone());
     let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))

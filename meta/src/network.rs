@@ -12,7 +12,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::TypeConfig;
+use crate::api::{SnapshotPiece, TypeConfig};
 
 #[derive(Clone)]
 pub struct HttpNetwork {
@@ -48,16 +48,6 @@ pub struct PeerConnection {
     http: reqwest::Client,
     target: u64,
     addr: String,
-}
-
-/// The header of a snapshot piece; the piece's bytes follow it raw after a
-/// newline (JSON would spell every byte as a number, several times the size).
-#[derive(Serialize, serde::Deserialize)]
-pub struct SnapshotPiece {
-    pub vote: openraft::Vote<u64>,
-    pub meta: openraft::SnapshotMeta<u64, BasicNode>,
-    pub offset: u64,
-    pub done: bool,
 }
 
 impl PeerConnection {

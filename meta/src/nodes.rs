@@ -1,27 +1,20 @@
 //! Storage nodes as the leader sees them: liveness from heartbeats (kept in
-//! memory, outside the Raft log), where new copies go, and the repairer that
-//! works through the durable repair queue.
+//! memory, outside the Raft log), and where new copies go.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use jadfs_common::NodeId;
 use rand::Rng;
 
 use crate::api::*;
-use crate::state_machine::ReadPool;
 
 /// How often storage nodes report to the leader.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// Silent this long, a node takes no new chunks. Long enough for a node's
 /// heartbeats to find a new leader after an election.
 const SUSPECT_AFTER: Duration = Duration::from_secs(10);
-/// Pause of the repairer when its queue is empty or stuck.
-const REPAIR_IDLE: Duration = Duration::from_millis(500);
-/// Chunks repaired at once.
-const REPAIR_CONCURRENCY: usize = 4;
 
 /// Heartbeats heard by this meta node while it leads.
 pub struct Liveness {
@@ -124,148 +117,6 @@ pub fn zone_of(node: &StorageNodeInfo) -> String {
 pub fn is_leader(raft: &Raft) -> bool {
     let metrics = raft.metrics().borrow().clone();
     metrics.current_leader == Some(metrics.id)
-}
-
-/// Runs for the life of the meta node; does work only while it leads.
-/// Queues the chunks of nodes that died, then works through the repair
-/// queue oldest first, asking a node holding each chunk to copy it to the
-/// chosen new holder (bytes go node to node, never through here).
-pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>) {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("a plain HTTP client always builds");
-    let mut queued_dead: HashSet<NodeId> = HashSet::new();
-    // Where the last pass stopped: chunks that cannot be repaired yet (no
-    // live holder) never keep the ones behind them waiting.
-    let mut cursor: Option<(u64, jadfs_common::ChunkId)> = None;
-    loop {
-        let leading = is_leader(&raft);
-        liveness.observe_leadership(leading);
-        if !leading {
-            queued_dead.clear();
-            tokio::time::sleep(REPAIR_IDLE).await;
-            continue;
-        }
-        match repair_round(&raft, &readers, &liveness, &http, &mut queued_dead, &mut cursor).await {
-            Ok(true) => {}
-            Ok(false) => tokio::time::sleep(REPAIR_IDLE).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "repair round failed");
-                tokio::time::sleep(REPAIR_IDLE).await;
-            }
-        }
-    }
-}
-
-/// One pass over the next page of the queue; Ok(true) if it made copies or
-/// has more to look at (so another pass may follow at once).
-async fn repair_round(
-    raft: &Raft,
-    readers: &Arc<ReadPool>,
-    liveness: &Liveness,
-    http: &reqwest::Client,
-    queued_dead: &mut HashSet<NodeId>,
-    cursor: &mut Option<(u64, jadfs_common::ChunkId)>,
-) -> Result<bool, MetaError> {
-    let QueryResult::Nodes(mut nodes) = readers.query_blocking(Query::ListNodes).await? else {
-        return Err(MetaError::Internal("unexpected answer to ListNodes".into()));
-    };
-    liveness.annotate(&mut nodes);
-    for node in &nodes {
-        if node.state != NodeState::Dead {
-            queued_dead.remove(&node.id);
-        } else if !queued_dead.contains(&node.id) {
-            tracing::warn!(node = node.id, addr = %node.addr, "storage node is dead; queueing its chunks for new copies");
-            write(raft, Command::QueueNodeChunks { node: node.id }).await?;
-            queued_dead.insert(node.id);
-        }
-    }
-    let QueryResult::Repairs(repairs) =
-        readers.query_blocking(Query::RepairQueue { after: *cursor, limit: 256 }).await?
-    else {
-        return Err(MetaError::Internal("unexpected answer to RepairQueue".into()));
-    };
-    let Some(last) = repairs.last() else {
-        // The end of the queue: start again from its head next time.
-        let wrapped = cursor.is_some();
-        *cursor = None;
-        return Ok(wrapped);
-    };
-    *cursor = Some((last.queued_at_log, last.chunk));
-    let nodes = &nodes;
-    let outcomes: Vec<Result<bool, MetaError>> = futures_util::stream::iter(repairs)
-        .map(|repair| repair_chunk(raft, http, nodes, repair))
-        .buffer_unordered(REPAIR_CONCURRENCY)
-        .collect()
-        .await;
-    let mut progress = false;
-    for outcome in outcomes {
-        progress |= outcome?;
-    }
-    Ok(progress)
-}
-
-/// Brings one chunk up to its number of live copies, as far as live nodes allow.
-async fn repair_chunk(
-    raft: &Raft,
-    http: &reqwest::Client,
-    nodes: &[StorageNodeInfo],
-    repair: Repair,
-) -> Result<bool, MetaError> {
-    let node = |id: NodeId| nodes.iter().find(|n| n.id == id);
-    let live: Vec<&StorageNodeInfo> =
-        repair.holders.iter().filter_map(|&id| node(id)).filter(|n| n.state == NodeState::Alive).collect();
-    let wanted = (repair.copies as usize).saturating_sub(live.len());
-    if wanted == 0 {
-        write(raft, Command::RepairDone { chunk: repair.chunk, added: Vec::new(), done: true }).await?;
-        return Ok(true);
-    }
-    if live.is_empty() {
-        return Ok(false); // no copy to read until a holder is back
-    }
-    let candidates: Vec<StorageNodeInfo> =
-        nodes.iter().filter(|n| n.state == NodeState::Alive && !repair.holders.contains(&n.id)).cloned().collect();
-    let zones: Vec<String> = live.iter().map(|n| zone_of(n)).collect();
-    let targets: Vec<StorageNodeInfo> =
-        choose(&candidates, wanted, &zones, &mut rand::thread_rng()).into_iter().cloned().collect();
-    let mut added = Vec::new();
-    for target in &targets {
-        for source in &live {
-            let url = format!("http://{}/v1/chunks/{}/replicate", source.addr, repair.chunk);
-            let sent = http.post(url).json(&serde_json::json!({ "to": target.addr })).send().await;
-            match sent {
-                Ok(response) if response.status().is_success() => {
-                    added.push(target.id);
-                    break;
-                }
-                Ok(response) => {
-                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, status = %response.status(), "copy refused")
-                }
-                Err(e) => {
-                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, error = %e, "copy failed")
-                }
-            }
-        }
-    }
-    if added.is_empty() {
-        return Ok(false);
-    }
-    let done = live.len() + added.len() >= repair.copies as usize;
-    write(raft, Command::RepairDone { chunk: repair.chunk, added, done }).await?;
-    Ok(true)
-}
-
-async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {
-    match raft.client_write(command).await {
-        Ok(response) => match response.data {
-            CommandResult::Failed(e) => Err(e),
-            _ => Ok(()),
-        },
-        Err(e) => Err(MetaError::Unavailable(e.to_string())),
-    }
 }
 
 #[cfg(test)]

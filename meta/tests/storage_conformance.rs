@@ -4,7 +4,7 @@
 
 use jadfs_meta::api::TypeConfig;
 use jadfs_meta::log_store::LogStore;
-use jadfs_meta::state_machine::StateMachineStore;
+use jadfs_meta::state::StateMachineStore;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 

@@ -1,43 +1,16 @@
 //! Bucket operations.
 
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 use jadfs_meta::api::BucketInfo;
-use jadfs_meta::{Command, Query, QueryResult};
+use jadfs_meta::Command;
 
-use super::{iso8601, Ctx};
-use crate::error::S3Error;
+use super::{iso8601, xml_response, Ctx};
+use crate::body::RequestBody;
+use crate::error::{Code, S3Error};
 use crate::xml::{self, XmlWriter};
 
-/// Bucket subresources we do not serve yet: answering them as if they were
-/// a listing or a create would mislead the client.
-const UNSUPPORTED: [&str; 17] = [
-    "acl",
-    "policy",
-    "lifecycle",
-    "website",
-    "logging",
-    "notification",
-    "replication",
-    "encryption",
-    "object-lock",
-    "requestPayment",
-    "accelerate",
-    "analytics",
-    "inventory",
-    "metrics",
-    "ownershipControls",
-    "publicAccessBlock",
-    "intelligent-tiering",
-];
-
-pub fn is_unsupported_subresource(ctx: &Ctx) -> bool {
-    UNSUPPORTED.iter().any(|name| ctx.has(name))
-}
-
 pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
-    let QueryResult::Buckets(mut buckets) = ctx.gw.query(Query::ListBuckets).await? else {
-        return Err(S3Error::internal("unexpected meta answer"));
-    };
+    let mut buckets = ctx.gw.meta.list_buckets().await?;
     let access_key = &ctx.verified.access_key;
     if !ctx.gw.is_root(access_key) {
         buckets.retain(|b| b.permission_of(access_key).is_some());
@@ -51,10 +24,9 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     }
     let mut continuation = None;
     if let Some(max) = ctx.param("max-buckets") {
-        let max: usize =
-            max.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-                S3Error::InvalidArgument().with_message("max-buckets must be an integer from 1 to 10000")
-            })?;
+        let max: usize = max.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+            S3Error::new(Code::InvalidArgument).with_message("max-buckets must be an integer from 1 to 10000")
+        })?;
         if buckets.len() > max {
             buckets.truncate(max);
             continuation = buckets.last().map(|b| b.name.clone());
@@ -84,30 +56,29 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     Ok(xml_response(x))
 }
 
-pub fn xml_response(x: XmlWriter) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/xml").body(x.finish())
-}
-
-pub async fn create_bucket(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
-    let body = ctx.small_body(payload, 64 << 10).await?;
+pub async fn create_bucket(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
+    let body = ctx.small_body(body, 64 << 10).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let config = xml::parse(&body, 16)?;
         if config.name != "CreateBucketConfiguration" {
-            return Err(S3Error::MalformedXML());
+            return Err(S3Error::new(Code::MalformedXML));
         }
     }
     let created = ctx
         .gw
-        .commit(Command::CreateBucket {
+        .meta
+        .write(&Command::CreateBucket {
             name: bucket.to_string(),
             owner: ctx.verified.access_key.clone(),
             created_ms: jadfs_common::now_ms(),
         })
-        .await;
+        .await
+        .map_err(S3Error::from);
     match created {
         // AWS's us-east-1 answers 200 to its owner re-creating a bucket; every
         // other region answers 409 BucketAlreadyOwnedByYou.
-        Err(e) if e.code == "BucketAlreadyOwnedByYou" && ctx.gw.config.region == "us-east-1" => {}
+        Err(e) if e.code == Code::BucketAlreadyOwnedByYou && ctx.gw.config.region == "us-east-1" => {}
         other => {
             other?;
         }
@@ -115,18 +86,18 @@ pub async fn create_bucket(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -
     Ok(HttpResponse::Ok().insert_header(("location", format!("/{bucket}"))).finish())
 }
 
-pub async fn head_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.ensure_bucket(bucket).await?;
+pub async fn head_bucket(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.bucket().await?;
     Ok(HttpResponse::Ok().insert_header(("x-amz-bucket-region", ctx.gw.config.region.clone())).finish())
 }
 
-pub async fn delete_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.commit(Command::DeleteBucket { name: bucket.to_string() }).await?;
+pub async fn delete_bucket(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.gw.meta.write(&Command::DeleteBucket { name: ctx.bucket_name().to_string() }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn get_bucket_location(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.ensure_bucket(bucket).await?;
+pub async fn get_bucket_location(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.bucket().await?;
     let mut x = XmlWriter::new();
     // AWS answers an empty constraint for us-east-1.
     let region = &ctx.gw.config.region;
@@ -134,8 +105,8 @@ pub async fn get_bucket_location(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResp
     Ok(xml_response(x))
 }
 
-pub async fn get_bucket_versioning(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.ensure_bucket(bucket).await?;
+pub async fn get_bucket_versioning(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.bucket().await?;
     let mut x = XmlWriter::new();
     x.open("VersioningConfiguration");
     x.close("VersioningConfiguration");

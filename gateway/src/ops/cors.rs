@@ -2,13 +2,13 @@
 //! and the `Access-Control-*` headers of actual requests from a browser.
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use jadfs_meta::api::CorsRule;
-use jadfs_meta::{Command, Query, QueryResult};
+use jadfs_meta::Command;
 
-use super::bucket::xml_response;
-use super::Ctx;
-use crate::error::S3Error;
+use super::{xml_response, Ctx};
+use crate::body::RequestBody;
+use crate::error::{Code, S3Error};
 use crate::xml::{self, XmlWriter};
 use crate::Gateway;
 
@@ -38,7 +38,7 @@ pub fn find_rule<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers:
 fn parse_rules(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     let root = xml::parse(body, 20 * MAX_RULES + 8)?;
     if root.name != "CORSConfiguration" {
-        return Err(S3Error::MalformedXML());
+        return Err(S3Error::new(Code::MalformedXML));
     }
     let mut rules = Vec::new();
     for rule in root.children_named("CORSRule") {
@@ -50,40 +50,38 @@ fn parse_rules(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
             allowed_headers: texts("AllowedHeader"),
             expose_headers: texts("ExposeHeader"),
             max_age_seconds: match rule.child("MaxAgeSeconds") {
-                Some(e) => Some(e.text.trim().parse().map_err(|_| S3Error::MalformedXML())?),
+                Some(e) => Some(e.text.trim().parse().map_err(|_| S3Error::new(Code::MalformedXML))?),
                 None => None,
             },
         };
         if parsed.allowed_origins.is_empty() || parsed.allowed_methods.is_empty() {
-            return Err(S3Error::MalformedXML());
+            return Err(S3Error::new(Code::MalformedXML));
         }
         if let Some(bad) =
             parsed.allowed_methods.iter().find(|m| !["GET", "PUT", "POST", "DELETE", "HEAD"].contains(&m.as_str()))
         {
-            return Err(S3Error::InvalidRequest()
+            return Err(S3Error::new(Code::InvalidRequest)
                 .with_message(format!("Found unsupported HTTP method in CORS config. Unsupported method is {bad}")));
         }
         rules.push(parsed);
     }
     if rules.is_empty() || rules.len() > MAX_RULES {
-        return Err(S3Error::MalformedXML());
+        return Err(S3Error::new(Code::MalformedXML));
     }
     Ok(rules)
 }
 
+/// The CORS rules of a bucket a browser's request names (not the request's
+/// context: preflights and the decoration of answers have none).
 async fn bucket_rules(gw: &Gateway, bucket: &str) -> Result<Option<Vec<CorsRule>>, S3Error> {
-    match gw.query(Query::GetBucket { name: bucket.to_string() }).await? {
-        QueryResult::Bucket(Some(info)) => Ok(info.cors),
-        QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
-        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
-    }
+    Ok(gw.meta.get_bucket(bucket).await?.ok_or(Code::NoSuchBucket)?.cors)
 }
 
-pub async fn get_bucket_cors(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    let rules = bucket_rules(&ctx.gw, bucket).await?.ok_or_else(S3Error::NoSuchCORSConfiguration)?;
+pub async fn get_bucket_cors(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let rules = ctx.bucket().await?.cors.as_ref().ok_or(Code::NoSuchCORSConfiguration)?;
     let mut x = XmlWriter::new();
     x.open("CORSConfiguration");
-    for rule in &rules {
+    for rule in rules {
         x.open("CORSRule");
         if let Some(id) = &rule.id {
             x.element("ID", id);
@@ -107,15 +105,15 @@ pub async fn get_bucket_cors(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
     Ok(xml_response(x))
 }
 
-pub async fn put_bucket_cors(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
-    let body = ctx.small_body(payload, 64 << 10).await?;
+pub async fn put_bucket_cors(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(body, 64 << 10).await?;
     let rules = parse_rules(&body)?;
-    ctx.gw.commit(Command::SetBucketCors { bucket: bucket.into(), rules: Some(rules) }).await?;
+    ctx.gw.meta.write(&Command::SetBucketCors { bucket: ctx.bucket_name().into(), rules: Some(rules) }).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
-pub async fn delete_bucket_cors(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.commit(Command::SetBucketCors { bucket: bucket.into(), rules: None }).await?;
+pub async fn delete_bucket_cors(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.gw.meta.write(&Command::SetBucketCors { bucket: ctx.bucket_name().into(), rules: None }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -124,15 +122,16 @@ pub async fn delete_bucket_cors(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpRespo
 pub async fn preflight(req: &HttpRequest, gw: &Gateway, bucket: &str) -> Result<HttpResponse, S3Error> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let origin = header("origin").ok_or_else(|| {
-        S3Error::InvalidRequest().with_message("Insufficient information. Origin request header needed.")
+        S3Error::new(Code::InvalidRequest).with_message("Insufficient information. Origin request header needed.")
     })?;
-    let method = header("access-control-request-method")
-        .ok_or_else(|| S3Error::InvalidRequest().with_message("Invalid Access-Control-Request-Method: null"))?;
+    let method = header("access-control-request-method").ok_or_else(|| {
+        S3Error::new(Code::InvalidRequest).with_message("Invalid Access-Control-Request-Method: null")
+    })?;
     let requested: Vec<String> = header("access-control-request-headers")
         .map(|h| h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     let rules = bucket_rules(gw, bucket).await?.unwrap_or_default();
-    let rule = find_rule(&rules, origin, method, &requested).ok_or_else(S3Error::AccessForbidden)?;
+    let rule = find_rule(&rules, origin, method, &requested).ok_or(Code::AccessForbidden)?;
     let mut response = HttpResponse::Ok();
     let allow_origin = if rule.allowed_origins.iter().any(|o| o == "*") { "*" } else { origin };
     response.insert_header(("access-control-allow-origin", allow_origin));

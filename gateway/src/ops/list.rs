@@ -3,11 +3,9 @@
 use actix_web::HttpResponse;
 use base64::Engine;
 use jadfs_meta::api::{ListObjectsQuery, ListPage};
-use jadfs_meta::{Query, QueryResult};
 
-use super::bucket::xml_response;
-use super::{iso8601, url_encode_key, Ctx};
-use crate::error::S3Error;
+use super::{iso8601, url_encode_key, xml_response, Ctx};
+use crate::error::{Code, S3Error};
 use crate::xml::XmlWriter;
 
 const MAX_KEYS: usize = 1000;
@@ -23,18 +21,21 @@ impl Listing {
     fn from_request(ctx: &Ctx) -> Result<Listing, S3Error> {
         let max_keys = match ctx.param("max-keys") {
             Some(v) => v.parse::<i64>().map_err(|_| {
-                S3Error::InvalidArgument().with_message("Provided max-keys not an integer or within integer range")
+                S3Error::new(Code::InvalidArgument)
+                    .with_message("Provided max-keys not an integer or within integer range")
             })?,
             None => MAX_KEYS as i64,
         };
         if max_keys < 0 {
-            return Err(S3Error::InvalidArgument().with_message("max-keys cannot be negative"));
+            return Err(S3Error::new(Code::InvalidArgument).with_message("max-keys cannot be negative"));
         }
         let url_encoding = match ctx.param("encoding-type") {
             None => false,
             Some(t) if t.eq_ignore_ascii_case("url") => true,
             Some(_) => {
-                return Err(S3Error::InvalidArgument().with_message("Invalid Encoding Method specified in Request"))
+                return Err(
+                    S3Error::new(Code::InvalidArgument).with_message("Invalid Encoding Method specified in Request")
+                )
             }
         };
         Ok(Listing {
@@ -53,18 +54,21 @@ impl Listing {
         }
     }
 
-    async fn page(&self, ctx: &Ctx<'_>, bucket: &str, start_after: Option<String>) -> Result<ListPage, S3Error> {
+    /// A page of the request's bucket; a missing bucket is NoSuchBucket.
+    async fn page(&self, ctx: &Ctx<'_>, start_after: Option<String>) -> Result<ListPage, S3Error> {
         let query = ListObjectsQuery {
-            bucket: bucket.to_string(),
+            bucket: ctx.bucket_name().to_string(),
             prefix: self.prefix.clone(),
             delimiter: self.delimiter.clone(),
             start_after,
             max_keys: self.max_keys,
         };
-        match ctx.gw.query(Query::ListObjects(query)).await? {
-            QueryResult::Page(page) => Ok(page),
-            other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
+        let page = ctx.gw.meta.list_objects(query).await?;
+        // An empty page may mean a missing bucket.
+        if page.objects.is_empty() && page.common_prefixes.is_empty() {
+            ctx.bucket().await?;
         }
+        Ok(page)
     }
 
     /// The elements every listing shares: contents and common prefixes.
@@ -78,7 +82,7 @@ impl Listing {
                 x.element("IsLatest", "true");
             }
             x.element("LastModified", &iso8601(object.last_modified_ms));
-            x.element("ETag", &object.etag);
+            x.element("ETag", object.etag.quoted());
             x.element("Size", &object.size.to_string());
             x.element("StorageClass", "STANDARD");
             if let Some(owner) = owner {
@@ -111,14 +115,6 @@ impl Listing {
     }
 }
 
-async fn ensure_page(ctx: &Ctx<'_>, bucket: &str, page: &ListPage) -> Result<(), S3Error> {
-    // An empty page may mean a missing bucket.
-    if page.objects.is_empty() && page.common_prefixes.is_empty() {
-        ctx.gw.ensure_bucket(bucket).await?;
-    }
-    Ok(())
-}
-
 fn encode_token(start_after: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(start_after)
 }
@@ -128,18 +124,18 @@ fn decode_token(token: &str) -> Result<String, S3Error> {
         .decode(token)
         .ok()
         .and_then(|raw| String::from_utf8(raw).ok())
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("The continuation token provided is incorrect"))
+        .ok_or_else(|| S3Error::new(Code::InvalidArgument).with_message("The continuation token provided is incorrect"))
 }
 
-pub async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+pub async fn list_objects_v2(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let listing = Listing::from_request(ctx)?;
     let token = ctx.param("continuation-token");
     let start_after = match token {
         Some(token) => Some(decode_token(token)?),
         None => ctx.param("start-after").filter(|s| !s.is_empty()).map(str::to_string),
     };
-    let page = listing.page(ctx, bucket, start_after).await?;
-    ensure_page(ctx, bucket, &page).await?;
+    let page = listing.page(ctx, start_after).await?;
     let mut x = XmlWriter::new();
     x.open("ListBucketResult");
     listing.write_header(&mut x, bucket, true);
@@ -156,25 +152,17 @@ pub async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
             x.element("NextContinuationToken", &encode_token(last));
         }
     }
-    let owner = if ctx.param("fetch-owner") == Some("true") { Some(bucket_owner(ctx, bucket).await?) } else { None };
+    let owner = if ctx.param("fetch-owner") == Some("true") { Some(ctx.bucket().await?.owner.clone()) } else { None };
     listing.write_entries(&mut x, &page, "Contents", false, owner.as_deref());
     x.close("ListBucketResult");
     Ok(xml_response(x))
 }
 
-async fn bucket_owner(ctx: &Ctx<'_>, bucket: &str) -> Result<String, S3Error> {
-    match ctx.gw.query(Query::GetBucket { name: bucket.to_string() }).await? {
-        QueryResult::Bucket(Some(info)) => Ok(info.owner),
-        QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
-        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
-    }
-}
-
-pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+pub async fn list_objects_v1(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let listing = Listing::from_request(ctx)?;
     let marker = ctx.param("marker").filter(|m| !m.is_empty()).map(str::to_string);
-    let page = listing.page(ctx, bucket, marker.clone()).await?;
-    ensure_page(ctx, bucket, &page).await?;
+    let page = listing.page(ctx, marker.clone()).await?;
     let mut x = XmlWriter::new();
     x.open("ListBucketResult");
     listing.write_header(&mut x, bucket, false);
@@ -185,18 +173,18 @@ pub async fn list_objects_v1(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse
             x.element("NextMarker", &listing.encode(last));
         }
     }
-    let owner = bucket_owner(ctx, bucket).await?;
+    let owner = ctx.bucket().await?.owner.clone();
     listing.write_entries(&mut x, &page, "Contents", false, Some(&owner));
     x.close("ListBucketResult");
     Ok(xml_response(x))
 }
 
 /// Without versioning every object has one version, `null`.
-pub async fn list_object_versions(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+pub async fn list_object_versions(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let listing = Listing::from_request(ctx)?;
     let key_marker = ctx.param("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
-    let page = listing.page(ctx, bucket, key_marker.clone()).await?;
-    ensure_page(ctx, bucket, &page).await?;
+    let page = listing.page(ctx, key_marker.clone()).await?;
     let mut x = XmlWriter::new();
     x.open("ListVersionsResult");
     listing.write_header(&mut x, bucket, false);
@@ -209,7 +197,7 @@ pub async fn list_object_versions(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpRes
             x.element("NextVersionIdMarker", "null");
         }
     }
-    let owner = bucket_owner(ctx, bucket).await?;
+    let owner = ctx.bucket().await?.owner.clone();
     listing.write_entries(&mut x, &page, "Version", true, Some(&owner));
     x.close("ListVersionsResult");
     Ok(xml_response(x))

@@ -1,6 +1,8 @@
-//! S3 operations, one function per operation, grouped by area.
+//! S3 operations, one function per operation, grouped by area, and the
+//! request context they share.
 
 pub mod bucket;
+pub mod conditions;
 pub mod cors;
 pub mod list;
 pub mod multipart;
@@ -10,15 +12,17 @@ pub mod tagging;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest};
+use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
-use jadfs_meta::api::{ObjectMetadata, WriteCondition};
+use jadfs_meta::api::{BucketInfo, LocatedObject, ObjectMetadata, Permission};
+use tokio::sync::OnceCell;
 
-use crate::body::{BodyHeaders, ObjectBody};
+use crate::body::{BodyHeaders, ObjectBody, RequestBody};
 use crate::checksum::Algorithm;
-use crate::error::S3Error;
+use crate::error::{Code, S3Error};
 use crate::sigv4::{PayloadMode, Verified};
+use crate::xml::XmlWriter;
 use crate::Gateway;
 
 /// Largest object a single PUT (or one part) may carry: 5 GiB, as AWS.
@@ -36,11 +40,53 @@ pub struct Ctx<'a> {
     pub gw: Arc<Gateway>,
     pub verified: Verified,
     pub query: Vec<(String, String)>,
+    /// The bucket the request addresses, if any: its name, and its
+    /// metadata once read (at most once per request).
+    bucket: Option<(String, OnceCell<BucketInfo>)>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        req: &'a HttpRequest,
+        gw: Arc<Gateway>,
+        verified: Verified,
+        query: Vec<(String, String)>,
+        bucket: Option<String>,
+    ) -> Ctx<'a> {
+        Ctx { req, gw, verified, query, bucket: bucket.map(|name| (name, OnceCell::new())) }
+    }
 }
 
 impl Ctx<'_> {
-    pub fn has(&self, name: &str) -> bool {
-        self.query.iter().any(|(k, _)| k == name)
+    /// The name of the bucket the request addresses ("" for ListBuckets).
+    pub fn bucket_name(&self) -> &str {
+        self.bucket.as_ref().map(|(name, _)| name.as_str()).unwrap_or_default()
+    }
+
+    /// The bucket the request addresses, read once; NoSuchBucket if missing.
+    pub async fn bucket(&self) -> Result<&BucketInfo, S3Error> {
+        let Some((name, info)) = &self.bucket else { return Err(Code::NoSuchBucket.into()) };
+        info.get_or_try_init(|| async { self.gw.meta.get_bucket(name).await?.ok_or(Code::NoSuchBucket.into()) }).await
+    }
+
+    /// Checks that the request's key may act on its bucket with `needed`.
+    pub async fn authorize(&self, needed: Permission) -> Result<(), S3Error> {
+        if self.gw.is_root(&self.verified.access_key) {
+            return Ok(());
+        }
+        self.gw.permits(&self.verified.access_key, self.bucket().await?, needed)
+    }
+
+    /// An object of the request's bucket and where its chunks are;
+    /// NoSuchBucket or NoSuchKey otherwise.
+    pub async fn object(&self, key: &str) -> Result<LocatedObject, S3Error> {
+        match self.gw.meta.get_object(self.bucket_name(), key).await? {
+            Some(object) => Ok(object),
+            None => {
+                self.bucket().await?;
+                Err(Code::NoSuchKey.into())
+            }
+        }
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -53,19 +99,19 @@ impl Ctx<'_> {
 
     /// The request body as object bytes, with aws-chunked framing removed
     /// and every declared length, signature and checksum checked.
-    pub fn object_body(&self, payload: web::Payload) -> Result<ObjectBody, S3Error> {
-        self.body_with(payload, true)
+    pub fn object_body(&self, body: RequestBody) -> Result<ObjectBody, S3Error> {
+        self.body_with(body, true)
     }
 
     /// `checksum_headers_are_the_body's`: false where `x-amz-checksum-*`
     /// describes something else (CompleteMultipartUpload: the object).
-    fn body_with(&self, payload: web::Payload, checksum_headers_are_the_bodys: bool) -> Result<ObjectBody, S3Error> {
+    fn body_with(&self, body: RequestBody, checksum_headers_are_the_bodys: bool) -> Result<ObjectBody, S3Error> {
         let number = |name: &str| -> Result<Option<u64>, S3Error> {
             self.header(name)
                 .map(|v| {
                     v.trim()
                         .parse::<u64>()
-                        .map_err(|_| S3Error::InvalidArgument().with_message(format!("Invalid {name}")))
+                        .map_err(|_| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid {name}")))
                 })
                 .transpose()
         };
@@ -74,10 +120,9 @@ impl Ctx<'_> {
             .find_map(|a| self.header(&a.header()).map(|v| (a, v.trim().to_string())))
             .filter(|_| checksum_headers_are_the_bodys);
         let trailer_checksum = match self.header("x-amz-trailer") {
-            Some(name) => Some(
-                Algorithm::from_header(name.trim())
-                    .ok_or_else(|| S3Error::InvalidRequest().with_message(format!("Unsupported trailer {name}")))?,
-            ),
+            Some(name) => Some(Algorithm::from_header(name.trim()).ok_or_else(|| {
+                S3Error::new(Code::InvalidRequest).with_message(format!("Unsupported trailer {name}"))
+            })?),
             None => None,
         };
         let headers = BodyHeaders {
@@ -89,46 +134,43 @@ impl Ctx<'_> {
         let chunked_transfer =
             self.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
         if headers.content_length.is_none() && !chunked_transfer && self.req.method() == actix_web::http::Method::PUT {
-            return Err(S3Error::MissingContentLength());
+            return Err(S3Error::new(Code::MissingContentLength));
         }
         if matches!(self.verified.payload, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer)
             && headers.decoded_content_length.is_none()
             && headers.content_length.is_some()
         {
-            return Err(S3Error::MissingContentLength().with_message("x-amz-decoded-content-length is required"));
+            return Err(
+                S3Error::new(Code::MissingContentLength).with_message("x-amz-decoded-content-length is required")
+            );
         }
-        ObjectBody::new(payload, &self.verified.payload, self.verified.chunk_signer.clone(), &headers)
+        ObjectBody::new(body, &self.verified.payload, self.verified.chunk_signer.clone(), &headers)
     }
 
     /// A small request body (XML), read whole, bounded, and checked against
     /// Content-MD5 and the signed payload hash when they are given.
-    pub async fn small_body(&self, payload: web::Payload, max: usize) -> Result<bytes::Bytes, S3Error> {
-        self.small_body_with(payload, max, true).await
+    pub async fn small_body(&self, body: RequestBody, max: usize) -> Result<bytes::Bytes, S3Error> {
+        self.small_body_with(body, max, true).await
     }
 
     /// The body of CompleteMultipartUpload, whose `x-amz-checksum-*` header
     /// is the expected checksum of the object, not of this body.
-    pub async fn complete_body(&self, payload: web::Payload, max: usize) -> Result<bytes::Bytes, S3Error> {
-        self.small_body_with(payload, max, false).await
+    pub async fn complete_body(&self, body: RequestBody, max: usize) -> Result<bytes::Bytes, S3Error> {
+        self.small_body_with(body, max, false).await
     }
 
-    async fn small_body_with(
-        &self,
-        payload: web::Payload,
-        max: usize,
-        checksums: bool,
-    ) -> Result<bytes::Bytes, S3Error> {
-        let mut body = self.body_with(payload, checksums)?;
+    async fn small_body_with(&self, body: RequestBody, max: usize, checksums: bool) -> Result<bytes::Bytes, S3Error> {
+        let mut body = self.body_with(body, checksums)?;
         let mut out = bytes::BytesMut::new();
         while let Some(piece) = body.next().await? {
             if out.len() + piece.len() > max {
-                return Err(S3Error::MalformedXML().with_message("The XML you provided was too large."));
+                return Err(S3Error::new(Code::MalformedXML).with_message("The XML you provided was too large."));
             }
             out.extend_from_slice(&piece);
         }
         if let Some(expected) = self.content_md5()? {
             if md5_of(&out) != expected {
-                return Err(S3Error::BadDigest());
+                return Err(S3Error::new(Code::BadDigest));
             }
         }
         Ok(out.freeze())
@@ -137,9 +179,10 @@ impl Ctx<'_> {
     /// The decoded `Content-MD5` header, if sent.
     pub fn content_md5(&self) -> Result<Option<[u8; 16]>, S3Error> {
         let Some(value) = self.header("content-md5") else { return Ok(None) };
-        let bytes =
-            base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| S3Error::InvalidDigest())?;
-        bytes.try_into().map(Some).map_err(|_| S3Error::InvalidDigest())
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| S3Error::new(Code::InvalidDigest))?;
+        bytes.try_into().map(Some).map_err(|_| S3Error::new(Code::InvalidDigest))
     }
 
     /// Content-Type, stored headers and `x-amz-meta-*` of the request.
@@ -171,7 +214,7 @@ impl Ctx<'_> {
             }
         }
         if total > MAX_USER_METADATA {
-            return Err(S3Error::MetadataTooLarge());
+            return Err(S3Error::new(Code::MetadataTooLarge));
         }
         user_metadata.sort();
         Ok(ObjectMetadata {
@@ -180,44 +223,6 @@ impl Ctx<'_> {
             user_metadata,
             tags: tagging::tags_from_header(self)?,
         })
-    }
-}
-
-impl Ctx<'_> {
-    /// `If-Match` / `If-None-Match` of a write, if any.
-    pub fn write_condition(&self) -> Option<WriteCondition> {
-        let condition = WriteCondition {
-            if_match: self.header("if-match").map(str::to_string),
-            if_none_match: self.header("if-none-match").map(str::to_string),
-        };
-        (condition != WriteCondition::default()).then_some(condition)
-    }
-
-    /// Checks a write condition before any byte is read, so a write that
-    /// cannot succeed is refused at once.
-    pub async fn check_write_condition(
-        &self,
-        bucket: &str,
-        key: &str,
-        condition: &WriteCondition,
-    ) -> Result<(), S3Error> {
-        let current = match self.gw.get_object(bucket, key).await {
-            Ok(object) => Some(object.manifest.etag),
-            Err(e) if e.code == "NoSuchKey" => None,
-            Err(e) => return Err(e),
-        };
-        condition.check(current.as_deref()).map_err(S3Error::from)
-    }
-}
-
-/// A conditional write that passed its first check but failed when it
-/// applied lost a race with another write: S3 answers 409.
-pub fn conditional_commit_error(e: S3Error, condition: &Option<WriteCondition>) -> S3Error {
-    let lost_race = condition.is_some() && (e.code == "PreconditionFailed" || e.code == "NoSuchKey");
-    if lost_race {
-        S3Error::ConditionalRequestConflict()
-    } else {
-        e
     }
 }
 
@@ -242,6 +247,11 @@ pub fn http_date(ms: i64) -> String {
 
 pub fn parse_http_date(value: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(value.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// A 200 answer with an XML body.
+pub fn xml_response(x: XmlWriter) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/xml").body(x.finish())
 }
 
 /// Percent-encodes a key or prefix for `encoding-type=url` listings.

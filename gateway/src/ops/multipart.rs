@@ -2,26 +2,29 @@
 //! completing an upload writes only metadata.
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{web, HttpResponse};
-use jadfs_meta::api::{PartManifest, UploadInfo};
-use jadfs_meta::{Command, CommandResult, Query, QueryResult};
+use actix_web::HttpResponse;
+use jadfs_common::{ETag, NodeId};
+use jadfs_meta::api::{CompleteUpload, PartManifest, Permission, UploadInfo};
+use jadfs_meta::{Command, MetaError};
 
-use super::bucket::xml_response;
-use super::{conditional_commit_error, iso8601, Ctx, MAX_PUT_SIZE};
+use super::conditions::{check_copy_source_conditions, conditional_commit_error};
+use super::{iso8601, xml_response, Ctx, MAX_PUT_SIZE};
+use crate::body::RequestBody;
 use crate::checksum::Algorithm;
 use crate::data;
-use crate::error::S3Error;
+use crate::error::{Code, S3Error};
+use crate::target::CopySource;
 use crate::xml::{self, XmlWriter};
 
 /// Every part but the last must be at least this large (5 MiB, as AWS).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
-pub const MAX_PART_NUMBER: u32 = 10_000;
 
-pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
+pub async fn create_multipart_upload(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let metadata = ctx.object_metadata()?;
     let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
-            S3Error::InvalidRequest().with_message(format!("Checksum algorithm {name} is not supported"))
+            S3Error::new(Code::InvalidRequest).with_message(format!("Checksum algorithm {name} is not supported"))
         })?),
         None => None,
     };
@@ -30,7 +33,8 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
     let full_object_checksum = match (checksum_algorithm, ctx.header("x-amz-checksum-type")) {
         (None, None) => false,
         (None, Some(_)) => {
-            return Err(S3Error::InvalidRequest().with_message("x-amz-checksum-type requires x-amz-checksum-algorithm"))
+            return Err(S3Error::new(Code::InvalidRequest)
+                .with_message("x-amz-checksum-type requires x-amz-checksum-algorithm"))
         }
         (Some(algorithm), requested) => {
             let full = match requested.map(str::to_ascii_uppercase).as_deref() {
@@ -38,7 +42,9 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
                 Some("FULL_OBJECT") => true,
                 Some("COMPOSITE") => false,
                 Some(other) => {
-                    return Err(S3Error::InvalidRequest().with_message(format!("Unknown checksum type {other}")))
+                    return Err(
+                        S3Error::new(Code::InvalidRequest).with_message(format!("Unknown checksum type {other}"))
+                    )
                 }
             };
             let allowed = match algorithm {
@@ -47,7 +53,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
                 Algorithm::Crc32 | Algorithm::Crc32c => true,
             };
             if !allowed {
-                return Err(S3Error::InvalidRequest().with_message(format!(
+                return Err(S3Error::new(Code::InvalidRequest).with_message(format!(
                     "The {} checksum does not support the {} checksum type",
                     algorithm.name().to_uppercase(),
                     if full { "FULL_OBJECT" } else { "COMPOSITE" }
@@ -63,10 +69,11 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
         owner: ctx.verified.access_key.clone(),
         initiated_ms: jadfs_common::now_ms(),
         metadata,
-        checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
+        checksum_algorithm,
         full_object_checksum,
     };
-    ctx.gw.commit(Command::CreateUpload { bucket: bucket.to_string(), key: key.to_string(), upload }).await?;
+    let checksum_type = upload.checksum_type();
+    ctx.gw.meta.write(&Command::CreateUpload { bucket: bucket.to_string(), key: key.to_string(), upload }).await?;
     let mut x = XmlWriter::new();
     x.open("InitiateMultipartUploadResult");
     x.element("Bucket", bucket);
@@ -76,11 +83,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, bucket: &str, key: &str) -> 
     let mut response = xml_response(x);
     if let Some(algorithm) = checksum_algorithm {
         set_header(&mut response, "x-amz-checksum-algorithm", &algorithm.name().to_uppercase());
-        set_header(
-            &mut response,
-            "x-amz-checksum-type",
-            if full_object_checksum { "FULL_OBJECT" } else { "COMPOSITE" },
-        );
+        set_header(&mut response, "x-amz-checksum-type", checksum_type.as_str());
     }
     Ok(response)
 }
@@ -91,123 +94,107 @@ fn set_header(response: &mut HttpResponse, name: &str, value: &str) {
     }
 }
 
-/// `ChecksumCRC32`, `ChecksumSHA256`, … as S3's XML names them.
-pub fn checksum_element(algorithm: &str) -> String {
-    let upper = algorithm.to_uppercase();
-    format!("Checksum{upper}")
-}
-
-async fn ensure_upload(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo, S3Error> {
-    let query = Query::GetUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
-    match ctx.gw.query(query).await? {
-        QueryResult::Upload(Some(upload)) => Ok(upload),
-        QueryResult::Upload(None) => {
-            ctx.gw.ensure_bucket(bucket).await?;
-            Err(S3Error::NoSuchUpload())
+/// The upload of the request's bucket; NoSuchBucket or NoSuchUpload otherwise.
+async fn ensure_upload(ctx: &Ctx<'_>, key: &str, upload_id: &str) -> Result<UploadInfo, S3Error> {
+    match ctx.gw.meta.get_upload(ctx.bucket_name(), key, upload_id).await? {
+        Some(upload) => Ok(upload),
+        None => {
+            ctx.bucket().await?;
+            Err(S3Error::new(Code::NoSuchUpload))
         }
-        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
     }
 }
 
 pub async fn upload_part(
     ctx: &Ctx<'_>,
-    bucket: &str,
     key: &str,
     upload_id: &str,
-    payload: web::Payload,
+    part_number: u32,
+    body: RequestBody,
 ) -> Result<HttpResponse, S3Error> {
-    let part_number: u32 =
-        ctx.param("partNumber").and_then(|n| n.parse().ok()).filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
-            || S3Error::InvalidArgument().with_message("Part number must be an integer between 1 and 10000, inclusive"),
-        )?;
-    if let Some(source) = ctx.header("x-amz-copy-source") {
-        return upload_part_copy(ctx, bucket, key, upload_id, part_number, source).await;
-    }
     let content_md5 = ctx.content_md5()?;
-    let mut body = ctx.object_body(payload)?;
+    let mut body = ctx.object_body(body)?;
     if body.declared_length().is_some_and(|n| n > MAX_PUT_SIZE) {
-        return Err(S3Error::EntityTooLarge());
+        return Err(S3Error::new(Code::EntityTooLarge));
     }
-    let upload = ensure_upload(ctx, bucket, key, upload_id).await?;
-    if let Some(required) = &upload.checksum_algorithm {
-        let sent = body.declared_checksum().map(|a| a.name());
-        if sent != Some(required.as_str()) {
-            return Err(S3Error::InvalidRequest().with_message(format!(
+    let upload = ensure_upload(ctx, key, upload_id).await?;
+    if let Some(required) = upload.checksum_algorithm {
+        if body.declared_checksum() != Some(required) {
+            return Err(S3Error::new(Code::InvalidRequest).with_message(format!(
                 "The upload was created using a {} checksum; each part must carry one.",
-                required.to_uppercase()
+                required.name().to_uppercase()
             )));
         }
     }
-    let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
+    let replication = ctx.bucket().await?.replication;
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
-        return Err(S3Error::BadDigest());
+        return Err(S3Error::new(Code::BadDigest));
     }
-    let etag = format!("\"{}\"", hex::encode(stored.md5));
+    let etag = ETag::of_md5(&stored.md5);
+    let checksum = body.verified_checksum().cloned();
     let part = PartManifest {
         size: stored.size,
         etag: etag.clone(),
         last_modified_ms: jadfs_common::now_ms(),
         chunks: stored.chunks,
-        checksum: body.verified_checksum().map(|(a, v)| (a.name().to_string(), v.clone())),
+        checksum: checksum.clone(),
     };
-    commit_part(ctx, bucket, key, upload_id, part_number, part, stored.placement).await?;
+    commit_part(ctx, key, upload_id, part_number, part, stored.placement).await?;
     let mut response = HttpResponse::Ok();
-    response.insert_header(("etag", etag));
-    if let Some((algorithm, value)) = body.verified_checksum() {
-        response.insert_header((algorithm.header(), value.clone()));
+    response.insert_header(("etag", etag.quoted()));
+    if let Some(checksum) = checksum {
+        response.insert_header((checksum.algorithm.header(), checksum.value));
     }
     Ok(response.finish())
 }
 
 async fn commit_part(
     ctx: &Ctx<'_>,
-    bucket: &str,
     key: &str,
     upload_id: &str,
     part_number: u32,
     part: PartManifest,
-    placement: Vec<Vec<jadfs_common::NodeId>>,
+    placement: Vec<Vec<NodeId>>,
 ) -> Result<(), S3Error> {
     let command = Command::PutPart {
-        bucket: bucket.into(),
+        bucket: ctx.bucket_name().into(),
         key: key.into(),
         upload_id: upload_id.into(),
         part_number,
         part,
         placement,
     };
-    ctx.gw.commit(command).await.map(|_| ())
+    ctx.gw.meta.write(&command).await?;
+    Ok(())
 }
 
 /// `x-amz-copy-source-range: bytes=first-last`, both required.
 fn parse_copy_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
     let invalid = || {
-        S3Error::InvalidArgument()
+        S3Error::new(Code::InvalidArgument)
             .with_message("The x-amz-copy-source-range value must be of the form bytes=first-last")
     };
     let (first, last) = value.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(invalid)?;
     let first: u64 = first.parse().map_err(|_| invalid())?;
     let last: u64 = last.parse().map_err(|_| invalid())?;
     if first > last || last >= size {
-        return Err(S3Error::InvalidRange()
+        return Err(S3Error::new(Code::InvalidRange)
             .with_message(format!("Range specified is not valid for source object of size: {size}")));
     }
     Ok((first, last))
 }
 
-async fn upload_part_copy(
+pub async fn upload_part_copy(
     ctx: &Ctx<'_>,
-    bucket: &str,
     key: &str,
     upload_id: &str,
     part_number: u32,
-    source: &str,
+    source: &CopySource,
 ) -> Result<HttpResponse, S3Error> {
-    let (src_bucket, src_key) = super::object::parse_copy_source(source)?;
-    ctx.gw.authorize(&ctx.verified.access_key, &src_bucket, jadfs_meta::api::Permission::Read).await?;
-    let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
-    super::object::check_copy_source_conditions(ctx, &source.manifest)?;
+    ctx.gw.authorize(&ctx.verified.access_key, &source.bucket, Permission::Read).await?;
+    let source = ctx.gw.get_object(&source.bucket, &source.key).await?;
+    check_copy_source_conditions(ctx, &source.manifest)?;
     let size = source.manifest.size;
     let (first, last) = match ctx.header("x-amz-copy-source-range") {
         Some(range) => parse_copy_range(range, size)?,
@@ -215,106 +202,94 @@ async fn upload_part_copy(
         None => (0, size - 1),
     };
     if last - first + 1 > MAX_PUT_SIZE {
-        return Err(S3Error::EntityTooLarge());
+        return Err(S3Error::new(Code::EntityTooLarge));
     }
-    ensure_upload(ctx, bucket, key, upload_id).await?;
-    let replication = ctx.gw.ensure_bucket(bucket).await?.replication;
+    ensure_upload(ctx, key, upload_id).await?;
+    let replication = ctx.bucket().await?.replication;
     let stored = if size == 0 {
         data::StoredData { md5: super::md5_of(b""), ..data::StoredData::empty() }
     } else {
         data::copy_range(&ctx.gw, &source, first, last, replication).await?
     };
-    let etag = format!("\"{}\"", hex::encode(stored.md5));
+    let etag = ETag::of_md5(&stored.md5);
     let last_modified_ms = jadfs_common::now_ms();
     let part =
         PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks, checksum: None };
-    commit_part(ctx, bucket, key, upload_id, part_number, part, stored.placement).await?;
+    commit_part(ctx, key, upload_id, part_number, part, stored.placement).await?;
     let mut x = XmlWriter::new();
     x.open("CopyPartResult");
     x.element("LastModified", &iso8601(last_modified_ms));
-    x.element("ETag", &etag);
+    x.element("ETag", etag.quoted());
     x.close("CopyPartResult");
     Ok(xml_response(x))
 }
 
 pub async fn complete_multipart_upload(
     ctx: &Ctx<'_>,
-    bucket: &str,
     key: &str,
     upload_id: &str,
-    payload: web::Payload,
+    body: RequestBody,
 ) -> Result<HttpResponse, S3Error> {
-    let body = ctx.complete_body(payload, xml::MAX_XML_BODY).await?;
+    let bucket = ctx.bucket_name();
+    let body = ctx.complete_body(body, xml::MAX_XML_BODY).await?;
     let listed = xml::parse_complete(&body)?;
     if listed.windows(2).any(|w| w[0].number >= w[1].number) {
-        return Err(S3Error::InvalidPartOrder());
+        return Err(S3Error::new(Code::InvalidPartOrder));
     }
     let expected_checksum = Algorithm::ALL.into_iter().find_map(|a| ctx.header(&a.header()).map(str::to_string));
     let part_checksums = listed.iter().map(|p| p.checksum.clone()).collect();
     let parts = listed.into_iter().map(|p| (p.number, p.etag)).collect();
     let condition = ctx.write_condition();
     if let Some(condition) = &condition {
-        ctx.check_write_condition(bucket, key, condition).await?;
+        ctx.check_write_condition(key, condition).await?;
     }
-    let result = ctx
-        .gw
-        .commit(Command::CompleteUpload {
-            bucket: bucket.into(),
-            key: key.into(),
-            upload_id: upload_id.into(),
-            parts,
-            min_part_size: MIN_PART_SIZE,
-            last_modified_ms: jadfs_common::now_ms(),
-            condition: condition.clone(),
-            expected_checksum,
-            part_checksums,
-        })
-        .await
-        .map_err(|e| conditional_commit_error(e, &condition));
-    let manifest = match result {
-        Ok(CommandResult::Object(manifest)) => manifest,
-        Ok(_) => return Err(S3Error::internal("complete returned no manifest")),
-        Err(e) if e.code == "NoSuchUpload" => {
-            ctx.gw.ensure_bucket(bucket).await?;
-            return Err(e);
+    let command = Command::CompleteUpload(CompleteUpload {
+        bucket: bucket.into(),
+        key: key.into(),
+        upload_id: upload_id.into(),
+        parts,
+        min_part_size: MIN_PART_SIZE,
+        last_modified_ms: jadfs_common::now_ms(),
+        condition: condition.clone(),
+        expected_checksum,
+        part_checksums,
+    });
+    let manifest = match ctx.gw.meta.write_object(&command).await {
+        Ok(manifest) => manifest,
+        Err(MetaError::NoSuchUpload) => {
+            ctx.bucket().await?;
+            return Err(Code::NoSuchUpload.into());
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(conditional_commit_error(e.into(), &condition)),
     };
     let mut x = XmlWriter::new();
     x.open("CompleteMultipartUploadResult");
     x.element("Location", &format!("/{bucket}/{key}"));
     x.element("Bucket", bucket);
     x.element("Key", key);
-    x.element("ETag", &manifest.etag);
-    if let Some((algorithm, value)) = &manifest.checksum {
-        x.element(&checksum_element(algorithm), value);
-        x.element("ChecksumType", jadfs_common::checksum::kind_of(value));
+    x.element("ETag", manifest.etag.quoted());
+    if let Some(checksum) = &manifest.checksum {
+        x.element(&checksum.algorithm.xml_element(), &checksum.value);
+        x.element("ChecksumType", checksum.kind.as_str());
     }
     x.close("CompleteMultipartUploadResult");
     Ok(xml_response(x))
 }
 
-pub async fn abort_multipart_upload(
-    ctx: &Ctx<'_>,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> Result<HttpResponse, S3Error> {
-    ctx.gw.commit(Command::AbortUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() }).await?;
+pub async fn abort_multipart_upload(ctx: &Ctx<'_>, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+    let command =
+        Command::AbortUpload { bucket: ctx.bucket_name().into(), key: key.into(), upload_id: upload_id.into() };
+    ctx.gw.meta.write(&command).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+pub async fn list_parts(ctx: &Ctx<'_>, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let after_part: u32 = ctx.param("part-number-marker").and_then(|n| n.parse().ok()).unwrap_or(0);
     let max_parts: usize = ctx.param("max-parts").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
-    let upload = ensure_upload(ctx, bucket, key, upload_id).await?;
-    let query =
-        Query::ListParts { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), after_part, max_parts };
-    let (parts, truncated) = match ctx.gw.query(query).await? {
-        QueryResult::Parts(parts, truncated) => (parts, truncated),
-        QueryResult::Upload(None) => return Err(S3Error::NoSuchUpload()),
-        other => return Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
-    };
+    let upload = ensure_upload(ctx, key, upload_id).await?;
+    let page = ctx.gw.meta.list_parts(bucket, key, upload_id, after_part, max_parts).await?;
+    let page = page.ok_or(Code::NoSuchUpload)?;
     let mut x = XmlWriter::new();
     x.open("ListPartsResult");
     x.element("Bucket", bucket);
@@ -322,23 +297,23 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str, upload_id: &str)
     x.element("UploadId", upload_id);
     initiator_and_owner(&mut x, &upload.owner);
     x.element("StorageClass", "STANDARD");
-    if let Some(algorithm) = &upload.checksum_algorithm {
-        x.element("ChecksumAlgorithm", &algorithm.to_uppercase());
+    if let Some(algorithm) = upload.checksum_algorithm {
+        x.element("ChecksumAlgorithm", &algorithm.name().to_uppercase());
     }
     x.element("PartNumberMarker", &after_part.to_string());
-    if let Some(last) = parts.last() {
+    if let Some(last) = page.parts.last() {
         x.element("NextPartNumberMarker", &last.part_number.to_string());
     }
     x.element("MaxParts", &max_parts.to_string());
-    x.element("IsTruncated", if truncated { "true" } else { "false" });
-    for part in &parts {
+    x.element("IsTruncated", if page.truncated { "true" } else { "false" });
+    for part in &page.parts {
         x.open("Part");
         x.element("PartNumber", &part.part_number.to_string());
         x.element("LastModified", &iso8601(part.last_modified_ms));
-        x.element("ETag", &part.etag);
+        x.element("ETag", part.etag.quoted());
         x.element("Size", &part.size.to_string());
-        if let Some((algorithm, value)) = &part.checksum {
-            x.element(&checksum_element(algorithm), value);
+        if let Some(checksum) = &part.checksum {
+            x.element(&checksum.algorithm.xml_element(), &checksum.value);
         }
         x.close("Part");
     }
@@ -355,29 +330,26 @@ fn initiator_and_owner(x: &mut XmlWriter, owner: &str) {
     }
 }
 
-pub async fn list_multipart_uploads(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+pub async fn list_multipart_uploads(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let bucket = ctx.bucket_name();
     let prefix = ctx.param("prefix").unwrap_or_default().to_string();
     let after_key = ctx.param("key-marker").filter(|k| !k.is_empty()).map(str::to_string);
     let max_uploads: usize = ctx.param("max-uploads").and_then(|n| n.parse().ok()).unwrap_or(1000).min(1000);
-    ctx.gw.ensure_bucket(bucket).await?;
-    let query =
-        Query::ListUploads { bucket: bucket.into(), prefix: prefix.clone(), after_key: after_key.clone(), max_uploads };
-    let QueryResult::Uploads(uploads, truncated) = ctx.gw.query(query).await? else {
-        return Err(S3Error::internal("unexpected meta answer"));
-    };
+    ctx.bucket().await?;
+    let page = ctx.gw.meta.list_uploads(bucket, &prefix, after_key.as_deref(), max_uploads).await?;
     let mut x = XmlWriter::new();
     x.open("ListMultipartUploadsResult");
     x.element("Bucket", bucket);
     x.element("KeyMarker", after_key.as_deref().unwrap_or_default());
     x.element("UploadIdMarker", "");
-    if let Some(last) = uploads.last() {
+    if let Some(last) = page.uploads.last() {
         x.element("NextKeyMarker", &last.key);
         x.element("NextUploadIdMarker", &last.upload_id);
     }
     x.element("Prefix", &prefix);
     x.element("MaxUploads", &max_uploads.to_string());
-    x.element("IsTruncated", if truncated { "true" } else { "false" });
-    for upload in &uploads {
+    x.element("IsTruncated", if page.truncated { "true" } else { "false" });
+    for upload in &page.uploads {
         x.open("Upload");
         x.element("Key", &upload.key);
         x.element("UploadId", &upload.upload_id);

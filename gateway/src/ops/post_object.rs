@@ -5,22 +5,21 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use jadfs_common::ObjectManifest;
+use jadfs_common::{ETag, ObjectManifest};
 use jadfs_meta::api::Permission;
 use jadfs_meta::Command;
 use serde_json::Value;
 
-use super::bucket::xml_response;
-use super::{tagging, MAX_PUT_SIZE, MAX_USER_METADATA};
-use crate::body::BodyReader;
+use super::{tagging, xml_response, MAX_PUT_SIZE, MAX_USER_METADATA};
+use crate::body::{BodyReader, RequestBody};
 use crate::data::{self, ByteSource};
-use crate::error::S3Error;
-use crate::router::MAX_KEY_BYTES;
+use crate::error::{Code, S3Error};
 use crate::sigv4::{self, PostSignature};
+use crate::target::validate_key;
 use crate::xml::{self, XmlWriter};
 use crate::Gateway;
 
@@ -47,7 +46,7 @@ impl Form {
 }
 
 fn malformed(why: &str) -> S3Error {
-    S3Error::MalformedPOSTRequest()
+    S3Error::new(Code::MalformedPOSTRequest)
         .with_message(format!("The body of your POST request is not well-formed multipart/form-data: {why}"))
 }
 
@@ -69,7 +68,9 @@ async fn read_fields(reader: &mut BodyReader, boundary: &str) -> Result<Form, S3
     let mut total = 0;
     loop {
         if reader.expect(b"--").await? {
-            return Err(S3Error::InvalidArgument().with_message("POST requires exactly one file upload per request."));
+            return Err(
+                S3Error::new(Code::InvalidArgument).with_message("POST requires exactly one file upload per request.")
+            );
         }
         if !reader.expect(b"\r\n").await? {
             return Err(malformed("bad part delimiter"));
@@ -100,7 +101,7 @@ async fn read_fields(reader: &mut BodyReader, boundary: &str) -> Result<Form, S3
             value.extend_from_slice(&piece);
             total += piece.len();
             if value.len() > MAX_FIELD || total > MAX_FIELDS_TOTAL {
-                return Err(S3Error::InvalidArgument().with_message("Form fields are too large."));
+                return Err(S3Error::new(Code::InvalidArgument).with_message("Form fields are too large."));
             }
         }
         let value = String::from_utf8(value).map_err(|_| malformed("a field is not UTF-8"))?;
@@ -137,11 +138,11 @@ struct Policy {
 }
 
 fn policy_error(why: &str) -> S3Error {
-    S3Error::InvalidPolicyDocument().with_message(format!("Invalid Policy: {why}"))
+    S3Error::new(Code::InvalidPolicyDocument).with_message(format!("Invalid Policy: {why}"))
 }
 
 fn denied(why: &str) -> S3Error {
-    S3Error::AccessDenied().with_message(format!("Invalid according to Policy: {why}"))
+    S3Error::new(Code::AccessDenied).with_message(format!("Invalid according to Policy: {why}"))
 }
 
 /// Checks the decoded policy against the form: expiration, every
@@ -227,53 +228,55 @@ fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -
 
 pub async fn post_object(
     req: &HttpRequest,
-    payload: web::Payload,
+    body: RequestBody,
     gw: Arc<Gateway>,
     bucket: &str,
 ) -> Result<HttpResponse, S3Error> {
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = boundary_of(content_type).ok_or_else(|| malformed("no boundary"))?;
-    let mut reader = BodyReader::new(payload);
+    let mut reader = body.into_form_reader();
     let form = read_fields(&mut reader, &boundary).await?;
 
-    let key_template = form
-        .get("key")
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("Bucket POST must contain a field named 'key'."))?;
+    let key_template = form.get("key").ok_or_else(|| {
+        S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'key'.")
+    })?;
     let key = key_template.replace("${filename}", form.filename.as_deref().unwrap_or(""));
     if key.is_empty() {
-        return Err(S3Error::InvalidArgument().with_message("Bucket POST must contain a field named 'key'."));
+        return Err(S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'key'."));
     }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(S3Error::KeyTooLongError());
-    }
+    validate_key(&key)?;
 
     // Authentication: the policy's signature.
     let (access_key, signature) = match (form.get("x-amz-signature"), form.get("awsaccesskeyid")) {
         (Some(signature), _) => {
             if form.get("x-amz-algorithm") != Some(sigv4::ALGORITHM) {
-                return Err(S3Error::InvalidArgument().with_message("x-amz-algorithm must be AWS4-HMAC-SHA256"));
+                return Err(
+                    S3Error::new(Code::InvalidArgument).with_message("x-amz-algorithm must be AWS4-HMAC-SHA256")
+                );
             }
             let credential = form.get("x-amz-credential").ok_or_else(|| {
-                S3Error::InvalidArgument().with_message("Bucket POST must contain a field named 'x-amz-credential'.")
+                S3Error::new(Code::InvalidArgument)
+                    .with_message("Bucket POST must contain a field named 'x-amz-credential'.")
             })?;
             let access_key = credential.split('/').next().unwrap_or_default().to_string();
             (access_key, PostSignature::V4 { credential: credential.to_string(), signature: signature.to_string() })
         }
         (None, Some(access_key)) => {
             let signature = form.get("signature").ok_or_else(|| {
-                S3Error::InvalidArgument().with_message("Bucket POST must contain a field named 'Signature'.")
+                S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'Signature'.")
             })?;
             (access_key.to_string(), PostSignature::V2 { signature: signature.to_string() })
         }
-        (None, None) => return Err(S3Error::AccessDenied().with_message("Anonymous access is not allowed.")),
+        (None, None) => return Err(S3Error::new(Code::AccessDenied).with_message("Anonymous access is not allowed.")),
     };
-    let policy_b64 = form
-        .get("policy")
-        .ok_or_else(|| S3Error::InvalidArgument().with_message("Bucket POST must contain a field named 'policy'."))?;
-    let secret = gw.secret_of(&access_key).await?.ok_or_else(S3Error::InvalidAccessKeyId)?;
+    let policy_b64 = form.get("policy").ok_or_else(|| {
+        S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'policy'.")
+    })?;
+    let secret = gw.secret_of(&access_key).await?.ok_or(Code::InvalidAccessKeyId)?;
     sigv4::verify_post_policy(policy_b64, &signature, &secret)?;
-    gw.authorize(&access_key, bucket, Permission::Write).await?;
-    let replication = gw.ensure_bucket(bucket).await?.replication;
+    let info = gw.meta.get_bucket(bucket).await?.ok_or(Code::NoSuchBucket)?;
+    gw.permits(&access_key, &info, Permission::Write)?;
+    let replication = info.replication;
     let policy_json = base64::engine::general_purpose::STANDARD
         .decode(policy_b64.trim())
         .ok()
@@ -297,7 +300,7 @@ pub async fn post_object(
         })
         .collect();
     if user_metadata.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() > MAX_USER_METADATA {
-        return Err(S3Error::MetadataTooLarge());
+        return Err(S3Error::new(Code::MetadataTooLarge));
     }
     user_metadata.sort();
     let tags = match form.get("tagging") {
@@ -311,17 +314,17 @@ pub async fn post_object(
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
     let stored = match data::store_body(&gw, &mut file, limits.max_length, replication, gw.config.inline_max).await {
-        Err(e) if e.code == "EntityTooLarge" => {
-            return Err(S3Error::EntityTooLarge().with_message("Your proposed upload exceeds the maximum allowed size"))
+        Err(e) if e.code == Code::EntityTooLarge => {
+            return Err(S3Error::new(Code::EntityTooLarge)
+                .with_message("Your proposed upload exceeds the maximum allowed size"))
         }
         other => other?,
     };
     if stored.size < limits.min_length {
-        return Err(
-            S3Error::EntityTooSmall().with_message("Your proposed upload is smaller than the minimum allowed size")
-        );
+        return Err(S3Error::new(Code::EntityTooSmall)
+            .with_message("Your proposed upload is smaller than the minimum allowed size"));
     }
-    let etag = format!("\"{}\"", hex::encode(stored.md5));
+    let etag = ETag::of_md5(&stored.md5);
     let manifest = ObjectManifest {
         size: stored.size,
         etag: etag.clone(),
@@ -336,14 +339,15 @@ pub async fn post_object(
         parts: Vec::new(),
         inline: stored.inline,
     };
-    gw.commit(Command::PutObject {
-        bucket: bucket.to_string(),
-        key: key.clone(),
-        manifest,
-        placement: stored.placement,
-        condition: None,
-    })
-    .await?;
+    gw.meta
+        .write(&Command::PutObject {
+            bucket: bucket.to_string(),
+            key: key.clone(),
+            manifest,
+            placement: stored.placement,
+            condition: None,
+        })
+        .await?;
 
     let location = format!("/{bucket}/{}", crate::sigv4::uri_encode(&key).replace("%2F", "/"));
     if let Some(redirect) =
@@ -354,13 +358,16 @@ pub async fn post_object(
             "{redirect}{separator}bucket={}&key={}&etag={}",
             sigv4::uri_encode(bucket),
             sigv4::uri_encode(&key),
-            sigv4::uri_encode(&etag)
+            sigv4::uri_encode(etag.quoted())
         );
-        return Ok(HttpResponse::SeeOther().insert_header(("location", target)).insert_header(("etag", etag)).finish());
+        return Ok(HttpResponse::SeeOther()
+            .insert_header(("location", target))
+            .insert_header(("etag", etag.quoted()))
+            .finish());
     }
     match form.get("success_action_status") {
         Some("200") => {
-            Ok(HttpResponse::Ok().insert_header(("etag", etag)).insert_header(("location", location)).finish())
+            Ok(HttpResponse::Ok().insert_header(("etag", etag.quoted())).insert_header(("location", location)).finish())
         }
         Some("201") => {
             let mut x = XmlWriter::new();
@@ -368,13 +375,16 @@ pub async fn post_object(
             x.element("Location", &location);
             x.element("Bucket", bucket);
             x.element("Key", &key);
-            x.element("ETag", &etag);
+            x.element("ETag", etag.quoted());
             x.close("PostResponse");
             let mut response = xml_response(x);
             *response.status_mut() = actix_web::http::StatusCode::CREATED;
             Ok(response)
         }
-        _ => Ok(HttpResponse::NoContent().insert_header(("etag", etag)).insert_header(("location", location)).finish()),
+        _ => Ok(HttpResponse::NoContent()
+            .insert_header(("etag", etag.quoted()))
+            .insert_header(("location", location))
+            .finish()),
     }
 }
 
@@ -406,27 +416,27 @@ mod tests {
         let missing = policy(serde_json::json!([{"bucket": "b"}, ["starts-with", "$key", "foo"]]));
         assert_eq!(
             check_policy(&missing, &f, "b", now).err().unwrap().code,
-            "AccessDenied",
+            Code::AccessDenied,
             "Content-Type is not covered"
         );
         let wrong_bucket = policy(
             serde_json::json!([{"bucket": "other"}, ["starts-with", "$key", ""], ["starts-with", "$content-type", ""]]),
         );
-        assert_eq!(check_policy(&wrong_bucket, &f, "b", now).err().unwrap().code, "AccessDenied");
+        assert_eq!(check_policy(&wrong_bucket, &f, "b", now).err().unwrap().code, Code::AccessDenied);
         let any_case = policy(
             serde_json::json!([{"bUcKeT": "b"}, ["StArTs-WiTh", "$KeY", "foo"], ["EQ", "$content-type", "text/plain"]]),
         );
         assert!(check_policy(&any_case, &f, "b", now).is_ok(), "operators and field names ignore case");
         let upper = serde_json::json!({"expiration": "2100-01-01T00:00:00Z", "CONDITIONS": []});
-        assert_eq!(check_policy(&upper, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        assert_eq!(check_policy(&upper, &f, "b", now).err().unwrap().code, Code::InvalidPolicyDocument);
         let spaced = serde_json::json!({"expiration": "2100-01-01 00:00:00+00:00", "conditions": []});
-        assert_eq!(check_policy(&spaced, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        assert_eq!(check_policy(&spaced, &f, "b", now).err().unwrap().code, Code::InvalidPolicyDocument);
         let expired = serde_json::json!({"expiration": "2000-01-01T00:00:00Z", "conditions": []});
-        assert_eq!(check_policy(&expired, &f, "b", now).err().unwrap().code, "AccessDenied");
+        assert_eq!(check_policy(&expired, &f, "b", now).err().unwrap().code, Code::AccessDenied);
         let no_expiry = serde_json::json!({"EXPIRATION": "2100-01-01T00:00:00Z", "conditions": []});
-        assert_eq!(check_policy(&no_expiry, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        assert_eq!(check_policy(&no_expiry, &f, "b", now).err().unwrap().code, Code::InvalidPolicyDocument);
         let bad_range = policy(serde_json::json!([["content-length-range", 0]]));
-        assert_eq!(check_policy(&bad_range, &f, "b", now).err().unwrap().code, "InvalidPolicyDocument");
+        assert_eq!(check_policy(&bad_range, &f, "b", now).err().unwrap().code, Code::InvalidPolicyDocument);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Object and bucket tagging: `?tagging` and the `x-amz-tagging` header.
 
-use actix_web::{web, HttpResponse};
-use jadfs_meta::{Command, Query, QueryResult};
+use actix_web::HttpResponse;
+use jadfs_meta::Command;
 
-use super::bucket::xml_response;
-use super::Ctx;
-use crate::error::S3Error;
+use super::{xml_response, Ctx};
+use crate::body::RequestBody;
+use crate::error::{Code, S3Error};
 use crate::sigv4::parse_query;
 use crate::xml::{self, XmlWriter};
 
@@ -16,17 +16,17 @@ pub const MAX_BUCKET_TAGS: usize = 50;
 /// values of at most 256.
 pub fn validate_tags(tags: &[(String, String)], max: usize) -> Result<(), S3Error> {
     if tags.len() > max {
-        return Err(S3Error::InvalidTag().with_message(format!("Object tags cannot be greater than {max}")));
+        return Err(S3Error::new(Code::InvalidTag).with_message(format!("Object tags cannot be greater than {max}")));
     }
     for (i, (key, value)) in tags.iter().enumerate() {
         if key.is_empty() || key.chars().count() > 128 {
-            return Err(S3Error::InvalidTag().with_message("The TagKey you have provided is invalid"));
+            return Err(S3Error::new(Code::InvalidTag).with_message("The TagKey you have provided is invalid"));
         }
         if value.chars().count() > 256 {
-            return Err(S3Error::InvalidTag().with_message("The TagValue you have provided is invalid"));
+            return Err(S3Error::new(Code::InvalidTag).with_message("The TagValue you have provided is invalid"));
         }
         if tags[..i].iter().any(|(k, _)| k == key) {
-            return Err(S3Error::InvalidTag().with_message("Cannot provide multiple Tags with the same key"));
+            return Err(S3Error::new(Code::InvalidTag).with_message("Cannot provide multiple Tags with the same key"));
         }
     }
     Ok(())
@@ -57,50 +57,40 @@ fn tagging_xml(tags: &[(String, String)]) -> HttpResponse {
     xml_response(x)
 }
 
-pub async fn get_object_tagging(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
-    let object = ctx.gw.get_object(bucket, key).await?;
+pub async fn get_object_tagging(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
+    let object = ctx.object(key).await?;
     Ok(tagging_xml(&object.manifest.tags))
 }
 
-pub async fn put_object_tagging(
-    ctx: &Ctx<'_>,
-    bucket: &str,
-    key: &str,
-    payload: web::Payload,
-) -> Result<HttpResponse, S3Error> {
-    let body = ctx.small_body(payload, 64 << 10).await?;
+pub async fn put_object_tagging(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(body, 64 << 10).await?;
     let tags = xml::parse_tagging(&body)?;
     validate_tags(&tags, MAX_OBJECT_TAGS)?;
-    ctx.gw.commit(Command::SetObjectTags { bucket: bucket.into(), key: key.into(), tags }).await?;
+    ctx.gw.meta.write(&Command::SetObjectTags { bucket: ctx.bucket_name().into(), key: key.into(), tags }).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
-pub async fn delete_object_tagging(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.commit(Command::SetObjectTags { bucket: bucket.into(), key: key.into(), tags: Vec::new() }).await?;
+pub async fn delete_object_tagging(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
+    let command = Command::SetObjectTags { bucket: ctx.bucket_name().into(), key: key.into(), tags: Vec::new() };
+    ctx.gw.meta.write(&command).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn get_bucket_tagging(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    match ctx.gw.query(Query::GetBucket { name: bucket.into() }).await? {
-        QueryResult::Bucket(Some(info)) => match info.tags {
-            Some(tags) => Ok(tagging_xml(&tags)),
-            None => Err(S3Error::NoSuchTagSet()),
-        },
-        QueryResult::Bucket(None) => Err(S3Error::NoSuchBucket()),
-        other => Err(S3Error::internal(format!("unexpected meta answer {other:?}"))),
-    }
+pub async fn get_bucket_tagging(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let tags = ctx.bucket().await?.tags.as_ref().ok_or(Code::NoSuchTagSet)?;
+    Ok(tagging_xml(tags))
 }
 
-pub async fn put_bucket_tagging(ctx: &Ctx<'_>, bucket: &str, payload: web::Payload) -> Result<HttpResponse, S3Error> {
-    let body = ctx.small_body(payload, 64 << 10).await?;
+pub async fn put_bucket_tagging(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(body, 64 << 10).await?;
     let tags = xml::parse_tagging(&body)?;
     validate_tags(&tags, MAX_BUCKET_TAGS)?;
-    ctx.gw.commit(Command::SetBucketTags { bucket: bucket.into(), tags: Some(tags) }).await?;
+    ctx.gw.meta.write(&Command::SetBucketTags { bucket: ctx.bucket_name().into(), tags: Some(tags) }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn delete_bucket_tagging(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.commit(Command::SetBucketTags { bucket: bucket.into(), tags: None }).await?;
+pub async fn delete_bucket_tagging(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.gw.meta.write(&Command::SetBucketTags { bucket: ctx.bucket_name().into(), tags: None }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -115,7 +105,7 @@ mod tests {
     #[test]
     fn tag_limits() {
         assert!(validate_tags(&tags(10), MAX_OBJECT_TAGS).is_ok());
-        assert_eq!(validate_tags(&tags(11), MAX_OBJECT_TAGS).unwrap_err().code, "InvalidTag");
+        assert_eq!(validate_tags(&tags(11), MAX_OBJECT_TAGS).unwrap_err().code, Code::InvalidTag);
         assert!(validate_tags(&[("k".repeat(128), "v".repeat(256))], 10).is_ok());
         assert!(validate_tags(&[("k".repeat(129), "v".into())], 10).is_err());
         assert!(validate_tags(&[("k".into(), "v".repeat(257))], 10).is_err());

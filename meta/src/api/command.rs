@@ -1,0 +1,183 @@
+//! The commands that change metadata, replicated through the Raft log, and
+//! what applying one produced.
+
+use jadfs_common::{ChunkId, ETag, NodeId, ObjectManifest};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AccessKey, CorsRule, MetaError, ObjectMetadata, PartManifest, Permission, Replication, StorageNodeInfo, UploadInfo,
+};
+
+/// A change to the metadata, replicated through the Raft log. Everything a
+/// command needs is inside it (times included): applying it is deterministic.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Command {
+    CreateBucket {
+        name: String,
+        owner: String,
+        created_ms: i64,
+    },
+    DeleteBucket {
+        name: String,
+    },
+    /// Creates or replaces `key`; `placement[i]` lists the storage nodes that
+    /// hold `manifest.chunks[i]`.
+    PutObject {
+        bucket: String,
+        key: String,
+        manifest: ObjectManifest,
+        placement: Vec<Vec<NodeId>>,
+        /// Checked against the current object when the command applies.
+        #[serde(default)]
+        condition: Option<WriteCondition>,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
+    /// A new manifest over the source's chunks: no bytes move. With
+    /// `metadata`, the copy's metadata is replaced instead of kept.
+    CopyObject {
+        src_bucket: String,
+        src_key: String,
+        dst_bucket: String,
+        dst_key: String,
+        metadata: Option<ObjectMetadata>,
+        last_modified_ms: i64,
+        /// With Some, the copy's tags are replaced instead of kept.
+        #[serde(default)]
+        tags: Option<Vec<(String, String)>>,
+    },
+    RegisterNode {
+        node: StorageNodeInfo,
+    },
+    CreateUpload {
+        bucket: String,
+        key: String,
+        upload: UploadInfo,
+    },
+    /// Adds or replaces one part of a multipart upload.
+    PutPart {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part_number: u32,
+        part: PartManifest,
+        placement: Vec<Vec<NodeId>>,
+    },
+    /// Joins the listed parts into the object: only metadata is written.
+    CompleteUpload(CompleteUpload),
+    AbortUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    /// Replaces an object's tags.
+    SetObjectTags {
+        bucket: String,
+        key: String,
+        tags: Vec<(String, String)>,
+    },
+    /// Replaces a bucket's CORS rules; None removes them.
+    SetBucketCors {
+        bucket: String,
+        rules: Option<Vec<CorsRule>>,
+    },
+    /// Replaces a bucket's tags; None removes them.
+    SetBucketTags {
+        bucket: String,
+        tags: Option<Vec<(String, String)>>,
+    },
+    /// Creates or replaces an access key.
+    PutAccessKey {
+        key: AccessKey,
+    },
+    /// Removes an access key and its bucket grants.
+    DeleteAccessKey {
+        access_key: String,
+    },
+    /// Grants `permission` on a bucket to a key, or with None takes it away.
+    SetBucketGrant {
+        bucket: String,
+        access_key: String,
+        permission: Option<Permission>,
+    },
+    /// Sets how new chunks are replicated: the cluster default with no
+    /// bucket, a bucket's own setting with one (None there: back to the default).
+    SetReplication {
+        bucket: Option<String>,
+        replication: Option<Replication>,
+    },
+    /// The leader's repair of one queued chunk: `added` nodes now hold a
+    /// copy; with `done`, enough live copies exist and it leaves the queue.
+    RepairDone {
+        chunk: ChunkId,
+        added: Vec<NodeId>,
+        done: bool,
+    },
+    /// Queues every chunk with a copy on `node` (declared dead) for repair.
+    QueueNodeChunks {
+        node: NodeId,
+    },
+    /// Commands committed together (group commit), applied in order, each
+    /// with its own result; a batch holds no batch.
+    Batch(Vec<Command>),
+}
+
+/// The fields of [`Command::CompleteUpload`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CompleteUpload {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// (part number, ETag) in ascending part order.
+    pub parts: Vec<(u32, String)>,
+    /// Every part but the last must be at least this large.
+    pub min_part_size: u64,
+    pub last_modified_ms: i64,
+    #[serde(default)]
+    pub condition: Option<WriteCondition>,
+    /// The whole object's checksum the client expects (`x-amz-checksum-*`).
+    #[serde(default)]
+    pub expected_checksum: Option<String>,
+    /// The checksum the client lists for each part, if any.
+    #[serde(default)]
+    pub part_checksums: Vec<Option<String>>,
+}
+
+/// A conditional write (`If-Match` / `If-None-Match` on PutObject and
+/// CompleteMultipartUpload), evaluated atomically when the write applies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct WriteCondition {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl WriteCondition {
+    /// Checks the condition against the current object's ETag (None: no object).
+    pub fn check(&self, current: Option<&ETag>) -> Result<(), MetaError> {
+        if let Some(list) = &self.if_match {
+            match current {
+                None => return Err(MetaError::NoSuchKey),
+                Some(etag) if !etag.matches(list) => return Err(MetaError::PreconditionFailed),
+                Some(_) => {}
+            }
+        }
+        if let (Some(list), Some(etag)) = (&self.if_none_match, current) {
+            if etag.matches(list) {
+                return Err(MetaError::PreconditionFailed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum CommandResult {
+    Done,
+    Object(Box<ObjectManifest>),
+    Failed(MetaError),
+    /// The results of a [`Command::Batch`], in its order.
+    Batch(Vec<CommandResult>),
+}

@@ -1,0 +1,222 @@
+//! The records the state machine keeps and commands and answers carry:
+//! buckets and their settings, uploads and parts, keys, storage nodes,
+//! replication and repairs.
+
+use jadfs_common::{Algorithm, Checksum, ChecksumType, ChunkId, ETag, NodeId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub owner: String,
+    pub created_ms: i64,
+    /// Keys other than the owner allowed on the bucket.
+    #[serde(default)]
+    pub grants: Vec<(String, Permission)>,
+    /// Bucket tags, if any were set.
+    #[serde(default)]
+    pub tags: Option<Vec<(String, String)>>,
+    /// CORS rules, if any were set.
+    #[serde(default)]
+    pub cors: Option<Vec<CorsRule>>,
+    /// The replication in force: the bucket's own, or the cluster default.
+    #[serde(default)]
+    pub replication: Replication,
+}
+
+impl BucketInfo {
+    /// What `access_key` may do on this bucket, if anything.
+    pub fn permission_of(&self, access_key: &str) -> Option<Permission> {
+        if self.owner == access_key {
+            return Some(Permission::Owner);
+        }
+        self.grants.iter().find(|(k, _)| k == access_key).map(|(_, p)| *p)
+    }
+}
+
+/// How the copies of new chunks are made.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Replication {
+    pub mode: ReplicationMode,
+    /// Copies every chunk should have.
+    pub copies: u8,
+    /// In sync mode, copies that must be durable before a PUT is
+    /// acknowledged; the rest are made from the repair queue.
+    pub write_quorum: u8,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication { mode: ReplicationMode::Sync, copies: 3, write_quorum: 3 }
+    }
+}
+
+impl Replication {
+    /// Copies durable before a write is acknowledged.
+    pub fn acknowledge_after(&self) -> usize {
+        match self.mode {
+            ReplicationMode::Sync => self.write_quorum.clamp(1, self.copies.max(1)) as usize,
+            ReplicationMode::Async => 1,
+        }
+    }
+
+    /// Copies the gateway writes itself: async mode writes one and queues the rest.
+    pub fn written_inline(&self) -> usize {
+        match self.mode {
+            ReplicationMode::Sync => self.copies.max(1) as usize,
+            ReplicationMode::Async => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// Acknowledged once `write_quorum` copies are durable.
+    Sync,
+    /// Acknowledged once one copy is durable; the others follow from a durable queue.
+    Async,
+}
+
+impl std::str::FromStr for ReplicationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(ReplicationMode::Sync),
+            "async" => Ok(ReplicationMode::Async),
+            other => Err(format!("replication mode is sync or async, not {other:?}")),
+        }
+    }
+}
+
+/// A chunk waiting for more copies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Repair {
+    pub chunk: ChunkId,
+    pub copies: u8,
+    /// Nodes the metadata says hold a copy (some may be dead).
+    pub holders: Vec<NodeId>,
+    /// The log index that queued it: older entries are repaired first.
+    pub queued_at_log: u64,
+}
+
+/// One CORS rule of a bucket, as S3's CORSConfiguration holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<u64>,
+}
+
+/// An S3 access key and its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key: String,
+    pub secret_key: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// What a key may do on a bucket it does not own; each level includes the ones before.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// Read objects and list them.
+    Read,
+    /// Also write and delete objects.
+    Write,
+    /// Everything the owner may do, deleting the bucket included.
+    Owner,
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub upload_id: String,
+    pub key: String,
+    pub owner: String,
+    pub initiated_ms: i64,
+    pub metadata: ObjectMetadata,
+    /// The flexible checksum every part carries (`x-amz-checksum-algorithm`).
+    #[serde(default)]
+    pub checksum_algorithm: Option<Algorithm>,
+    /// Whether the object's checksum covers the full object (CRCs only) or
+    /// is the composite of the parts' (`x-amz-checksum-type`).
+    #[serde(default)]
+    pub full_object_checksum: bool,
+}
+
+impl UploadInfo {
+    /// The type of checksum the completed object will carry.
+    pub fn checksum_type(&self) -> ChecksumType {
+        if self.full_object_checksum {
+            ChecksumType::FullObject
+        } else {
+            ChecksumType::Composite
+        }
+    }
+}
+
+/// One uploaded part: its chunks (offsets within the part) and ETag.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartManifest {
+    pub size: u64,
+    pub etag: ETag,
+    pub last_modified_ms: i64,
+    pub chunks: Vec<jadfs_common::ChunkRef>,
+    /// The part's verified flexible checksum.
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartEntry {
+    pub part_number: u32,
+    pub size: u64,
+    pub etag: ETag,
+    pub last_modified_ms: i64,
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
+}
+
+/// The replaceable metadata of an object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectMetadata {
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub user_metadata: Vec<(String, String)>,
+    /// Tags given when the object is created (`x-amz-tagging`).
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// A storage node as the meta cluster knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StorageNodeInfo {
+    pub id: NodeId,
+    /// `host:port` of its HTTP API.
+    pub addr: String,
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub registered_ms: i64,
+    /// Filled in by the leader from heartbeats when nodes are listed.
+    #[serde(default)]
+    pub state: NodeState,
+}
+
+/// What the leader makes of a storage node's heartbeats.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Heard from within the last few heartbeats: it receives new chunks.
+    #[default]
+    Alive,
+    /// Silent for a while: no new chunks, but its copies still count.
+    Suspect,
+    /// Silent for long: its chunks are re-copied elsewhere.
+    Dead,
+}

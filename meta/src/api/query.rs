@@ -1,0 +1,143 @@
+//! The reads of the metadata (answered linearizably, by the leader or after
+//! a read index) and their answers. `MetaClient` has one typed method per
+//! query; nothing else matches on [`QueryResult`].
+
+use jadfs_common::{ChunkId, ETag, ObjectManifest};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessKey, BucketInfo, NodeId, PartEntry, Repair, Replication, StorageNodeInfo, UploadInfo};
+
+/// A read of the metadata, answered linearizably.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Query {
+    ListBuckets,
+    GetBucket {
+        name: String,
+    },
+    GetObject {
+        bucket: String,
+        key: String,
+    },
+    ListObjects(ListObjectsQuery),
+    ListNodes,
+    Stats,
+    GetUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    ListParts {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        after_part: u32,
+        max_parts: usize,
+    },
+    ListUploads {
+        bucket: String,
+        prefix: String,
+        after_key: Option<String>,
+        max_uploads: usize,
+    },
+    GetAccessKey {
+        access_key: String,
+    },
+    ListAccessKeys,
+    /// The replication in force for a bucket, or the cluster default.
+    GetReplication {
+        bucket: Option<String>,
+    },
+    /// Chunks waiting for copies, oldest first, after the given
+    /// (queued_at_log, chunk) position.
+    RepairQueue {
+        after: Option<(u64, ChunkId)>,
+        limit: usize,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListObjectsQuery {
+    pub bucket: String,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Return only keys, and common prefixes, greater than this.
+    pub start_after: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub size: u64,
+    pub etag: ETag,
+    pub last_modified_ms: i64,
+}
+
+/// One page of a listing. Entries and common prefixes are each sorted;
+/// `truncated` says whether more follow.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectEntry>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or common prefix returned: the next page starts after it.
+    pub last: Option<String>,
+}
+
+/// An object with where each of its chunks lives.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LocatedObject {
+    pub manifest: ObjectManifest,
+    /// `locations[i]` are the nodes holding `manifest.chunks[i]`.
+    pub locations: Vec<Vec<NodeId>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct MetaStats {
+    pub buckets: u64,
+    pub objects: u64,
+    /// Distinct chunks referenced by at least one object.
+    pub chunks: u64,
+    /// Bytes of those chunks, each counted once.
+    pub chunk_bytes: u64,
+    /// Chunks no object uses any more, waiting for collection.
+    pub orphaned_chunks: u64,
+    /// Chunks waiting for copies (async writes, quorum writes, dead nodes).
+    #[serde(default)]
+    pub repair_queue: u64,
+    pub last_applied_index: Option<u64>,
+}
+
+/// One page of an upload's parts, in ascending order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PartsPage {
+    pub parts: Vec<PartEntry>,
+    /// Whether more parts follow.
+    pub truncated: bool,
+}
+
+/// One page of a bucket's uploads in progress, in key order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct UploadsPage {
+    pub uploads: Vec<UploadInfo>,
+    /// Whether more uploads follow.
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum QueryResult {
+    Buckets(Vec<BucketInfo>),
+    Bucket(Option<BucketInfo>),
+    Object(Option<LocatedObject>),
+    Page(ListPage),
+    Nodes(Vec<StorageNodeInfo>),
+    Stats(MetaStats),
+    Upload(Option<UploadInfo>),
+    /// None: no such upload.
+    Parts(Option<PartsPage>),
+    Uploads(UploadsPage),
+    AccessKey(Option<AccessKey>),
+    AccessKeys(Vec<AccessKey>),
+    Replication(Replication),
+    Repairs(Vec<Repair>),
+}

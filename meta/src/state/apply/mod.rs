@@ -1,0 +1,133 @@
+//! Applying committed commands to the state, inside the transaction of
+//! their log entries. [`Applier::apply`] is the one place a command is
+//! matched; each family (buckets, objects, multipart uploads, access,
+//! nodes and repair) has its module. A refused command (a missing bucket,
+//! a failed condition) changes nothing: each runs under a savepoint that is
+//! rolled back when it is refused.
+
+mod access;
+mod bucket;
+mod chunks;
+mod multipart;
+mod nodes;
+mod object;
+
+use rusqlite::Transaction;
+
+use crate::api::{Command, CommandResult, MetaError};
+
+/// Why a command did not apply: refused (its answer to the client), or the
+/// database failed (the whole apply fails, and openraft stops the node).
+pub(super) enum Fail {
+    Refused(MetaError),
+    Storage(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Fail {
+        Fail::Storage(e)
+    }
+}
+
+type Outcome = Result<CommandResult, Fail>;
+
+/// Refuses the command with `error`.
+fn refuse<T>(error: MetaError) -> Result<T, Fail> {
+    Err(Fail::Refused(error))
+}
+
+/// Applies commands within one transaction, at one log index.
+pub(super) struct Applier<'t> {
+    tx: &'t Transaction<'t>,
+    /// The index of the entry being applied: it dates repairs and orphans.
+    log_index: u64,
+}
+
+impl<'t> Applier<'t> {
+    pub fn new(tx: &'t Transaction<'t>, log_index: u64) -> Applier<'t> {
+        Applier { tx, log_index }
+    }
+
+    /// Applies one command (or a batch of them); Err only when the database failed.
+    pub fn apply(&self, command: &Command) -> rusqlite::Result<CommandResult> {
+        match command {
+            Command::Batch(commands) => {
+                let results = commands.iter().map(|command| self.apply_one(command));
+                Ok(CommandResult::Batch(results.collect::<rusqlite::Result<_>>()?))
+            }
+            command => self.apply_one(command),
+        }
+    }
+
+    fn apply_one(&self, command: &Command) -> rusqlite::Result<CommandResult> {
+        self.under_savepoint(|| self.dispatch(command))
+    }
+
+    /// Runs `f` under a savepoint, which a refusal rolls back.
+    fn under_savepoint(&self, f: impl FnOnce() -> Outcome) -> rusqlite::Result<CommandResult> {
+        self.tx.execute_batch("SAVEPOINT command")?;
+        match f() {
+            Ok(result) => {
+                self.tx.execute_batch("RELEASE command")?;
+                Ok(result)
+            }
+            Err(Fail::Refused(e)) => {
+                self.tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                Ok(CommandResult::Failed(e))
+            }
+            Err(Fail::Storage(e)) => Err(e),
+        }
+    }
+
+    fn dispatch(&self, command: &Command) -> Outcome {
+        use Command as C;
+        match command {
+            C::CreateBucket { name, owner, created_ms } => self.create_bucket(name, owner, *created_ms),
+            C::DeleteBucket { name } => self.delete_bucket(name),
+            C::SetBucketCors { bucket, rules } => self.set_bucket_cors(bucket, rules.as_ref()),
+            C::SetBucketTags { bucket, tags } => self.set_bucket_tags(bucket, tags.as_ref()),
+            C::SetBucketGrant { bucket, access_key, permission } => {
+                self.set_bucket_grant(bucket, access_key, *permission)
+            }
+            C::SetReplication { bucket, replication } => self.set_replication(bucket.as_deref(), *replication),
+            C::PutObject { bucket, key, manifest, placement, condition } => {
+                self.put_object(bucket, key, manifest, placement, condition.as_ref())
+            }
+            C::DeleteObject { bucket, key } => self.delete_object(bucket, key),
+            C::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms, tags } => self
+                .copy_object(
+                    (src_bucket, src_key),
+                    (dst_bucket, dst_key),
+                    metadata.as_ref(),
+                    *last_modified_ms,
+                    tags.as_ref(),
+                ),
+            C::SetObjectTags { bucket, key, tags } => self.set_object_tags(bucket, key, tags),
+            C::CreateUpload { bucket, key, upload } => self.create_upload(bucket, key, upload),
+            C::PutPart { bucket, key, upload_id, part_number, part, placement } => {
+                self.put_part(bucket, key, upload_id, *part_number, part, placement)
+            }
+            C::CompleteUpload(complete) => self.complete_upload(complete),
+            C::AbortUpload { bucket, key, upload_id } => self.abort_upload(bucket, key, upload_id),
+            C::PutAccessKey { key } => self.put_access_key(key),
+            C::DeleteAccessKey { access_key } => self.delete_access_key(access_key),
+            C::RegisterNode { node } => self.register_node(node),
+            C::RepairDone { chunk, added, done } => self.repair_done(chunk, added, *done),
+            C::QueueNodeChunks { node } => self.queue_node_chunks(*node),
+            // A top-level batch never gets here (see `apply`): this one is nested.
+            C::Batch(_) => refuse(MetaError::Internal("a batch inside a batch".into())),
+        }
+    }
+
+    /// Refuses with NoSuchBucket unless the bucket exists.
+    fn require_bucket(&self, name: &str) -> Result<(), Fail> {
+        if crate::state::rows::bucket_exists(self.tx, name)? {
+            Ok(())
+        } else {
+            refuse(MetaError::NoSuchBucket)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

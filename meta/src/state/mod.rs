@@ -1,0 +1,198 @@
+//! The metadata state machine, kept on disk in SQLite: buckets, objects with
+//! their chunk lists, chunk reference counts and placement, uploads, keys,
+//! storage nodes. Each batch of Raft entries is applied in one transaction
+//! together with the last-applied log id, so the state on disk always
+//! matches a log position.
+//!
+//! - `schema`: the tables and their versioned upgrades
+//! - `apply`: commands, one module per family
+//! - `query` and `listing`: reads
+//! - `rows`: the row helpers both share
+//! - `snapshot`: building, receiving and installing snapshots
+//!
+//! This file is the openraft glue and the pool of read connections.
+
+// openraft's storage traits return its StorageError; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
+mod apply;
+mod listing;
+mod query;
+mod rows;
+pub mod schema;
+mod snapshot;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jadfs_common::ChunkId;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIOError};
+use rusqlite::Connection;
+
+use crate::api::*;
+use rows::{applied_state, write_setting, Membership};
+pub use snapshot::SnapshotBuilder;
+
+fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
+    StorageIOError::write_state_machine(e).into()
+}
+
+/// Read connections to the state machine database, reused between queries.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, MetaError> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => schema::open_db(&self.path).map_err(|e| MetaError::Internal(e.to_string()))?,
+        };
+        let result = f(&conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        result.map_err(|e| MetaError::Internal(e.to_string()))
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread, off the async executor.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .unwrap_or_else(|e| Err(MetaError::Internal(e.to_string())))
+    }
+
+    /// Answers a query from the applied state.
+    pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryResult, MetaError> {
+        self.blocking(move |conn| query::answer(conn, &query)).await
+    }
+
+    /// The registered storage nodes (their state as registered, not as heard).
+    pub async fn list_nodes(self: &Arc<Self>) -> Result<Vec<StorageNodeInfo>, MetaError> {
+        self.blocking(query::list_nodes).await
+    }
+
+    /// Chunks waiting for copies, oldest first, after `after`.
+    pub async fn repair_queue(
+        self: &Arc<Self>,
+        after: Option<(u64, ChunkId)>,
+        limit: usize,
+    ) -> Result<Vec<Repair>, MetaError> {
+        self.blocking(move |conn| query::repair_queue(conn, after, limit)).await
+    }
+}
+
+/// The state machine as openraft drives it.
+pub struct StateMachineStore {
+    db_path: PathBuf,
+    snapshot_dir: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    readers: Arc<ReadPool>,
+    /// The file `begin_receiving_snapshot` made, until it is installed.
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachineStore {
+    /// Opens the state under `dir` and brings it to the current data version.
+    pub fn open(dir: &Path) -> io::Result<StateMachineStore> {
+        let snapshot_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)?;
+        snapshot::remove_unfinished(&snapshot_dir)?;
+        let db_path = dir.join("state.db");
+        let conn = schema::open_db(&db_path).map_err(io::Error::other)?;
+        schema::migrate(&conn).map_err(io::Error::other)?;
+        Ok(StateMachineStore {
+            readers: Arc::new(ReadPool { path: db_path.clone(), idle: Mutex::new(Vec::new()) }),
+            db_path,
+            snapshot_dir,
+            conn: Arc::new(Mutex::new(conn)),
+            receiving: None,
+        })
+    }
+
+    pub fn readers(&self) -> Arc<ReadPool> {
+        self.readers.clone()
+    }
+
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+        conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
+        applied_state(&Self::lock(&self.conn)).map_err(|e| sm_error(&e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Self::lock(&conn);
+            let tx = conn.transaction()?;
+            let mut results = Vec::with_capacity(entries.len());
+            let mut membership = None;
+            for entry in &entries {
+                results.push(match &entry.payload {
+                    EntryPayload::Blank => CommandResult::Done,
+                    EntryPayload::Normal(command) => apply::Applier::new(&tx, entry.log_id.index).apply(command)?,
+                    EntryPayload::Membership(m) => {
+                        membership = Some(Membership::new(Some(entry.log_id), m.clone()));
+                        CommandResult::Done
+                    }
+                });
+            }
+            let last = entries.last().map(|e| e.log_id);
+            write_setting(&tx, "last_applied", &last)?;
+            if let Some(membership) = membership {
+                write_setting(&tx, "membership", &membership)?;
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+        .map_err(|e| sm_error(&e))?
+        .map_err(|e: rusqlite::Error| sm_error(&e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { db_path: self.db_path.clone(), snapshot_dir: self.snapshot_dir.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let (path, file) = snapshot::begin_receiving(&self.snapshot_dir).await?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<u64>> {
+        let received = snapshot::received_file(&self.snapshot_dir, self.receiving.take(), snapshot).await?;
+        let (conn, dir, meta) = (self.conn.clone(), self.snapshot_dir.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || snapshot::install(&conn, &received, &dir, &meta))
+            .await
+            .map_err(|e| snapshot::snapshot_error(&e))?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        snapshot::current(&self.snapshot_dir).await
+    }
+}

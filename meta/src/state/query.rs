@@ -1,0 +1,193 @@
+//! Answering queries from the applied state: one function per query, and
+//! [`answer`], the one place a [`Query`] is matched.
+
+use jadfs_common::ChunkId;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::listing::list_objects;
+use super::rows::{
+    applied_state, chunk_nodes, from_json, load_bucket, load_manifest, load_parts, load_upload, replication_of,
+};
+use crate::api::*;
+
+pub fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult> {
+    use Query as Q;
+    use QueryResult as R;
+    Ok(match query {
+        Q::ListBuckets => R::Buckets(list_buckets(conn)?),
+        Q::GetBucket { name } => R::Bucket(load_bucket(conn, name)?),
+        Q::GetObject { bucket, key } => R::Object(get_object(conn, bucket, key)?),
+        Q::ListObjects(q) => R::Page(list_objects(conn, q)?),
+        Q::ListNodes => R::Nodes(list_nodes(conn)?),
+        Q::Stats => R::Stats(stats(conn)?),
+        Q::GetUpload { bucket, key, upload_id } => R::Upload(load_upload(conn, bucket, key, upload_id)?),
+        Q::ListParts { bucket, key, upload_id, after_part, max_parts } => {
+            R::Parts(list_parts(conn, bucket, key, upload_id, *after_part, *max_parts)?)
+        }
+        Q::ListUploads { bucket, prefix, after_key, max_uploads } => {
+            R::Uploads(list_uploads(conn, bucket, prefix, after_key.as_deref(), *max_uploads)?)
+        }
+        Q::GetAccessKey { access_key } => R::AccessKey(get_access_key(conn, access_key)?),
+        Q::ListAccessKeys => R::AccessKeys(list_access_keys(conn)?),
+        Q::GetReplication { bucket } => R::Replication(replication_of(conn, bucket.as_deref())?),
+        Q::RepairQueue { after, limit } => R::Repairs(repair_queue(conn, *after, *limit)?),
+    })
+}
+
+fn list_buckets(conn: &Connection) -> rusqlite::Result<Vec<BucketInfo>> {
+    let names: Vec<String> = {
+        let mut stmt = conn.prepare_cached("SELECT name FROM buckets ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut buckets = Vec::with_capacity(names.len());
+    for name in names {
+        buckets.extend(load_bucket(conn, &name)?);
+    }
+    Ok(buckets)
+}
+
+/// An object and the nodes holding each of its chunks.
+fn get_object(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<LocatedObject>> {
+    let Some(manifest) = load_manifest(conn, bucket, key)? else { return Ok(None) };
+    let locations = manifest.chunks.iter().map(|c| chunk_nodes(conn, &c.id)).collect::<rusqlite::Result<_>>()?;
+    Ok(Some(LocatedObject { manifest, locations }))
+}
+
+fn get_access_key(conn: &Connection, access_key: &str) -> rusqlite::Result<Option<AccessKey>> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT info FROM access_keys WHERE access_key = ?1", [access_key], |r| r.get(0)).optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+fn list_access_keys(conn: &Connection) -> rusqlite::Result<Vec<AccessKey>> {
+    let mut stmt = conn.prepare_cached("SELECT info FROM access_keys ORDER BY access_key")?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    rows.map(|raw| from_json(&raw?)).collect()
+}
+
+pub fn list_nodes(conn: &Connection) -> rusqlite::Result<Vec<StorageNodeInfo>> {
+    let mut stmt = conn.prepare_cached("SELECT info FROM nodes ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    rows.map(|raw| from_json(&raw?)).collect()
+}
+
+/// Chunks waiting for copies, oldest first, after the (queued_at_log, chunk) position.
+pub fn repair_queue(conn: &Connection, after: Option<(u64, ChunkId)>, limit: usize) -> rusqlite::Result<Vec<Repair>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chunk, copies, queued_at_log FROM repairs WHERE (queued_at_log, chunk) > (?1, ?2)
+         ORDER BY queued_at_log, chunk LIMIT ?3",
+    )?;
+    let (after_log, after_chunk) = match after {
+        Some((log, chunk)) => (log as i64, chunk.as_bytes().to_vec()),
+        None => (-1, Vec::new()),
+    };
+    let rows = stmt.query_map(params![after_log, after_chunk, limit as i64], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    let mut repairs = Vec::new();
+    for row in rows {
+        let (raw, copies, queued_at_log) = row?;
+        let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) else { continue };
+        let chunk = ChunkId::from_bytes(bytes);
+        let holders = chunk_nodes(conn, &chunk)?;
+        repairs.push(Repair { chunk, copies: copies as u8, holders, queued_at_log: queued_at_log as u64 });
+    }
+    Ok(repairs)
+}
+
+/// A page of an upload's parts after `after_part`; None if there is no such upload.
+fn list_parts(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    after_part: u32,
+    max_parts: usize,
+) -> rusqlite::Result<Option<PartsPage>> {
+    if load_upload(conn, bucket, key, upload_id)?.is_none() {
+        return Ok(None);
+    }
+    let mut parts: Vec<PartEntry> = load_parts(conn, upload_id)?
+        .into_iter()
+        .filter(|(n, _)| *n > after_part)
+        .map(|(part_number, p)| PartEntry {
+            part_number,
+            size: p.size,
+            etag: p.etag,
+            last_modified_ms: p.last_modified_ms,
+            checksum: p.checksum,
+        })
+        .collect();
+    let truncated = parts.len() > max_parts;
+    parts.truncate(max_parts);
+    Ok(Some(PartsPage { parts, truncated }))
+}
+
+fn list_uploads(
+    conn: &Connection,
+    bucket: &str,
+    prefix: &str,
+    after_key: Option<&str>,
+    max_uploads: usize,
+) -> rusqlite::Result<UploadsPage> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT info FROM uploads WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key > ?3)
+         ORDER BY key, upload_id LIMIT ?4",
+    )?;
+    let after = after_key.map(|k| k.as_bytes().to_vec());
+    let rows = stmt
+        .query_map(params![bucket, prefix.as_bytes(), after, (max_uploads + 1) as i64], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut uploads: Vec<UploadInfo> = Vec::new();
+    for raw in rows {
+        let upload: UploadInfo = from_json(&raw?)?;
+        if upload.key.starts_with(prefix) {
+            uploads.push(upload);
+        }
+    }
+    let truncated = uploads.len() > max_uploads;
+    uploads.truncate(max_uploads);
+    Ok(UploadsPage { uploads, truncated })
+}
+
+fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64);
+    Ok(MetaStats {
+        buckets: count("SELECT COUNT(*) FROM buckets")?,
+        objects: count("SELECT COUNT(*) FROM objects")?,
+        chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount > 0")?,
+        chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
+        orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,
+        repair_queue: count("SELECT COUNT(*) FROM repairs")?,
+        last_applied_index: applied_state(conn)?.0.map(|id| id.index),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::schema;
+
+    #[test]
+    fn the_repair_queue_pages_oldest_first_from_a_cursor() {
+        let conn = schema::in_memory();
+        let ids: Vec<ChunkId> = (1u8..=5).map(|n| ChunkId::from_bytes([n; 32])).collect();
+        // Queued at log indexes 7, 7, 3, 9, 3 (two pairs share an index).
+        for (id, log) in ids.iter().zip([7, 7, 3, 9, 3]) {
+            conn.execute(
+                "INSERT INTO repairs (chunk, copies, queued_at_log) VALUES (?1, 3, ?2)",
+                params![id.as_bytes(), log],
+            )
+            .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = repair_queue(&conn, after, 2).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.queued_at_log, last.chunk));
+            seen.extend(page.iter().map(|r| (r.queued_at_log, r.chunk.as_bytes()[0])));
+        }
+        assert_eq!(seen, [(3, 3), (3, 5), (7, 1), (7, 2), (9, 4)]);
+    }
+}

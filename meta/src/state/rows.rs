@@ -1,0 +1,220 @@
+//! Reading and writing the state's rows: JSON columns, objects and their
+//! inline bytes, uploads and parts, buckets and their settings. Shared by
+//! the applier (which writes) and the queries (which only read).
+
+use jadfs_common::{ChunkId, NodeId, ObjectManifest};
+use openraft::{LogId, StoredMembership};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::api::{BucketInfo, PartManifest, Replication, UploadInfo};
+
+pub type Membership = StoredMembership<u64, openraft::BasicNode>;
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(raw: &[u8]) -> rusqlite::Result<T> {
+    serde_json::from_slice(raw).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// A value of the state's own (`sm_meta`): applied log id, membership, defaults.
+pub fn read_setting<T: serde::de::DeserializeOwned>(conn: &Connection, name: &str) -> rusqlite::Result<Option<T>> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM sm_meta WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+pub fn write_setting<T: serde::Serialize>(conn: &Connection, name: &str, value: &T) -> rusqlite::Result<()> {
+    conn.execute("INSERT OR REPLACE INTO sm_meta (name, value) VALUES (?1, ?2)", params![name, to_json(value)?])?;
+    Ok(())
+}
+
+/// The last applied log id and the membership it holds.
+pub fn applied_state(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Membership)> {
+    let last_applied = read_setting(conn, "last_applied")?.flatten();
+    let membership = read_setting(conn, "membership")?.unwrap_or_default();
+    Ok((last_applied, membership))
+}
+
+pub fn bucket_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM buckets WHERE name = ?1)", [name], |r| r.get(0))
+}
+
+pub fn bucket_owner(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT owner FROM buckets WHERE name = ?1", [name], |r| r.get(0)).optional()
+}
+
+pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<BucketInfo>> {
+    let Some((owner, created_ms)) = conn
+        .query_row("SELECT owner, created_ms FROM buckets WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT access_key, permission FROM bucket_grants WHERE bucket = ?1 ORDER BY access_key")?;
+    let rows = stmt.query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut grants = Vec::new();
+    for row in rows {
+        let (key, permission) = row?;
+        grants.push((key, from_json(&permission)?));
+    }
+    let tags = load_bucket_setting(conn, BucketSetting::Tags, name)?;
+    let cors = load_bucket_setting(conn, BucketSetting::Cors, name)?;
+    let replication = replication_of(conn, Some(name))?;
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors, replication }))
+}
+
+/// Optional per-bucket settings, each a JSON value in a table of its own.
+#[derive(Clone, Copy)]
+pub enum BucketSetting {
+    Tags,
+    Cors,
+    Replication,
+}
+
+impl BucketSetting {
+    pub const ALL: [BucketSetting; 3] = [BucketSetting::Tags, BucketSetting::Cors, BucketSetting::Replication];
+
+    fn table(self) -> &'static str {
+        match self {
+            BucketSetting::Tags => "bucket_tags",
+            BucketSetting::Cors => "bucket_cors",
+            BucketSetting::Replication => "bucket_replication",
+        }
+    }
+}
+
+/// Sets a bucket's setting, or with None removes it.
+pub fn set_bucket_setting<T: serde::Serialize>(
+    tx: &Transaction,
+    setting: BucketSetting,
+    bucket: &str,
+    value: Option<&T>,
+) -> rusqlite::Result<()> {
+    let table = setting.table();
+    match value {
+        Some(value) => tx.execute(
+            &format!("INSERT OR REPLACE INTO {table} (bucket, value) VALUES (?1, ?2)"),
+            params![bucket, to_json(value)?],
+        )?,
+        None => tx.execute(&format!("DELETE FROM {table} WHERE bucket = ?1"), [bucket])?,
+    };
+    Ok(())
+}
+
+fn load_bucket_setting<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    setting: BucketSetting,
+    bucket: &str,
+) -> rusqlite::Result<Option<T>> {
+    let sql = format!("SELECT value FROM {} WHERE bucket = ?1", setting.table());
+    let raw: Option<Vec<u8>> = conn.query_row(&sql, [bucket], |r| r.get(0)).optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+/// The replication in force for a bucket (its own, else the cluster's), or the cluster's.
+pub fn replication_of(conn: &Connection, bucket: Option<&str>) -> rusqlite::Result<Replication> {
+    if let Some(bucket) = bucket {
+        if let Some(own) = load_bucket_setting(conn, BucketSetting::Replication, bucket)? {
+            return Ok(own);
+        }
+    }
+    Ok(read_setting(conn, "replication")?.unwrap_or_default())
+}
+
+/// An object's manifest, with its inline bytes put back.
+pub fn load_manifest(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<ObjectManifest>> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT o.manifest, i.bytes FROM objects o
+             LEFT JOIN inline_objects i ON i.bucket = o.bucket AND i.key = o.key
+             WHERE o.bucket = ?1 AND o.key = ?2",
+            params![bucket, key.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((raw, inline)) = row else { return Ok(None) };
+    let mut manifest: ObjectManifest = from_json(&raw)?;
+    if inline.is_some() {
+        manifest.inline = inline;
+    }
+    Ok(Some(manifest))
+}
+
+/// Writes an object's row. An inline object's bytes go to a table of their
+/// own, so the rows a listing walks stay small.
+pub fn write_object(tx: &Transaction, bucket: &str, key: &str, manifest: &ObjectManifest) -> rusqlite::Result<()> {
+    let mut row = manifest.clone();
+    let inline = row.inline.take();
+    tx.execute(
+        "INSERT OR REPLACE INTO objects (bucket, key, size, etag, last_modified_ms, manifest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![bucket, key.as_bytes(), row.size as i64, row.etag.quoted(), row.last_modified_ms, to_json(&row)?],
+    )?;
+    match inline {
+        Some(bytes) => tx.execute(
+            "INSERT OR REPLACE INTO inline_objects (bucket, key, bytes) VALUES (?1, ?2, ?3)",
+            params![bucket, key.as_bytes(), bytes],
+        )?,
+        None => {
+            tx.execute("DELETE FROM inline_objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?
+        }
+    };
+    Ok(())
+}
+
+/// Removes an object's row and its inline bytes.
+pub fn delete_object_row(tx: &Transaction, bucket: &str, key: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
+    tx.execute("DELETE FROM inline_objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
+    Ok(())
+}
+
+pub fn load_upload(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> rusqlite::Result<Option<UploadInfo>> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT info FROM uploads WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3",
+            params![upload_id, bucket, key.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+pub fn load_part(conn: &Connection, upload_id: &str, number: u32) -> rusqlite::Result<Option<PartManifest>> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT manifest FROM parts WHERE upload_id = ?1 AND part_number = ?2",
+            params![upload_id, number],
+            |r| r.get(0),
+        )
+        .optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
+}
+
+/// An upload's parts in ascending part order.
+pub fn load_parts(conn: &Connection, upload_id: &str) -> rusqlite::Result<Vec<(u32, PartManifest)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT part_number, manifest FROM parts WHERE upload_id = ?1 ORDER BY part_number")?;
+    let rows = stmt.query_map([upload_id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut parts = Vec::new();
+    for row in rows {
+        let (number, raw) = row?;
+        parts.push((number, from_json(&raw)?));
+    }
+    Ok(parts)
+}
+
+/// The nodes the state says hold a chunk, in id order.
+pub fn chunk_nodes(conn: &Connection, id: &ChunkId) -> rusqlite::Result<Vec<NodeId>> {
+    let mut stmt = conn.prepare_cached("SELECT node FROM placements WHERE chunk = ?1 ORDER BY node")?;
+    let nodes = stmt.query_map([id.as_bytes()], |r| r.get::<_, i64>(0))?;
+    nodes.map(|n| n.map(|n| n as NodeId)).collect()
+}
