@@ -455,11 +455,52 @@ impl ChunkSigner {
 
     /// Each signature signs the previous one and the hashes of what it covers.
     fn verify_next(&mut self, algorithm: &str, hashes: &str, signature: &str) -> Result<(), S3Error> {
-        let to_sign = format!("{algorithm}\n{}\n{}\n{}\n{hashes}", self.datetime, self.scope, self.previous);
-        let expected = sign_string(&self.key, &to_sign);
+        let expected = self.next_signature(algorithm, hashes);
         check_signature(&expected, signature)?;
         self.previous = expected;
         Ok(())
+    }
+
+    fn next_signature(&self, algorithm: &str, hashes: &str) -> String {
+        let to_sign = format!("{algorithm}\n{}\n{}\n{}\n{hashes}", self.datetime, self.scope, self.previous);
+        sign_string(&self.key, &to_sign)
+    }
+}
+
+/// A client's side of a signed aws-chunked body, for tests of the decoder.
+#[cfg(test)]
+pub mod test_signer {
+    use super::*;
+
+    /// A signer and a verifier that start from the same seed signature.
+    pub fn pair() -> (ChunkSigner, ChunkSigner) {
+        let scope = Scope {
+            access_key: "AK".into(),
+            date: "20240102".into(),
+            region: "us-east-1".into(),
+            service: "s3".into(),
+        };
+        let signer = ChunkSigner {
+            key: signing_key("secret", &scope),
+            datetime: "20240102T030405Z".into(),
+            scope: scope.string(),
+            previous: "seed".into(),
+        };
+        (signer.clone(), signer)
+    }
+
+    /// The signature of the next chunk, advancing the chain.
+    pub fn sign_chunk(signer: &mut ChunkSigner, data: &[u8]) -> String {
+        let hashes = format!("{EMPTY_SHA256}\n{}", hex::encode(Sha256::digest(data)));
+        signer.previous = signer.next_signature("AWS4-HMAC-SHA256-PAYLOAD", &hashes);
+        signer.previous.clone()
+    }
+
+    /// The signature of the trailing headers, advancing the chain.
+    pub fn sign_trailer(signer: &mut ChunkSigner, canonical_trailers: &str) -> String {
+        let hash = hex::encode(Sha256::digest(canonical_trailers));
+        signer.previous = signer.next_signature("AWS4-HMAC-SHA256-TRAILER", &hash);
+        signer.previous.clone()
     }
 }
 

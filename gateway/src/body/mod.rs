@@ -187,6 +187,7 @@ pub struct ObjectBody {
 }
 
 /// The request headers the decoder needs.
+#[derive(Clone)]
 pub struct BodyHeaders {
     pub content_length: Option<u64>,
     pub decoded_content_length: Option<u64>,
@@ -436,3 +437,6 @@ async fn read_trailers(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,11 @@
-//! The data path: object bytes cut into chunks and streamed to storage
-//! nodes (every copy in parallel, with back-pressure), and read back chunk
-//! after chunk, failing over to another copy mid-stream.
+//! Writing: a body cut into chunks, each streamed to all its nodes at once
+//! and acknowledged once its write quorum holds it durably.
 
-use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::{ChunkId, ChunkRef, NodeId};
 use jadfs_meta::api::{LocatedObject, Replication};
@@ -16,16 +14,11 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::body::ObjectBody;
+use super::{read_object, ByteSource, StoredData, STALL_TIMEOUT};
 use crate::error::{Code, S3Error};
 use crate::Gateway;
 
-/// A storage node that takes no bytes, or sends none, for this long is
-/// given up on (a copy elsewhere is used instead): a node cut off from the
-/// network otherwise stalls a request until TCP gives up, many minutes later.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a node has, after the last byte of a chunk, to make it durable: a
 /// few seconds, plus time to flush the chunk at a slow disk's 8 MiB/s. A
 /// paused node takes a small chunk's bytes into its socket buffer and then
@@ -41,36 +34,6 @@ const QUORUM_GRACE: Duration = Duration::from_secs(1);
 /// few KiB); they go to the nodes in groups of about this size, because
 /// every message costs a wake-up of each copy's sender task.
 const SEND_SIZE: usize = 256 << 10;
-
-/// What storing a body produced.
-pub struct StoredData {
-    pub size: u64,
-    pub md5: [u8; 16],
-    pub chunks: Vec<ChunkRef>,
-    /// `placement[i]`: the nodes holding `chunks[i]`.
-    pub placement: Vec<Vec<NodeId>>,
-    /// The bytes of a body small enough to keep in its manifest (no chunks).
-    pub inline: Option<Vec<u8>>,
-}
-
-impl StoredData {
-    pub fn empty() -> StoredData {
-        StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new(), inline: None }
-    }
-}
-
-/// Where the bytes of an object come from: a decoded request body, or the
-/// file part of a form upload.
-pub trait ByteSource {
-    /// The next piece, or None at the end (after every check passed).
-    fn next_piece(&mut self) -> impl std::future::Future<Output = Result<Option<Bytes>, S3Error>>;
-}
-
-impl ByteSource for ObjectBody {
-    async fn next_piece(&mut self) -> Result<Option<Bytes>, S3Error> {
-        self.next().await
-    }
-}
 
 /// Streams a decoded body into chunks of the gateway's chunk size, each
 /// written to all its chosen nodes at once. Returns once enough copies of
@@ -267,10 +230,9 @@ impl<'g> ChunkWriter<'g> {
         self.gathered.push(Bytes::copy_from_slice(&trailer.to_bytes()));
         self.send().await?;
         self.send_all(|| PutMessage::End).await?;
-        let (len, required) = (self.len, self.required);
+        let len = self.len;
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
-        let mut holders = Vec::with_capacity(writing.len());
-        let mut failures: Vec<(usize, String)> = Vec::new();
+        let mut quorum = Quorum::new(self.required, tokio::time::Instant::now() + durable_timeout(len));
         {
             let mut waiting: FuturesUnordered<_> = self
                 .copies
@@ -279,42 +241,82 @@ impl<'g> ChunkWriter<'g> {
                 .filter(|(i, _)| writing.contains(i))
                 .map(|(i, copy)| async move { (i, (&mut copy.task).await) })
                 .collect();
-            let mut deadline = tokio::time::Instant::now() + durable_timeout(len);
-            while let Ok(Some((i, outcome))) = tokio::time::timeout_at(deadline, waiting.next()).await {
-                let reason = match outcome {
+            while let Ok(Some((i, outcome))) = tokio::time::timeout_at(quorum.deadline, waiting.next()).await {
+                match outcome {
                     Ok(Ok(stored)) if stored.id == id && stored.size == len => {
-                        holders.push(i);
-                        if holders.len() == required {
-                            deadline = deadline.min(tokio::time::Instant::now() + QUORUM_GRACE);
-                        }
-                        continue;
+                        quorum.durable(i, tokio::time::Instant::now())
                     }
                     Ok(Ok(stored)) => {
                         tracing::error!(%id, stored = %stored.id, "a node stored other bytes than sent");
-                        format!("stored {} ({} bytes) where {id} ({len} bytes) was sent", stored.id, stored.size)
+                        let reason =
+                            format!("stored {} ({} bytes) where {id} ({len} bytes) was sent", stored.id, stored.size);
+                        quorum.failed(i, reason);
                     }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                failures.push((i, reason));
+                    Ok(Err(e)) => quorum.failed(i, e.to_string()),
+                    Err(e) => quorum.failed(i, e.to_string()),
+                }
             }
         }
-        for &i in &writing {
-            if !holders.contains(&i) && !failures.iter().any(|(f, _)| *f == i) {
-                self.copies[i].task.abort();
-                failures.push((i, "did not make the chunk durable in time".into()));
-            }
+        for i in quorum.give_up_on_the_rest(&writing) {
+            self.copies[i].task.abort();
         }
-        for (i, reason) in &failures {
+        for (i, reason) in &quorum.failures {
             self.note_failure(*i, reason);
         }
-        if holders.len() < required {
+        if !quorum.reached() {
             let reasons: Vec<String> =
-                failures.iter().map(|(i, r)| format!("node {}: {r}", self.copies[*i].node)).collect();
-            return Err(unavailable(format!("{} of {required} copies durable; {}", holders.len(), reasons.join("; "))));
+                quorum.failures.iter().map(|(i, r)| format!("node {}: {r}", self.copies[*i].node)).collect();
+            let durable = quorum.holders.len();
+            return Err(unavailable(format!("{durable} of {} copies durable; {}", self.required, reasons.join("; "))));
         }
-        let holders = holders.iter().map(|&i| self.copies[i].node).collect();
+        let holders = quorum.holders.iter().map(|&i| self.copies[i].node).collect();
         Ok((ChunkRef { id, offset, size: len }, holders))
+    }
+}
+
+/// The copies of one chunk as they answer after its last byte: which hold
+/// it durably, which failed and why, and until when to wait. Once the write
+/// quorum holds it, the others get [`QUORUM_GRACE`] more, no longer.
+struct Quorum {
+    required: usize,
+    deadline: tokio::time::Instant,
+    /// Copies (by index) that hold the chunk durably, in the order they said so.
+    holders: Vec<usize>,
+    failures: Vec<(usize, String)>,
+}
+
+impl Quorum {
+    fn new(required: usize, deadline: tokio::time::Instant) -> Quorum {
+        Quorum { required, deadline, holders: Vec::new(), failures: Vec::new() }
+    }
+
+    fn durable(&mut self, copy: usize, now: tokio::time::Instant) {
+        self.holders.push(copy);
+        if self.holders.len() == self.required {
+            self.deadline = self.deadline.min(now + QUORUM_GRACE);
+        }
+    }
+
+    fn failed(&mut self, copy: usize, reason: String) {
+        self.failures.push((copy, reason));
+    }
+
+    /// At the deadline: the copies of `writing` that answered neither way
+    /// count as failed, and are returned so their requests are stopped.
+    fn give_up_on_the_rest(&mut self, writing: &[usize]) -> Vec<usize> {
+        let silent: Vec<usize> = writing
+            .iter()
+            .copied()
+            .filter(|i| !self.holders.contains(i) && !self.failures.iter().any(|(f, _)| f == i))
+            .collect();
+        for &i in &silent {
+            self.failed(i, "did not make the chunk durable in time".into());
+        }
+        silent
+    }
+
+    fn reached(&self) -> bool {
+        self.holders.len() >= self.required
     }
 }
 
@@ -391,107 +393,36 @@ fn unavailable(cause: String) -> S3Error {
     S3Error::new(Code::ServiceUnavailable).with_message("A storage node could not take the data; please retry.")
 }
 
-/// The bytes `start..=end` of an object, chunk after chunk. The stream ends
-/// with an error (and the client sees a short body) only if no copy of a
-/// chunk can be read.
-pub fn read_object(
-    gw: std::sync::Arc<Gateway>,
-    chunks: Vec<(ChunkRef, Vec<NodeId>)>,
-    start: u64,
-    end: u64,
-) -> impl Stream<Item = Result<Bytes, io::Error>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        for (chunk, replicas) in &chunks {
-            let chunk_end = chunk.offset + chunk.size - 1;
-            if chunk.size == 0 || chunk_end < start || chunk.offset > end {
-                continue;
-            }
-            let from = start.max(chunk.offset) - chunk.offset;
-            let to = end.min(chunk_end) - chunk.offset;
-            match read_chunk(&gw, chunk, replicas, from, to, &tx).await {
-                Ok(true) => {}
-                Ok(false) => return, // the client went away
-                Err(e) => {
-                    tracing::error!(chunk = %chunk.id, error = %e, "no copy of a chunk could be read");
-                    let _ = tx.send(Err(io::Error::other(e))).await;
-                    return;
-                }
-            }
-        }
-    });
-    ReceiverStream::new(rx)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sends bytes `from..=to` of a chunk, trying each copy in turn and
-/// resuming where the last one stopped. Ok(false) if the receiver is gone.
-async fn read_chunk(
-    gw: &Gateway,
-    chunk: &ChunkRef,
-    replicas: &[NodeId],
-    from: u64,
-    to: u64,
-    tx: &mpsc::Sender<Result<Bytes, io::Error>>,
-) -> Result<bool, String> {
-    let mut position = from;
-    let mut failures = Vec::new();
-    for node in replicas {
-        let Some(addr) = gw.node_addr(*node).await else {
-            failures.push(format!("node {node}: unknown"));
-            continue;
-        };
-        // A whole chunk is always read whole, so the node checks it; after a
-        // failed copy, the next one is read whole too and what was already
-        // sent is skipped (a range of it would go unchecked).
-        let whole = from == 0 && to == chunk.size - 1;
-        let range = (!whole).then_some((position, to));
-        let mut skip = if whole { position } else { 0 };
-        let mut stream = match tokio::time::timeout(STALL_TIMEOUT, gw.storage.get_chunk(&addr, &chunk.id, range)).await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                failures.push(e.to_string());
-                continue;
-            }
-            Err(_) => {
-                failures.push(format!("node {node}: no answer in {STALL_TIMEOUT:?}"));
-                continue;
-            }
-        };
-        loop {
-            let item = match tokio::time::timeout(STALL_TIMEOUT, stream.next()).await {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(_) => {
-                    failures.push(format!("node {node}: no bytes for {STALL_TIMEOUT:?}"));
-                    break;
-                }
-            };
-            match item {
-                Ok(mut bytes) => {
-                    if skip > 0 {
-                        let skipped = skip.min(bytes.len() as u64);
-                        skip -= skipped;
-                        bytes = bytes.slice(skipped as usize..);
-                        if bytes.is_empty() {
-                            continue;
-                        }
-                    }
-                    position += bytes.len() as u64;
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        return Ok(false);
-                    }
-                }
-                Err(e) => {
-                    failures.push(e.to_string());
-                    break;
-                }
-            }
-        }
-        if position > to {
-            return Ok(true);
-        }
-        tracing::warn!(chunk = %chunk.id, node, position, "chunk read stopped early; trying another copy");
+    #[test]
+    fn the_quorum_waits_a_grace_for_the_rest_then_gives_up_on_them() {
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        let mut quorum = Quorum::new(2, deadline);
+        quorum.durable(2, start);
+        assert_eq!(quorum.deadline, deadline, "one copy is not the quorum");
+        assert!(!quorum.reached());
+        quorum.durable(0, start + Duration::from_secs(1));
+        assert_eq!(quorum.deadline, start + Duration::from_secs(1) + QUORUM_GRACE, "the rest get a grace");
+        assert!(quorum.reached());
+        assert_eq!(quorum.give_up_on_the_rest(&[0, 1, 2]), [1], "the silent copy is stopped");
+        assert_eq!(quorum.failures, [(1, "did not make the chunk durable in time".to_string())]);
+        assert_eq!(quorum.holders, [2, 0]);
+
+        // A grace never extends the deadline.
+        let mut late = Quorum::new(1, start + Duration::from_millis(100));
+        late.durable(0, start);
+        assert_eq!(late.deadline, start + Duration::from_millis(100));
+
+        // Failures leave the quorum short: the write fails with every reason.
+        let mut short = Quorum::new(3, deadline);
+        short.durable(0, start);
+        short.failed(1, "refused".into());
+        assert_eq!(short.give_up_on_the_rest(&[0, 1, 2]), [2]);
+        assert!(!short.reached());
+        assert_eq!(short.failures.len(), 2);
     }
-    Err(format!("chunk {}: {}", chunk.id, failures.join("; ")))
 }
