@@ -1,14 +1,12 @@
 //! Authentication and bad input, as a client meets them: each refused with
 //! AWS's error code and status, and nothing changed.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
-use common::*;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 

@@ -5,15 +5,13 @@
 //! gateway acknowledged reads back identical at the end. Snapshots are taken
 //! every 10 log entries, so the nodes that join install one.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::cluster::*;
+use crate::common::*;
 use aws_sdk_s3::primitives::ByteStream;
-use common::cluster::*;
-use common::*;
 
 /// A key and the bytes its acknowledged PUT carried.
 type Written = (String, Vec<u8>);

@@ -2,13 +2,11 @@
 //! belongs to the key that created it, other keys get AccessDenied until
 //! they are granted read, write or owner.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::*;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use common::*;
 
 fn admin(server: &Server, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))

@@ -2,16 +2,14 @@
 //! restart every acknowledged PUT reads back identical, and nothing half
 //! written is listed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use common::*;
 
 /// The body written under `key`: derived from the key, so any listed key
 /// can be checked.

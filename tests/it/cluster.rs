@@ -5,15 +5,13 @@
 //! cluster keeps serving after `kill -9` of the Raft leader and of a storage
 //! node, whose copies are then made again elsewhere.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::*;
+use crate::common::*;
 use aws_sdk_s3::primitives::ByteStream;
-use common::cluster::*;
-use common::*;
 use jadfs_meta::api::{NodeState, StorageNodeInfo};
 
 /// Node 1's address, which node 3 is told to join.

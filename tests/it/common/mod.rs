@@ -1,7 +1,6 @@
 //! Test harness: starts the real `jadfs` binary on 127.0.0.1 with an
 //! ephemeral port and a temporary data folder, and drives it with real
 //! clients. Every wait has a deadline; nothing sleeps for luck.
-#![allow(dead_code)]
 
 pub mod cluster;
 

@@ -1,15 +1,13 @@
 //! A real `jadfs storage-node` process over HTTP: hashes checked, crashes
 //! between write and rename leave nothing visible, ranges, reconciliation.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{random_bytes, sha256};
+use crate::common::{random_bytes, sha256};
 
 struct Node {
     child: Child,
