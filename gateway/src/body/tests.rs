@@ -39,6 +39,11 @@ fn headers(content_length: usize, decoded: Option<usize>) -> BodyHeaders {
     }
 }
 
+/// `data` as a plain body.
+fn plain(name: &'static str, mode: PayloadMode, headers: BodyHeaders, checksum: Option<Checksum>) -> Framing {
+    Framing { name, mode, signer: None, headers, encoded: data(), checksum, closing: 0 }
+}
+
 /// aws-chunked framing of `data`, signed when `signer` is given, with
 /// trailing headers when `trailer` is.
 fn chunked(data: &[u8], signer: Option<&mut ChunkSigner>, trailer: Option<(Algorithm, String)>) -> Vec<u8> {
@@ -88,33 +93,14 @@ fn framings() -> Vec<Framing> {
         h
     };
     vec![
-        Framing {
-            name: "plain",
-            mode: PayloadMode::Unsigned,
-            signer: None,
-            headers: headers(len, None),
-            encoded: data.clone(),
-            checksum: None,
-            closing: 0,
-        },
-        Framing {
-            name: "plain, signed SHA-256",
-            mode: PayloadMode::Sha256(sha256),
-            signer: None,
-            headers: headers(len, None),
-            encoded: data.clone(),
-            checksum: None,
-            closing: 0,
-        },
-        Framing {
-            name: "plain, CRC32 header",
-            mode: PayloadMode::Unsigned,
-            signer: None,
-            headers: plain_crc,
-            encoded: data.clone(),
-            checksum: Some(Checksum::full(Algorithm::Crc32, crc32.clone())),
-            closing: 0,
-        },
+        plain("plain", PayloadMode::Unsigned, headers(len, None), None),
+        plain("plain, signed SHA-256", PayloadMode::Sha256(sha256), headers(len, None), None),
+        plain(
+            "plain, CRC32 header",
+            PayloadMode::Unsigned,
+            plain_crc,
+            Some(Checksum::full(Algorithm::Crc32, crc32.clone())),
+        ),
         Framing {
             name: "signed chunks",
             mode: PayloadMode::StreamingSigned { trailer: false },

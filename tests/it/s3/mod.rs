@@ -25,3 +25,9 @@ pub fn md5_digest(data: &[u8]) -> u128 {
     use md5::{Digest, Md5};
     u128::from_be_bytes(Md5::digest(data).into())
 }
+
+/// The keys of a bucket, from one ListObjectsV2 page.
+pub async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let page = client.list_objects_v2().bucket(bucket).send().await.unwrap();
+    page.contents().iter().filter_map(|o| o.key().map(String::from)).collect()
+}

@@ -101,10 +101,8 @@ async fn upload_part_copy_reuses_whole_chunks_and_writes_only_the_edges() {
     let id = upload.upload_id().unwrap();
     // Part 1 starts and ends mid-chunk: two edge pieces, four whole chunks between them.
     let (a, b) = (100usize, (5 << 20) + 99);
-    let mut parts = Vec::new();
-    for (number, range) in [(1, format!("bytes={a}-{b}")), (2, format!("bytes={}-{}", b + 1, source.len() - 1))] {
-        let out = s3
-            .upload_part_copy()
+    let copy_part = |number: i32, range: String| {
+        s3.upload_part_copy()
             .bucket("pcopy")
             .key("dst")
             .upload_id(id)
@@ -112,35 +110,17 @@ async fn upload_part_copy_reuses_whole_chunks_and_writes_only_the_edges() {
             .copy_source("pcopy/src")
             .copy_source_range(range)
             .send()
-            .await
-            .unwrap();
+    };
+    let mut parts = Vec::new();
+    for (number, range) in [(1, format!("bytes={a}-{b}")), (2, format!("bytes={}-{}", b + 1, source.len() - 1))] {
+        let out = copy_part(number, range).await.unwrap();
         let etag = out.copy_part_result().unwrap().e_tag().unwrap().to_string();
         parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
     }
     assert_eq!(parts[0].e_tag().unwrap(), format!("\"{:x}\"", md5_digest(&source[a..=b])));
-    let err = s3
-        .upload_part_copy()
-        .bucket("pcopy")
-        .key("dst")
-        .upload_id(id)
-        .part_number(3)
-        .copy_source("pcopy/src")
-        .copy_source_range("bytes=0-99999999")
-        .send()
-        .await
-        .unwrap_err();
+    let err = copy_part(3, "bytes=0-99999999".into()).await.unwrap_err();
     assert_eq!(code(&err), "InvalidRange");
-    let err = s3
-        .upload_part_copy()
-        .bucket("pcopy")
-        .key("dst")
-        .upload_id(id)
-        .part_number(3)
-        .copy_source("pcopy/src")
-        .copy_source_range("0-10")
-        .send()
-        .await
-        .unwrap_err();
+    let err = copy_part(3, "0-10".into()).await.unwrap_err();
     assert_eq!(code(&err), "InvalidArgument");
 
     s3.complete_multipart_upload()
@@ -154,6 +134,43 @@ async fn upload_part_copy_reuses_whole_chunks_and_writes_only_the_edges() {
     assert_eq!(sha256(&get_bytes(&s3, "pcopy", "dst").await), sha256(&source[a..]));
     let new_chunks = server.stats().await["meta"]["chunks"].as_u64().unwrap() - chunks_before;
     assert_eq!(new_chunks, 3, "only the edge pieces are new chunks (two of part 1, one of part 2)");
+}
+
+/// Uploads `bodies` as parts 1, 2, … of an upload, each with its checksum
+/// in `algorithm` (SHA-256 or CRC32), and returns the parts that complete
+/// it, with the checksums the server answered.
+async fn upload_parts_with_checksums(
+    s3: &aws_sdk_s3::Client,
+    (bucket, key, upload_id): (&str, &str, &str),
+    bodies: &[Vec<u8>],
+    algorithm: aws_sdk_s3::types::ChecksumAlgorithm,
+) -> Vec<CompletedPart> {
+    use aws_sdk_s3::types::ChecksumAlgorithm;
+    let mut parts = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let number = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(algorithm.clone())
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let part = CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap());
+        parts.push(
+            match algorithm {
+                ChecksumAlgorithm::Sha256 => part.checksum_sha256(out.checksum_sha256().unwrap()),
+                ChecksumAlgorithm::Crc32 => part.checksum_crc32(out.checksum_crc32().unwrap()),
+                ref other => panic!("no checksum field for {other:?} here"),
+            }
+            .build(),
+        );
+    }
+    parts
 }
 
 #[tokio::test]
@@ -173,25 +190,7 @@ async fn multipart_objects_keep_their_parts_and_a_composite_checksum() {
     assert_eq!(upload.checksum_algorithm(), Some(&ChecksumAlgorithm::Sha256));
     let id = upload.upload_id().unwrap();
     let bodies = [random_bytes(5 << 20, 1), random_bytes(1000, 2)];
-    let mut parts = Vec::new();
-    for (i, body) in bodies.iter().enumerate() {
-        let number = i as i32 + 1;
-        let out = s3
-            .upload_part()
-            .bucket("parts")
-            .key("k")
-            .upload_id(id)
-            .part_number(number)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap();
-        let checksum = out.checksum_sha256().unwrap().to_string();
-        parts.push(
-            CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).checksum_sha256(checksum).build(),
-        );
-    }
+    let parts = upload_parts_with_checksums(&s3, ("parts", "k", id), &bodies, ChecksumAlgorithm::Sha256).await;
     let listed = s3.list_parts().bucket("parts").key("k").upload_id(id).send().await.unwrap();
     assert!(listed.parts()[0].checksum_sha256().is_some());
     let done = s3
@@ -246,28 +245,7 @@ async fn full_object_crc_of_a_multipart_upload_is_the_crc_of_all_its_bytes() {
         .unwrap();
     let id = upload.upload_id().unwrap();
     let bodies = [random_bytes(5 << 20, 3), random_bytes(3333, 4)];
-    let mut parts = Vec::new();
-    for (i, body) in bodies.iter().enumerate() {
-        let number = i as i32 + 1;
-        let out = s3
-            .upload_part()
-            .bucket("crc")
-            .key("k")
-            .upload_id(id)
-            .part_number(number)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(out.e_tag().unwrap())
-                .checksum_crc32(out.checksum_crc32().unwrap())
-                .build(),
-        );
-    }
+    let parts = upload_parts_with_checksums(&s3, ("crc", "k", id), &bodies, ChecksumAlgorithm::Crc32).await;
     let mut whole = crc32fast::Hasher::new();
     bodies.iter().for_each(|b| whole.update(b));
     let expected = base64::engine::general_purpose::STANDARD.encode(whole.finalize().to_be_bytes());

@@ -3,7 +3,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{code, get_bytes, md5_digest, status};
+use super::{code, get_bytes, list_keys, md5_digest, status};
 use crate::common::*;
 
 #[tokio::test]
@@ -112,16 +112,7 @@ async fn a_restart_keeps_everything() {
     let head = s3.head_object().bucket("keep").key("a/b").send().await.unwrap();
     assert_eq!(head.content_type(), Some("text/x-test"));
     assert_eq!(head.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
-    let keys: Vec<String> = s3
-        .list_objects_v2()
-        .bucket("keep")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
+    let keys = list_keys(&s3, "keep").await;
     assert_eq!(keys, ["a/b", "empty"]);
     // And it keeps accepting writes.
     s3.put_object().bucket("keep").key("after").body(ByteStream::from_static(b"after restart")).send().await.unwrap();
@@ -156,16 +147,7 @@ async fn hostile_keys_are_stored_as_themselves_and_never_touch_the_filesystem() 
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(get_bytes(&s3, "keys", key).await, format!("value {i}").into_bytes(), "{key}");
     }
-    let listed: Vec<String> = s3
-        .list_objects_v2()
-        .bucket("keys")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
+    let listed = list_keys(&s3, "keys").await;
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort();
     assert_eq!(listed, expected);
