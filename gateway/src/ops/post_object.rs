@@ -10,7 +10,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use jadfs_common::{ETag, ObjectManifest};
-use jadfs_meta::api::Permission;
+use jadfs_meta::api::{ObjectMetadata, Permission};
 use jadfs_meta::Command;
 use serde_json::Value;
 
@@ -42,6 +42,108 @@ struct Form {
 impl Form {
     fn get(&self, name: &str) -> Option<&str> {
         self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value.as_str())
+    }
+
+    /// Who signed the form's policy, and how (SigV4 fields or SigV2 ones).
+    fn signature(&self) -> Result<(String, PostSignature), S3Error> {
+        match (self.get("x-amz-signature"), self.get("awsaccesskeyid")) {
+            (Some(signature), _) => {
+                if self.get("x-amz-algorithm") != Some(sigv4::ALGORITHM) {
+                    return Err(
+                        S3Error::new(Code::InvalidArgument).with_message("x-amz-algorithm must be AWS4-HMAC-SHA256")
+                    );
+                }
+                let credential = self.get("x-amz-credential").ok_or_else(|| {
+                    S3Error::new(Code::InvalidArgument)
+                        .with_message("Bucket POST must contain a field named 'x-amz-credential'.")
+                })?;
+                let access_key = credential.split('/').next().unwrap_or_default().to_string();
+                Ok((
+                    access_key,
+                    PostSignature::V4 { credential: credential.to_string(), signature: signature.to_string() },
+                ))
+            }
+            (None, Some(access_key)) => {
+                let signature = self.get("signature").ok_or_else(|| {
+                    S3Error::new(Code::InvalidArgument)
+                        .with_message("Bucket POST must contain a field named 'Signature'.")
+                })?;
+                Ok((access_key.to_string(), PostSignature::V2 { signature: signature.to_string() }))
+            }
+            (None, None) => Err(S3Error::new(Code::AccessDenied).with_message("Anonymous access is not allowed.")),
+        }
+    }
+
+    /// Content type, stored headers, user metadata and tags from the fields.
+    fn metadata(&self) -> Result<ObjectMetadata, S3Error> {
+        let mut headers = Vec::new();
+        for name in ["cache-control", "content-disposition", "content-encoding", "expires"] {
+            if let Some(value) = self.get(name) {
+                headers.push((name.to_string(), value.to_string()));
+            }
+        }
+        let mut user_metadata: Vec<(String, String)> = self
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let lower = f.name.to_ascii_lowercase();
+                lower.strip_prefix("x-amz-meta-").map(|n| (n.to_string(), f.value.clone()))
+            })
+            .collect();
+        if user_metadata.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() > MAX_USER_METADATA {
+            return Err(S3Error::new(Code::MetadataTooLarge));
+        }
+        user_metadata.sort();
+        let tags = match self.get("tagging") {
+            Some(xml_tags) => {
+                let tags = xml::parse_tagging(xml_tags.as_bytes())?;
+                tagging::validate_tags(&tags, tagging::MAX_OBJECT_TAGS)?;
+                tags
+            }
+            None => Vec::new(),
+        };
+        Ok(ObjectMetadata { content_type: self.get("content-type").map(str::to_string), headers, user_metadata, tags })
+    }
+
+    /// The answer the form asked for: a redirect, 200, 201 with XML, or 204.
+    fn answer(&self, bucket: &str, key: &str, etag: &ETag) -> HttpResponse {
+        let location = format!("/{bucket}/{}", crate::sigv4::uri_encode(key).replace("%2F", "/"));
+        if let Some(redirect) =
+            self.get("success_action_redirect").filter(|r| r.starts_with("http://") || r.starts_with("https://"))
+        {
+            let separator = if redirect.contains('?') { '&' } else { '?' };
+            let target = format!(
+                "{redirect}{separator}bucket={}&key={}&etag={}",
+                sigv4::uri_encode(bucket),
+                sigv4::uri_encode(key),
+                sigv4::uri_encode(etag.quoted())
+            );
+            return HttpResponse::SeeOther()
+                .insert_header(("location", target))
+                .insert_header(("etag", etag.quoted()))
+                .finish();
+        }
+        match self.get("success_action_status") {
+            Some("200") => {
+                HttpResponse::Ok().insert_header(("etag", etag.quoted())).insert_header(("location", location)).finish()
+            }
+            Some("201") => {
+                let mut x = XmlWriter::new();
+                x.open("PostResponse");
+                x.element("Location", &location);
+                x.element("Bucket", bucket);
+                x.element("Key", key);
+                x.element("ETag", etag.quoted());
+                x.close("PostResponse");
+                let mut response = xml_response(x);
+                *response.status_mut() = actix_web::http::StatusCode::CREATED;
+                response
+            }
+            _ => HttpResponse::NoContent()
+                .insert_header(("etag", etag.quoted()))
+                .insert_header(("location", location))
+                .finish(),
+        }
     }
 }
 
@@ -246,29 +348,7 @@ pub async fn post_object(
     }
     validate_key(&key)?;
 
-    // Authentication: the policy's signature.
-    let (access_key, signature) = match (form.get("x-amz-signature"), form.get("awsaccesskeyid")) {
-        (Some(signature), _) => {
-            if form.get("x-amz-algorithm") != Some(sigv4::ALGORITHM) {
-                return Err(
-                    S3Error::new(Code::InvalidArgument).with_message("x-amz-algorithm must be AWS4-HMAC-SHA256")
-                );
-            }
-            let credential = form.get("x-amz-credential").ok_or_else(|| {
-                S3Error::new(Code::InvalidArgument)
-                    .with_message("Bucket POST must contain a field named 'x-amz-credential'.")
-            })?;
-            let access_key = credential.split('/').next().unwrap_or_default().to_string();
-            (access_key, PostSignature::V4 { credential: credential.to_string(), signature: signature.to_string() })
-        }
-        (None, Some(access_key)) => {
-            let signature = form.get("signature").ok_or_else(|| {
-                S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'Signature'.")
-            })?;
-            (access_key.to_string(), PostSignature::V2 { signature: signature.to_string() })
-        }
-        (None, None) => return Err(S3Error::new(Code::AccessDenied).with_message("Anonymous access is not allowed.")),
-    };
+    let (access_key, signature) = form.signature()?;
     let policy_b64 = form.get("policy").ok_or_else(|| {
         S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'policy'.")
     })?;
@@ -284,33 +364,7 @@ pub async fn post_object(
         .ok_or_else(|| policy_error("not base64-encoded JSON"))?;
     let limits = check_policy(&policy_json, &form, bucket, Utc::now())?;
 
-    // Metadata from the fields.
-    let mut headers = Vec::new();
-    for name in ["cache-control", "content-disposition", "content-encoding", "expires"] {
-        if let Some(value) = form.get(name) {
-            headers.push((name.to_string(), value.to_string()));
-        }
-    }
-    let mut user_metadata: Vec<(String, String)> = form
-        .fields
-        .iter()
-        .filter_map(|f| {
-            let lower = f.name.to_ascii_lowercase();
-            lower.strip_prefix("x-amz-meta-").map(|n| (n.to_string(), f.value.clone()))
-        })
-        .collect();
-    if user_metadata.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() > MAX_USER_METADATA {
-        return Err(S3Error::new(Code::MetadataTooLarge));
-    }
-    user_metadata.sort();
-    let tags = match form.get("tagging") {
-        Some(xml_tags) => {
-            let tags = xml::parse_tagging(xml_tags.as_bytes())?;
-            tagging::validate_tags(&tags, tagging::MAX_OBJECT_TAGS)?;
-            tags
-        }
-        None => Vec::new(),
-    };
+    let metadata = form.metadata()?;
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
     let stored = match data::store_body(&gw, &mut file, limits.max_length, replication, gw.config.inline_max).await {
@@ -329,12 +383,12 @@ pub async fn post_object(
         size: stored.size,
         etag: etag.clone(),
         last_modified_ms: jadfs_common::now_ms(),
-        content_type: form.get("content-type").map(str::to_string),
-        headers,
-        user_metadata,
+        content_type: metadata.content_type,
+        headers: metadata.headers,
+        user_metadata: metadata.user_metadata,
         checksum: None,
         chunks: stored.chunks,
-        tags,
+        tags: metadata.tags,
         upload_id: None,
         parts: Vec::new(),
         inline: stored.inline,
@@ -349,43 +403,7 @@ pub async fn post_object(
         })
         .await?;
 
-    let location = format!("/{bucket}/{}", crate::sigv4::uri_encode(&key).replace("%2F", "/"));
-    if let Some(redirect) =
-        form.get("success_action_redirect").filter(|r| r.starts_with("http://") || r.starts_with("https://"))
-    {
-        let separator = if redirect.contains('?') { '&' } else { '?' };
-        let target = format!(
-            "{redirect}{separator}bucket={}&key={}&etag={}",
-            sigv4::uri_encode(bucket),
-            sigv4::uri_encode(&key),
-            sigv4::uri_encode(etag.quoted())
-        );
-        return Ok(HttpResponse::SeeOther()
-            .insert_header(("location", target))
-            .insert_header(("etag", etag.quoted()))
-            .finish());
-    }
-    match form.get("success_action_status") {
-        Some("200") => {
-            Ok(HttpResponse::Ok().insert_header(("etag", etag.quoted())).insert_header(("location", location)).finish())
-        }
-        Some("201") => {
-            let mut x = XmlWriter::new();
-            x.open("PostResponse");
-            x.element("Location", &location);
-            x.element("Bucket", bucket);
-            x.element("Key", &key);
-            x.element("ETag", etag.quoted());
-            x.close("PostResponse");
-            let mut response = xml_response(x);
-            *response.status_mut() = actix_web::http::StatusCode::CREATED;
-            Ok(response)
-        }
-        _ => Ok(HttpResponse::NoContent()
-            .insert_header(("etag", etag.quoted()))
-            .insert_header(("location", location))
-            .finish()),
-    }
+    Ok(form.answer(bucket, &key, &etag))
 }
 
 #[cfg(test)]
@@ -444,5 +462,21 @@ mod tests {
         assert_eq!(boundary_of("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
         assert_eq!(boundary_of("multipart/form-data; boundary=\"a b\"").as_deref(), Some("a b"));
         assert_eq!(boundary_of("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn the_form_chooses_its_answer() {
+        let etag = ETag::of_md5(&[1; 16]);
+        let header = |r: &HttpResponse, name: &str| r.headers().get(name).unwrap().to_str().unwrap().to_string();
+        let redirect = form(&[("success_action_redirect", "https://app.example/done?x=1")]).answer("b", "a b", &etag);
+        assert_eq!(redirect.status(), 303);
+        let expected = format!("https://app.example/done?x=1&bucket=b&key=a%20b&etag=%22{}%22", "01".repeat(16));
+        assert_eq!(header(&redirect, "location"), expected);
+        let not_a_url = form(&[("success_action_redirect", "javascript:alert(1)")]).answer("b", "k", &etag);
+        assert_eq!(not_a_url.status(), 204, "only http(s) redirects are followed");
+        let ok = form(&[("success_action_status", "200")]).answer("b", "dir/k", &etag);
+        assert_eq!((ok.status().as_u16(), header(&ok, "location")), (200, "/b/dir/k".to_string()));
+        let created = form(&[("success_action_status", "201")]).answer("b", "k", &etag);
+        assert_eq!((created.status().as_u16(), header(&created, "content-type")), (201, "application/xml".to_string()));
     }
 }
