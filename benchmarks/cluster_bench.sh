@@ -11,6 +11,7 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 key=JADFSBENCHCLUSTER001
 secret=bench-cluster-secret
+export JADFS_CLUSTER_SECRET=bench-cluster-secret-0123456789
 
 "$bin" meta --node-id 1 --listen 127.0.0.1:9451 --data-dir "$work/meta" --bootstrap > "$work/meta.log" 2>&1 &
 pids+=($!)

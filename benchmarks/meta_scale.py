@@ -20,6 +20,9 @@ latencies, snapshot size and the times to build and install it.
 """
 
 import argparse
+import hashlib
+import hmac
+import itertools
 import json
 import os
 import random
@@ -45,10 +48,26 @@ def rss_mib(pid):
     return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
 
 
+CLUSTER_SECRET = "meta-scale-cluster-secret-0123456789"
+SESSION = random.getrandbits(64)
+SEQUENCE = itertools.count(1)
+
+
+def proof(method, path):
+    """The x-jadfs-auth header of an internal request (common/src/cluster_auth.rs)."""
+    key = hmac.new(CLUSTER_SECRET.encode(), b"jadfs cluster requests v1", hashlib.sha256).digest()
+    sequence, now = next(SEQUENCE), int(time.time())
+    message = f"JADFS-V1\n{method}\n{path}\n{SESSION:016x}\n{sequence}\n{now}"
+    tag = hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+    return f"v1 {SESSION:016x} {sequence} {now} {tag}"
+
+
 def call(port, path, body=None, timeout=600):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                     headers={"content-type": "application/json"})
+    method = "POST" if data is not None else "GET"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json",
+                                              "x-jadfs-auth": proof(method, path)})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -74,7 +93,8 @@ class Meta:
         self.port = port
         self.log = open(os.path.join(os.path.dirname(data_dir), f"meta{node_id}.log"), "w")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log,
-                                        env=dict(os.environ, RUST_LOG="warn"))
+                                        env=dict(os.environ, RUST_LOG="warn",
+                                                 JADFS_CLUSTER_SECRET=CLUSTER_SECRET))
         wait("meta node up", lambda: call(port, "/v1/status") is not None, 60)
 
     def status(self):

@@ -16,6 +16,7 @@ repair queue must drain (every chunk back to three copies).
 import hashlib
 import os
 import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -44,6 +45,7 @@ ENV = dict(
     os.environ,
     JADFS_ACCESS_KEY=ACCESS_KEY,
     JADFS_SECRET_KEY=SECRET_KEY,
+    JADFS_CLUSTER_SECRET=secrets.token_hex(32),
     JADFS_PORT_1=str(PORTS[0]),
     JADFS_PORT_2=str(PORTS[1]),
     # Small chunks, so objects of a few MiB span several.

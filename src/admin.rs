@@ -31,6 +31,9 @@ pub struct EndpointArgs {
     /// Data folder of `jadfs server`, where its root credentials are kept.
     #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
     pub data_dir: std::path::PathBuf,
+    /// The region the endpoint serves (signatures name it).
+    #[arg(long, env = "JADFS_REGION", default_value = "us-east-1")]
+    pub region: String,
 }
 
 impl EndpointArgs {
@@ -84,6 +87,10 @@ struct MetaArgs {
     /// Meta nodes to ask (comma-separated `host:port`); any member will do.
     #[arg(long, env = "JADFS_META", value_delimiter = ',', default_value = "127.0.0.1:9100")]
     meta: Vec<String>,
+    /// Meta nodes take requests only from holders of the cluster secret
+    /// (default: the one `jadfs server` keeps in --data-dir).
+    #[command(flatten)]
+    cluster: crate::credentials::ClusterSecretArgs,
     #[command(subcommand)]
     command: MetaCommand,
 }
@@ -152,10 +159,11 @@ impl Level {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Meta(meta) = args.command {
-        return run_meta(meta).await;
+        return run_meta(meta, &args.endpoint.data_dir).await;
     }
     let credentials = args.endpoint.credentials()?;
-    let client = AdminClient { endpoint: args.endpoint.endpoint.trim_end_matches('/').to_string(), credentials };
+    let endpoint = args.endpoint.endpoint.trim_end_matches('/').to_string();
+    let client = AdminClient { endpoint, credentials, region: args.endpoint.region.clone() };
     match args.command {
         AdminCommand::Key(KeyCommand::Create { name, id, secret }) => {
             let body = serde_json::json!({ "name": name, "access_key": id, "secret_key": secret });
@@ -241,8 +249,10 @@ fn replication_path(bucket: &Option<String>) -> String {
     }
 }
 
-async fn run_meta(args: MetaArgs) -> anyhow::Result<()> {
-    let client = jadfs_meta::MetaClient::new(args.meta.clone());
+async fn run_meta(args: MetaArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let (key, _) = args.cluster.key_or_kept(data_dir, false)?;
+    let signer = std::sync::Arc::new(jadfs_common::cluster_auth::Signer::new(key));
+    let client = jadfs_meta::MetaClient::new(args.meta.clone(), signer);
     let fail = |e: jadfs_meta::MetaError| anyhow::anyhow!("{e}");
     match args.command {
         MetaCommand::Status => {
@@ -281,6 +291,7 @@ async fn run_meta(args: MetaArgs) -> anyhow::Result<()> {
 struct AdminClient {
     endpoint: String,
     credentials: Credentials,
+    region: String,
 }
 
 impl AdminClient {
@@ -307,7 +318,7 @@ impl AdminClient {
             &parts,
             &self.credentials.access_key,
             &self.credentials.secret_key,
-            "us-east-1",
+            &self.region,
             chrono::Utc::now(),
         )
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;

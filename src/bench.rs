@@ -26,8 +26,6 @@ const MIB: u64 = 1 << 20;
 pub struct BenchArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
     /// Bucket to use (created if missing; the objects written are deleted at the end).
     #[arg(long, default_value = "jadfs-bench")]
     bucket: String,
@@ -78,7 +76,7 @@ struct RunResult {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let endpoint = &args.endpoint.endpoint;
-    let s3 = Arc::new(S3::new(endpoint, args.endpoint.credentials()?, &args.region)?);
+    let s3 = Arc::new(S3::new(endpoint, args.endpoint.credentials()?, &args.endpoint.region)?);
     let server = Server::find(&args.server_pids);
     eprintln!("benchmarking {endpoint} (server processes: {:?})", server.pids);
     s3.create_bucket(&args.bucket).await?;

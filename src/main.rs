@@ -78,12 +78,26 @@ struct S3Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "JADFS_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Seconds a request body may send nothing before it is answered 400 RequestTimeout.
+    #[arg(long, env = "JADFS_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Seconds a connection has to send a whole request head before it is closed.
+    #[arg(long, env = "JADFS_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Requests in progress at once, over all clients (beyond: 503 SlowDown).
+    #[arg(long, env = "JADFS_MAX_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: u64,
+    /// Requests in progress at once for one access key (beyond: 503 SlowDown).
+    #[arg(long, env = "JADFS_MAX_REQUESTS_PER_KEY", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests_per_key: u64,
 }
 
 #[derive(Args)]
 struct ServerArgs {
     #[command(flatten)]
     s3: S3Args,
+    #[command(flatten)]
+    cluster: credentials::ClusterSecretArgs,
     /// Folder holding all data: metadata, chunks of the three storage nodes, credentials.
     #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
     data_dir: PathBuf,
@@ -91,6 +105,8 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct MetaArgs {
+    #[command(flatten)]
+    cluster: credentials::ClusterSecretArgs,
     /// This node's Raft ID, unique in the meta cluster.
     #[arg(long, env = "JADFS_NODE_ID", default_value_t = 1)]
     node_id: u64,
@@ -127,6 +143,8 @@ struct MetaArgs {
 
 #[derive(Args)]
 struct StorageNodeArgs {
+    #[command(flatten)]
+    cluster: credentials::ClusterSecretArgs,
     /// Address the storage node listens on.
     #[arg(long, env = "JADFS_NODE_LISTEN", default_value = "127.0.0.1:9200")]
     listen: SocketAddr,
@@ -151,12 +169,32 @@ struct StorageNodeArgs {
 struct GatewayArgs {
     #[command(flatten)]
     s3: S3Args,
+    #[command(flatten)]
+    cluster: credentials::ClusterSecretArgs,
     /// Meta nodes (comma-separated `host:port`).
     #[arg(long, env = "JADFS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,
 }
 
+/// What the process sets about itself before anything runs: files it
+/// creates are its own alone (data, databases, snapshots, secrets: 0600 and
+/// 0700), and it may hold as many files open as the system lets it (each
+/// upload in progress holds a temporary file per copy).
+fn harden_process() {
+    // SAFETY: umask, getrlimit and setrlimit only read and set this
+    // process's own attributes; `limit` is a valid out-pointer.
+    unsafe {
+        libc::umask(0o077);
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    harden_process();
     // The settings file becomes environment variables before any thread starts.
     let args: Vec<String> = std::env::args().collect();
     if let Some((role, path)) = config_file::locate(&args) {

@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use jadfs_common::cluster_auth::{ClusterKey, Signer};
+use jadfs_common::NodeId;
 use jadfs_gateway::GatewayConfig;
 use jadfs_meta::api::{Heartbeat, NodeState, StorageNodeInfo};
 use jadfs_meta::{Command, MetaClient, MetaConfig};
 use jadfs_storage_node::client::StorageClient;
-use jadfs_storage_node::{ChunkStore, StorageNodeConfig};
+use jadfs_storage_node::{ChunkStore, Directory, StorageNodeConfig};
 
 use crate::credentials::Credentials;
 use crate::{GatewayArgs, MetaArgs, S3Args, ServerArgs, StorageNodeArgs};
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir;
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    private_dir(&data_dir)?;
     let (credentials, created) = match (&args.s3.access_key, &args.s3.secret_key) {
         (Some(access_key), Some(secret_key)) => {
             (Credentials { access_key: access_key.clone(), secret_key: secret_key.clone() }, false)
@@ -24,6 +26,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         (None, None) => Credentials::load_or_create(&data_dir.join("credentials.json"))?,
         _ => bail!("give both --access-key and --secret-key, or neither"),
     };
+    let (cluster_key, _) = args.cluster.key_or_kept(&data_dir, true)?;
+    let signer = Arc::new(Signer::new(cluster_key.clone()));
 
     let meta = jadfs_meta::start(&MetaConfig {
         node_id: 1,
@@ -35,11 +39,12 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         election_timeout_ms: 750,
         node_dead_after: Duration::from_secs(60),
         snapshot_every: 10_000,
+        cluster_key: cluster_key.clone(),
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
     jadfs_meta::wait_for_leader(&meta.raft, Duration::from_secs(30)).await?;
-    let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()]));
+    let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()], signer.clone()));
 
     let mut local_stores = Vec::new();
     for i in 1..=3 {
@@ -48,6 +53,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             listen: "127.0.0.1:0".parse()?,
             max_chunk_size: args.s3.chunk_size,
             workers: 2,
+            cluster_key: cluster_key.clone(),
+            directory: Some(Arc::new(MetaDirectory::new(meta_client.clone()))),
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
         tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
@@ -57,8 +64,9 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
     // The gateway writes and reads the chunks of this process's nodes
     // directly; other gateways and the repairer reach them over HTTP.
-    let storage = StorageClient::with_local(local_stores);
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, vec![meta.addr.clone()], &credentials), storage)?;
+    let storage = StorageClient::with_local(local_stores, signer);
+    let config = gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, cluster_key);
+    let gateway = jadfs_gateway::start(config, storage)?;
     servers.push(serve(gateway.server));
     print_banner(
         &format!("{}://{}", gateway.scheme, gateway.addr),
@@ -69,7 +77,12 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     run_until_stopped(servers).await
 }
 
-fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credentials) -> GatewayConfig {
+fn gateway_config(
+    s3: &S3Args,
+    meta_addrs: Vec<String>,
+    credentials: &Credentials,
+    cluster_key: Arc<ClusterKey>,
+) -> GatewayConfig {
     GatewayConfig {
         listen: s3.listen,
         meta_addrs,
@@ -80,6 +93,13 @@ fn gateway_config(s3: &S3Args, meta_addrs: Vec<String>, credentials: &Credential
         inline_max: s3.inline_max,
         tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+        cluster_key,
+        limits: jadfs_gateway::Limits {
+            body_idle: Duration::from_secs(s3.body_timeout),
+            header_timeout: Duration::from_secs(s3.header_timeout),
+            max_requests: s3.max_requests as usize,
+            max_requests_per_key: s3.max_requests_per_key as usize,
+        },
     }
 }
 
@@ -98,6 +118,8 @@ fn print_banner(endpoint: &str, credentials: &Credentials, created: bool, data_d
 }
 
 pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
+    let cluster_key = args.cluster.key()?;
+    private_dir(&args.data_dir)?;
     let meta = jadfs_meta::start(&MetaConfig {
         node_id: args.node_id,
         listen: args.listen,
@@ -108,26 +130,33 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         election_timeout_ms: args.election_timeout_ms,
         node_dead_after: Duration::from_secs(args.node_dead_after),
         snapshot_every: args.snapshot_every,
+        cluster_key: cluster_key.clone(),
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
     let handle = serve(meta.server);
     if !args.join.is_empty() {
-        tokio::spawn(join_meta_cluster(meta.raft.clone(), args.node_id, meta.addr.clone(), args.join));
+        let client = MetaClient::new(args.join, Arc::new(Signer::new(cluster_key)));
+        tokio::spawn(join_meta_cluster(meta.raft.clone(), args.node_id, meta.addr.clone(), client));
     }
     run_until_stopped(vec![handle]).await
 }
 
 pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
+    let cluster_key = args.cluster.key()?;
+    private_dir(&args.data_dir)?;
+    let meta = (!args.meta.is_empty())
+        .then(|| Arc::new(MetaClient::new(args.meta.clone(), Arc::new(Signer::new(cluster_key.clone())))));
     let node = jadfs_storage_node::start(&StorageNodeConfig {
         data_dir: args.data_dir,
         listen: args.listen,
         max_chunk_size: args.max_chunk_size,
         workers: 2,
+        cluster_key,
+        directory: meta.clone().map(|meta| Arc::new(MetaDirectory::new(meta)) as Arc<dyn Directory>),
     })?;
     let addr = args.advertise.unwrap_or_else(|| node.addr.to_string());
-    if !args.meta.is_empty() {
-        let meta = Arc::new(MetaClient::new(args.meta));
+    if let Some(meta) = meta {
         register_storage_node(&meta, &node.store, &addr, args.zone.clone()).await?;
         tokio::spawn(send_heartbeats(meta, node.store.clone(), addr.clone(), args.zone));
     }
@@ -140,15 +169,16 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         bail!("a gateway needs --access-key and --secret-key (or JADFS_ACCESS_KEY and JADFS_SECRET_KEY)");
     };
     let credentials = Credentials { access_key, secret_key };
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials), StorageClient::new())?;
+    let cluster_key = args.cluster.key()?;
+    let storage = StorageClient::new(Arc::new(Signer::new(cluster_key.clone())));
+    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, cluster_key), storage)?;
     println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
 }
 
 /// Asks the cluster at `peers` to take this node as a learner and then as a
 /// voter, retrying until it is a voter (at once, if it already is one).
-async fn join_meta_cluster(raft: jadfs_meta::api::Raft, node_id: u64, addr: String, peers: Vec<String>) {
-    let client = MetaClient::new(peers);
+async fn join_meta_cluster(raft: jadfs_meta::api::Raft, node_id: u64, addr: String, client: MetaClient) {
     loop {
         let is_voter = raft.metrics().borrow().membership_config.membership().voter_ids().any(|id| id == node_id);
         if is_voter {
@@ -203,6 +233,47 @@ async fn send_heartbeats(meta: Arc<MetaClient>, store: Arc<ChunkStore>, addr: St
             tracing::warn!(error = %e, "storage node heartbeat failed; will retry");
         }
     }
+}
+
+/// The registered storage nodes, as the meta service lists them, kept for
+/// a few seconds: where a storage node may copy a chunk to.
+struct MetaDirectory {
+    meta: Arc<MetaClient>,
+    listed: tokio::sync::Mutex<Option<(std::time::Instant, Vec<StorageNodeInfo>)>>,
+}
+
+impl MetaDirectory {
+    fn new(meta: Arc<MetaClient>) -> MetaDirectory {
+        MetaDirectory { meta, listed: tokio::sync::Mutex::new(None) }
+    }
+}
+
+impl Directory for MetaDirectory {
+    fn address_of(
+        &self,
+        node: NodeId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut listed = self.listed.lock().await;
+            let fresh = listed
+                .as_ref()
+                .is_some_and(|(at, nodes)| at.elapsed() < Duration::from_secs(5) && nodes.iter().any(|n| n.id == node));
+            if !fresh {
+                *listed = Some((std::time::Instant::now(), self.meta.list_nodes().await.ok()?));
+            }
+            let (_, nodes) = listed.as_ref()?;
+            nodes.iter().find(|n| n.id == node).map(|n| n.addr.clone())
+        })
+    }
+}
+
+/// Creates a role's data folder if needed and makes it its owner's alone
+/// (0700), whatever modes the files inside were made with before.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 /// Starts serving: an actix server runs only while its future is polled.

@@ -4,8 +4,10 @@
 //! No I/O here.
 
 pub mod checksum;
+pub mod cluster_auth;
 pub mod etag;
 pub mod node;
+pub mod sealed;
 
 use std::fmt;
 use std::str::FromStr;

@@ -86,3 +86,10 @@ pub struct ChunkInfo {
     #[serde(default)]
     pub crc32c: Option<u32>,
 }
+
+/// A repair's request to a storage node: copy a chunk to the registered
+/// node `to`, whose address the node looks up itself.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicateTo {
+    pub to: NodeId,
+}

@@ -37,8 +37,8 @@ type Gw = web::Data<Arc<Gateway>>;
 
 /// Authenticates a root key and checks a signed body hash.
 async fn admin(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<(), S3Error> {
-    let verified = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
-    if !gw.is_root(&verified.access_key) {
+    let (verified, principal) = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
+    if !principal.root {
         return Err(S3Error::new(Code::AccessDenied).with_message("Only root keys may administer JaDFS."));
     }
     if let PayloadMode::Sha256(expected) = &verified.payload {
@@ -97,14 +97,28 @@ async fn create_key(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse 
             return Err(S3Error::new(Code::InvalidArgument)
                 .with_message("An access key is 3 to 128 letters and digits; a secret key 8 to 128 characters."));
         }
-        let exists = gw.meta.get_access_key(&access_key).await?.is_some();
-        if exists || gw.is_root(&access_key) {
+        if gw.is_root(&access_key) {
             return Err(S3Error::new(Code::InvalidArgument).with_message("That access key already exists."));
         }
-        let key = AccessKey { access_key, secret_key, name: request.name, created_ms: jadfs_common::now_ms() };
-        gw.meta.write(&Command::PutAccessKey { key: key.clone() }).await?;
-        gw.forget_key(&key.access_key);
-        Ok(HttpResponse::Ok().json(key))
+        // The metadata keeps the secret sealed, under an id of the key's own.
+        let sealed = jadfs_common::sealed::seal(gw.config.cluster_key.secrets_key(), &access_key, &secret_key);
+        let id = format!("k{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
+        let stored = AccessKey {
+            access_key: access_key.clone(),
+            secret_key: sealed,
+            name: request.name.clone(),
+            created_ms: jadfs_common::now_ms(),
+            id,
+        };
+        gw.meta.write(&Command::PutAccessKey { key: stored.clone() }).await.map_err(|e| match e {
+            jadfs_meta::MetaError::AccessKeyExists => {
+                S3Error::new(Code::InvalidArgument).with_message("That access key already exists.")
+            }
+            e => e.into(),
+        })?;
+        gw.forget_key(&access_key);
+        // The one time the secret is shown.
+        Ok(HttpResponse::Ok().json(AccessKey { secret_key, ..stored }))
     }
     .await;
     respond(&req, result)

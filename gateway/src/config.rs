@@ -3,9 +3,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jadfs_common::cluster_auth::ClusterKey;
 
 /// Settings of one gateway.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Addresses (`host:port`) of meta nodes.
@@ -24,4 +28,32 @@ pub struct GatewayConfig {
     /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub workers: usize,
+    pub limits: Limits,
+    /// Proves the cluster secret to meta and storage nodes, and unseals the
+    /// access keys' secrets kept in the metadata.
+    pub cluster_key: Arc<ClusterKey>,
+}
+
+/// What one client, or all of them, may hold of the gateway.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// A request whose body sends nothing for this long is answered 400 RequestTimeout.
+    pub body_idle: Duration,
+    /// A connection that has not sent a whole request head in this long is closed.
+    pub header_timeout: Duration,
+    /// Requests in progress at once, over all keys (beyond: 503 SlowDown).
+    pub max_requests: usize,
+    /// Requests in progress at once for one access key (beyond: 503 SlowDown).
+    pub max_requests_per_key: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_idle: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_requests: 1024,
+            max_requests_per_key: 256,
+        }
+    }
 }

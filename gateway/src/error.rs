@@ -42,6 +42,8 @@ macro_rules! s3_errors {
 s3_errors! {
     AccessForbidden => (FORBIDDEN, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.");
     AccessDenied => (FORBIDDEN, "Access Denied");
+    AuthorizationHeaderMalformed => (BAD_REQUEST, "The authorization header is malformed.");
+    AuthorizationQueryParametersError => (BAD_REQUEST, "Error parsing the query parameters of the authorization.");
     BadDigest => (BAD_REQUEST, "The Content-MD5 or checksum you specified did not match what we received.");
     BucketAlreadyExists => (CONFLICT, "The requested bucket name is not available.");
     BucketAlreadyOwnedByYou => (CONFLICT, "Your previous request to create the named bucket succeeded and you already own it.");
@@ -60,6 +62,7 @@ s3_errors! {
     InvalidPartOrder => (BAD_REQUEST, "The list of parts was not in ascending order.");
     InvalidRange => (RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable");
     InvalidRequest => (BAD_REQUEST, "Invalid Request");
+    InvalidStorageClass => (BAD_REQUEST, "The storage class you specified is not valid.");
     InvalidTag => (BAD_REQUEST, "The tag provided was not a valid tag.");
     InvalidURI => (BAD_REQUEST, "Couldn't parse the specified URI.");
     KeyTooLongError => (BAD_REQUEST, "Your key is too long.");
@@ -76,8 +79,10 @@ s3_errors! {
     NotImplemented => (NOT_IMPLEMENTED, "A header or query you provided implies functionality that is not implemented.");
     NotModified => (NOT_MODIFIED, "Not Modified");
     PreconditionFailed => (PRECONDITION_FAILED, "At least one of the preconditions you specified did not hold.");
+    RequestTimeout => (BAD_REQUEST, "Your socket connection to the server was not read from or written to within the timeout period.");
     RequestTimeTooSkewed => (FORBIDDEN, "The difference between the request time and the server's time is too large.");
     ServiceUnavailable => (SERVICE_UNAVAILABLE, "Please reduce your request rate.");
+    SlowDown => (SERVICE_UNAVAILABLE, "Please reduce your request rate.");
     SignatureDoesNotMatch => (FORBIDDEN, "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
     XAmzContentSHA256Mismatch => (BAD_REQUEST, "The provided 'x-amz-content-sha256' header does not match what was computed.");
 }
@@ -168,6 +173,8 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::BucketAlreadyOwnedByYou => Code::BucketAlreadyOwnedByYou.into(),
             M::BucketAlreadyExists => Code::BucketAlreadyExists.into(),
             M::NoSuchUpload => Code::NoSuchUpload.into(),
+            M::NoSuchAccessKey => S3Error::new(Code::InvalidArgument).with_message("No such access key."),
+            M::AccessKeyExists => S3Error::new(Code::InvalidArgument).with_message("That access key already exists."),
             M::InvalidPart(message) => S3Error::new(Code::InvalidPart).with_message(message),
             M::InvalidPartOrder => Code::InvalidPartOrder.into(),
             M::PreconditionFailed => Code::PreconditionFailed.into(),
@@ -176,7 +183,7 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::ForwardToLeader { .. } | M::Unavailable(_) => {
                 S3Error::new(Code::ServiceUnavailable).caused_by(format_args!("meta service unavailable: {e}"))
             }
-            M::Internal(_) => S3Error::internal(e),
+            M::Internal(_) | M::Unauthorized(_) => S3Error::internal(e),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `ops` → `data` (chunks to and from storage nodes placed by `placement`).
 
 pub mod admin;
+mod admission;
 pub mod auth;
 pub mod body;
 pub use jadfs_common::checksum;
@@ -21,9 +22,10 @@ pub mod router;
 mod server;
 pub mod sigv4;
 pub mod target;
+mod unsupported;
 pub mod xml;
 
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, Limits};
 pub use server::{start, RunningGateway};
 
 use jadfs_meta::api::LocatedObject;
@@ -41,15 +43,21 @@ pub struct Gateway {
     nodes: placement::NodeCache,
     /// Access keys' secrets as last looked up.
     keys: auth::KeyCache,
+    /// How many requests are in progress, over all and per key.
+    admission: admission::Admission,
 }
 
 impl Gateway {
+    /// `storage` reaches the storage nodes (signing its requests); meta
+    /// nodes are reached with a client of the gateway's own.
     pub fn new(config: GatewayConfig, storage: StorageClient) -> Gateway {
+        let signer = std::sync::Arc::new(jadfs_common::cluster_auth::Signer::new(config.cluster_key.clone()));
         Gateway {
-            meta: MetaClient::new(config.meta_addrs.clone()),
+            meta: MetaClient::new(config.meta_addrs.clone(), signer),
             storage,
             nodes: placement::NodeCache::default(),
             keys: auth::KeyCache::default(),
+            admission: admission::Admission::new(&config.limits),
             config,
         }
     }

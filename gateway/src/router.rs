@@ -15,7 +15,7 @@ use crate::error::{Code, S3Error};
 use crate::ops::{self, Ctx};
 use crate::sigv4;
 use crate::target::resolve_target;
-use crate::Gateway;
+use crate::{unsupported, Gateway};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `-` cannot start a bucket name, so these never shadow a bucket.
@@ -33,7 +33,12 @@ async fn health() -> HttpResponse {
 /// and tests; signed like any S3 request.
 async fn stats(req: HttpRequest, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let result = async {
-        gw.authenticate(req.method(), req.uri(), req.headers()).await?;
+        let (_, principal) = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
+        if !principal.root {
+            return Err(
+                S3Error::new(Code::AccessDenied).with_message("Only root keys may read the cluster's counters.")
+            );
+        }
         let meta = gw.meta.stats().await?;
         let mut nodes = Vec::new();
         for node in gw.storage_nodes(true).await? {
@@ -80,7 +85,8 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
         path = %req.uri().path(),
         op = tracing::field::Empty,
     );
-    let result = handle(&req, RequestBody::new(payload), gw.get_ref().clone()).instrument(span.clone()).await;
+    let body = RequestBody::new(payload, gw.config.limits.body_idle);
+    let result = handle(&req, body, gw.get_ref().clone()).instrument(span.clone()).await;
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
@@ -105,6 +111,7 @@ fn target_of(req: &HttpRequest, gw: &Gateway) -> Result<(Option<String>, Option<
 }
 
 async fn handle(req: &HttpRequest, body: RequestBody, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
+    let place = gw.admission.enter()?;
     if req.method() == Method::OPTIONS {
         // A browser's CORS preflight is never signed.
         return match target_of(req, &gw)? {
@@ -119,16 +126,24 @@ async fn handle(req: &HttpRequest, body: RequestBody, gw: Arc<Gateway>) -> Resul
             _ => Err(Code::MethodNotAllowed.into()),
         };
     }
-    let verified = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
+    let signed = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
+    let admitted = gw.admission.enter_as(place, &signed.0.access_key)?;
     let (bucket, key) = target_of(req, &gw)?;
     let query = sigv4::parse_query(req.uri().query().unwrap_or(""));
     let copy_source = req.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok());
     let endpoint =
         Endpoint::parse(RequestLine { method: req.method(), bucket: bucket.clone(), key, query: &query, copy_source })?;
     tracing::Span::current().record("op", endpoint.name());
-    let ctx = Ctx::new(req, gw, verified, query, bucket);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    unsupported::refuse_unsupported(&endpoint, header)?;
+    let ctx = Ctx::new(req, gw, signed, query, bucket, admitted);
     if let Some(needed) = endpoint.permission() {
         ctx.authorize(needed).await?;
+    }
+    if let Some(expected) = header("x-amz-expected-bucket-owner") {
+        if !matches!(endpoint, Endpoint::ListBuckets) && ctx.bucket().await?.owner != expected {
+            return Err(Code::AccessDenied.into());
+        }
     }
     match endpoint {
         Endpoint::ListBuckets => ops::bucket::list_buckets(&ctx).await,

@@ -50,6 +50,7 @@ pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<R
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
     let workers = config.workers;
+    let header_timeout = config.limits.header_timeout;
     let gateway = Arc::new(Gateway::new(config, storage));
     // One HTTP service per accepted connection type (plain TCP or TLS).
     macro_rules! s3_service {
@@ -58,6 +59,7 @@ pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<R
             let app = App::new().app_data(web::Data::new(gw.clone())).configure(router::configure);
             HttpService::build()
                 .tcp_nodelay(true)
+                .client_request_timeout(header_timeout)
                 .expect(fn_service(move |request: actix_http::Request| {
                     let gw = gw.clone();
                     async move { router::expect_continue(&gw, request).await }

@@ -2,9 +2,10 @@
 //! leader: a write or read sent to a follower is retried at the leader it
 //! names, and a cluster in election is retried until a deadline.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jadfs_common::cluster_auth::{self, Signer};
 use jadfs_common::ObjectManifest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,13 +37,14 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct MetaClient {
     http: reqwest::Client,
+    signer: Arc<Signer>,
     addrs: Vec<String>,
     /// The address that answered last: most likely the leader.
     preferred: Mutex<String>,
 }
 
 impl MetaClient {
-    pub fn new(addrs: Vec<String>) -> MetaClient {
+    pub fn new(addrs: Vec<String>, signer: Arc<Signer>) -> MetaClient {
         assert!(!addrs.is_empty(), "a meta client needs at least one address");
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -50,7 +52,7 @@ impl MetaClient {
             .build()
             .expect("a plain HTTP client always builds");
         let preferred = Mutex::new(addrs[0].clone());
-        MetaClient { http, addrs, preferred }
+        MetaClient { http, signer, addrs, preferred }
     }
 
     /// Commits a command through Raft; a command the state machine refused
@@ -140,7 +142,8 @@ impl MetaClient {
         answer!(self.query(Query::GetAccessKey { access_key: access_key.into() }), AccessKey)
     }
 
-    pub async fn list_access_keys(&self) -> Result<Vec<AccessKey>, MetaError> {
+    /// Access keys, without their secrets.
+    pub async fn list_access_keys(&self) -> Result<Vec<KeyInfo>, MetaError> {
         answer!(self.query(Query::ListAccessKeys), AccessKeys)
     }
 
@@ -180,6 +183,7 @@ impl MetaClient {
         let response = self
             .http
             .get(format!("http://{addr}/v1/status"))
+            .header(cluster_auth::HEADER, self.signer.sign("GET", "/v1/status", jadfs_common::now_ms() / 1000))
             .timeout(CALL_TIMEOUT)
             .send()
             .await
@@ -198,8 +202,13 @@ impl MetaClient {
         let mut attempt = 0usize;
         loop {
             attempt += 1;
-            let outcome = match self.http.post(format!("http://{addr}{path}")).json(body).timeout(timeout).send().await
-            {
+            let request = self
+                .http
+                .post(format!("http://{addr}{path}"))
+                .header(cluster_auth::HEADER, self.signer.sign("POST", path, jadfs_common::now_ms() / 1000))
+                .json(body)
+                .timeout(timeout);
+            let outcome = match request.send().await {
                 Ok(response) => response
                     .json::<Result<Resp, MetaError>>()
                     .await

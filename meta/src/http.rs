@@ -1,9 +1,14 @@
 //! The meta node's HTTP API: Raft RPCs from peers (`/raft/*`) and the
 //! metadata API for gateways (`/v1/write`, `/v1/query`, `/v1/status`).
+//! Every route but `/health` needs the cluster secret.
 
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use jadfs_common::cluster_auth::{self, Verifier};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::api::*;
@@ -35,6 +40,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 type State = web::Data<MetaState>;
+
+/// Refuses, with 401 and a [`MetaError::Unauthorized`], every request but
+/// `/health` that does not prove the cluster secret (`actix_web::middleware::from_fn`).
+pub async fn require_cluster_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let checked = match req.app_data::<web::Data<Verifier>>() {
+        _ if req.path() == "/health" => Ok(()),
+        Some(verifier) => {
+            let header = req.headers().get(cluster_auth::HEADER).and_then(|v| v.to_str().ok());
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            verifier.check(req.method().as_str(), path, header, jadfs_common::now_ms() / 1000)
+        }
+        None => Err(cluster_auth::AuthError::Missing),
+    };
+    match checked {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(e) => {
+            tracing::warn!(peer = ?req.peer_addr(), path = req.path(), error = %e, "refused an internal request");
+            let refusal: Result<(), MetaError> = Err(MetaError::Unauthorized(e.to_string()));
+            Ok(req.into_response(HttpResponse::Unauthorized().json(refusal)).map_into_right_body())
+        }
+    }
+}
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok")

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
+use jadfs_common::cluster_auth::{ClusterKey, Signer, Verifier};
 use openraft::{BasicNode, SnapshotPolicy};
 
 pub use api::{Command, CommandResult, MetaError, Query, QueryResult};
@@ -41,6 +42,9 @@ pub struct MetaConfig {
     /// A snapshot is taken every this many log entries, and the log before
     /// it (all but a tenth of that) is purged.
     pub snapshot_every: u64,
+    /// The cluster secret's keys: every request to this node must prove it,
+    /// and this node proves it to its peers and storage nodes.
+    pub cluster_key: Arc<ClusterKey>,
 }
 
 /// A started meta node.
@@ -53,7 +57,7 @@ pub struct RunningMeta {
 pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log.db"))?;
-    let state_machine = state::StateMachineStore::open(&config.data_dir)?;
+    let state_machine = state::StateMachineStore::open(&config.data_dir, config.cluster_key.clone())?;
     let readers = state_machine.readers();
     let raft_config = openraft::Config {
         cluster_name: "jadfs-meta".into(),
@@ -77,20 +81,28 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let bound = listener.local_addr()?;
     let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
     let log = log_store.clone();
-    let raft =
-        api::Raft::new(config.node_id, raft_config, network::HttpNetwork::new(), log_store, state_machine).await?;
+    let signer = Arc::new(Signer::new(config.cluster_key.clone()));
+    let network = network::HttpNetwork::new(signer.clone());
+    let raft = api::Raft::new(config.node_id, raft_config, network, log_store, state_machine).await?;
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
-    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone()));
+    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer));
     let writes = batch::WriteBatcher::start(raft.clone());
     let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
-        .on_connect(set_nodelay)
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+    let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(verifier.clone())
+            .wrap(actix_web::middleware::from_fn(http::require_cluster_auth))
+            .configure(http::configure)
+    })
+    .on_connect(set_nodelay)
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
 
     if config.bootstrap && !raft.is_initialized().await? {
         let members = BTreeMap::from([(config.node_id, BasicNode::new(&addr))]);

@@ -1,7 +1,9 @@
 //! Raft RPCs between meta nodes over HTTP (JSON bodies).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use jadfs_common::cluster_auth::{self, Signer};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -17,22 +19,17 @@ use crate::api::{SnapshotPiece, TypeConfig};
 #[derive(Clone)]
 pub struct HttpNetwork {
     http: reqwest::Client,
+    signer: Arc<Signer>,
 }
 
 impl HttpNetwork {
-    pub fn new() -> HttpNetwork {
+    pub fn new(signer: Arc<Signer>) -> HttpNetwork {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client always builds");
-        HttpNetwork { http }
-    }
-}
-
-impl Default for HttpNetwork {
-    fn default() -> Self {
-        HttpNetwork::new()
+        HttpNetwork { http, signer }
     }
 }
 
@@ -40,12 +37,13 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
-        PeerConnection { http: self.http.clone(), target, addr: node.addr.clone() }
+        PeerConnection { http: self.http.clone(), signer: self.signer.clone(), target, addr: node.addr.clone() }
     }
 }
 
 pub struct PeerConnection {
     http: reqwest::Client,
+    signer: Arc<Signer>,
     target: u64,
     addr: String,
 }
@@ -77,10 +75,11 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}/raft/{path}", self.addr);
+        let path = format!("/raft/{path}");
         let request = self
             .http
-            .post(url)
+            .post(format!("http://{}{path}", self.addr))
+            .header(cluster_auth::HEADER, self.signer.sign("POST", &path, jadfs_common::now_ms() / 1000))
             .timeout(option.hard_ttl())
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);

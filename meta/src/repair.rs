@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use jadfs_common::NodeId;
+use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::node::ReplicateTo;
+use jadfs_common::{ChunkId, NodeId};
 
 use crate::api::*;
 use crate::nodes::{choose, is_leader, zone_of, Liveness};
@@ -22,13 +24,8 @@ const REPAIR_CONCURRENCY: usize = 4;
 /// Queues the chunks of nodes that died, then works through the repair
 /// queue oldest first, asking a node holding each chunk to copy it to the
 /// chosen new holder (bytes go node to node, never through here).
-pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>) {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("a plain HTTP client always builds");
+pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>, signer: Arc<Signer>) {
+    let copier = Copier::new(signer);
     let mut queued_dead: HashSet<NodeId> = HashSet::new();
     // Where the last pass stopped: chunks that cannot be repaired yet (no
     // live holder) never keep the ones behind them waiting.
@@ -41,7 +38,7 @@ pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Live
             tokio::time::sleep(REPAIR_IDLE).await;
             continue;
         }
-        match repair_round(&raft, &readers, &liveness, &http, &mut queued_dead, &mut cursor).await {
+        match repair_round(&raft, &readers, &liveness, &copier, &mut queued_dead, &mut cursor).await {
             Ok(true) => {}
             Ok(false) => tokio::time::sleep(REPAIR_IDLE).await,
             Err(e) => {
@@ -58,7 +55,7 @@ async fn repair_round(
     raft: &Raft,
     readers: &Arc<ReadPool>,
     liveness: &Liveness,
-    http: &reqwest::Client,
+    copier: &Copier,
     queued_dead: &mut HashSet<NodeId>,
     cursor: &mut Option<(u64, jadfs_common::ChunkId)>,
 ) -> Result<bool, MetaError> {
@@ -83,7 +80,7 @@ async fn repair_round(
     *cursor = Some((last.queued_at_log, last.chunk));
     let nodes = &nodes;
     let outcomes: Vec<Result<bool, MetaError>> = futures_util::stream::iter(repairs)
-        .map(|repair| repair_chunk(raft, http, nodes, repair))
+        .map(|repair| repair_chunk(raft, copier, nodes, repair))
         .buffer_unordered(REPAIR_CONCURRENCY)
         .collect()
         .await;
@@ -97,7 +94,7 @@ async fn repair_round(
 /// Brings one chunk up to its number of live copies, as far as live nodes allow.
 async fn repair_chunk(
     raft: &Raft,
-    http: &reqwest::Client,
+    copier: &Copier,
     nodes: &[StorageNodeInfo],
     repair: Repair,
 ) -> Result<bool, MetaError> {
@@ -120,9 +117,7 @@ async fn repair_chunk(
     let mut added = Vec::new();
     for target in &targets {
         for source in &live {
-            let url = format!("http://{}/v1/chunks/{}/replicate", source.addr, repair.chunk);
-            let sent = http.post(url).json(&serde_json::json!({ "to": target.addr })).send().await;
-            match sent {
+            match copier.copy(&source.addr, &repair.chunk, target.id).await {
                 Ok(response) if response.status().is_success() => {
                     added.push(target.id);
                     break;
@@ -151,5 +146,36 @@ async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {
             _ => Ok(()),
         },
         Err(e) => Err(MetaError::Unavailable(e.to_string())),
+    }
+}
+
+/// Asks storage nodes to copy chunks to one another.
+struct Copier {
+    http: reqwest::Client,
+    signer: Arc<Signer>,
+}
+
+impl Copier {
+    fn new(signer: Arc<Signer>) -> Copier {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .expect("a plain HTTP client always builds");
+        Copier { http, signer }
+    }
+
+    /// Has the node at `source` push `chunk` to the registered node `target`
+    /// (the source looks its address up in the cluster, never taking one
+    /// from the request).
+    async fn copy(&self, source: &str, chunk: &ChunkId, target: NodeId) -> reqwest::Result<reqwest::Response> {
+        let path = format!("/v1/chunks/{chunk}/replicate");
+        self.http
+            .post(format!("http://{source}{path}"))
+            .header(cluster_auth::HEADER, self.signer.sign("POST", &path, jadfs_common::now_ms() / 1000))
+            .json(&ReplicateTo { to: target })
+            .send()
+            .await
     }
 }

@@ -2,6 +2,7 @@
 //! state machine: the contract openraft relies on (log reads after appends,
 //! truncation, purge, vote, applied state, snapshots) holds for our code.
 
+use jadfs_common::cluster_auth::ClusterKey;
 use jadfs_meta::api::TypeConfig;
 use jadfs_meta::log_store::LogStore;
 use jadfs_meta::state::StateMachineStore;
@@ -14,7 +15,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(&dir.path().join("raft-log.db")).expect("log store");
-        let state_machine = StateMachineStore::open(dir.path()).expect("state machine");
+        let key = std::sync::Arc::new(ClusterKey::from_secret("the conformance suite's secret").unwrap());
+        let state_machine = StateMachineStore::open(dir.path(), key).expect("state machine");
         Ok((dir, log, state_machine))
     }
 }

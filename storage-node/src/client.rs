@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use jadfs_common::cluster_auth::{self, Signer};
 use jadfs_common::node::{ChunkInfo, ChunkPutResponse, NodeStats, PutMessage};
 use jadfs_common::ChunkId;
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
-use crate::store::{spawn_reader, ChunkStore, ReadCheck, WriteCheck};
+use crate::store::{receive_chunk, spawn_reader, ChunkStore, ReadCheck, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -46,24 +47,20 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + S
 #[derive(Clone)]
 pub struct StorageClient {
     http: reqwest::Client,
+    /// Proves the cluster secret on every request.
+    signer: Arc<Signer>,
     /// Address → store of the storage nodes running in this process.
     local: Arc<HashMap<String, Arc<ChunkStore>>>,
 }
 
-impl Default for StorageClient {
-    fn default() -> Self {
-        StorageClient::new()
-    }
-}
-
 impl StorageClient {
-    pub fn new() -> StorageClient {
-        StorageClient::with_local(Vec::new())
+    pub fn new(signer: Arc<Signer>) -> StorageClient {
+        StorageClient::with_local(Vec::new(), signer)
     }
 
     /// A client that reaches the nodes listening at these addresses through
     /// their stores.
-    pub fn with_local(stores: Vec<(String, Arc<ChunkStore>)>) -> StorageClient {
+    pub fn with_local(stores: Vec<(String, Arc<ChunkStore>)>, signer: Arc<Signer>) -> StorageClient {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -72,7 +69,7 @@ impl StorageClient {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client always builds");
-        StorageClient { http, local: Arc::new(stores.into_iter().collect()) }
+        StorageClient { http, signer, local: Arc::new(stores.into_iter().collect()) }
     }
 
     /// Stores one chunk from `pieces`, which must end with its [`Trailer`]
@@ -86,9 +83,8 @@ impl StorageClient {
         pieces: mpsc::Receiver<PutMessage>,
     ) -> Result<ChunkPutResponse, ClientError> {
         if let Some(store) = self.local.get(addr).cloned() {
-            let written = tokio::task::spawn_blocking(move || store.write_chunk(WriteCheck::Trailer, pieces)).await;
-            let local = |source| ClientError::Local { addr: addr.into(), source };
-            return written.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(local);
+            let written = receive_chunk(store, WriteCheck::Trailer, pieces).await;
+            return written.map_err(|source| ClientError::Local { addr: addr.into(), source });
         }
         // Over HTTP the end of the body is the end of the chunk.
         let body = futures_util::stream::unfold(pieces, |mut pieces| async move {
@@ -98,7 +94,7 @@ impl StorageClient {
             }
         })
         .flat_map(|group| futures_util::stream::iter(group.into_iter().map(Ok::<_, std::io::Error>)));
-        let request = self.http.post(format!("http://{addr}/v1/chunks")).body(reqwest::Body::wrap_stream(body));
+        let request = self.request(reqwest::Method::POST, addr, "/v1/chunks").body(reqwest::Body::wrap_stream(body));
         let response = self.send(addr, request).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
@@ -110,7 +106,8 @@ impl StorageClient {
         id: &ChunkId,
         body: impl Into<reqwest::Body>,
     ) -> Result<ChunkPutResponse, ClientError> {
-        let response = self.send(addr, self.http.put(format!("http://{addr}/v1/chunks/{id}")).body(body)).await?;
+        let request = self.request(reqwest::Method::PUT, addr, &format!("/v1/chunks/{id}")).body(body);
+        let response = self.send(addr, request).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
 
@@ -132,7 +129,7 @@ impl StorageClient {
             let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
             return Ok(Box::pin(stream.map_err(move |e| local(StoreError::Io(e)))));
         }
-        let mut request = self.http.get(format!("http://{addr}/v1/chunks/{id}"));
+        let mut request = self.request(reqwest::Method::GET, addr, &format!("/v1/chunks/{id}"));
         if let Some((start, end)) = range {
             request = request.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
@@ -143,7 +140,7 @@ impl StorageClient {
     }
 
     pub async fn delete_chunk(&self, addr: &str, id: &ChunkId) -> Result<(), ClientError> {
-        self.send(addr, self.http.delete(format!("http://{addr}/v1/chunks/{id}"))).await?;
+        self.send(addr, self.request(reqwest::Method::DELETE, addr, &format!("/v1/chunks/{id}"))).await?;
         Ok(())
     }
 
@@ -153,17 +150,23 @@ impl StorageClient {
         after: Option<&ChunkId>,
         limit: usize,
     ) -> Result<Vec<ChunkInfo>, ClientError> {
-        let mut url = format!("http://{addr}/v1/chunks?limit={limit}");
+        let mut path = format!("/v1/chunks?limit={limit}");
         if let Some(after) = after {
-            url.push_str(&format!("&after={after}"));
+            path.push_str(&format!("&after={after}"));
         }
-        let response = self.send(addr, self.http.get(url)).await?;
+        let response = self.send(addr, self.request(reqwest::Method::GET, addr, &path)).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
 
     pub async fn stats(&self, addr: &str) -> Result<NodeStats, ClientError> {
-        let response = self.send(addr, self.http.get(format!("http://{addr}/v1/stats"))).await?;
+        let response = self.send(addr, self.request(reqwest::Method::GET, addr, "/v1/stats")).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
+    }
+
+    /// A request to `path` (with its query) of the node at `addr`, signed.
+    fn request(&self, method: reqwest::Method, addr: &str, path: &str) -> reqwest::RequestBuilder {
+        let proof = self.signer.sign(method.as_str(), path, jadfs_common::now_ms() / 1000);
+        self.http.request(method, format!("http://{addr}{path}")).header(cluster_auth::HEADER, proof)
     }
 
     async fn send(&self, addr: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {

@@ -4,15 +4,22 @@
 //! - `PUT /v1/chunks/{id}`: store a chunk whose bytes must hash to `id`
 //! - `POST /v1/chunks`: store a chunk named by the hash of its bytes
 //! - `GET|HEAD /v1/chunks/{id}` (with `Range: bytes=a-b`), `DELETE /v1/chunks/{id}`
-//! - `POST /v1/chunks/{id}/replicate` with `{"to": "host:port"}`: copy a chunk to another node
+//! - `POST /v1/chunks/{id}/replicate` with `{"to": node id}`: copy a chunk to another registered node
 //! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
+//!
+//! Every route but `/health` needs the cluster secret.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::body::SizedStream;
+use actix_web::body::{MessageBody, SizedStream};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
+use jadfs_common::cluster_auth::{self, Verifier};
+use jadfs_common::node::ReplicateTo;
 use jadfs_common::node::{ChunkPutResponse, NodeStats, PutMessage};
 use jadfs_common::ChunkId;
 use serde::Deserialize;
@@ -21,7 +28,7 @@ use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
 use crate::error::StoreError;
-use crate::store::{spawn_reader, ChunkStore, ReadCheck, WriteCheck};
+use crate::store::{receive_chunk, spawn_reader, ChunkStore, ReadCheck, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -35,6 +42,10 @@ pub enum NodeError {
     Body(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("refused: {0}")]
+    Unauthorized(String),
+    #[error("no registered storage node {0}")]
+    UnknownNode(jadfs_common::NodeId),
 }
 
 impl ResponseError for NodeError {
@@ -49,6 +60,8 @@ impl ResponseError for NodeError {
             | NodeError::Body(_)
             | NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NodeError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            NodeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            NodeError::UnknownNode(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +103,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 type Store = web::Data<Arc<ChunkStore>>;
+
+/// How this node reaches others: a client that signs its requests, and
+/// the cluster's registered nodes.
+pub struct Peers {
+    pub client: StorageClient,
+    pub directory: Option<Arc<dyn crate::Directory>>,
+}
+
+/// Refuses, with 401, every request but `/health` that does not prove the
+/// cluster secret (`actix_web::middleware::from_fn`).
+pub async fn require_cluster_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let checked = match req.app_data::<web::Data<Verifier>>() {
+        _ if req.path() == "/health" => Ok(()),
+        Some(verifier) => {
+            let header = req.headers().get(cluster_auth::HEADER).and_then(|v| v.to_str().ok());
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            verifier.check(req.method().as_str(), path, header, jadfs_common::now_ms() / 1000)
+        }
+        None => Err(cluster_auth::AuthError::Missing),
+    };
+    match checked {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(e) => {
+            tracing::warn!(peer = ?req.peer_addr(), path = req.path(), error = %e, "refused an internal request");
+            let response = NodeError::Unauthorized(e.to_string()).error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
 
 fn parse_id(raw: &str) -> Result<ChunkId, NodeError> {
     raw.parse().map_err(|_| NodeError::BadRequest(format!("{raw:?} is not a chunk id")))
@@ -139,21 +184,30 @@ async fn post_chunk(store: Store, payload: web::Payload) -> Result<HttpResponse,
 /// bytes.
 const GATHER: usize = 256 << 10;
 
-/// Feeds the request body to a blocking writer through a bounded channel:
-/// memory stays flat whatever the chunk size, and the body's bytes are
-/// hashed and written off the async executor.
+/// A sender that sends no byte of a chunk for this long is given up on.
+const BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// Feeds the request body to the store's writer through a bounded channel:
+/// memory stays flat whatever the chunk size, the body's next bytes are read
+/// while the last are written, and the bytes are checked and written off
+/// the async executor.
 async fn receive(
     store: Arc<ChunkStore>,
     check: WriteCheck,
     mut payload: web::Payload,
 ) -> Result<ChunkPutResponse, NodeError> {
     let (tx, rx) = mpsc::channel(4);
-    let writer = tokio::task::spawn_blocking(move || store.write_chunk(check, rx));
+    let writer = tokio::spawn(receive_chunk(store, check, rx));
     let fed = async {
         // Pieces go to the writer in groups of about GATHER bytes: it wakes
         // once per group rather than once per socket read.
         let (mut gathered, mut size) = (Vec::new(), 0);
-        while let Some(item) = payload.next().await {
+        loop {
+            let item = match tokio::time::timeout(BODY_IDLE, payload.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => return Err(NodeError::Body(format!("no bytes for {BODY_IDLE:?}"))),
+            };
             let bytes = item.map_err(|e| NodeError::Body(e.to_string()))?;
             size += bytes.len();
             gathered.push(bytes);
@@ -207,27 +261,25 @@ async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Res
     Ok(response.body(SizedStream::new(length, ReceiverStream(rx))))
 }
 
-#[derive(Deserialize)]
-struct ReplicateTo {
-    to: String,
-}
-
-/// Copies a chunk this node holds to another node, for a repair the meta
-/// leader asked for: the bytes go from this disk to the other node's,
-/// verified as they are read here and again as they are written there.
+/// Copies a chunk this node holds to another registered node, for a repair
+/// the meta leader asked for: the bytes go from this disk to the other
+/// node's, verified as they are read here and again as they are written
+/// there. The address is the cluster's, never one a request names.
 async fn replicate_chunk(
     store: Store,
-    peers: web::Data<StorageClient>,
+    peers: web::Data<Peers>,
     id: web::Path<String>,
     target: web::Json<ReplicateTo>,
 ) -> Result<HttpResponse, NodeError> {
     let id = parse_id(&id)?;
+    let directory = peers.directory.as_ref().ok_or(NodeError::UnknownNode(target.to))?;
+    let addr = directory.address_of(target.to).await.ok_or(NodeError::UnknownNode(target.to))?;
     let store = store.get_ref().clone();
     let (file, _) = blocking(move || store.open_chunk(&id)).await?;
     let rx = spawn_reader(file, id, ReadCheck::Id, None);
     let body = reqwest::Body::wrap_stream(ReceiverStream(rx));
     let stored =
-        peers.put_chunk_with_id(&target.to, &id, body).await.map_err(|e| NodeError::Internal(e.to_string()))?;
+        peers.client.put_chunk_with_id(&addr, &id, body).await.map_err(|e| NodeError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(stored))
 }
 

@@ -81,6 +81,16 @@ impl ChunkIndex {
         Ok(())
     }
 
+    /// Indexes a chunk whose file was (re)written: its size and CRC32C are
+    /// the new file's.
+    pub fn replace(&self, id: &ChunkId, size: u64, crc32c: u32, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO chunks (id, size, stored_at_ms, last_verified_ms, crc32c) VALUES (?1, ?2, ?3, ?3, ?4)",
+            params![id.as_bytes(), size as i64, now_ms, crc32c],
+        )?;
+        Ok(())
+    }
+
     pub fn remove(&self, id: &ChunkId) -> Result<bool, StoreError> {
         Ok(self.conn.execute("DELETE FROM chunks WHERE id = ?1", params![id.as_bytes()])? > 0)
     }

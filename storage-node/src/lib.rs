@@ -8,22 +8,38 @@ pub mod http;
 mod index;
 pub mod store;
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, App, HttpServer};
+use jadfs_common::cluster_auth::{ClusterKey, Signer, Verifier};
+use jadfs_common::NodeId;
 
 pub use store::ChunkStore;
 
 /// Settings of one storage node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StorageNodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// The largest chunk the node accepts.
     pub max_chunk_size: u64,
     pub workers: usize,
+    /// Every request to this node must prove the cluster secret, and the
+    /// node proves it to the nodes it copies chunks to.
+    pub cluster_key: Arc<ClusterKey>,
+    /// Where the other registered nodes are: a repair copies only to one of
+    /// them. None (a node outside a cluster): no copies.
+    pub directory: Option<Arc<dyn Directory>>,
+}
+
+/// The storage nodes registered in the cluster, as the meta service lists them.
+pub trait Directory: Send + Sync {
+    /// The address of a registered node, if there is one with that id.
+    fn address_of(&self, node: NodeId) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>>;
 }
 
 /// A started storage node.
@@ -40,15 +56,24 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let data = web::Data::new(store.clone());
-    let peers = web::Data::new(client::StorageClient::new());
-    let server =
-        HttpServer::new(move || App::new().app_data(data.clone()).app_data(peers.clone()).configure(http::configure))
-            .on_connect(set_nodelay)
-            .workers(config.workers)
-            .disable_signals()
-            .shutdown_timeout(5)
-            .listen(listener)?
-            .run();
+    let signer = Arc::new(Signer::new(config.cluster_key.clone()));
+    let peers =
+        web::Data::new(http::Peers { client: client::StorageClient::new(signer), directory: config.directory.clone() });
+    let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(peers.clone())
+            .app_data(verifier.clone())
+            .wrap(actix_web::middleware::from_fn(http::require_cluster_auth))
+            .configure(http::configure)
+    })
+    .on_connect(set_nodelay)
+    .workers(config.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");
     Ok(RunningNode { addr, store, server })
 }

@@ -2,31 +2,19 @@
 //! belongs to the key that created it, other keys get AccessDenied until
 //! they are granted read, write or owner.
 
-use std::process::Command;
-
-use crate::common::*;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
-fn admin(server: &Server, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))
-        .args(["admin", "--endpoint", &server.endpoint, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run jadfs admin");
-    assert!(output.status.success(), "jadfs admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
+use crate::common::*;
 
 #[tokio::test]
 async fn buckets_belong_to_their_creator_until_access_is_granted() {
     let server = Server::start();
-    let created = admin(&server, &["key", "create", "--name", "alice"]);
+    let created = server.admin(&["key", "create", "--name", "alice"]);
     let alice_key = created.lines().find_map(|l| l.strip_prefix("access key: ")).unwrap().to_string();
     let alice_secret = created.lines().find_map(|l| l.strip_prefix("secret key: ")).unwrap().to_string();
-    admin(&server, &["key", "create", "--name", "bob", "--id", "BOBKEY0000000000000X", "--secret", "bob-secret-0001"]);
-    let listed = admin(&server, &["key", "list"]);
+    server.admin(&["key", "create", "--name", "bob", "--id", "BOBKEY0000000000000X", "--secret", "bob-secret-0001"]);
+    let listed = server.admin(&["key", "list"]);
     assert!(listed.contains(&alice_key) && listed.contains("BOBKEY0000000000000X") && listed.contains("alice"));
     assert!(!listed.contains(&alice_secret), "secrets are never listed");
 
@@ -44,18 +32,18 @@ async fn buckets_belong_to_their_creator_until_access_is_granted() {
     let root_buckets = server.client().list_buckets().send().await.unwrap();
     assert_eq!(root_buckets.buckets().len(), 1, "root sees every bucket");
 
-    admin(&server, &["bucket", "allow", "alices", "BOBKEY0000000000000X", "--permission", "read"]);
+    server.admin(&["bucket", "allow", "alices", "BOBKEY0000000000000X", "--permission", "read"]);
     let got = bob.get_object().bucket("alices").key("diary").send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"dear diary");
     let write = bob.put_object().bucket("alices").key("graffiti").body(ByteStream::from_static(b"x")).send().await;
     assert_eq!(write.unwrap_err().code(), Some("AccessDenied"));
     assert_eq!(bob.delete_bucket().bucket("alices").send().await.unwrap_err().code(), Some("AccessDenied"));
 
-    admin(&server, &["bucket", "allow", "alices", "BOBKEY0000000000000X", "--permission", "write"]);
+    server.admin(&["bucket", "allow", "alices", "BOBKEY0000000000000X", "--permission", "write"]);
     bob.put_object().bucket("alices").key("note").body(ByteStream::from_static(b"from bob")).send().await.unwrap();
     assert_eq!(bob.delete_bucket().bucket("alices").send().await.unwrap_err().code(), Some("AccessDenied"));
 
-    admin(&server, &["bucket", "deny", "alices", "BOBKEY0000000000000X"]);
+    server.admin(&["bucket", "deny", "alices", "BOBKEY0000000000000X"]);
     assert_eq!(bob.get_object().bucket("alices").key("note").send().await.unwrap_err().code(), Some("AccessDenied"));
 
     // Only root keys may administer.
@@ -63,7 +51,7 @@ async fn buckets_belong_to_their_creator_until_access_is_granted() {
     let response = signed(reqwest::Method::GET, &url, &[], Vec::new(), "BOBKEY0000000000000X", "bob-secret-0001").await;
     assert_eq!(response.status(), 403);
 
-    admin(&server, &["key", "delete", &alice_key]);
+    server.admin(&["key", "delete", &alice_key]);
     let gone = alice.list_buckets().send().await.unwrap_err();
     assert_eq!(gone.code(), Some("InvalidAccessKeyId"));
 }

@@ -81,7 +81,7 @@ async fn a_cluster_survives_losing_its_meta_leader_and_a_storage_node() {
         })
         .collect();
     let meta_addrs: Vec<String> = metas.iter().map(|m| m.addr.clone()).collect();
-    let client = jadfs_meta::MetaClient::new(meta_addrs.clone());
+    let client = meta_client(meta_addrs.clone());
     wait_until("node 1 leads", Duration::from_secs(30), || async { voters(&client, &meta_addrs[0]).await == [1] })
         .await;
 

@@ -9,4 +9,5 @@ mod common;
 mod crash;
 mod membership;
 mod s3;
+mod security;
 mod storage_node;

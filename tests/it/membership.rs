@@ -36,7 +36,7 @@ async fn voters_grow_from_one_to_five_and_shrink_to_three_under_load() {
         .collect();
     let addrs: Vec<String> = metas.iter().map(|m| m.addr.clone()).collect();
     let meta_list = addrs.join(",");
-    let client = jadfs_meta::MetaClient::new(addrs.clone());
+    let client = meta_client(addrs.clone());
     wait_until("node 1 leads", Duration::from_secs(30), || async { voters(&client, &addrs[0]).await == [1] }).await;
 
     let _storage: Vec<Process> =

@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::{random_bytes, sha256};
+use reqwest::Method;
+
+use crate::common::{random_bytes, sha256, Internal, CLUSTER_SECRET};
 
 struct Node {
     child: Child,
@@ -21,6 +23,7 @@ impl Node {
             .args(["storage-node", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .env("JADFS_CLUSTER_SECRET", CLUSTER_SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if let Some(point) = failpoint {
@@ -44,8 +47,13 @@ impl Node {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A request to `path` signed with the cluster secret.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        Internal::new(CLUSTER_SECRET).request(method, &self.url(path))
+    }
+
     async fn stats(&self) -> serde_json::Value {
-        reqwest::get(self.url("/v1/stats")).await.unwrap().json().await.unwrap()
+        self.request(Method::GET, "/v1/stats").send().await.unwrap().json().await.unwrap()
     }
 
     fn stop(mut self) {
@@ -79,9 +87,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 async fn a_bad_hash_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), None);
-    let http = reqwest::Client::new();
     let wrong_id = sha256(b"something else");
-    let response = http.put(node.url(&format!("/v1/chunks/{wrong_id}"))).body("actual bytes").send().await.unwrap();
+    let response =
+        node.request(Method::PUT, &format!("/v1/chunks/{wrong_id}")).body("actual bytes").send().await.unwrap();
     assert_eq!(response.status(), 422);
     assert_eq!(node.stats().await["chunks"], 0);
     assert!(files_under(&dir.path().join("chunks")).is_empty());
@@ -89,7 +97,7 @@ async fn a_bad_hash_is_refused_and_leaves_nothing() {
 
     // Paths never come from the request: a malformed id is refused outright.
     for bad in ["..%2F..%2Fetc%2Fpasswd", "ABC", "zz"] {
-        let response = http.get(node.url(&format!("/v1/chunks/{bad}"))).send().await.unwrap();
+        let response = node.request(Method::GET, &format!("/v1/chunks/{bad}")).send().await.unwrap();
         assert_eq!(response.status(), 400, "{bad}");
     }
 }
@@ -100,13 +108,13 @@ async fn a_crash_between_write_and_rename_leaves_no_visible_chunk() {
     let data = random_bytes(300_000, 1);
     let id = sha256(&data);
     let node = Node::start(dir.path(), Some("chunk-before-rename"));
-    let result = reqwest::Client::new().put(node.url(&format!("/v1/chunks/{id}"))).body(data.clone()).send().await;
+    let result = node.request(Method::PUT, &format!("/v1/chunks/{id}")).body(data.clone()).send().await;
     assert!(result.is_err(), "the node must die before answering");
     node.stop();
     assert_eq!(files_under(&dir.path().join("tmp")).len(), 1, "the crash left its temporary file");
 
     let node = Node::start(dir.path(), None);
-    let head = reqwest::Client::new().head(node.url(&format!("/v1/chunks/{id}"))).send().await.unwrap();
+    let head = node.request(Method::HEAD, &format!("/v1/chunks/{id}")).send().await.unwrap();
     assert_eq!(head.status(), 404);
     let stats = node.stats().await;
     assert_eq!(stats["chunks"], 0);
@@ -114,34 +122,32 @@ async fn a_crash_between_write_and_rename_leaves_no_visible_chunk() {
     assert!(files_under(&dir.path().join("tmp")).is_empty());
 
     // The same put now succeeds.
-    let response = reqwest::Client::new().put(node.url(&format!("/v1/chunks/{id}"))).body(data).send().await.unwrap();
+    let response = node.request(Method::PUT, &format!("/v1/chunks/{id}")).body(data).send().await.unwrap();
     assert_eq!(response.status(), 201);
 }
 
 #[tokio::test]
 async fn ranges_and_reconciliation() {
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let kept = random_bytes(1_000_000, 2);
     let lost = random_bytes(1000, 3);
     let node = Node::start(dir.path(), None);
     for data in [&kept, &lost] {
-        let response =
-            http.put(node.url(&format!("/v1/chunks/{}", sha256(data)))).body(data.clone()).send().await.unwrap();
+        let path = format!("/v1/chunks/{}", sha256(data));
+        let response = node.request(Method::PUT, &path).body(data.clone()).send().await.unwrap();
         assert_eq!(response.status(), 201);
         let stored: serde_json::Value = response.json().await.unwrap();
         assert_eq!(stored["id"], sha256(data));
     }
     let kept_id = sha256(&kept);
-    let response =
-        http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=100-199").send().await.unwrap();
+    let chunk = format!("/v1/chunks/{kept_id}");
+    let response = node.request(Method::GET, &chunk).header("range", "bytes=100-199").send().await.unwrap();
     assert_eq!(response.status(), 206);
     assert_eq!(response.headers()["content-range"], "bytes 100-199/1000000");
     assert_eq!(&response.bytes().await.unwrap()[..], &kept[100..200]);
-    let response =
-        http.get(node.url(&format!("/v1/chunks/{kept_id}"))).header("range", "bytes=1000000-").send().await.unwrap();
+    let response = node.request(Method::GET, &chunk).header("range", "bytes=1000000-").send().await.unwrap();
     assert_eq!(response.status(), 416);
-    let whole = http.get(node.url(&format!("/v1/chunks/{kept_id}"))).send().await.unwrap().bytes().await.unwrap();
+    let whole = node.request(Method::GET, &chunk).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256(&whole), kept_id);
     node.stop();
 
@@ -158,7 +164,8 @@ async fn ranges_and_reconciliation() {
     assert_eq!(stats["last_reconcile"]["missing"], serde_json::json!([sha256(&lost)]));
     assert_eq!(stats["last_reconcile"]["adopted"], serde_json::json!([sha256(&stray)]));
     assert_eq!(stats["chunks"], 2);
-    let listed: Vec<serde_json::Value> = http.get(node.url("/v1/chunks")).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<serde_json::Value> =
+        node.request(Method::GET, "/v1/chunks").send().await.unwrap().json().await.unwrap();
     let mut ids: Vec<&str> = listed.iter().map(|c| c["id"].as_str().unwrap()).collect();
     ids.sort();
     let mut expected = vec![kept_id.clone(), sha256(&stray)];

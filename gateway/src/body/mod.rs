@@ -9,6 +9,7 @@
 //! or, for a browser form, through the form's reader.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use actix_web::web;
@@ -25,11 +26,15 @@ type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
 
 /// A request's body, not yet read: the only way to its bytes is a decoder
 /// that verifies them.
-pub struct RequestBody(RawStream);
+pub struct RequestBody {
+    stream: RawStream,
+    /// A body that sends nothing for this long fails with RequestTimeout.
+    idle: Duration,
+}
 
 impl RequestBody {
-    pub fn new(payload: web::Payload) -> RequestBody {
-        RequestBody(Box::pin(payload))
+    pub fn new(payload: web::Payload, idle: Duration) -> RequestBody {
+        RequestBody { stream: Box::pin(payload), idle }
     }
 
     /// The body of a browser form upload, read by the form's parser: its
@@ -42,7 +47,7 @@ impl RequestBody {
     /// A body that arrives in these pieces, then ends or fails.
     #[cfg(test)]
     pub fn from_pieces(pieces: Vec<Result<Bytes, PayloadError>>) -> RequestBody {
-        RequestBody(Box::pin(futures_util::stream::iter(pieces)))
+        RequestBody { stream: Box::pin(futures_util::stream::iter(pieces)), idle: Duration::from_secs(5) }
     }
 }
 
@@ -56,13 +61,14 @@ const MAX_TRAILERS: usize = 16;
 /// Buffered access to the raw request body.
 pub struct BodyReader {
     payload: RawStream,
+    idle: Duration,
     buf: BytesMut,
     eof: bool,
 }
 
 impl BodyReader {
     fn new(body: RequestBody) -> BodyReader {
-        BodyReader { payload: body.0, buf: BytesMut::new(), eof: false }
+        BodyReader { payload: body.stream, idle: body.idle, buf: BytesMut::new(), eof: false }
     }
 
     /// Reads more of the body into the buffer; false once it has ended.
@@ -70,7 +76,11 @@ impl BodyReader {
         if self.eof {
             return Ok(false);
         }
-        match self.payload.next().await {
+        let next = tokio::time::timeout(self.idle, self.payload.next()).await.map_err(|_| {
+            tracing::debug!(idle = ?self.idle, "request body stalled");
+            S3Error::new(Code::RequestTimeout)
+        })?;
+        match next {
             Some(Ok(bytes)) => {
                 self.buf.extend_from_slice(&bytes);
                 Ok(true)

@@ -11,9 +11,8 @@ use crate::xml::{self, XmlWriter};
 
 pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let mut buckets = ctx.gw.meta.list_buckets().await?;
-    let access_key = &ctx.verified.access_key;
-    if !ctx.gw.is_root(access_key) {
-        buckets.retain(|b| b.permission_of(access_key).is_some());
+    if !ctx.principal.root {
+        buckets.retain(|b| b.permission_of(&ctx.principal.id).is_some());
     }
     // Optional paging (max-buckets, continuation-token) and prefix, as AWS added in 2024.
     if let Some(prefix) = ctx.param("prefix") {
@@ -35,7 +34,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let mut x = XmlWriter::new();
     x.open("ListAllMyBucketsResult");
     x.open("Owner");
-    x.element("ID", &ctx.verified.access_key);
+    x.element("ID", &ctx.principal.id);
     x.element("DisplayName", &ctx.verified.access_key);
     x.close("Owner");
     x.open("Buckets");
@@ -70,7 +69,7 @@ pub async fn create_bucket(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpRespo
         .meta
         .write(&Command::CreateBucket {
             name: bucket.to_string(),
-            owner: ctx.verified.access_key.clone(),
+            owner: ctx.principal.id.clone(),
             created_ms: jadfs_common::now_ms(),
         })
         .await

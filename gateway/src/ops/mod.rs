@@ -18,6 +18,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use jadfs_meta::api::{BucketInfo, LocatedObject, ObjectMetadata, Permission};
 use tokio::sync::OnceCell;
 
+use crate::admission::Admitted;
+use crate::auth::{permits, Principal};
 use crate::body::{BodyHeaders, ObjectBody, RequestBody};
 use crate::checksum::Algorithm;
 use crate::error::{Code, S3Error};
@@ -39,21 +41,33 @@ pub struct Ctx<'a> {
     pub req: &'a HttpRequest,
     pub gw: Arc<Gateway>,
     pub verified: Verified,
+    /// Who signed the request.
+    pub principal: Principal,
     pub query: Vec<(String, String)>,
     /// The bucket the request addresses, if any: its name, and its
     /// metadata once read (at most once per request).
     bucket: Option<(String, OnceCell<BucketInfo>)>,
+    /// The request's places in the gateway, until a streamed answer takes them.
+    admitted: std::sync::Mutex<Option<Admitted>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(
         req: &'a HttpRequest,
         gw: Arc<Gateway>,
-        verified: Verified,
+        (verified, principal): (Verified, Principal),
         query: Vec<(String, String)>,
         bucket: Option<String>,
+        admitted: Admitted,
     ) -> Ctx<'a> {
-        Ctx { req, gw, verified, query, bucket: bucket.map(|name| (name, OnceCell::new())) }
+        let bucket = bucket.map(|name| (name, OnceCell::new()));
+        Ctx { req, gw, verified, principal, query, bucket, admitted: std::sync::Mutex::new(Some(admitted)) }
+    }
+
+    /// The request's places, for an answer that streams after the handler
+    /// returns: they are held until its last byte.
+    pub fn take_admission(&self) -> Option<Admitted> {
+        self.admitted.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -71,10 +85,10 @@ impl Ctx<'_> {
 
     /// Checks that the request's key may act on its bucket with `needed`.
     pub async fn authorize(&self, needed: Permission) -> Result<(), S3Error> {
-        if self.gw.is_root(&self.verified.access_key) {
+        if self.principal.root {
             return Ok(());
         }
-        self.gw.permits(&self.verified.access_key, self.bucket().await?, needed)
+        permits(&self.principal, self.bucket().await?, needed)
     }
 
     /// An object of the request's bucket and where its chunks are;

@@ -66,7 +66,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, key: &str) -> Result<HttpRes
     let upload = UploadInfo {
         upload_id: upload_id.clone(),
         key: key.to_string(),
-        owner: ctx.verified.access_key.clone(),
+        owner: ctx.principal.id.clone(),
         initiated_ms: jadfs_common::now_ms(),
         metadata,
         checksum_algorithm,
@@ -192,7 +192,7 @@ pub async fn upload_part_copy(
     part_number: u32,
     source: &CopySource,
 ) -> Result<HttpResponse, S3Error> {
-    ctx.gw.authorize(&ctx.verified.access_key, &source.bucket, Permission::Read).await?;
+    ctx.gw.authorize(&ctx.principal, &source.bucket, Permission::Read).await?;
     let source = ctx.gw.get_object(&source.bucket, &source.key).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
     let size = source.manifest.size;

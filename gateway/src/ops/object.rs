@@ -3,6 +3,7 @@
 
 use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
+use futures_util::StreamExt;
 use jadfs_common::{ETag, ObjectManifest};
 use jadfs_meta::api::{ObjectMetadata, Permission};
 use jadfs_meta::Command;
@@ -208,7 +209,11 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         return Ok(response.body(bytes.to_vec()));
     }
     let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
-    let stream = data::read_object(ctx.gw.clone(), chunks, start, end);
+    let admitted = ctx.take_admission();
+    let stream = data::read_object(ctx.gw.clone(), chunks, start, end).map(move |piece| {
+        let _held_until_the_last_byte = &admitted;
+        piece
+    });
     Ok(response.body(SizedStream::new(length, Box::pin(stream))))
 }
 
@@ -344,7 +349,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    ctx.gw.authorize(&ctx.verified.access_key, &src_bucket, Permission::Read).await?;
+    ctx.gw.authorize(&ctx.principal, &src_bucket, Permission::Read).await?;
     let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };

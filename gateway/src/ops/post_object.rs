@@ -15,6 +15,7 @@ use jadfs_meta::Command;
 use serde_json::Value;
 
 use super::{tagging, xml_response, MAX_PUT_SIZE, MAX_USER_METADATA};
+use crate::auth::permits;
 use crate::body::{BodyReader, RequestBody};
 use crate::data::{self, ByteSource};
 use crate::error::{Code, S3Error};
@@ -348,14 +349,15 @@ pub async fn post_object(
     }
     validate_key(&key)?;
 
+    crate::unsupported::refuse_write_features(&|name| form.get(name))?;
     let (access_key, signature) = form.signature()?;
     let policy_b64 = form.get("policy").ok_or_else(|| {
         S3Error::new(Code::InvalidArgument).with_message("Bucket POST must contain a field named 'policy'.")
     })?;
-    let secret = gw.secret_of(&access_key).await?.ok_or(Code::InvalidAccessKeyId)?;
-    sigv4::verify_post_policy(policy_b64, &signature, &secret)?;
+    let signer = gw.signing_key(&access_key).await?.ok_or(Code::InvalidAccessKeyId)?;
+    sigv4::verify_post_policy(policy_b64, &signature, &signer.secret, &gw.config.region)?;
     let info = gw.meta.get_bucket(bucket).await?.ok_or(Code::NoSuchBucket)?;
-    gw.permits(&access_key, &info, Permission::Write)?;
+    permits(&signer.principal, &info, Permission::Write)?;
     let replication = info.replication;
     let policy_json = base64::engine::general_purpose::STANDARD
         .decode(policy_b64.trim())

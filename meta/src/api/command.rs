@@ -14,6 +14,7 @@ use super::{
 pub enum Command {
     CreateBucket {
         name: String,
+        /// The creating key's id.
         owner: String,
         created_ms: i64,
     },
@@ -88,7 +89,8 @@ pub enum Command {
         bucket: String,
         tags: Option<Vec<(String, String)>>,
     },
-    /// Creates or replaces an access key.
+    /// Creates an access key (whose secret is sealed); AccessKeyExists if
+    /// its access key id is taken.
     PutAccessKey {
         key: AccessKey,
     },
@@ -96,7 +98,8 @@ pub enum Command {
     DeleteAccessKey {
         access_key: String,
     },
-    /// Grants `permission` on a bucket to a key, or with None takes it away.
+    /// Grants `permission` on a bucket to the key `access_key` is now (by
+    /// its id), or with None takes it away; NoSuchAccessKey if there is none.
     SetBucketGrant {
         bucket: String,
         access_key: String,

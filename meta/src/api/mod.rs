@@ -46,6 +46,10 @@ pub enum MetaError {
     BucketAlreadyExists,
     #[error("no such upload")]
     NoSuchUpload,
+    #[error("no such access key")]
+    NoSuchAccessKey,
+    #[error("the access key exists")]
+    AccessKeyExists,
     #[error("invalid part: {0}")]
     InvalidPart(String),
     #[error("invalid part order")]
@@ -60,6 +64,8 @@ pub enum MetaError {
     ForwardToLeader { leader_addr: Option<String> },
     #[error("meta service unavailable: {0}")]
     Unavailable(String),
+    #[error("refused: {0}")]
+    Unauthorized(String),
     #[error("meta internal error: {0}")]
     Internal(String),
 }

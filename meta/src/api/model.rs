@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BucketInfo {
     pub name: String,
+    /// The id ([`AccessKey::id`]) of the key that created it.
     pub owner: String,
     pub created_ms: i64,
-    /// Keys other than the owner allowed on the bucket.
+    /// Keys (by id) other than the owner allowed on the bucket.
     #[serde(default)]
     pub grants: Vec<(String, Permission)>,
     /// Bucket tags, if any were set.
@@ -25,12 +26,12 @@ pub struct BucketInfo {
 }
 
 impl BucketInfo {
-    /// What `access_key` may do on this bucket, if anything.
-    pub fn permission_of(&self, access_key: &str) -> Option<Permission> {
-        if self.owner == access_key {
+    /// What the key with id `key_id` may do on this bucket, if anything.
+    pub fn permission_of(&self, key_id: &str) -> Option<Permission> {
+        if self.owner == key_id {
             return Some(Permission::Owner);
         }
-        self.grants.iter().find(|(k, _)| k == access_key).map(|(_, p)| *p)
+        self.grants.iter().find(|(k, _)| k == key_id).map(|(_, p)| *p)
     }
 }
 
@@ -115,7 +116,23 @@ pub struct CorsRule {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessKey {
     pub access_key: String,
+    /// Sealed (`jadfs_common::sealed`): the metadata never holds it in plain text.
     pub secret_key: String,
+    pub name: String,
+    pub created_ms: i64,
+    /// The key's identity, made when it is created and never reused: what
+    /// buckets and grants name, so a key deleted and created again under
+    /// the same access key id is another key. (Keys of data version 2 and
+    /// before have their access key id as id.)
+    #[serde(default)]
+    pub id: String,
+}
+
+/// An access key as listed: never its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub access_key: String,
+    pub id: String,
     pub name: String,
     pub created_ms: i64,
 }
@@ -137,6 +154,7 @@ pub enum Permission {
 pub struct UploadInfo {
     pub upload_id: String,
     pub key: String,
+    /// The id of the key that started it.
     pub owner: String,
     pub initiated_ms: i64,
     pub metadata: ObjectMetadata,

@@ -5,7 +5,7 @@
 use jadfs_common::{ChunkId, ETag, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
-use super::{AccessKey, BucketInfo, NodeId, PartEntry, Repair, Replication, StorageNodeInfo, UploadInfo};
+use super::{AccessKey, BucketInfo, KeyInfo, NodeId, PartEntry, Repair, Replication, StorageNodeInfo, UploadInfo};
 
 /// A read of the metadata, answered linearizably.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -137,7 +137,7 @@ pub enum QueryResult {
     Parts(Option<PartsPage>),
     Uploads(UploadsPage),
     AccessKey(Option<AccessKey>),
-    AccessKeys(Vec<AccessKey>),
+    AccessKeys(Vec<KeyInfo>),
     Replication(Replication),
     Repairs(Vec<Repair>),
 }

@@ -26,6 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use jadfs_common::cluster_auth::ClusterKey;
 use jadfs_common::ChunkId;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIOError};
@@ -96,23 +97,26 @@ pub struct StateMachineStore {
     readers: Arc<ReadPool>,
     /// The file `begin_receiving_snapshot` made, until it is installed.
     receiving: Option<PathBuf>,
+    /// Seals secrets written before they were sealed (a data upgrade).
+    key: Arc<ClusterKey>,
 }
 
 impl StateMachineStore {
     /// Opens the state under `dir` and brings it to the current data version.
-    pub fn open(dir: &Path) -> io::Result<StateMachineStore> {
+    pub fn open(dir: &Path, key: Arc<ClusterKey>) -> io::Result<StateMachineStore> {
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
         snapshot::remove_unfinished(&snapshot_dir)?;
         let db_path = dir.join("state.db");
         let conn = schema::open_db(&db_path).map_err(io::Error::other)?;
-        schema::migrate(&conn).map_err(io::Error::other)?;
+        schema::migrate(&conn, &key).map_err(io::Error::other)?;
         Ok(StateMachineStore {
             readers: Arc::new(ReadPool { path: db_path.clone(), idle: Mutex::new(Vec::new()) }),
             db_path,
             snapshot_dir,
             conn: Arc::new(Mutex::new(conn)),
             receiving: None,
+            key,
         })
     }
 
@@ -186,8 +190,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
         let received = snapshot::received_file(&self.snapshot_dir, self.receiving.take(), snapshot).await?;
-        let (conn, dir, meta) = (self.conn.clone(), self.snapshot_dir.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || snapshot::install(&conn, &received, &dir, &meta))
+        let (conn, dir, meta, key) = (self.conn.clone(), self.snapshot_dir.clone(), meta.clone(), self.key.clone());
+        tokio::task::spawn_blocking(move || snapshot::install(&conn, &received, &dir, &meta, &key))
             .await
             .map_err(|e| snapshot::snapshot_error(&e))?
     }

@@ -2,11 +2,12 @@
 //! [`answer`], the one place a [`Query`] is matched.
 
 use jadfs_common::ChunkId;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::listing::list_objects;
 use super::rows::{
-    applied_state, chunk_nodes, from_json, load_bucket, load_manifest, load_parts, load_upload, replication_of,
+    applied_state, chunk_nodes, from_json, load_access_key, load_bucket, load_manifest, load_parts, load_upload,
+    replication_of,
 };
 use crate::api::*;
 
@@ -27,7 +28,7 @@ pub fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult>
         Q::ListUploads { bucket, prefix, after_key, max_uploads } => {
             R::Uploads(list_uploads(conn, bucket, prefix, after_key.as_deref(), *max_uploads)?)
         }
-        Q::GetAccessKey { access_key } => R::AccessKey(get_access_key(conn, access_key)?),
+        Q::GetAccessKey { access_key } => R::AccessKey(load_access_key(conn, access_key)?),
         Q::ListAccessKeys => R::AccessKeys(list_access_keys(conn)?),
         Q::GetReplication { bucket } => R::Replication(replication_of(conn, bucket.as_deref())?),
         Q::RepairQueue { after, limit } => R::Repairs(repair_queue(conn, *after, *limit)?),
@@ -54,16 +55,15 @@ fn get_object(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Op
     Ok(Some(LocatedObject { manifest, locations }))
 }
 
-fn get_access_key(conn: &Connection, access_key: &str) -> rusqlite::Result<Option<AccessKey>> {
-    let raw: Option<Vec<u8>> =
-        conn.query_row("SELECT info FROM access_keys WHERE access_key = ?1", [access_key], |r| r.get(0)).optional()?;
-    raw.map(|raw| from_json(&raw)).transpose()
-}
-
-fn list_access_keys(conn: &Connection) -> rusqlite::Result<Vec<AccessKey>> {
+/// Access keys without their secrets.
+fn list_access_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
     let mut stmt = conn.prepare_cached("SELECT info FROM access_keys ORDER BY access_key")?;
     let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-    rows.map(|raw| from_json(&raw?)).collect()
+    let keys: Vec<AccessKey> = rows.map(|raw| from_json(&raw?)).collect::<rusqlite::Result<_>>()?;
+    Ok(keys
+        .into_iter()
+        .map(|k| KeyInfo { access_key: k.access_key, id: k.id, name: k.name, created_ms: k.created_ms })
+        .collect())
 }
 
 pub fn list_nodes(conn: &Connection) -> rusqlite::Result<Vec<StorageNodeInfo>> {

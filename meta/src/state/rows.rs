@@ -6,7 +6,7 @@ use jadfs_common::{ChunkId, NodeId, ObjectManifest};
 use openraft::{LogId, StoredMembership};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::api::{BucketInfo, PartManifest, Replication, UploadInfo};
+use crate::api::{AccessKey, BucketInfo, PartManifest, Replication, UploadInfo};
 
 pub type Membership = StoredMembership<u64, openraft::BasicNode>;
 
@@ -217,4 +217,10 @@ pub fn chunk_nodes(conn: &Connection, id: &ChunkId) -> rusqlite::Result<Vec<Node
     let mut stmt = conn.prepare_cached("SELECT node FROM placements WHERE chunk = ?1 ORDER BY node")?;
     let nodes = stmt.query_map([id.as_bytes()], |r| r.get::<_, i64>(0))?;
     nodes.map(|n| n.map(|n| n as NodeId)).collect()
+}
+
+pub fn load_access_key(conn: &Connection, access_key: &str) -> rusqlite::Result<Option<AccessKey>> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT info FROM access_keys WHERE access_key = ?1", [access_key], |r| r.get(0)).optional()?;
+    raw.map(|raw| from_json(&raw)).transpose()
 }

@@ -5,10 +5,14 @@
 
 use std::path::Path;
 
+use jadfs_common::cluster_auth::ClusterKey;
 use rusqlite::Connection;
 
+use super::rows::{from_json, to_json};
+use crate::api::AccessKey;
+
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 2;
+pub const DATA_VERSION: u32 = 3;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -51,7 +55,7 @@ CREATE TABLE IF NOT EXISTS parts (
 ";
 
 /// Brings the state at version `from` one step up.
-fn upgrade(conn: &Connection, from: u32) -> rusqlite::Result<()> {
+fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<()> {
     match from {
         0 => conn.execute_batch(VERSION_1),
         // Version 2 keeps checksums typed (`{"algorithm", "value", "type"}`)
@@ -59,6 +63,10 @@ fn upgrade(conn: &Connection, from: u32) -> rusqlite::Result<()> {
         // `(algorithm, value)` pairs, which `Checksum` still reads (a
         // composite is the one ending in `-N`), so no row is rewritten.
         1 => Ok(()),
+        // Version 3 seals access keys' secrets and gives each key an id of
+        // its own; a key of before keeps its access key id as id, which is
+        // what its buckets and grants already name.
+        2 => seal_access_keys(conn, key),
         _ => unreachable!("no upgrade from version {from}"),
     }
 }
@@ -71,15 +79,38 @@ pub enum SchemaError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Seals the secrets of keys written in plain text and gives them an id.
+fn seal_access_keys(conn: &Connection, key: &ClusterKey) -> rusqlite::Result<()> {
+    let rows: Vec<(String, Vec<u8>)> = {
+        let mut stmt = conn.prepare("SELECT access_key, info FROM access_keys")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (access_key, raw) in rows {
+        let mut info: AccessKey = from_json(&raw)?;
+        if info.id.is_empty() {
+            info.id = access_key.clone();
+        }
+        if !jadfs_common::sealed::is_sealed(&info.secret_key) {
+            info.secret_key = jadfs_common::sealed::seal(key.secrets_key(), &access_key, &info.secret_key);
+        }
+        conn.execute(
+            "UPDATE access_keys SET info = ?2 WHERE access_key = ?1",
+            rusqlite::params![access_key, to_json(&info)?],
+        )?;
+    }
+    Ok(())
+}
+
 /// Upgrades the database to [`DATA_VERSION`], each step in its own transaction.
-pub fn migrate(conn: &Connection) -> Result<(), SchemaError> {
+pub fn migrate(conn: &Connection, key: &ClusterKey) -> Result<(), SchemaError> {
     let mut version: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version > DATA_VERSION {
         return Err(SchemaError::Newer { found: version });
     }
     while version < DATA_VERSION {
         let tx = conn.unchecked_transaction()?;
-        upgrade(&tx, version)?;
+        upgrade(&tx, version, key)?;
         version += 1;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
@@ -97,11 +128,17 @@ pub fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The cluster key tests seal with.
+#[cfg(test)]
+pub fn test_key() -> ClusterKey {
+    ClusterKey::from_secret("the tests' cluster secret").expect("long enough")
+}
+
 /// A fresh in-memory state at [`DATA_VERSION`], for tests.
 #[cfg(test)]
 pub fn in_memory() -> Connection {
     let conn = Connection::open_in_memory().expect("in-memory database");
-    migrate(&conn).expect("fresh schema");
+    migrate(&conn, &test_key()).expect("fresh schema");
     conn
 }
 
@@ -118,13 +155,31 @@ mod tests {
         )
         .unwrap();
         conn.execute("INSERT INTO buckets VALUES ('b', 'o', 0)", []).unwrap();
-        migrate(&conn).unwrap();
+        migrate(&conn, &test_key()).unwrap();
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, DATA_VERSION);
         let kept: i64 = conn.query_row("SELECT COUNT(*) FROM buckets", [], |r| r.get(0)).unwrap();
         assert_eq!(kept, 1);
-        migrate(&conn).unwrap();
+        migrate(&conn, &test_key()).unwrap();
         conn.pragma_update(None, "user_version", DATA_VERSION + 1).unwrap();
-        assert!(matches!(migrate(&conn), Err(SchemaError::Newer { .. })));
+        assert!(matches!(migrate(&conn, &test_key()), Err(SchemaError::Newer { .. })));
+    }
+
+    #[test]
+    fn version_3_seals_the_secrets_of_keys_written_before_and_names_them() {
+        let conn = Connection::open_in_memory().unwrap();
+        for from in 0..2 {
+            upgrade(&conn, from, &test_key()).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let plain = r#"{"access_key":"AK1","secret_key":"plain secret","name":"n","created_ms":0}"#;
+        conn.execute("INSERT INTO access_keys VALUES ('AK1', ?1)", [plain.as_bytes()]).unwrap();
+        migrate(&conn, &test_key()).unwrap();
+        let raw: Vec<u8> = conn.query_row("SELECT info FROM access_keys", [], |r| r.get(0)).unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("plain secret"));
+        let key: AccessKey = from_json(&raw).unwrap();
+        assert_eq!(key.id, "AK1", "it keeps owning what it owned");
+        let secret = jadfs_common::sealed::unseal(test_key().secrets_key(), "AK1", &key.secret_key).unwrap();
+        assert_eq!(secret, "plain secret");
     }
 }

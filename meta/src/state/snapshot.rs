@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use jadfs_common::cluster_auth::ClusterKey;
 use openraft::storage::Snapshot;
 use openraft::{RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
 use rusqlite::Connection;
@@ -82,7 +83,13 @@ pub async fn received_file(
 
 /// Copies a received snapshot into the live database (blocking), brings it
 /// to this program's data version, and keeps it as the current snapshot.
-pub fn install(conn: &Mutex<Connection>, received: &Path, dir: &Path, meta: &Meta) -> Result<(), StorageError<u64>> {
+pub fn install(
+    conn: &Mutex<Connection>,
+    received: &Path,
+    dir: &Path,
+    meta: &Meta,
+    key: &ClusterKey,
+) -> Result<(), StorageError<u64>> {
     {
         let source = Connection::open(received).map_err(|e| snapshot_error(&e))?;
         let mut target = StateMachineStore::lock(conn);
@@ -90,7 +97,7 @@ pub fn install(conn: &Mutex<Connection>, received: &Path, dir: &Path, meta: &Met
         // 64 MiB per step, without pauses: nothing else writes meanwhile.
         backup.run_to_completion(16384, std::time::Duration::ZERO, None).map_err(|e| snapshot_error(&e))?;
         drop(backup);
-        migrate(&target).map_err(|e| snapshot_error(&e))?;
+        migrate(&target, key).map_err(|e| snapshot_error(&e))?;
     }
     keep_as_current(dir, received, meta).map_err(|e| snapshot_error(&e))
 }

@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use jadfs_common::node::{ChunkInfo, ReconcileReport};
 use jadfs_common::{ChunkId, NodeId};
 
-pub use read::{read_range, read_verified, spawn_reader, ReadCheck};
-pub use write::WriteCheck;
+pub use read::{read_verified, spawn_reader, ChunkReader, ReadCheck};
+pub use write::{receive_chunk, ChunkWrite, WriteCheck};
 
 use crate::error::StoreError;
 use crate::fs::{create_dir_durable, fsync_dir, write_file_durable};

@@ -34,94 +34,149 @@ impl ReadCheck {
     }
 }
 
-/// Reads a whole chunk file in blocks, handing each block to `emit` only once
-/// the next one is read, and the last only after the bytes passed `check`:
-/// a reader never receives the end of a corrupt chunk.
-pub fn read_verified(
-    mut file: File,
+/// A chunk read block by block (blocking): whole, each block held back
+/// until the next is read and the last until every byte passed the check,
+/// so a reader never receives the end of a corrupt chunk; or a range.
+pub struct ChunkReader {
+    file: File,
     id: ChunkId,
-    check: ReadCheck,
-    mut emit: impl FnMut(bytes::Bytes) -> bool,
-) -> Result<(), StoreError> {
-    let mut sha = matches!(check, ReadCheck::Id).then(Sha256::new);
-    let mut crc = 0u32;
-    let mut held: Option<bytes::Bytes> = None;
-    loop {
-        let block = read_block(&mut file, READ_BLOCK)?;
-        if block.is_empty() {
-            break;
-        }
-        match &mut sha {
-            Some(sha) => sha.update(&block),
-            None => crc = crc32c::crc32c_append(crc, &block),
-        }
-        if let Some(previous) = held.replace(block) {
-            if !emit(previous) {
-                return Ok(());
-            }
-        }
-    }
-    let intact = match check {
-        ReadCheck::Crc32c(expected) => crc == expected,
-        ReadCheck::Id => sha.is_some_and(|sha| ChunkId::from_bytes(sha.finalize().into()) == id),
-    };
-    if !intact {
-        return Err(StoreError::Corrupt(id));
-    }
-    if let Some(last) = held {
-        emit(last);
-    }
-    Ok(())
+    kind: Reading,
 }
 
-/// Streams a chunk file on a blocking thread into a small bounded channel:
-/// the whole chunk, checked against `check` as [`read_verified`] does, or
-/// the inclusive byte range `range` (which the caller has checked against
-/// the size). A failed read ends the stream with an error.
-pub fn spawn_reader(
-    mut file: File,
-    id: ChunkId,
-    check: ReadCheck,
-    range: Option<(u64, u64)>,
-) -> mpsc::Receiver<io::Result<Bytes>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::task::spawn_blocking(move || {
-        let emit = |bytes| tx.blocking_send(Ok(bytes)).is_ok();
-        let result = match range {
-            // A range goes unchecked: the recorded CRC32C covers the whole chunk.
-            // Whole chunks are read around the page cache, as they were
-            // written: a chunk read once is seldom read again soon, and
-            // filling the cache cost more than the rest of the read.
-            None => {
-                let _ = set_direct(&file, true); // where it can
-                read_verified(file, id, check, emit)
+enum Reading {
+    Whole { check: ReadCheck, sha: Option<Sha256>, crc: u32, held: Option<Bytes>, verified: bool },
+    Range { left: u64 },
+}
+
+impl ChunkReader {
+    /// Reads the whole chunk, checked against `check`. Whole chunks are read
+    /// around the page cache, as they were written: a chunk read once is
+    /// seldom read again soon, and filling the cache cost more than the rest
+    /// of the read.
+    pub fn whole(file: File, id: ChunkId, check: ReadCheck) -> ChunkReader {
+        let _ = set_direct(&file, true); // where it can
+        let sha = matches!(check, ReadCheck::Id).then(Sha256::new);
+        ChunkReader { file, id, kind: Reading::Whole { check, sha, crc: 0, held: None, verified: false } }
+    }
+
+    /// Reads the inclusive byte range `start..=end` (checked by the caller
+    /// against the size). A range goes unchecked: the recorded CRC32C covers
+    /// the whole chunk.
+    pub fn range(mut file: File, id: ChunkId, (start, end): (u64, u64)) -> io::Result<ChunkReader> {
+        file.seek(io::SeekFrom::Start(start))?;
+        Ok(ChunkReader { file, id, kind: Reading::Range { left: end - start + 1 } })
+    }
+
+    /// The next block to hand out, or None at the end.
+    pub fn next_block(&mut self) -> Result<Option<Bytes>, StoreError> {
+        match &mut self.kind {
+            Reading::Range { left } => {
+                if *left == 0 {
+                    return Ok(None);
+                }
+                let block = read_block(&mut self.file, READ_BLOCK.min(*left as usize))?;
+                if block.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunk file shorter than indexed").into());
+                }
+                *left -= block.len() as u64;
+                Ok(Some(block))
             }
-            Some((start, end)) => match file.seek(io::SeekFrom::Start(start)) {
-                Ok(_) => read_range(file, end - start + 1, emit),
-                Err(e) => Err(e.into()),
+            Reading::Whole { check, sha, crc, held, verified } => loop {
+                if *verified {
+                    return Ok(held.take());
+                }
+                let block = read_block(&mut self.file, READ_BLOCK)?;
+                if block.is_empty() {
+                    let intact = match check {
+                        ReadCheck::Crc32c(expected) => *crc == *expected,
+                        ReadCheck::Id => {
+                            sha.take().is_some_and(|sha| ChunkId::from_bytes(sha.finalize().into()) == self.id)
+                        }
+                    };
+                    if !intact {
+                        return Err(StoreError::Corrupt(self.id));
+                    }
+                    *verified = true;
+                    continue;
+                }
+                match sha {
+                    Some(sha) => sha.update(&block),
+                    None => *crc = crc32c::crc32c_append(*crc, &block),
+                }
+                if let Some(previous) = held.replace(block) {
+                    return Ok(Some(previous));
+                }
             },
-        };
-        if let Err(e) = result {
-            tracing::error!(chunk = %id, error = %e, "chunk read failed; ending the stream with an error");
-            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
         }
-    });
-    rx
+    }
 }
 
-/// Reads `len` bytes of a file from its current position, in blocks.
-pub fn read_range(mut file: File, mut len: u64, mut emit: impl FnMut(bytes::Bytes) -> bool) -> Result<(), StoreError> {
-    while len > 0 {
-        let block = read_block(&mut file, READ_BLOCK.min(len as usize))?;
-        if block.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunk file shorter than indexed").into());
-        }
-        len -= block.len() as u64;
+/// Reads a whole chunk, checked, handing each block to `emit` until it
+/// answers false (blocking).
+pub fn read_verified(
+    file: File,
+    id: ChunkId,
+    check: ReadCheck,
+    mut emit: impl FnMut(Bytes) -> bool,
+) -> Result<(), StoreError> {
+    let mut reader = ChunkReader::whole(file, id, check);
+    while let Some(block) = reader.next_block()? {
         if !emit(block) {
             break;
         }
     }
     Ok(())
+}
+
+/// Streams a chunk file into a small bounded channel: the whole chunk,
+/// checked against `check`, or the inclusive byte range `range`. It waits
+/// for the receiver without holding a thread (a client that stops reading
+/// costs none); each block is read on a blocking thread. A failed read ends
+/// the stream with an error.
+pub fn spawn_reader(
+    file: File,
+    id: ChunkId,
+    check: ReadCheck,
+    range: Option<(u64, u64)>,
+) -> mpsc::Receiver<io::Result<Bytes>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let reader = match range {
+            None => Ok(ChunkReader::whole(file, id, check)),
+            Some(range) => ChunkReader::range(file, id, range).map_err(StoreError::from),
+        };
+        let mut reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => return fail(&tx, id, e).await,
+        };
+        loop {
+            let read = tokio::task::spawn_blocking(move || {
+                let next = reader.next_block();
+                (reader, next)
+            })
+            .await;
+            let next;
+            (reader, next) = match read {
+                Ok(read) => read,
+                Err(e) => return fail(&tx, id, StoreError::Io(io::Error::other(e))).await,
+            };
+            match next {
+                Ok(Some(block)) => {
+                    if tx.send(Ok(block)).await.is_err() {
+                        return; // the reader went away
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => return fail(&tx, id, e).await,
+            }
+        }
+    });
+    rx
+}
+
+async fn fail(tx: &mpsc::Sender<io::Result<Bytes>>, id: ChunkId, e: StoreError) {
+    tracing::error!(chunk = %id, error = %e, "chunk read failed; ending the stream with an error");
+    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
 }
 
 /// Reads up to `max` bytes into a buffer aligned for O_DIRECT (so a file

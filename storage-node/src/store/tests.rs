@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::ChunkId;
@@ -14,13 +15,12 @@ use crate::fs::set_direct;
 
 /// Sends `pieces` as one upload, ended.
 fn send(store: &ChunkStore, check: WriteCheck, pieces: &[&[u8]]) -> Result<ChunkPutResponse, StoreError> {
-    let (tx, rx) = mpsc::channel(pieces.len() + 1);
+    let mut write = store.begin_write(check)?;
     // Two pieces a message, as a node's receiver gathers them.
     for pair in pieces.chunks(2) {
-        tx.try_send(PutMessage::Data(pair.iter().map(|p| bytes::Bytes::copy_from_slice(p)).collect())).unwrap();
+        write.write(pair.iter().map(|p| bytes::Bytes::copy_from_slice(p)).collect())?;
     }
-    tx.try_send(PutMessage::End).unwrap();
-    store.write_chunk(check, rx)
+    store.finish_write(write)
 }
 
 /// Stores `data` the way a gateway does: in 1000-byte pieces, then its trailer.
@@ -122,14 +122,15 @@ fn trailer_may_arrive_split_and_a_bad_crc_is_refused() {
     assert_eq!(files_under(&dir.path().join("tmp")), 0);
 }
 
-#[test]
-fn aborted_and_oversized_uploads_leave_nothing() {
+#[tokio::test]
+async fn aborted_and_oversized_uploads_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ChunkStore::open(dir.path(), 100).unwrap();
+    let store = Arc::new(ChunkStore::open(dir.path(), 100).unwrap());
     let (tx, rx) = mpsc::channel(4);
     tx.try_send(PutMessage::Data(vec![bytes::Bytes::from_static(b"partial")])).unwrap();
     drop(tx);
-    assert!(matches!(store.write_chunk(WriteCheck::Trailer, rx), Err(StoreError::Aborted)));
+    let aborted = receive_chunk(store.clone(), WriteCheck::Trailer, rx).await;
+    assert!(matches!(aborted, Err(StoreError::Aborted)));
     assert!(matches!(put(&store, &[1u8; 101]), Err(StoreError::TooLarge(100))));
     assert_eq!(files_under(&dir.path().join("tmp")) + files_under(&dir.path().join("chunks")), 0);
 }
@@ -198,4 +199,41 @@ fn verified_read_withholds_the_end_of_a_corrupt_chunk() {
         assert!(matches!(err, StoreError::Corrupt(_)), "{check:?}: {err}");
         assert!(got.len() < data.len());
     }
+}
+
+/// What a node holds for `id`, read back whole and checked.
+fn read_back(store: &ChunkStore, id: ChunkId) -> Result<Vec<u8>, StoreError> {
+    let (file, info) = store.open_chunk(&id)?;
+    let mut got = Vec::new();
+    read_verified(file, id, ReadCheck::for_chunk(&info), |b| {
+        got.extend_from_slice(&b);
+        true
+    })?;
+    Ok(got)
+}
+
+#[test]
+fn a_forged_chunk_neither_poisons_nor_is_kept_over_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
+    let real = b"the bytes someone will upload".to_vec();
+    let id = ChunkId::of(&real);
+    let forged = b"forged bytes under the real id".to_vec();
+    // A trailer claims the real id with the forged bytes' CRC32C: the node
+    // cannot tell on its own, so it keeps them...
+    let lie = Trailer { id, crc32c: crc32c::crc32c(&forged) }.to_bytes();
+    send(&store, WriteCheck::Trailer, &[&forged, &lie]).unwrap();
+    // ...until the real bytes arrive: they are hashed, and replace them.
+    let stored = put(&store, &real).unwrap();
+    assert!(stored.created, "the real bytes take the forged file's place");
+    assert_eq!(read_back(&store, id).unwrap(), real);
+
+    // Forged bytes sent for a chunk held correctly are refused, and change nothing.
+    let err = send(&store, WriteCheck::Trailer, &[&forged, &lie]).unwrap_err();
+    assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
+    assert_eq!(read_back(&store, id).unwrap(), real);
+    // The same bytes again are kept once.
+    assert!(!put(&store, &real).unwrap().created);
+    assert_eq!(store.totals().unwrap(), (1, real.len() as u64));
+    assert_eq!(files_under(&dir.path().join("tmp")), 0);
 }

@@ -4,12 +4,15 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::{now_ms, ChunkId};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::read::hash_file;
 use super::ChunkStore;
 use crate::error::StoreError;
 use crate::fs::{aligned_buffer, create_dir_durable, fsync_dir, set_direct, DIRECT_ALIGN};
@@ -28,62 +31,81 @@ pub enum WriteCheck {
     Trailer,
 }
 
-impl ChunkStore {
-    /// Receives a chunk's bytes from `rx` and stores it. Blocking: run it on
-    /// a blocking thread. Bytes that fail `check` are refused and leave
-    /// nothing behind.
-    pub fn write_chunk(
-        &self,
-        check: WriteCheck,
-        mut rx: mpsc::Receiver<PutMessage>,
-    ) -> Result<ChunkPutResponse, StoreError> {
-        let mut tmp = TempFile::create(&self.tmp_dir)?;
-        let mut out = DirectWriter::new(&mut tmp.file);
-        let mut sha = matches!(check, WriteCheck::Id(_)).then(Sha256::new);
-        let mut crc = 0u32;
-        let mut size = 0u64;
-        // With a trailer, the last Trailer::LEN bytes received so far may be
-        // it, so they are held back until more arrive.
-        let hold = if matches!(check, WriteCheck::Trailer) { Trailer::LEN } else { 0 };
-        let mut held: Vec<u8> = Vec::with_capacity(hold);
-        let mut take = |bytes: &[u8]| -> Result<(), StoreError> {
-            size += bytes.len() as u64;
-            if size > self.max_chunk_size {
-                return Err(StoreError::TooLarge(self.max_chunk_size));
-            }
-            crc = crc32c::crc32c_append(crc, bytes);
-            if let Some(sha) = &mut sha {
-                sha.update(bytes);
-            }
-            Ok(out.write(bytes)?)
-        };
-        loop {
-            let pieces = match rx.blocking_recv() {
-                Some(PutMessage::Data(pieces)) => pieces,
-                Some(PutMessage::End) => break,
-                None => return Err(StoreError::Aborted),
-            };
-            for bytes in pieces {
-                if bytes.len() >= hold {
-                    let (body, tail) = bytes.split_at(bytes.len() - hold);
-                    take(&held)?;
-                    take(body)?;
-                    held.clear();
-                    held.extend_from_slice(tail);
-                } else {
-                    held.extend_from_slice(&bytes);
-                    if held.len() > hold {
-                        let excess = held.len() - hold;
-                        take(&held[..excess])?;
-                        held.drain(..excess);
-                    }
+/// A chunk being written: begun by [`ChunkStore::begin_write`], given its
+/// pieces, then finished by [`ChunkStore::finish_write`]. Each step is
+/// blocking (disk I/O) but short; no step waits for the network, so a
+/// sender that stalls holds no thread.
+pub struct ChunkWrite {
+    out: DirectWriter,
+    check: WriteCheck,
+    sha: Option<Sha256>,
+    crc: u32,
+    size: u64,
+    max_size: u64,
+    /// With a trailer, the last [`Trailer::LEN`] bytes received so far may
+    /// be it, so they are held back until more arrive.
+    held: Vec<u8>,
+}
+
+impl ChunkWrite {
+    /// Appends pieces of the chunk (blocking).
+    pub fn write(&mut self, pieces: Vec<Bytes>) -> Result<(), StoreError> {
+        let hold = if matches!(self.check, WriteCheck::Trailer) { Trailer::LEN } else { 0 };
+        for bytes in pieces {
+            if bytes.len() >= hold {
+                let (body, tail) = bytes.split_at(bytes.len() - hold);
+                let held = std::mem::take(&mut self.held);
+                self.take(&held)?;
+                self.take(body)?;
+                self.held = held;
+                self.held.clear();
+                self.held.extend_from_slice(tail);
+            } else {
+                self.held.extend_from_slice(&bytes);
+                if self.held.len() > hold {
+                    let excess: Vec<u8> = self.held.drain(..self.held.len() - hold).collect();
+                    self.take(&excess)?;
                 }
             }
         }
-        out.finish()?;
+        Ok(())
+    }
+
+    fn take(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.size += bytes.len() as u64;
+        if self.size > self.max_size {
+            return Err(StoreError::TooLarge(self.max_size));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        if let Some(sha) = &mut self.sha {
+            sha.update(bytes);
+        }
+        Ok(self.out.write(bytes)?)
+    }
+}
+
+impl ChunkStore {
+    /// Starts writing a chunk to a temporary file (blocking).
+    pub fn begin_write(&self, check: WriteCheck) -> Result<ChunkWrite, StoreError> {
+        Ok(ChunkWrite {
+            out: DirectWriter::new(TempFile::create(&self.tmp_dir)?),
+            check,
+            sha: matches!(check, WriteCheck::Id(_)).then(Sha256::new),
+            crc: 0,
+            size: 0,
+            max_size: self.max_chunk_size,
+            held: Vec::with_capacity(Trailer::LEN),
+        })
+    }
+
+    /// Checks a written chunk, makes it durable and puts it in place
+    /// (blocking). Bytes that fail their check leave nothing behind.
+    pub fn finish_write(&self, write: ChunkWrite) -> Result<ChunkPutResponse, StoreError> {
+        let ChunkWrite { out, check, sha, crc, size, held, .. } = write;
+        let tmp = out.finish()?;
         let id = match check {
             WriteCheck::Id(expected) => {
-                let actual = ChunkId::from_bytes(sha.take().expect("hashing by id").finalize().into());
+                let actual = ChunkId::from_bytes(sha.expect("hashing by id").finalize().into());
                 if actual != expected {
                     return Err(StoreError::HashMismatch { expected, actual });
                 }
@@ -99,25 +121,78 @@ impl ChunkStore {
         };
         tmp.file.sync_all()?;
         crate::failpoint("chunk-before-rename");
-        self.commit(tmp, id, size, crc)
+        self.commit(tmp, id, size, crc, matches!(check, WriteCheck::Id(_)))
     }
 
-    fn commit(&self, tmp: TempFile, id: ChunkId, size: u64, crc32c: u32) -> Result<ChunkPutResponse, StoreError> {
+    /// Puts a durable, checked chunk file in place and indexes it. If the
+    /// node already holds the chunk, the two are compared (see [`Duplicate`]).
+    fn commit(
+        &self,
+        tmp: TempFile,
+        id: ChunkId,
+        size: u64,
+        crc32c: u32,
+        hashed: bool,
+    ) -> Result<ChunkPutResponse, StoreError> {
         let _guard = self.stripe(&id);
         let path = self.chunk_path(&id);
-        let created = if path.exists() {
-            drop(tmp);
-            false
+        let parent = path.parent().expect("chunk paths have a parent");
+        if path.exists() {
+            match self.compare_with_stored(&tmp, &path, id, size, crc32c, hashed)? {
+                Duplicate::Same => {
+                    drop(tmp);
+                    self.index().replace(&id, size, crc32c, now_ms())?;
+                    return Ok(ChunkPutResponse { id, size, created: false });
+                }
+                Duplicate::Replaces => {
+                    tracing::warn!(chunk = %id, "a stored copy did not match its id; replaced by the one received")
+                }
+                Duplicate::Refused(e) => return Err(e),
+            }
         } else {
-            let parent = path.parent().expect("chunk paths have a parent");
             create_dir_durable(parent)?;
-            fs::rename(tmp.disarm(), &path)?;
-            fsync_dir(parent)?;
-            true
-        };
-        self.index().insert(&id, size, crc32c, now_ms())?;
-        Ok(ChunkPutResponse { id, size, created })
+        }
+        fs::rename(tmp.disarm(), &path)?;
+        fsync_dir(parent)?;
+        self.index().replace(&id, size, crc32c, now_ms())?;
+        Ok(ChunkPutResponse { id, size, created: true })
     }
+
+    /// Compares a received chunk with the stored file of the same id. The
+    /// same size and CRC32C as indexed is the same chunk (a file that rotted
+    /// since is found when it is read, whole reads being checked); otherwise both are
+    /// hashed, so that a forged upload wins neither by arriving first nor
+    /// by arriving second.
+    fn compare_with_stored(
+        &self,
+        tmp: &TempFile,
+        stored: &Path,
+        id: ChunkId,
+        size: u64,
+        crc32c: u32,
+        hashed: bool,
+    ) -> Result<Duplicate, StoreError> {
+        let indexed = self.index().get(&id)?;
+        if indexed.is_some_and(|held| held.size == size && held.crc32c == Some(crc32c)) {
+            return Ok(Duplicate::Same);
+        }
+        let received = if hashed { id } else { hash_file(tmp.path())?.0 };
+        if received != id {
+            return Ok(Duplicate::Refused(StoreError::HashMismatch { expected: id, actual: received }));
+        }
+        let (stored_id, _, _) = hash_file(stored)?;
+        Ok(if stored_id == id { Duplicate::Same } else { Duplicate::Replaces })
+    }
+}
+
+/// What a received chunk is to the stored file of the same id.
+enum Duplicate {
+    /// The same bytes: kept once.
+    Same,
+    /// The stored file does not match its id; the received one, which does, takes its place.
+    Replaces,
+    /// The received bytes do not match the id they came with.
+    Refused(StoreError),
 }
 
 /// Writes a chunk file around the page cache (O_DIRECT): through an aligned
@@ -125,8 +200,8 @@ impl ChunkStore {
 /// block size is written normally at the end. A chunk that was just written
 /// is rarely read at once, and copying it into page-cache pages (three
 /// copies per chunk on one machine) cost more than the rest of the node.
-struct DirectWriter<'f> {
-    file: &'f mut File,
+struct DirectWriter {
+    tmp: TempFile,
     buf: Vec<u8>,
     /// Where the aligned region of `buf` starts.
     start: usize,
@@ -135,10 +210,10 @@ struct DirectWriter<'f> {
 
 pub(super) const DIRECT_BUF: usize = 1 << 20;
 
-impl<'f> DirectWriter<'f> {
-    fn new(file: &'f mut File) -> DirectWriter<'f> {
+impl DirectWriter {
+    fn new(tmp: TempFile) -> DirectWriter {
         let (buf, start) = aligned_buffer(DIRECT_BUF);
-        DirectWriter { file, buf, start, filled: 0 }
+        DirectWriter { tmp, buf, start, filled: 0 }
     }
 
     fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -164,12 +239,12 @@ impl<'f> DirectWriter<'f> {
         let mut block = &self.buf[self.start..self.start + len];
         let mut direct = true;
         while !block.is_empty() {
-            match self.file.write(block) {
+            match self.tmp.file.write(block) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => block = &block[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    set_direct(self.file, false)?;
+                    set_direct(&self.tmp.file, false)?;
                     direct = false;
                 }
                 Err(e) => return Err(e),
@@ -178,14 +253,15 @@ impl<'f> DirectWriter<'f> {
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<()> {
+    /// Writes what is buffered and hands back the file.
+    fn finish(mut self) -> io::Result<TempFile> {
         let aligned = self.filled / DIRECT_ALIGN * DIRECT_ALIGN;
         self.write_direct(aligned)?;
         if aligned < self.filled {
-            set_direct(self.file, false)?;
-            self.file.write_all(&self.buf[self.start + aligned..self.start + self.filled])?;
+            set_direct(&self.tmp.file, false)?;
+            self.tmp.file.write_all(&self.buf[self.start + aligned..self.start + self.filled])?;
         }
-        Ok(())
+        Ok(self.tmp)
     }
 }
 
@@ -208,6 +284,10 @@ impl TempFile {
         Ok(TempFile { path: Some(path), file })
     }
 
+    fn path(&self) -> &Path {
+        self.path.as_deref().expect("armed until disarmed")
+    }
+
     fn disarm(mut self) -> PathBuf {
         self.path.take().expect("disarmed once")
     }
@@ -219,4 +299,41 @@ impl Drop for TempFile {
             let _ = fs::remove_file(path);
         }
     }
+}
+
+/// Stores one chunk from `pieces`, which end with [`PutMessage::End`]
+/// (pieces that stop before it abort the write). It waits for pieces
+/// without holding a thread; each write goes to a blocking thread only
+/// while it runs.
+pub async fn receive_chunk(
+    store: Arc<ChunkStore>,
+    check: WriteCheck,
+    mut pieces: mpsc::Receiver<PutMessage>,
+) -> Result<ChunkPutResponse, StoreError> {
+    let mut write = blocking({
+        let store = store.clone();
+        move || store.begin_write(check)
+    })
+    .await?;
+    loop {
+        match pieces.recv().await {
+            Some(PutMessage::Data(group)) => {
+                write = blocking(move || {
+                    write.write(group)?;
+                    Ok(write)
+                })
+                .await?
+            }
+            Some(PutMessage::End) => break,
+            None => return Err(StoreError::Aborted),
+        }
+    }
+    blocking(move || store.finish_write(write)).await
+}
+
+/// Runs `f` on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(io::Error::other(e)))?
 }

@@ -24,6 +24,7 @@ impl Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jadfs"))
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("JADFS_CLUSTER_SECRET", super::CLUSTER_SECRET)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -67,8 +68,12 @@ pub fn start_gateway(dir: &Path, name: &str, meta_list: &str, extra: &[&str]) ->
 }
 
 pub fn admin_meta(meta: &str, args: &[&str]) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_jadfs")).args(["admin", "meta", "--meta", meta]).args(args).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))
+        .args(["admin", "meta", "--meta", meta])
+        .args(args)
+        .env("JADFS_CLUSTER_SECRET", super::CLUSTER_SECRET)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "jadfs admin meta {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 

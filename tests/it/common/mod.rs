@@ -7,14 +7,18 @@ pub mod cluster;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, Region};
+use jadfs_common::cluster_auth::{ClusterKey, Signer};
 use sha2::{Digest, Sha256};
 
 pub const ACCESS_KEY: &str = "JADFSTESTACCESSKEY01";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghijklmn";
+/// The cluster secret of the tests' multi-process clusters (`jadfs server`
+/// makes its own, in its data folder).
+pub const CLUSTER_SECRET: &str = "jadfs-tests-cluster-secret-0123456789";
 
 pub struct Server {
     child: Option<Child>,
@@ -112,6 +116,16 @@ impl Server {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// Runs `jadfs admin` against the server with its root key; its output.
+    pub fn admin(&self, args: &[&str]) -> String {
+        admin_at(&self.endpoint, args)
+    }
+
+    /// A new access key made with `jadfs admin`: (access key, secret).
+    pub fn create_key(&self, name: &str) -> (String, String) {
+        create_key_at(&self.endpoint, name)
+    }
 }
 
 impl Drop for Server {
@@ -120,15 +134,69 @@ impl Drop for Server {
     }
 }
 
+/// Runs `jadfs admin` against a gateway with the tests' root key; its output.
+pub fn admin_at(endpoint: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_jadfs"))
+        .args(["admin", "--endpoint", endpoint, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run jadfs admin");
+    assert!(output.status.success(), "jadfs admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// A new access key made with `jadfs admin`: (access key, secret).
+pub fn create_key_at(endpoint: &str, name: &str) -> (String, String) {
+    let created = admin_at(endpoint, &["key", "create", "--name", name]);
+    let field = |label: &str| created.lines().find_map(|l| l.strip_prefix(label)).expect("printed").to_string();
+    (field("access key: "), field("secret key: "))
+}
+
 pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    client_in("us-east-1", endpoint, access_key, secret_key)
+}
+
+/// A client that signs for `region`.
+pub fn client_in(region: &str, endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Requests to internal APIs (meta and storage nodes), each signed with a
+/// cluster secret, as the roles sign theirs.
+pub struct Internal {
+    http: reqwest::Client,
+    signer: Signer,
+}
+
+impl Internal {
+    pub fn new(cluster_secret: &str) -> Internal {
+        let key = Arc::new(ClusterKey::from_secret(cluster_secret).expect("a long enough secret"));
+        Internal { http: reqwest::Client::new(), signer: Signer::new(key) }
+    }
+
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let parsed: reqwest::Url = url.parse().expect("a URL");
+        let path = match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        let proof = self.signer.sign(method.as_str(), &path, jadfs_common::now_ms() / 1000);
+        self.http.request(method, url).header(jadfs_common::cluster_auth::HEADER, proof)
+    }
+}
+
+/// A meta client proving the tests' cluster secret.
+pub fn meta_client(addrs: Vec<String>) -> jadfs_meta::MetaClient {
+    let key = Arc::new(ClusterKey::from_secret(CLUSTER_SECRET).expect("a long enough secret"));
+    jadfs_meta::MetaClient::new(addrs, Arc::new(Signer::new(key)))
 }
 
 pub fn sha256(data: &[u8]) -> String {

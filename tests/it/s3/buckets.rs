@@ -44,7 +44,8 @@ async fn buckets_are_created_listed_and_deleted_with_s3_errors() {
 #[tokio::test]
 async fn outside_us_east_1_recreating_a_bucket_is_already_owned_by_you() {
     let server = Server::start_with(&["--region", "eu-west-1"]);
-    let s3 = server.client();
+    // A client of an eu-west-1 endpoint signs for eu-west-1.
+    let s3 = client_in("eu-west-1", &server.endpoint, ACCESS_KEY, SECRET_KEY);
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!((status(&again), code(&again)), (409, "BucketAlreadyOwnedByYou".to_string()));

@@ -4,7 +4,7 @@ use rusqlite::params;
 
 use super::{refuse, Applier, Outcome};
 use crate::api::{CommandResult, CorsRule, MetaError, Permission, Replication};
-use crate::state::rows::{bucket_owner, set_bucket_setting, to_json, write_setting, BucketSetting};
+use crate::state::rows::{bucket_owner, load_access_key, set_bucket_setting, to_json, write_setting, BucketSetting};
 
 impl Applier<'_> {
     pub(super) fn create_bucket(&self, name: &str, owner: &str, created_ms: i64) -> Outcome {
@@ -57,17 +57,18 @@ impl Applier<'_> {
         Ok(CommandResult::Done)
     }
 
+    /// Grants are kept by key id (in the column named `access_key`).
     pub(super) fn set_bucket_grant(&self, bucket: &str, access_key: &str, permission: Option<Permission>) -> Outcome {
         self.require_bucket(bucket)?;
+        let Some(key) = load_access_key(self.tx, access_key)? else { return refuse(MetaError::NoSuchAccessKey) };
         match permission {
             Some(permission) => self.tx.execute(
                 "INSERT OR REPLACE INTO bucket_grants (bucket, access_key, permission) VALUES (?1, ?2, ?3)",
-                params![bucket, access_key, to_json(&permission)?],
+                params![bucket, key.id, to_json(&permission)?],
             )?,
-            None => self.tx.execute(
-                "DELETE FROM bucket_grants WHERE bucket = ?1 AND access_key = ?2",
-                params![bucket, access_key],
-            )?,
+            None => self
+                .tx
+                .execute("DELETE FROM bucket_grants WHERE bucket = ?1 AND access_key = ?2", params![bucket, key.id])?,
         };
         Ok(CommandResult::Done)
     }

@@ -138,16 +138,19 @@ pub fn parse_amz_date(value: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Verifies a request signed in its Authorization header or as a presigned
-/// URL. `secret_of` looks up an access key's secret.
+/// URL, as AWS does: for `region` (the credential scope must name it), with
+/// `host` and every `x-amz-*` header signed. `secret_of` looks up an access
+/// key's secret.
 pub fn verify(
     req: &RequestParts,
     now: DateTime<Utc>,
+    region: &str,
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, S3Error> {
     if let Some(auth) = req.header("authorization") {
-        verify_header(req, auth, now, secret_of)
+        verify_header(req, auth, now, region, secret_of)
     } else if query_has(req.raw_query, "X-Amz-Signature") {
-        verify_presigned(req, now, secret_of)
+        verify_presigned(req, now, region, secret_of)
     } else {
         Err(S3Error::new(Code::AccessDenied).with_message("Anonymous access is not allowed."))
     }
@@ -206,9 +209,16 @@ fn verify_header(
     req: &RequestParts,
     auth: &str,
     now: DateTime<Utc>,
+    region: &str,
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, S3Error> {
     let auth = parse_auth_header(auth)?;
+    if auth.scope.region != region {
+        return Err(S3Error::new(Code::AuthorizationHeaderMalformed).with_message(format!(
+            "The authorization header is malformed; the region '{}' is wrong; expecting '{region}'",
+            auth.scope.region
+        )));
+    }
     let secret = secret_of(&auth.scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
         S3Error::new(Code::AccessDenied).with_message("AWS authentication requires a valid Date or x-amz-date header")
@@ -244,9 +254,7 @@ fn verify_header(
             ));
         }
     };
-    if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(S3Error::new(Code::AccessDenied).with_message("The host header must be signed."));
-    }
+    check_signed_headers(req, &auth.signed_headers)?;
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash, None)?;
     let key = signing_key(&secret, &auth.scope);
     let expected = sign_string(&key, &string_to_sign(amz_date, &auth.scope, &canonical));
@@ -263,6 +271,7 @@ fn verify_header(
 fn verify_presigned(
     req: &RequestParts,
     now: DateTime<Utc>,
+    region: &str,
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, S3Error> {
     let params = parse_query(req.raw_query);
@@ -274,6 +283,12 @@ fn verify_presigned(
         return Err(malformed("X-Amz-Algorithm=AWS4-HMAC-SHA256"));
     }
     let scope = Scope::parse(get("X-Amz-Credential").ok_or_else(|| malformed("X-Amz-Credential"))?)?;
+    if scope.region != region {
+        return Err(S3Error::new(Code::AuthorizationQueryParametersError).with_message(format!(
+            "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
+            scope.region
+        )));
+    }
     let secret = secret_of(&scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = get("X-Amz-Date").ok_or_else(|| malformed("X-Amz-Date"))?;
     let date = parse_amz_date(amz_date).ok_or_else(|| malformed("a valid X-Amz-Date"))?;
@@ -295,21 +310,45 @@ fn verify_presigned(
         .split(';')
         .map(str::to_string)
         .collect();
+    check_signed_headers(req, &signed_headers)?;
+    // A payload hash in the (signed) query binds the body, as in a header.
     let payload_hash = get("X-Amz-Content-Sha256").unwrap_or(UNSIGNED_PAYLOAD).to_string();
+    let payload = match payload_hash.as_str() {
+        UNSIGNED_PAYLOAD => PayloadMode::Unsigned,
+        hash if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            PayloadMode::Sha256(hash.to_ascii_lowercase())
+        }
+        _ => {
+            return Err(S3Error::new(Code::InvalidArgument).with_message(
+                "X-Amz-Content-Sha256 of a presigned URL must be UNSIGNED-PAYLOAD or a SHA-256 hex digest",
+            ))
+        }
+    };
     let canonical = canonical_request(req, &signed_headers, &payload_hash, Some("X-Amz-Signature"))?;
     let key = signing_key(&secret, &scope);
     let expected = sign_string(&key, &string_to_sign(amz_date, &scope, &canonical));
     check_signature(&expected, get("X-Amz-Signature").unwrap_or_default())?;
-    Ok(Verified { access_key: scope.access_key, payload: PayloadMode::Unsigned, chunk_signer: None })
+    Ok(Verified { access_key: scope.access_key, payload, chunk_signer: None })
 }
 
 /// Verifies the signature of a browser-form (POST) policy. SigV4 forms
 /// sign the base64 policy with the scope's key; SigV2 forms (still sent by
 /// some tools) with HMAC-SHA1 of the secret.
-pub fn verify_post_policy(policy_b64: &str, signature: &PostSignature, secret: &str) -> Result<(), S3Error> {
+pub fn verify_post_policy(
+    policy_b64: &str,
+    signature: &PostSignature,
+    secret: &str,
+    region: &str,
+) -> Result<(), S3Error> {
     match signature {
         PostSignature::V4 { credential, signature } => {
             let scope = Scope::parse(credential)?;
+            if scope.region != region {
+                return Err(S3Error::new(Code::AuthorizationQueryParametersError).with_message(format!(
+                    "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
+                    scope.region
+                )));
+            }
             let expected = sign_string(&signing_key(secret, &scope), policy_b64);
             check_signature(&expected, &signature.to_ascii_lowercase())
         }
@@ -327,6 +366,30 @@ pub fn verify_post_policy(policy_b64: &str, signature: &PostSignature, secret: &
 pub enum PostSignature {
     V4 { credential: String, signature: String },
     V2 { signature: String },
+}
+
+/// `host` and every `x-amz-*` header present must be among the signed
+/// headers: an unsigned one could say anything (a copy source, metadata)
+/// under a valid signature.
+fn check_signed_headers(req: &RequestParts, signed: &[String]) -> Result<(), S3Error> {
+    if !signed.iter().any(|h| h == "host") {
+        return Err(S3Error::new(Code::AccessDenied).with_message("The host header must be signed."));
+    }
+    let mut unsigned: Vec<&str> = req
+        .headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") && !signed.iter().any(|s| s == name))
+        .collect();
+    unsigned.dedup();
+    if unsigned.is_empty() {
+        Ok(())
+    } else {
+        Err(S3Error::new(Code::AccessDenied).with_message(format!(
+            "There were headers present in the request which were not signed: {}",
+            unsigned.join(", ")
+        )))
+    }
 }
 
 fn check_signature(expected: &str, given: &str) -> Result<(), S3Error> {
@@ -505,95 +568,4 @@ pub mod test_signer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The worked example of AWS's "Signature Calculations for the
-    // Authorization Header" page (GET Object with a Range header).
-    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn example(auth: &str) -> RequestParts<'static> {
-        RequestParts {
-            method: "GET",
-            raw_path: "/test.txt",
-            raw_query: "",
-            headers: vec![
-                ("host".into(), "examplebucket.s3.amazonaws.com".into()),
-                ("range".into(), "bytes=0-9".into()),
-                ("x-amz-content-sha256".into(), EMPTY_SHA256.into()),
-                ("x-amz-date".into(), "20130524T000000Z".into()),
-                ("authorization".into(), auth.into()),
-            ],
-        }
-    }
-
-    fn at(s: &str) -> DateTime<Utc> {
-        parse_amz_date(s).unwrap()
-    }
-
-    const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
-
-    #[test]
-    fn aws_documented_example_verifies() {
-        let secret = |k: &str| (k == "AKIAIOSFODNN7EXAMPLE").then(|| SECRET.to_string());
-        let verified = verify(&example(AUTH), at("20130524T000100Z"), secret).unwrap();
-        assert_eq!(verified.access_key, "AKIAIOSFODNN7EXAMPLE");
-        assert_eq!(verified.payload, PayloadMode::Sha256(EMPTY_SHA256.into()));
-    }
-
-    #[test]
-    fn wrong_secret_unknown_key_and_skew_are_refused() {
-        let wrong = |_: &str| Some("not the secret".to_string());
-        assert_eq!(
-            verify(&example(AUTH), at("20130524T000100Z"), wrong).unwrap_err().code,
-            Code::SignatureDoesNotMatch
-        );
-        let none = |_: &str| None;
-        assert_eq!(verify(&example(AUTH), at("20130524T000100Z"), none).unwrap_err().code, Code::InvalidAccessKeyId);
-        let secret = |_: &str| Some(SECRET.to_string());
-        assert_eq!(
-            verify(&example(AUTH), at("20130524T002000Z"), secret).unwrap_err().code,
-            Code::RequestTimeTooSkewed
-        );
-    }
-
-    #[test]
-    fn presigned_example_verifies_and_expires() {
-        // AWS's documented presigned GET example (expires in 86400 s).
-        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
-        let req = RequestParts {
-            method: "GET",
-            raw_path: "/test.txt",
-            raw_query: query,
-            headers: vec![("host".into(), "examplebucket.s3.amazonaws.com".into())],
-        };
-        let secret = |_: &str| Some(SECRET.to_string());
-        verify(&req, at("20130524T010000Z"), secret).unwrap();
-        let err = verify(&req, at("20130525T000001Z"), secret).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (Code::AccessDenied, "Request has expired"));
-    }
-
-    #[test]
-    fn our_signer_and_verifier_agree() {
-        let headers = vec![
-            ("host".to_string(), "127.0.0.1:9000".to_string()),
-            ("x-amz-content-sha256".to_string(), EMPTY_SHA256.to_string()),
-        ];
-        let mut req = RequestParts { method: "DELETE", raw_path: "/-/admin/keys/AK%201", raw_query: "a=b", headers };
-        let now = at("20240102T030405Z");
-        let (date, authorization) = sign(&req, "ADMIN", "secret", "us-east-1", now).unwrap();
-        req.headers.push(("x-amz-date".into(), date));
-        req.headers.push(("authorization".into(), authorization));
-        assert_eq!(access_key_of(&req).as_deref(), Some("ADMIN"));
-        let verified = verify(&req, now, |k| (k == "ADMIN").then(|| "secret".to_string())).unwrap();
-        assert_eq!(verified.access_key, "ADMIN");
-        assert!(verify(&req, now, |_| Some("other".to_string())).is_err());
-    }
-
-    #[test]
-    fn canonical_uri_encodes_each_segment_once() {
-        assert_eq!(canonical_uri("/b/a%20b/%2E%2E/c%2Fd"), "/b/a%20b/../c%2Fd");
-        assert_eq!(canonical_uri("/b/%E2%82%AC"), "/b/%E2%82%AC");
-        assert_eq!(canonical_query("b=2&a=1&a=0&x-id=PutObject", None), "a=0&a=1&b=2&x-id=PutObject");
-    }
-}
+mod tests;

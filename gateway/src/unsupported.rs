@@ -1,0 +1,156 @@
+//! What a request may ask for that JaDFS does not do: refused with AWS's
+//! error, never ignored. A header ignored can be a broken promise (a backup
+//! told it is locked, a file told it is encrypted), so every header that
+//! changes what a write promises, and that we do not implement, is named
+//! here. (Subresources we do not serve are refused by `endpoint`.)
+
+use crate::endpoint::{BucketOp, Endpoint, ObjectOp};
+use crate::error::{Code, S3Error};
+
+/// Refuses a request that asks, in `header(name)`, for a feature we lack.
+/// Form uploads pass their fields, by lowercase name.
+pub fn refuse_unsupported<'h>(endpoint: &Endpoint, header: impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
+    match endpoint {
+        Endpoint::Bucket { op: BucketOp::Create, .. } => refuse_bucket_features(&header),
+        Endpoint::Object { op, .. } => match op {
+            ObjectOp::Put | ObjectOp::Copy(_) | ObjectOp::CreateMultipartUpload => refuse_write_features(&header),
+            ObjectOp::UploadPart { .. } | ObjectOp::UploadPartCopy { .. } | ObjectOp::Get | ObjectOp::Head => {
+                refuse_customer_keys(&header)
+            }
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// What a new object (PUT, POST form, copy, multipart upload) may not ask for.
+pub fn refuse_write_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
+    for name in ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"] {
+        if header(name).is_some() {
+            // What AWS answers for a bucket without Object Lock.
+            return Err(S3Error::new(Code::InvalidRequest).with_message("Bucket is missing Object Lock Configuration"));
+        }
+    }
+    for name in [
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-context",
+        "x-amz-server-side-encryption-bucket-key-enabled",
+    ] {
+        if header(name).is_some() {
+            return Err(not_implemented("Server-side encryption is not implemented."));
+        }
+    }
+    refuse_customer_keys(header)?;
+    if header("x-amz-website-redirect-location").is_some() {
+        return Err(not_implemented("Website redirects are not implemented."));
+    }
+    if let Some(class) = header("x-amz-storage-class") {
+        if class != "STANDARD" {
+            return Err(S3Error::new(Code::InvalidStorageClass)
+                .with_message(format!("The storage class {class} is not offered here; only STANDARD is.")));
+        }
+    }
+    refuse_acls(header)?;
+    if header("x-amz-write-offset-bytes").is_some() {
+        return Err(not_implemented("Appending to objects is not implemented."));
+    }
+    Ok(())
+}
+
+/// SSE-C: data encrypted with a key the client holds.
+fn refuse_customer_keys<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
+    for name in [
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-server-side-encryption-customer-key-md5",
+        "x-amz-copy-source-server-side-encryption-customer-algorithm",
+        "x-amz-copy-source-server-side-encryption-customer-key",
+        "x-amz-copy-source-server-side-encryption-customer-key-md5",
+    ] {
+        if header(name).is_some() {
+            return Err(not_implemented("Server-side encryption with customer keys is not implemented."));
+        }
+    }
+    Ok(())
+}
+
+/// Only what JaDFS does anyway may be asked: the owner alone (`private`),
+/// which grants add to through the admin API.
+fn refuse_acls<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
+    if let Some(acl) = header("x-amz-acl") {
+        if !matches!(acl, "private" | "bucket-owner-full-control") {
+            return Err(not_implemented(format!("The canned ACL {acl} is not implemented; objects are private.")));
+        }
+    }
+    for name in [
+        "x-amz-grant-read",
+        "x-amz-grant-write",
+        "x-amz-grant-read-acp",
+        "x-amz-grant-write-acp",
+        "x-amz-grant-full-control",
+    ] {
+        if header(name).is_some() {
+            return Err(not_implemented("ACL grants are not implemented."));
+        }
+    }
+    Ok(())
+}
+
+/// What a new bucket may not ask for.
+fn refuse_bucket_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
+    if header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(not_implemented("Object Lock is not implemented."));
+    }
+    if let Some(ownership) = header("x-amz-object-ownership") {
+        if ownership != "BucketOwnerEnforced" {
+            return Err(not_implemented(format!("Object ownership {ownership} is not implemented.")));
+        }
+    }
+    refuse_acls(header)
+}
+
+fn not_implemented(message: impl Into<String>) -> S3Error {
+    S3Error::new(Code::NotImplemented).with_message(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::CopySource;
+
+    fn object(op: ObjectOp) -> Endpoint {
+        Endpoint::Object { bucket: "bkt".into(), key: "k".into(), op }
+    }
+
+    fn refused(endpoint: &Endpoint, headers: &[(&str, &str)]) -> Option<Code> {
+        refuse_unsupported(endpoint, |name| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+            .err()
+            .map(|e| e.code)
+    }
+
+    #[test]
+    fn writes_that_ask_for_what_we_lack_are_refused() {
+        let copy = object(ObjectOp::Copy(CopySource { bucket: "src".into(), key: "k".into() }));
+        for write in [object(ObjectOp::Put), copy, object(ObjectOp::CreateMultipartUpload)] {
+            let refused = |h: &[(&str, &str)]| refused(&write, h);
+            assert_eq!(refused(&[("x-amz-object-lock-mode", "COMPLIANCE")]), Some(Code::InvalidRequest));
+            assert_eq!(refused(&[("x-amz-object-lock-legal-hold", "ON")]), Some(Code::InvalidRequest));
+            assert_eq!(refused(&[("x-amz-server-side-encryption", "AES256")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-server-side-encryption-customer-key", "k")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-website-redirect-location", "/x")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-storage-class", "GLACIER")]), Some(Code::InvalidStorageClass));
+            assert_eq!(refused(&[("x-amz-acl", "public-read")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-grant-read", "id=x")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-storage-class", "STANDARD"), ("x-amz-acl", "private")]), None);
+            assert_eq!(refused(&[("x-amz-meta-color", "blue")]), None);
+        }
+        let create = Endpoint::Bucket { bucket: "bkt".into(), op: BucketOp::Create };
+        assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "True")]), Some(Code::NotImplemented));
+        assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "false")]), None);
+        assert_eq!(refused(&create, &[("x-amz-object-ownership", "ObjectWriter")]), Some(Code::NotImplemented));
+        let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
+        assert_eq!(refused(&object(ObjectOp::Get), &sse_c), Some(Code::NotImplemented));
+        assert_eq!(refused(&object(ObjectOp::Delete), &sse_c), None);
+    }
+}
