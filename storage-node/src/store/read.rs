@@ -15,6 +15,8 @@ use crate::fs::{aligned_buffer, set_direct, DIRECT_ALIGN};
 
 /// Bytes read from a chunk file at a time.
 pub(super) const READ_BLOCK: usize = 256 * 1024;
+/// Bytes read by one hand-over to a blocking thread.
+const READ_BATCH: usize = 1 << 20;
 
 /// What a whole-chunk read checks the bytes against.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +113,23 @@ impl ChunkReader {
     }
 }
 
+impl ChunkReader {
+    /// The next blocks, about `max` bytes of them, and whether they are the last.
+    fn next_blocks(&mut self, max: usize) -> Result<(Vec<Bytes>, bool), StoreError> {
+        let (mut blocks, mut size) = (Vec::new(), 0);
+        while size < max {
+            match self.next_block()? {
+                Some(block) => {
+                    size += block.len();
+                    blocks.push(block);
+                }
+                None => return Ok((blocks, true)),
+            }
+        }
+        Ok((blocks, false))
+    }
+}
+
 /// Reads a whole chunk, checked, handing each block to `emit` until it
 /// answers false (blocking).
 pub fn read_verified(
@@ -151,7 +170,7 @@ pub fn spawn_reader(
         };
         loop {
             let read = tokio::task::spawn_blocking(move || {
-                let next = reader.next_block();
+                let next = reader.next_blocks(READ_BATCH);
                 (reader, next)
             })
             .await;
@@ -160,14 +179,17 @@ pub fn spawn_reader(
                 Ok(read) => read,
                 Err(e) => return fail(&tx, id, StoreError::Io(io::Error::other(e))).await,
             };
-            match next {
-                Ok(Some(block)) => {
-                    if tx.send(Ok(block)).await.is_err() {
-                        return; // the reader went away
-                    }
-                }
-                Ok(None) => return,
+            let (blocks, end) = match next {
+                Ok(read) => read,
                 Err(e) => return fail(&tx, id, e).await,
+            };
+            for block in blocks {
+                if tx.send(Ok(block)).await.is_err() {
+                    return; // the reader went away
+                }
+            }
+            if end {
+                return;
             }
         }
     });

@@ -237,3 +237,21 @@ fn a_forged_chunk_neither_poisons_nor_is_kept_over_the_real_one() {
     assert_eq!(store.totals().unwrap(), (1, real.len() as u64));
     assert_eq!(files_under(&dir.path().join("tmp")), 0);
 }
+
+#[tokio::test]
+async fn a_chunk_arriving_in_many_groups_is_written_in_batches_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ChunkStore::open(dir.path(), 8 << 20).unwrap());
+    let data: Vec<u8> = (0..3_000_007u32).map(|i| (i % 251) as u8).collect();
+    let trailer = Trailer { id: ChunkId::of(&data), crc32c: crc32c::crc32c(&data) }.to_bytes();
+    let (tx, rx) = mpsc::channel(4);
+    let writer = tokio::spawn(receive_chunk(store.clone(), WriteCheck::Trailer, rx));
+    for group in data.chunks(300_000) {
+        tx.send(PutMessage::Data(vec![bytes::Bytes::copy_from_slice(group)])).await.unwrap();
+    }
+    tx.send(PutMessage::Data(vec![bytes::Bytes::copy_from_slice(&trailer)])).await.unwrap();
+    tx.send(PutMessage::End).await.unwrap();
+    let stored = writer.await.unwrap().unwrap();
+    assert_eq!((stored.id, stored.size), (ChunkId::of(&data), data.len() as u64));
+    assert_eq!(read_back(&store, stored.id).unwrap(), data);
+}

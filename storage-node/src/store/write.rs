@@ -301,34 +301,57 @@ impl Drop for TempFile {
     }
 }
 
+/// What arrived while a blocking write ran is written by the next one, up
+/// to this much: one hand-over to a thread per MiB, not per piece.
+const WRITE_BATCH: usize = 1 << 20;
+
 /// Stores one chunk from `pieces`, which end with [`PutMessage::End`]
 /// (pieces that stop before it abort the write). It waits for pieces
 /// without holding a thread; each write goes to a blocking thread only
-/// while it runs.
+/// while it runs, with whatever else has arrived by then.
 pub async fn receive_chunk(
     store: Arc<ChunkStore>,
     check: WriteCheck,
     mut pieces: mpsc::Receiver<PutMessage>,
 ) -> Result<ChunkPutResponse, StoreError> {
-    let mut write = blocking({
-        let store = store.clone();
-        move || store.begin_write(check)
-    })
-    .await?;
+    let mut write: Option<ChunkWrite> = None;
     loop {
-        match pieces.recv().await {
-            Some(PutMessage::Data(group)) => {
-                write = blocking(move || {
-                    write.write(group)?;
-                    Ok(write)
-                })
-                .await?
+        let mut next = Some(pieces.recv().await.ok_or(StoreError::Aborted)?);
+        let (mut batch, mut size, mut ended) = (Vec::new(), 0, false);
+        while let Some(message) = next.take() {
+            match message {
+                PutMessage::Data(group) => {
+                    size += group.iter().map(Bytes::len).sum::<usize>();
+                    batch.extend(group);
+                }
+                PutMessage::End => {
+                    ended = true;
+                    break;
+                }
             }
-            Some(PutMessage::End) => break,
-            None => return Err(StoreError::Aborted),
+            if size < WRITE_BATCH {
+                next = match pieces.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Err(StoreError::Aborted),
+                };
+            }
+        }
+        let store = store.clone();
+        let step = blocking(move || {
+            let mut write = match write {
+                Some(write) => write,
+                None => store.begin_write(check)?,
+            };
+            write.write(batch)?;
+            Ok(if ended { Err(store.finish_write(write)?) } else { Ok(write) })
+        })
+        .await?;
+        match step {
+            Ok(more) => write = Some(more),
+            Err(done) => return Ok(done),
         }
     }
-    blocking(move || store.finish_write(write)).await
 }
 
 /// Runs `f` on a blocking thread.
