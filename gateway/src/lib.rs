@@ -16,6 +16,8 @@ mod config;
 pub mod data;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod ops;
 pub mod placement;
 pub mod router;

@@ -142,18 +142,15 @@ async fn vote(state: State, rpc: web::Json<VoteRequest<u64>>) -> HttpResponse {
 
 /// A snapshot piece: its JSON header, a newline, then its bytes raw.
 async fn snapshot(state: State, body: web::Bytes) -> HttpResponse {
-    let Some(newline) = body.iter().position(|&b| b == b'\n') else {
-        return HttpResponse::BadRequest().body("a snapshot piece starts with a JSON line");
-    };
-    let piece: SnapshotPiece = match serde_json::from_slice(&body[..newline]) {
-        Ok(piece) => piece,
-        Err(e) => return HttpResponse::BadRequest().body(format!("bad snapshot piece header: {e}")),
+    let (piece, data) = match SnapshotPiece::split(&body) {
+        Ok(split) => split,
+        Err(e) => return HttpResponse::BadRequest().body(e),
     };
     let rpc = InstallSnapshotRequest::<TypeConfig> {
         vote: piece.vote,
         meta: piece.meta,
         offset: piece.offset,
-        data: body[newline + 1..].to_vec(),
+        data: data.to_vec(),
         done: piece.done,
     };
     HttpResponse::Ok().json(state.raft.install_snapshot(rpc).await)

@@ -44,8 +44,8 @@ impl RequestBody {
         BodyReader::new(self)
     }
 
-    /// A body that arrives in these pieces, then ends or fails.
-    #[cfg(test)]
+    /// A body that arrives in these pieces, then ends or fails (tests and fuzzing).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn from_pieces(pieces: Vec<Result<Bytes, PayloadError>>) -> RequestBody {
         RequestBody { stream: Box::pin(futures_util::stream::iter(pieces)), idle: Duration::from_secs(5) }
     }

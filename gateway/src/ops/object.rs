@@ -69,7 +69,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
 
 /// Parses a single `bytes=` range into an inclusive range of an object of
 /// `size` bytes. None: no (usable) range, serve everything.
-fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
         return Ok(None);

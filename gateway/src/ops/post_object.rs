@@ -30,14 +30,14 @@ const MAX_FIELDS_TOTAL: usize = 1 << 20;
 const EXEMPT: [&str; 6] = ["awsaccesskeyid", "signature", "x-amz-signature", "policy", "file", "x-amz-security-token"];
 
 /// One form field: name as sent, and value.
-struct Field {
-    name: String,
-    value: String,
+pub(crate) struct Field {
+    pub(crate) name: String,
+    pub(crate) value: String,
 }
 
-struct Form {
-    fields: Vec<Field>,
-    filename: Option<String>,
+pub(crate) struct Form {
+    pub(crate) fields: Vec<Field>,
+    pub(crate) filename: Option<String>,
 }
 
 impl Form {
@@ -235,7 +235,7 @@ impl ByteSource for FormFile<'_> {
 }
 
 /// What a checked policy allows: the content length range.
-struct Policy {
+pub(crate) struct Policy {
     min_length: u64,
     max_length: u64,
 }
@@ -250,7 +250,7 @@ fn denied(why: &str) -> S3Error {
 
 /// Checks the decoded policy against the form: expiration, every
 /// condition, and that every field is covered by one.
-fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -> Result<Policy, S3Error> {
+pub(crate) fn check_policy(policy: &Value, form: &Form, bucket: &str, now: DateTime<Utc>) -> Result<Policy, S3Error> {
     let object = policy.as_object().ok_or_else(|| policy_error("not a JSON object"))?;
     let expiration =
         object.get("expiration").and_then(Value::as_str).ok_or_else(|| policy_error("Policy missing expiration"))?;

@@ -530,8 +530,8 @@ impl ChunkSigner {
     }
 }
 
-/// A client's side of a signed aws-chunked body, for tests of the decoder.
-#[cfg(test)]
+/// A client's side of a signed aws-chunked body, for tests and fuzzing of the decoder.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod test_signer {
     use super::*;
 

@@ -26,6 +26,15 @@ pub struct SnapshotPiece {
     pub done: bool,
 }
 
+impl SnapshotPiece {
+    /// A piece as sent: its JSON header line, then its bytes raw.
+    pub fn split(body: &[u8]) -> Result<(SnapshotPiece, &[u8]), String> {
+        let newline = body.iter().position(|&b| b == b'\n').ok_or("a snapshot piece starts with a JSON line")?;
+        let piece = serde_json::from_slice(&body[..newline]).map_err(|e| format!("bad snapshot piece header: {e}"))?;
+        Ok((piece, &body[newline + 1..]))
+    }
+}
+
 /// A meta node to add as a learner.
 #[derive(Serialize, Deserialize)]
 pub struct Learner {
