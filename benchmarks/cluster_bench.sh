@@ -4,6 +4,8 @@
 # HTTP as it does between machines (`jadfs server` writes its own nodes
 # directly). CPU and RSS are summed over all five processes.
 # Usage: benchmarks/cluster_bench.sh [jadfs bench options...]
+# With INTERNAL_TLS=1 the links between the processes are TLS (a CA and a
+# certificate for 127.0.0.1 are made with openssl for the run).
 set -euo pipefail
 bin=${JADFS_BIN:-target/release/jadfs}
 work=$(mktemp -d)
@@ -12,6 +14,15 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$
 key=JADFSBENCHCLUSTER001
 secret=bench-cluster-secret
 export JADFS_CLUSTER_SECRET=bench-cluster-secret-0123456789
+if [ "${INTERNAL_TLS:-0}" = 1 ]; then
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout "$work/ca.key" -out "$work/ca.pem" -days 2 -subj "/CN=bench CA" 2>/dev/null
+    openssl req "${ec[@]}" -keyout "$work/node.key" -out "$work/node.csr" -subj /CN=127.0.0.1 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$work/san.cnf"
+    openssl x509 -req -in "$work/node.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+        -out "$work/node.pem" -days 2 -extfile "$work/san.cnf" 2>/dev/null
+    export JADFS_INTERNAL_TLS_CERT="$work/node.pem" JADFS_INTERNAL_TLS_KEY="$work/node.key" JADFS_INTERNAL_TLS_CA="$work/ca.pem"
+fi
 
 "$bin" meta --node-id 1 --listen 127.0.0.1:9451 --data-dir "$work/meta" --bootstrap > "$work/meta.log" 2>&1 &
 pids+=($!)

@@ -91,6 +91,8 @@ struct MetaArgs {
     /// (default: the one `jadfs server` keeps in --data-dir).
     #[command(flatten)]
     cluster: crate::credentials::ClusterSecretArgs,
+    #[command(flatten)]
+    internal_tls: crate::credentials::InternalTlsArgs,
     #[command(subcommand)]
     command: MetaCommand,
 }
@@ -252,7 +254,7 @@ fn replication_path(bucket: &Option<String>) -> String {
 async fn run_meta(args: MetaArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let (key, _) = args.cluster.key_or_kept(data_dir, false)?;
     let signer = std::sync::Arc::new(jadfs_common::cluster_auth::Signer::new(key));
-    let client = jadfs_meta::MetaClient::new(args.meta.clone(), signer);
+    let client = jadfs_meta::MetaClient::new(args.meta.clone(), signer, &args.internal_tls.links()?);
     let fail = |e: jadfs_meta::MetaError| anyhow::anyhow!("{e}");
     match args.command {
         MetaCommand::Status => {

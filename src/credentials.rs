@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use jadfs_common::cluster_auth::{ClusterKey, MIN_SECRET_LEN};
+use jadfs_common::links::Links;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,6 +70,47 @@ pub struct ClusterSecretArgs {
     /// A file holding the cluster secret, instead of --cluster-secret.
     #[arg(long, env = "JADFS_CLUSTER_SECRET_FILE", conflicts_with = "cluster_secret")]
     pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// TLS on the links between roles: every meta and storage node serves
+/// HTTPS with its certificate, and every role trusts only the cluster's CA.
+#[derive(Args, Clone, Default)]
+pub struct InternalTlsArgs {
+    /// PEM certificate chain this node serves its internal API with (meta
+    /// and storage nodes), signed by --internal-tls-ca.
+    #[arg(long, env = "JADFS_INTERNAL_TLS_CERT", requires_all = ["internal_tls_key", "internal_tls_ca"])]
+    pub internal_tls_cert: Option<PathBuf>,
+    /// PEM private key of --internal-tls-cert.
+    #[arg(long, env = "JADFS_INTERNAL_TLS_KEY", requires = "internal_tls_cert")]
+    pub internal_tls_key: Option<PathBuf>,
+    /// PEM certificate of the cluster's CA: internal links are HTTPS, and
+    /// only servers with a certificate it signed are trusted.
+    #[arg(long, env = "JADFS_INTERNAL_TLS_CA")]
+    pub internal_tls_ca: Option<PathBuf>,
+}
+
+impl InternalTlsArgs {
+    /// How this role reaches the others.
+    pub fn links(&self) -> anyhow::Result<Links> {
+        Ok(match &self.internal_tls_ca {
+            Some(ca) => Links::verified_by(ca)?,
+            None => Links::plain(),
+        })
+    }
+
+    /// What a meta or storage node serves with: TLS if a certificate was
+    /// given (a CA without one is refused: a server of the cluster's links
+    /// must serve what its clients expect).
+    pub fn server(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        match (&self.internal_tls_cert, &self.internal_tls_key, &self.internal_tls_ca) {
+            (Some(cert), Some(key), Some(_)) => Ok(Some(Arc::new(jadfs_common::links::server_tls(cert, key)?))),
+            (None, None, None) => Ok(None),
+            (None, _, Some(_)) => {
+                anyhow::bail!("--internal-tls-ca needs --internal-tls-cert and --internal-tls-key here")
+            }
+            _ => anyhow::bail!("--internal-tls-cert, --internal-tls-key and --internal-tls-ca go together"),
+        }
+    }
 }
 
 /// The name of the file `jadfs server` keeps its cluster secret in.

@@ -107,6 +107,8 @@ struct ServerArgs {
 struct MetaArgs {
     #[command(flatten)]
     cluster: credentials::ClusterSecretArgs,
+    #[command(flatten)]
+    internal_tls: credentials::InternalTlsArgs,
     /// This node's Raft ID, unique in the meta cluster.
     #[arg(long, env = "JADFS_NODE_ID", default_value_t = 1)]
     node_id: u64,
@@ -145,6 +147,8 @@ struct MetaArgs {
 struct StorageNodeArgs {
     #[command(flatten)]
     cluster: credentials::ClusterSecretArgs,
+    #[command(flatten)]
+    internal_tls: credentials::InternalTlsArgs,
     /// Address the storage node listens on.
     #[arg(long, env = "JADFS_NODE_LISTEN", default_value = "127.0.0.1:9200")]
     listen: SocketAddr,
@@ -171,6 +175,9 @@ struct GatewayArgs {
     s3: S3Args,
     #[command(flatten)]
     cluster: credentials::ClusterSecretArgs,
+    /// Reach meta and storage nodes over TLS (only --internal-tls-ca is needed here).
+    #[command(flatten)]
+    internal_tls: credentials::InternalTlsArgs,
     /// Meta nodes (comma-separated `host:port`).
     #[arg(long, env = "JADFS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use jadfs_common::cluster_auth::{ClusterKey, Signer};
+use jadfs_common::links::Links;
 use jadfs_common::NodeId;
 use jadfs_gateway::GatewayConfig;
 use jadfs_meta::api::{Heartbeat, NodeState, StorageNodeInfo};
@@ -40,11 +41,14 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         node_dead_after: Duration::from_secs(60),
         snapshot_every: 10_000,
         cluster_key: cluster_key.clone(),
+        // One machine: the roles' links are loopback.
+        links: Links::plain(),
+        tls: None,
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
     jadfs_meta::wait_for_leader(&meta.raft, Duration::from_secs(30)).await?;
-    let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()], signer.clone()));
+    let meta_client = Arc::new(MetaClient::new(vec![meta.addr.clone()], signer.clone(), &Links::plain()));
 
     let mut local_stores = Vec::new();
     for i in 1..=3 {
@@ -55,6 +59,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             workers: 2,
             cluster_key: cluster_key.clone(),
             directory: Some(Arc::new(MetaDirectory::new(meta_client.clone()))),
+            links: Links::plain(),
+            tls: None,
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
         tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
@@ -64,8 +70,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
     // The gateway writes and reads the chunks of this process's nodes
     // directly; other gateways and the repairer reach them over HTTP.
-    let storage = StorageClient::with_local(local_stores, signer);
-    let config = gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, cluster_key);
+    let storage = StorageClient::with_local(local_stores, signer, &Links::plain());
+    let config = gateway_config(&args.s3, vec![meta.addr.clone()], &credentials, cluster_key, Links::plain());
     let gateway = jadfs_gateway::start(config, storage)?;
     servers.push(serve(gateway.server));
     print_banner(
@@ -82,6 +88,7 @@ fn gateway_config(
     meta_addrs: Vec<String>,
     credentials: &Credentials,
     cluster_key: Arc<ClusterKey>,
+    links: Links,
 ) -> GatewayConfig {
     GatewayConfig {
         listen: s3.listen,
@@ -94,6 +101,7 @@ fn gateway_config(
         tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
         cluster_key,
+        links,
         limits: jadfs_gateway::Limits {
             body_idle: Duration::from_secs(s3.body_timeout),
             header_timeout: Duration::from_secs(s3.header_timeout),
@@ -119,6 +127,7 @@ fn print_banner(endpoint: &str, credentials: &Credentials, created: bool, data_d
 
 pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     let cluster_key = args.cluster.key()?;
+    let (links, tls) = (args.internal_tls.links()?, args.internal_tls.server()?);
     private_dir(&args.data_dir)?;
     let meta = jadfs_meta::start(&MetaConfig {
         node_id: args.node_id,
@@ -131,12 +140,14 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         node_dead_after: Duration::from_secs(args.node_dead_after),
         snapshot_every: args.snapshot_every,
         cluster_key: cluster_key.clone(),
+        links: links.clone(),
+        tls,
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
     let handle = serve(meta.server);
     if !args.join.is_empty() {
-        let client = MetaClient::new(args.join, Arc::new(Signer::new(cluster_key)));
+        let client = MetaClient::new(args.join, Arc::new(Signer::new(cluster_key)), &links);
         tokio::spawn(join_meta_cluster(meta.raft.clone(), args.node_id, meta.addr.clone(), client));
     }
     run_until_stopped(vec![handle]).await
@@ -144,9 +155,10 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
 
 pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
     let cluster_key = args.cluster.key()?;
+    let (links, tls) = (args.internal_tls.links()?, args.internal_tls.server()?);
     private_dir(&args.data_dir)?;
-    let meta = (!args.meta.is_empty())
-        .then(|| Arc::new(MetaClient::new(args.meta.clone(), Arc::new(Signer::new(cluster_key.clone())))));
+    let signer = Arc::new(Signer::new(cluster_key.clone()));
+    let meta = (!args.meta.is_empty()).then(|| Arc::new(MetaClient::new(args.meta.clone(), signer, &links)));
     let node = jadfs_storage_node::start(&StorageNodeConfig {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -154,6 +166,8 @@ pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
         workers: 2,
         cluster_key,
         directory: meta.clone().map(|meta| Arc::new(MetaDirectory::new(meta)) as Arc<dyn Directory>),
+        links,
+        tls,
     })?;
     let addr = args.advertise.unwrap_or_else(|| node.addr.to_string());
     if let Some(meta) = meta {
@@ -170,8 +184,10 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let credentials = Credentials { access_key, secret_key };
     let cluster_key = args.cluster.key()?;
-    let storage = StorageClient::new(Arc::new(Signer::new(cluster_key.clone())));
-    let gateway = jadfs_gateway::start(gateway_config(&args.s3, args.meta, &credentials, cluster_key), storage)?;
+    let links = args.internal_tls.links()?;
+    let storage = StorageClient::new(Arc::new(Signer::new(cluster_key.clone())), &links);
+    let config = gateway_config(&args.s3, args.meta, &credentials, cluster_key, links);
+    let gateway = jadfs_gateway::start(config, storage)?;
     println!("JaDFS S3 endpoint: {}://{}", gateway.scheme, gateway.addr);
     run_until_stopped(vec![serve(gateway.server)]).await
 }

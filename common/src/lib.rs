@@ -1,11 +1,13 @@
 //! Types that cross a wire or a disk between JaDFS roles: chunk IDs, object
 //! manifests, ETags and checksums, and the storage node's messages. The
 //! meta service's own commands and queries live in `jadfs_meta::api`.
-//! No I/O here.
+//! No I/O here, but for `links`: the HTTP clients roles reach each other
+//! with, and the TLS files they read.
 
 pub mod checksum;
 pub mod cluster_auth;
 pub mod etag;
+pub mod links;
 pub mod node;
 pub mod sealed;
 

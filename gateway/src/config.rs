@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jadfs_common::cluster_auth::ClusterKey;
+use jadfs_common::links::Links;
 
 /// Settings of one gateway.
 #[derive(Clone)]
@@ -32,6 +33,9 @@ pub struct GatewayConfig {
     /// Proves the cluster secret to meta and storage nodes, and unseals the
     /// access keys' secrets kept in the metadata.
     pub cluster_key: Arc<ClusterKey>,
+    /// How the gateway reaches meta nodes (plain or TLS; storage nodes are
+    /// reached by the `StorageClient` it is given).
+    pub links: Links,
 }
 
 /// What one client, or all of them, may hold of the gateway.

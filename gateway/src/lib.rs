@@ -55,7 +55,7 @@ impl Gateway {
     pub fn new(config: GatewayConfig, storage: StorageClient) -> Gateway {
         let signer = std::sync::Arc::new(jadfs_common::cluster_auth::Signer::new(config.cluster_key.clone()));
         Gateway {
-            meta: MetaClient::new(config.meta_addrs.clone(), signer),
+            meta: MetaClient::new(config.meta_addrs.clone(), signer, &config.links),
             storage,
             nodes: placement::NodeCache::default(),
             keys: auth::KeyCache::default(),

@@ -16,25 +16,6 @@ pub struct RunningGateway {
     pub server: actix_server::Server,
 }
 
-/// A rustls server configuration from PEM files (ring provider, TLS 1.2 and 1.3).
-fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let invalid = |what: &str, e: &dyn std::fmt::Display| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| invalid(&format!("TLS certificate {}", cert.display()), &e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(&format!("TLS key {}", key.display()), &e))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("TLS", &e))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| invalid("TLS certificate and key", &e))
-}
-
 /// Starts serving S3; `storage` reaches the storage nodes (in `jadfs
 /// server`, the ones in this process directly). The HTTP service is
 /// assembled here rather than by actix-web's HttpServer so that `Expect:
@@ -48,7 +29,7 @@ pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<R
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
+    let tls = config.tls.as_ref().map(|(cert, key)| jadfs_common::links::server_tls(cert, key)).transpose()?;
     let workers = config.workers;
     let header_timeout = config.limits.header_timeout;
     let gateway = Arc::new(Gateway::new(config, storage));

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::links::Links;
 use jadfs_common::ObjectManifest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -38,21 +39,18 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct MetaClient {
     http: reqwest::Client,
     signer: Arc<Signer>,
+    links: Links,
     addrs: Vec<String>,
     /// The address that answered last: most likely the leader.
     preferred: Mutex<String>,
 }
 
 impl MetaClient {
-    pub fn new(addrs: Vec<String>, signer: Arc<Signer>) -> MetaClient {
+    pub fn new(addrs: Vec<String>, signer: Arc<Signer>, links: &Links) -> MetaClient {
         assert!(!addrs.is_empty(), "a meta client needs at least one address");
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("a plain HTTP client always builds");
+        let http = links.client().build().expect("an HTTP client with a parsed CA always builds");
         let preferred = Mutex::new(addrs[0].clone());
-        MetaClient { http, signer, addrs, preferred }
+        MetaClient { http, signer, links: links.clone(), addrs, preferred }
     }
 
     /// Commits a command through Raft; a command the state machine refused
@@ -182,7 +180,7 @@ impl MetaClient {
     pub async fn status(&self, addr: &str) -> Result<serde_json::Value, MetaError> {
         let response = self
             .http
-            .get(format!("http://{addr}/v1/status"))
+            .get(self.links.url(addr, "/v1/status"))
             .header(cluster_auth::HEADER, self.signer.sign("GET", "/v1/status", jadfs_common::now_ms() / 1000))
             .timeout(CALL_TIMEOUT)
             .send()
@@ -204,7 +202,7 @@ impl MetaClient {
             attempt += 1;
             let request = self
                 .http
-                .post(format!("http://{addr}{path}"))
+                .post(self.links.url(&addr, path))
                 .header(cluster_auth::HEADER, self.signer.sign("POST", path, jadfs_common::now_ms() / 1000))
                 .json(body)
                 .timeout(timeout);

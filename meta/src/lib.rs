@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use jadfs_common::cluster_auth::{ClusterKey, Signer, Verifier};
+use jadfs_common::links::Links;
 use openraft::{BasicNode, SnapshotPolicy};
 
 pub use api::{Command, CommandResult, MetaError, Query, QueryResult};
 pub use client::MetaClient;
 
 /// Settings of one meta node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MetaConfig {
     pub node_id: u64,
     pub listen: SocketAddr,
@@ -45,6 +46,10 @@ pub struct MetaConfig {
     /// The cluster secret's keys: every request to this node must prove it,
     /// and this node proves it to its peers and storage nodes.
     pub cluster_key: Arc<ClusterKey>,
+    /// How this node reaches peers and storage nodes (plain or TLS).
+    pub links: Links,
+    /// Serve TLS with this configuration (`--internal-tls-*`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A started meta node.
@@ -82,11 +87,12 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
     let log = log_store.clone();
     let signer = Arc::new(Signer::new(config.cluster_key.clone()));
-    let network = network::HttpNetwork::new(signer.clone());
+    let network = network::HttpNetwork::new(signer.clone(), &config.links);
     let raft = api::Raft::new(config.node_id, raft_config, network, log_store, state_machine).await?;
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
-    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer));
+    let links = config.links.clone();
+    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer, links));
     let writes = batch::WriteBatcher::start(raft.clone());
     let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
     let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));
@@ -100,8 +106,11 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     .on_connect(set_nodelay)
     .workers(2)
     .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
+    .shutdown_timeout(5);
+    let server = match &config.tls {
+        Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+        None => server.listen(listener)?,
+    }
     .run();
 
     if config.bootstrap && !raft.is_initialized().await? {
@@ -127,7 +136,12 @@ pub fn default_listen() -> SocketAddr {
 /// Turns off Nagle's algorithm on an accepted connection, so a small answer
 /// is not held back until the peer's delayed ACK.
 fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use actix_web::rt::net::TcpStream;
+    let tcp = connection
+        .downcast_ref::<TcpStream>()
+        .or_else(|| connection.downcast_ref::<TlsStream<TcpStream>>().map(|tls| tls.get_ref().0));
+    if let Some(tcp) = tcp {
         let _ = tcp.set_nodelay(true);
     }
 }

@@ -1,9 +1,9 @@
 //! Raft RPCs between meta nodes over HTTP (JSON bodies).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::links::Links;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -20,16 +20,13 @@ use crate::api::{SnapshotPiece, TypeConfig};
 pub struct HttpNetwork {
     http: reqwest::Client,
     signer: Arc<Signer>,
+    links: Links,
 }
 
 impl HttpNetwork {
-    pub fn new(signer: Arc<Signer>) -> HttpNetwork {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("a plain HTTP client always builds");
-        HttpNetwork { http, signer }
+    pub fn new(signer: Arc<Signer>, links: &Links) -> HttpNetwork {
+        let http = links.client().build().expect("an HTTP client with a parsed CA always builds");
+        HttpNetwork { http, signer, links: links.clone() }
     }
 }
 
@@ -37,7 +34,12 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
-        PeerConnection { http: self.http.clone(), signer: self.signer.clone(), target, addr: node.addr.clone() }
+        PeerConnection {
+            http: self.http.clone(),
+            signer: self.signer.clone(),
+            url: self.links.url(&node.addr, ""),
+            target,
+        }
     }
 }
 
@@ -45,7 +47,8 @@ pub struct PeerConnection {
     http: reqwest::Client,
     signer: Arc<Signer>,
     target: u64,
-    addr: String,
+    /// The peer's base URL (scheme and address).
+    url: String,
 }
 
 impl PeerConnection {
@@ -78,7 +81,7 @@ impl PeerConnection {
         let path = format!("/raft/{path}");
         let request = self
             .http
-            .post(format!("http://{}{path}", self.addr))
+            .post(format!("{}{path}", self.url))
             .header(cluster_auth::HEADER, self.signer.sign("POST", &path, jadfs_common::now_ms() / 1000))
             .timeout(option.hard_ttl())
             .header(reqwest::header::CONTENT_TYPE, content_type)

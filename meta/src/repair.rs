@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::links::Links;
 use jadfs_common::node::ReplicateTo;
 use jadfs_common::{ChunkId, NodeId};
 
@@ -24,8 +25,14 @@ const REPAIR_CONCURRENCY: usize = 4;
 /// Queues the chunks of nodes that died, then works through the repair
 /// queue oldest first, asking a node holding each chunk to copy it to the
 /// chosen new holder (bytes go node to node, never through here).
-pub async fn run_repairer(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>, signer: Arc<Signer>) {
-    let copier = Copier::new(signer);
+pub async fn run_repairer(
+    raft: Raft,
+    readers: Arc<ReadPool>,
+    liveness: Arc<Liveness>,
+    signer: Arc<Signer>,
+    links: Links,
+) {
+    let copier = Copier::new(signer, links);
     let mut queued_dead: HashSet<NodeId> = HashSet::new();
     // Where the last pass stopped: chunks that cannot be repaired yet (no
     // live holder) never keep the ones behind them waiting.
@@ -153,17 +160,13 @@ async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {
 struct Copier {
     http: reqwest::Client,
     signer: Arc<Signer>,
+    links: Links,
 }
 
 impl Copier {
-    fn new(signer: Arc<Signer>) -> Copier {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(600))
-            .build()
-            .expect("a plain HTTP client always builds");
-        Copier { http, signer }
+    fn new(signer: Arc<Signer>, links: Links) -> Copier {
+        let http = links.client().timeout(Duration::from_secs(600)).build().expect("an HTTP client always builds");
+        Copier { http, signer, links }
     }
 
     /// Has the node at `source` push `chunk` to the registered node `target`
@@ -172,7 +175,7 @@ impl Copier {
     async fn copy(&self, source: &str, chunk: &ChunkId, target: NodeId) -> reqwest::Result<reqwest::Response> {
         let path = format!("/v1/chunks/{chunk}/replicate");
         self.http
-            .post(format!("http://{source}{path}"))
+            .post(self.links.url(source, &path))
             .header(cluster_auth::HEADER, self.signer.sign("POST", &path, jadfs_common::now_ms() / 1000))
             .json(&ReplicateTo { to: target })
             .send()

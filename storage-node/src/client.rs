@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::links::Links;
 use jadfs_common::node::{ChunkInfo, ChunkPutResponse, NodeStats, PutMessage};
 use jadfs_common::ChunkId;
 use tokio::sync::mpsc;
@@ -49,27 +50,25 @@ pub struct StorageClient {
     http: reqwest::Client,
     /// Proves the cluster secret on every request.
     signer: Arc<Signer>,
+    links: Links,
     /// Address → store of the storage nodes running in this process.
     local: Arc<HashMap<String, Arc<ChunkStore>>>,
 }
 
 impl StorageClient {
-    pub fn new(signer: Arc<Signer>) -> StorageClient {
-        StorageClient::with_local(Vec::new(), signer)
+    pub fn new(signer: Arc<Signer>, links: &Links) -> StorageClient {
+        StorageClient::with_local(Vec::new(), signer, links)
     }
 
     /// A client that reaches the nodes listening at these addresses through
     /// their stores.
-    pub fn with_local(stores: Vec<(String, Arc<ChunkStore>)>, signer: Arc<Signer>) -> StorageClient {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
+    pub fn with_local(stores: Vec<(String, Arc<ChunkStore>)>, signer: Arc<Signer>, links: &Links) -> StorageClient {
+        let http = links
+            .client()
             .pool_idle_timeout(Duration::from_secs(60))
-            // Nodes are on the same network: a connection that takes longer
-            // than this is to a node that is down or cut off.
-            .connect_timeout(Duration::from_secs(2))
             .build()
-            .expect("a plain HTTP client always builds");
-        StorageClient { http, signer, local: Arc::new(stores.into_iter().collect()) }
+            .expect("an HTTP client with a parsed CA always builds");
+        StorageClient { http, signer, links: links.clone(), local: Arc::new(stores.into_iter().collect()) }
     }
 
     /// Stores one chunk from `pieces`, which must end with its [`Trailer`]
@@ -166,7 +165,7 @@ impl StorageClient {
     /// A request to `path` (with its query) of the node at `addr`, signed.
     fn request(&self, method: reqwest::Method, addr: &str, path: &str) -> reqwest::RequestBuilder {
         let proof = self.signer.sign(method.as_str(), path, jadfs_common::now_ms() / 1000);
-        self.http.request(method, format!("http://{addr}{path}")).header(cluster_auth::HEADER, proof)
+        self.http.request(method, self.links.url(addr, path)).header(cluster_auth::HEADER, proof)
     }
 
     async fn send(&self, addr: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, App, HttpServer};
 use jadfs_common::cluster_auth::{ClusterKey, Signer, Verifier};
+use jadfs_common::links::Links;
 use jadfs_common::NodeId;
 
 pub use store::ChunkStore;
@@ -34,6 +35,10 @@ pub struct StorageNodeConfig {
     /// Where the other registered nodes are: a repair copies only to one of
     /// them. None (a node outside a cluster): no copies.
     pub directory: Option<Arc<dyn Directory>>,
+    /// How this node reaches the nodes it copies to (plain or TLS).
+    pub links: Links,
+    /// Serve TLS with this configuration (`--internal-tls-*`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The storage nodes registered in the cluster, as the meta service lists them.
@@ -57,8 +62,8 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
     let addr = listener.local_addr()?;
     let data = web::Data::new(store.clone());
     let signer = Arc::new(Signer::new(config.cluster_key.clone()));
-    let peers =
-        web::Data::new(http::Peers { client: client::StorageClient::new(signer), directory: config.directory.clone() });
+    let client = client::StorageClient::new(signer, &config.links);
+    let peers = web::Data::new(http::Peers { client, directory: config.directory.clone() });
     let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));
     let server = HttpServer::new(move || {
         App::new()
@@ -71,8 +76,11 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
     .on_connect(set_nodelay)
     .workers(config.workers)
     .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
+    .shutdown_timeout(5);
+    let server = match &config.tls {
+        Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+        None => server.listen(listener)?,
+    }
     .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");
     Ok(RunningNode { addr, store, server })
@@ -82,7 +90,12 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
 /// headers and first body bytes are separate small writes, and Nagle would
 /// hold the second until the peer's delayed ACK (40 ms).
 pub fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use actix_web::rt::net::TcpStream;
+    let tcp = connection
+        .downcast_ref::<TcpStream>()
+        .or_else(|| connection.downcast_ref::<TlsStream<TcpStream>>().map(|tls| tls.get_ref().0));
+    if let Some(tcp) = tcp {
         let _ = tcp.set_nodelay(true);
     }
 }

@@ -22,14 +22,21 @@ struct SmallCluster {
 
 impl SmallCluster {
     async fn start() -> SmallCluster {
-        let dir = tempfile::tempdir().unwrap();
+        SmallCluster::start_with(tempfile::tempdir().unwrap(), &[]).await
+    }
+
+    /// In `dir`, every process started with the arguments `extra` too.
+    async fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> SmallCluster {
         let meta_dir = dir.path().join("meta").to_string_lossy().into_owned();
-        let meta = Process::start(
-            &["meta", "--node-id", "1", "--listen", "127.0.0.1:0", "--data-dir", &meta_dir, "--bootstrap"],
-            &dir.path().join("meta.log"),
-        );
-        let node = start_storage_node(dir.path(), "node", &meta.addr, None);
-        let gateway = start_gateway(dir.path(), "gateway", &meta.addr, &[]);
+        let mut args =
+            vec!["meta", "--node-id", "1", "--listen", "127.0.0.1:0", "--data-dir", &meta_dir, "--bootstrap"];
+        args.extend(extra);
+        let meta = Process::start(&args, &dir.path().join("meta.log"));
+        let node_dir = dir.path().join("node").to_string_lossy().into_owned();
+        let mut args = vec!["storage-node", "--listen", "127.0.0.1:0", "--data-dir", &node_dir, "--meta", &meta.addr];
+        args.extend(extra);
+        let node = Process::start(&args, &dir.path().join("node.log"));
+        let gateway = start_gateway(dir.path(), "gateway", &meta.addr, extra);
         let s3 = client_for(&gateway.addr, ACCESS_KEY, SECRET_KEY);
         wait_until("the gateway serves", Duration::from_secs(30), || async { s3.list_buckets().send().await.is_ok() })
             .await;
@@ -350,4 +357,60 @@ async fn repairs_copy_only_to_registered_nodes() {
     assert_eq!(free_form.unwrap().status(), 400);
     let unknown = internal.request(Method::POST, &url).json(&serde_json::json!({"to": 424242})).send().await;
     assert_eq!(unknown.unwrap().status(), 400);
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, made with the openssl CLI: (ca, cert, key).
+fn internal_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl").args(args).output().expect("openssl runs");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (ca, ca_key, cert, key, csr) =
+        (path("ca.pem"), path("ca.key"), path("node.pem"), path("node.key"), path("node.csr"));
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", "/CN=jadfs test CA"]]
+            .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]].concat());
+    let ext = path("san.cnf");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (ca, cert, key)
+}
+
+#[tokio::test]
+async fn internal_links_can_run_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = internal_certificates(dir.path());
+    let tls = ["--internal-tls-cert", &cert, "--internal-tls-key", &key, "--internal-tls-ca", &ca];
+    let cluster = SmallCluster::start_with(dir, &tls).await;
+    admin_at(&cluster.endpoint(), &["replication", "set", "sync", "--copies", "1", "--write-quorum", "1"]);
+    let s3 = client_for(&cluster.endpoint(), ACCESS_KEY, SECRET_KEY);
+    s3.create_bucket().bucket("tls").send().await.unwrap();
+    let data = random_bytes(300_000, 13);
+    s3.put_object().bucket("tls").key("k").body(ByteStream::from(data.clone())).send().await.unwrap();
+    let back = s3.get_object().bucket("tls").key("k").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(back.into_bytes().to_vec(), data);
+    // The internal ports speak nothing but TLS.
+    for addr in [&cluster.meta.addr, &cluster.node.addr] {
+        assert!(reqwest::get(format!("http://{addr}/health")).await.is_err(), "{addr} answered plain HTTP");
+    }
 }

@@ -196,7 +196,7 @@ impl Internal {
 /// A meta client proving the tests' cluster secret.
 pub fn meta_client(addrs: Vec<String>) -> jadfs_meta::MetaClient {
     let key = Arc::new(ClusterKey::from_secret(CLUSTER_SECRET).expect("a long enough secret"));
-    jadfs_meta::MetaClient::new(addrs, Arc::new(Signer::new(key)))
+    jadfs_meta::MetaClient::new(addrs, Arc::new(Signer::new(key)), &jadfs_common::links::Links::plain())
 }
 
 pub fn sha256(data: &[u8]) -> String {
