@@ -1,8 +1,9 @@
 //! Types that cross a wire or a disk between JaDFS roles: chunk IDs, object
 //! manifests, ETags and checksums, and the storage node's messages. The
 //! meta service's own commands and queries live in `jadfs_meta::api`.
-//! No I/O here, but for `links`: the HTTP clients roles reach each other
-//! with, and the TLS files they read.
+//! No I/O here, but for `links` (the HTTP clients roles reach each other
+//! with, and the TLS files they read) and `serve` (what the internal
+//! servers share).
 
 pub mod checksum;
 pub mod cluster_auth;
@@ -10,6 +11,7 @@ pub mod etag;
 pub mod links;
 pub mod node;
 pub mod sealed;
+pub mod serve;
 
 use std::fmt;
 use std::str::FromStr;

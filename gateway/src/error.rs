@@ -98,6 +98,9 @@ impl std::fmt::Display for Code {
 pub struct S3Error {
     pub code: Code,
     pub message: String,
+    /// The region the request should have been signed for, shown as AWS
+    /// does (clients such as s3cmd read it and sign again).
+    region: Option<String>,
     /// What went wrong inside, for the log only: never shown to the client.
     cause: Option<String>,
 }
@@ -111,12 +114,18 @@ impl From<Code> for S3Error {
 impl S3Error {
     /// The error with AWS's default message.
     pub fn new(code: Code) -> S3Error {
-        S3Error { code, message: code.message().to_string(), cause: None }
+        S3Error { code, message: code.message().to_string(), region: None, cause: None }
     }
 
     /// The same error with a more specific message.
     pub fn with_message(mut self, message: impl Into<String>) -> S3Error {
         self.message = message.into();
+        self
+    }
+
+    /// The same error naming the region the request should have used.
+    pub fn with_region(mut self, region: &str) -> S3Error {
+        self.region = Some(region.to_string());
         self
     }
 
@@ -156,6 +165,9 @@ impl S3Error {
         xml.open("Error");
         xml.element("Code", self.code.as_str());
         xml.element("Message", &self.message);
+        if let Some(region) = &self.region {
+            xml.element("Region", region);
+        }
         xml.element("Resource", resource);
         xml.element("RequestId", request_id);
         xml.close("Error");

@@ -8,7 +8,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use jadfs_common::cluster_auth::{self, Verifier};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::api::*;
@@ -47,19 +46,9 @@ pub async fn require_cluster_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let checked = match req.app_data::<web::Data<Verifier>>() {
-        _ if req.path() == "/health" => Ok(()),
-        Some(verifier) => {
-            let header = req.headers().get(cluster_auth::HEADER).and_then(|v| v.to_str().ok());
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            verifier.check(req.method().as_str(), path, header, jadfs_common::now_ms() / 1000)
-        }
-        None => Err(cluster_auth::AuthError::Missing),
-    };
-    match checked {
+    match jadfs_common::serve::check_cluster_auth(&req) {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(e) => {
-            tracing::warn!(peer = ?req.peer_addr(), path = req.path(), error = %e, "refused an internal request");
             let refusal: Result<(), MetaError> = Err(MetaError::Unauthorized(e.to_string()));
             Ok(req.into_response(HttpResponse::Unauthorized().json(refusal)).map_into_right_body())
         }

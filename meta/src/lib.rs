@@ -103,7 +103,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
             .wrap(actix_web::middleware::from_fn(http::require_cluster_auth))
             .configure(http::configure)
     })
-    .on_connect(set_nodelay)
+    .on_connect(jadfs_common::serve::set_nodelay)
     .workers(2)
     .disable_signals()
     .shutdown_timeout(5);
@@ -131,17 +131,4 @@ pub async fn wait_for_leader(raft: &api::Raft, timeout: Duration) -> anyhow::Res
 /// The address a meta node listens on when none is given.
 pub fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9100))
-}
-
-/// Turns off Nagle's algorithm on an accepted connection, so a small answer
-/// is not held back until the peer's delayed ACK.
-fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    use actix_tls::accept::rustls_0_23::TlsStream;
-    use actix_web::rt::net::TcpStream;
-    let tcp = connection
-        .downcast_ref::<TcpStream>()
-        .or_else(|| connection.downcast_ref::<TlsStream<TcpStream>>().map(|tls| tls.get_ref().0));
-    if let Some(tcp) = tcp {
-        let _ = tcp.set_nodelay(true);
-    }
 }

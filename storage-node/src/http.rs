@@ -18,7 +18,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use jadfs_common::cluster_auth::{self, Verifier};
 use jadfs_common::node::ReplicateTo;
 use jadfs_common::node::{ChunkPutResponse, NodeStats, PutMessage};
 use jadfs_common::ChunkId;
@@ -117,19 +116,9 @@ pub async fn require_cluster_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let checked = match req.app_data::<web::Data<Verifier>>() {
-        _ if req.path() == "/health" => Ok(()),
-        Some(verifier) => {
-            let header = req.headers().get(cluster_auth::HEADER).and_then(|v| v.to_str().ok());
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            verifier.check(req.method().as_str(), path, header, jadfs_common::now_ms() / 1000)
-        }
-        None => Err(cluster_auth::AuthError::Missing),
-    };
-    match checked {
+    match jadfs_common::serve::check_cluster_auth(&req) {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(e) => {
-            tracing::warn!(peer = ?req.peer_addr(), path = req.path(), error = %e, "refused an internal request");
             let response = NodeError::Unauthorized(e.to_string()).error_response();
             Ok(req.into_response(response).map_into_right_body())
         }

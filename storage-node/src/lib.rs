@@ -73,7 +73,7 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
             .wrap(actix_web::middleware::from_fn(http::require_cluster_auth))
             .configure(http::configure)
     })
-    .on_connect(set_nodelay)
+    .on_connect(jadfs_common::serve::set_nodelay)
     .workers(config.workers)
     .disable_signals()
     .shutdown_timeout(5);
@@ -84,20 +84,6 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
     .run();
     tracing::info!(node_id = store.node_id(), %addr, data_dir = %config.data_dir.display(), "storage node started");
     Ok(RunningNode { addr, store, server })
-}
-
-/// Turns off Nagle's algorithm on an accepted connection: a response's
-/// headers and first body bytes are separate small writes, and Nagle would
-/// hold the second until the peer's delayed ACK (40 ms).
-pub fn set_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    use actix_tls::accept::rustls_0_23::TlsStream;
-    use actix_web::rt::net::TcpStream;
-    let tcp = connection
-        .downcast_ref::<TcpStream>()
-        .or_else(|| connection.downcast_ref::<TlsStream<TcpStream>>().map(|tls| tls.get_ref().0));
-    if let Some(tcp) = tcp {
-        let _ = tcp.set_nodelay(true);
-    }
 }
 
 /// Crash injection for tests: when `JADFS_FAILPOINT` names this point, the

@@ -164,19 +164,6 @@ async fn everything_the_server_keeps_is_its_own_alone() {
     }
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_key_made_again_under_the_same_id_is_another_key() {
     let server = Server::start();
@@ -247,6 +234,9 @@ async fn unsigned_amz_headers_and_foreign_regions_are_refused() {
     assert_eq!(err.code(), Some("AuthorizationHeaderMalformed"));
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 400);
     assert!(err.message().unwrap_or_default().contains("eu-west-1"));
+    // The error names our region, as AWS's does: s3cmd reads it and signs again.
+    let body = err.raw_response().unwrap().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+    assert!(body.contains("<Region>us-east-1</Region>"), "{body}");
 }
 
 #[tokio::test]

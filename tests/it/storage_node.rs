@@ -2,14 +2,14 @@
 //! between write and rename leave nothing visible, ranges, reconciliation.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::common::{random_bytes, sha256, Internal, CLUSTER_SECRET};
+use crate::common::{files_under, random_bytes, sha256, Internal, CLUSTER_SECRET};
 
 struct Node {
     child: Child,
@@ -66,21 +66,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                out.extend(files_under(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test]

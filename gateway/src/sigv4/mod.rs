@@ -214,10 +214,12 @@ fn verify_header(
 ) -> Result<Verified, S3Error> {
     let auth = parse_auth_header(auth)?;
     if auth.scope.region != region {
-        return Err(S3Error::new(Code::AuthorizationHeaderMalformed).with_message(format!(
-            "The authorization header is malformed; the region '{}' is wrong; expecting '{region}'",
-            auth.scope.region
-        )));
+        return Err(S3Error::new(Code::AuthorizationHeaderMalformed)
+            .with_message(format!(
+                "The authorization header is malformed; the region '{}' is wrong; expecting '{region}'",
+                auth.scope.region
+            ))
+            .with_region(region));
     }
     let secret = secret_of(&auth.scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
@@ -284,10 +286,12 @@ fn verify_presigned(
     }
     let scope = Scope::parse(get("X-Amz-Credential").ok_or_else(|| malformed("X-Amz-Credential"))?)?;
     if scope.region != region {
-        return Err(S3Error::new(Code::AuthorizationQueryParametersError).with_message(format!(
-            "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
-            scope.region
-        )));
+        return Err(S3Error::new(Code::AuthorizationQueryParametersError)
+            .with_message(format!(
+                "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
+                scope.region
+            ))
+            .with_region(region));
     }
     let secret = secret_of(&scope.access_key).ok_or(Code::InvalidAccessKeyId)?;
     let amz_date = get("X-Amz-Date").ok_or_else(|| malformed("X-Amz-Date"))?;
@@ -344,10 +348,12 @@ pub fn verify_post_policy(
         PostSignature::V4 { credential, signature } => {
             let scope = Scope::parse(credential)?;
             if scope.region != region {
-                return Err(S3Error::new(Code::AuthorizationQueryParametersError).with_message(format!(
-                    "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
-                    scope.region
-                )));
+                return Err(S3Error::new(Code::AuthorizationQueryParametersError)
+                    .with_message(format!(
+                        "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{region}'",
+                        scope.region
+                    ))
+                    .with_region(region));
             }
             let expected = sign_string(&signing_key(secret, &scope), policy_b64);
             check_signature(&expected, &signature.to_ascii_lowercase())

@@ -199,6 +199,22 @@ pub fn meta_client(addrs: Vec<String>) -> jadfs_meta::MetaClient {
     jadfs_meta::MetaClient::new(addrs, Arc::new(Signer::new(key)), &jadfs_common::links::Links::plain())
 }
 
+/// Every file under `dir`, at any depth; none if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 pub fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
