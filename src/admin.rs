@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
+use jadfs_gateway::admin::NodeScrub;
 use jadfs_gateway::sigv4::{self, RequestParts};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +55,9 @@ enum AdminCommand {
     Meta(MetaArgs),
     /// Storage nodes, their state (alive, suspect, dead) and space, and the repair backlog.
     Nodes,
+    /// The scrubbers, which re-read and check every chunk of each storage node.
+    #[command(subcommand)]
+    Scrub(ScrubCommand),
     /// How new chunks are replicated, for the cluster or one bucket.
     #[command(subcommand)]
     Replication(ReplicationCommand),
@@ -107,6 +111,24 @@ enum MetaCommand {
     Promote { node_id: u64 },
     /// Remove a node from the cluster.
     Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum ScrubCommand {
+    /// Start a pass now (on every node, or one), unless one is under way.
+    Start(ScrubTarget),
+    /// Progress of the current pass and what the last one found.
+    Status(ScrubTarget),
+}
+
+#[derive(Args)]
+struct ScrubTarget {
+    /// Only this storage node.
+    #[arg(long)]
+    node: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -239,9 +261,55 @@ write quorum: {}",
             };
             client.call("PUT", &replication_path(&bucket), Some(body)).await?;
         }
+        AdminCommand::Scrub(command) => {
+            let (method, target) = match command {
+                ScrubCommand::Start(target) => ("POST", target),
+                ScrubCommand::Status(target) => ("GET", target),
+            };
+            let path = match target.node {
+                Some(node) => format!("/-/admin/scrub?node={node}"),
+                None => "/-/admin/scrub".to_string(),
+            };
+            let report: Vec<NodeScrub> = client.call(method, &path, None).await?.json().await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_scrub_report(&report);
+            }
+        }
         AdminCommand::Meta(_) => unreachable!("answered above"),
     }
     Ok(())
+}
+
+fn print_scrub_report(report: &[NodeScrub]) {
+    println!("{:<20} {:<8} {:>9} {:>10} {:>6} {:>9}  last pass", "node", "state", "progress", "MiB/s", "bad", "chunks");
+    let when = |ms: Option<i64>| {
+        ms.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into())
+    };
+    for node in report {
+        let Some(s) = &node.scrub else {
+            println!("{:<20} unreachable: {}", node.node, node.error.as_deref().unwrap_or("?"));
+            continue;
+        };
+        let progress = match (s.running, s.pass_total_bytes) {
+            (false, _) => "-".to_string(),
+            (true, 0) => "0%".to_string(),
+            (true, total) => format!("{:.1}%", 100.0 * s.checked_bytes.min(total) as f64 / total as f64),
+        };
+        println!(
+            "{:<20} {:<8} {:>9} {:>10.1} {:>6} {:>9}  {} ({} bad of {} chunks)",
+            node.node,
+            if s.running { "running" } else { "idle" },
+            progress,
+            s.rate_bytes_per_s as f64 / (1 << 20) as f64,
+            s.bad_copies,
+            s.checked_chunks,
+            when(s.last_completed_ms),
+            s.last_pass_bad_copies,
+            s.last_pass_chunks,
+        );
+    }
 }
 
 fn replication_path(bucket: &Option<String>) -> String {

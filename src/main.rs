@@ -101,6 +101,25 @@ struct ServerArgs {
     /// Folder holding all data: metadata, chunks of the three storage nodes, credentials.
     #[arg(long, env = "JADFS_DATA_DIR", default_value = "./jadfs-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    scrub: ScrubArgs,
+}
+
+/// How a storage node's scrubber re-reads its chunks.
+#[derive(Args)]
+struct ScrubArgs {
+    /// Rate limit of the scrubber (re-reading and checking every chunk), in
+    /// MiB/s per node. Default: whatever reads all a node holds in 6 days,
+    /// at least 1 MiB/s.
+    #[arg(long, env = "JADFS_SCRUB_RATE", value_parser = positive_rate)]
+    scrub_rate: Option<f64>,
+}
+
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{value:?} is not a positive number of MiB/s")),
+    }
 }
 
 #[derive(Args)]
@@ -167,6 +186,8 @@ struct StorageNodeArgs {
     /// Largest chunk accepted, in bytes.
     #[arg(long, env = "JADFS_MAX_CHUNK_SIZE", default_value_t = 1 << 30)]
     max_chunk_size: u64,
+    #[command(flatten)]
+    scrub: ScrubArgs,
 }
 
 #[derive(Args)]

@@ -61,6 +61,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             directory: Some(Arc::new(MetaDirectory::new(meta_client.clone()))),
             links: Links::plain(),
             tls: None,
+            scrub_rate: args.scrub.scrub_rate,
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
         tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
@@ -168,6 +169,7 @@ pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
         directory: meta.clone().map(|meta| Arc::new(MetaDirectory::new(meta)) as Arc<dyn Directory>),
         links,
         tls,
+        scrub_rate: args.scrub.scrub_rate,
     })?;
     let addr = args.advertise.unwrap_or_else(|| node.addr.to_string());
     if let Some(meta) = meta {
@@ -233,21 +235,36 @@ async fn register_storage_node(
 }
 
 /// Tells the meta leader every few seconds that this node lives and how
-/// much space it has (outside the Raft log); registers again if the
-/// cluster has forgotten the node.
+/// much space it has (outside the Raft log), registering again if the
+/// cluster has forgotten the node; and reports the copies it lost.
 async fn send_heartbeats(meta: Arc<MetaClient>, store: Arc<ChunkStore>, addr: String, zone: Option<String>) {
     loop {
         tokio::time::sleep(jadfs_meta::nodes::HEARTBEAT_INTERVAL).await;
         let (free_bytes, capacity_bytes) = store.disk_space();
         let beat = Heartbeat { id: store.node_id(), free_bytes, capacity_bytes };
         let outcome = match meta.heartbeat(&beat).await {
-            Ok(true) => Ok(()),
+            Ok(true) => report_lost_copies(&meta, &store).await,
             Ok(false) => register_storage_node(&meta, &store, &addr, zone.clone()).await,
             Err(e) => Err(e.into()),
         };
         if let Err(e) = outcome {
             tracing::warn!(error = %e, "storage node heartbeat failed; will retry");
         }
+    }
+}
+
+/// Tells meta (through Raft) of the copies this node found gone or bad, so
+/// they are made again elsewhere; each is forgotten here once meta knows.
+async fn report_lost_copies(meta: &MetaClient, store: &Arc<ChunkStore>) -> anyhow::Result<()> {
+    loop {
+        let lost = store.lost(1000)?;
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let command = Command::CopiesLost { node: store.node_id(), chunks: lost.clone() };
+        meta.write(&command).await.context("reporting lost copies")?;
+        tracing::warn!(copies = lost.len(), "reported lost copies to meta");
+        store.reported(&lost)?;
     }
 }
 

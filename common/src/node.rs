@@ -60,8 +60,39 @@ pub struct ReconcileReport {
     pub adopted: Vec<ChunkId>,
     /// Files in the chunk folders that are not valid chunks: moved to quarantine.
     pub quarantined: Vec<String>,
-    /// Indexed chunks whose file is gone: removed from the index.
+    /// Indexed chunks whose file is gone: noted lost, for meta to re-make.
     pub missing: Vec<ChunkId>,
+    /// Indexed chunks whose file no longer matches its id: quarantined and
+    /// noted lost.
+    #[serde(default)]
+    pub corrupt: Vec<ChunkId>,
+}
+
+/// Where a storage node's scrubber is: it re-reads every chunk it holds,
+/// checking each block, at a rate limit, pass after pass.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScrubStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// When the current (or last) pass began.
+    pub pass_started_ms: Option<i64>,
+    /// The last chunk the current pass checked: it resumes after it, also
+    /// after a restart.
+    pub cursor: Option<ChunkId>,
+    /// What the current pass has checked so far, and of how many bytes held
+    /// when it began.
+    pub checked_chunks: u64,
+    pub checked_bytes: u64,
+    pub pass_total_bytes: u64,
+    /// Copies found bad or gone by the current pass (quarantined and
+    /// reported, to be made again).
+    pub bad_copies: u64,
+    /// The last pass that completed: when it ended, and what it found.
+    pub last_completed_ms: Option<i64>,
+    pub last_pass_chunks: u64,
+    pub last_pass_bad_copies: u64,
+    /// The rate limit in force, bytes per second.
+    pub rate_bytes_per_s: u64,
 }
 
 /// A storage node's counters.
@@ -81,8 +112,9 @@ pub struct ChunkInfo {
     pub id: ChunkId,
     pub size: u64,
     pub stored_at_ms: i64,
-    /// CRC32C of the bytes, recorded when the chunk was written; whole reads
-    /// are checked against it. None for chunks indexed before it was kept.
+    /// CRC32C of the bytes, recorded when the chunk was written (reads check
+    /// each block against its own). None only for a chunk indexed before
+    /// it was kept, until its node computes it.
     #[serde(default)]
     pub crc32c: Option<u32>,
 }

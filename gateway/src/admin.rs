@@ -7,10 +7,12 @@
 //! - `GET|PUT /-/admin/replication`, `GET|PUT /-/admin/buckets/{bucket}/replication`
 //!   (`{"mode": "sync"|"async", "copies", "write_quorum"}`; PUT `null` on a bucket: back to the default)
 //! - `GET /-/admin/nodes`: storage nodes with their state, and the repair queue's length
+//! - `GET /-/admin/scrub[?node=N]`: each storage node's scrubber; `POST` starts a pass now
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use jadfs_common::node::ScrubStatus;
 use jadfs_meta::api::{AccessKey, Permission, Replication, StorageNodeInfo};
 use jadfs_meta::Command;
 use serde::{Deserialize, Serialize};
@@ -30,7 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/-/admin/replication", web::put().to(set_replication))
         .route("/-/admin/buckets/{bucket}/replication", web::get().to(get_replication))
         .route("/-/admin/buckets/{bucket}/replication", web::put().to(set_replication))
-        .route("/-/admin/nodes", web::get().to(list_nodes));
+        .route("/-/admin/nodes", web::get().to(list_nodes))
+        .route("/-/admin/scrub", web::get().to(scrub))
+        .route("/-/admin/scrub", web::post().to(scrub));
 }
 
 type Gw = web::Data<Arc<Gateway>>;
@@ -217,6 +221,52 @@ async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
         let nodes = gw.storage_nodes(true).await?;
         let stats = gw.meta.stats().await?;
         Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue }))
+    }
+    .await;
+    respond(&req, result)
+}
+
+/// One storage node's scrubber, or why it could not be asked.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct NodeScrub {
+    pub node: jadfs_common::NodeId,
+    pub addr: String,
+    pub scrub: Option<ScrubStatus>,
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NodeQuery {
+    node: Option<jadfs_common::NodeId>,
+}
+
+/// The scrubbers of every registered node (or of `?node=N`): GET shows
+/// them, POST starts a pass now on each.
+async fn scrub(req: HttpRequest, gw: Gw, query: web::Query<NodeQuery>) -> HttpResponse {
+    let start = req.method() == actix_web::http::Method::POST;
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        let nodes: Vec<StorageNodeInfo> =
+            gw.storage_nodes(true).await?.into_iter().filter(|n| query.node.is_none_or(|id| id == n.id)).collect();
+        if let (Some(id), true) = (query.node, nodes.is_empty()) {
+            return Err(
+                S3Error::new(Code::InvalidArgument).with_message(format!("No storage node {id} is registered."))
+            );
+        }
+        let asked = nodes.iter().map(|n| gw.storage.scrub(&n.addr, start));
+        let answers = futures_util::future::join_all(asked).await;
+        let report: Vec<NodeScrub> = nodes
+            .into_iter()
+            .zip(answers)
+            .map(|(n, answer)| {
+                let (scrub, error) = match answer {
+                    Ok(status) => (Some(status), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                NodeScrub { node: n.id, addr: n.addr, scrub, error }
+            })
+            .collect();
+        Ok(HttpResponse::Ok().json(report))
     }
     .await;
     respond(&req, result)

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use jadfs_common::cluster_auth::{self, Signer};
 use jadfs_common::links::Links;
-use jadfs_common::node::{ChunkInfo, ChunkPutResponse, NodeStats, PutMessage};
+use jadfs_common::node::{ChunkInfo, ChunkPutResponse, NodeStats, PutMessage, ScrubStatus};
 use jadfs_common::ChunkId;
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
-use crate::store::{receive_chunk, spawn_reader, ChunkStore, ReadCheck, WriteCheck};
+use crate::store::{read_stream, receive_chunk, ChunkStore, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,7 +33,8 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            ClientError::Status { status: 404, .. } | ClientError::Local { source: StoreError::NotFound, .. }
+            ClientError::Status { status: 404, .. }
+                | ClientError::Local { source: StoreError::NotFound | StoreError::FileGone, .. }
         )
     }
 }
@@ -122,9 +123,13 @@ impl StorageClient {
         if let Some(store) = self.local.get(addr).cloned() {
             let local = move |source| ClientError::Local { addr: owned_addr.clone(), source };
             let id = *id;
-            let opened = tokio::task::spawn_blocking(move || store.open_chunk(&id)).await;
-            let (file, info) = opened.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(&local)?;
-            let mut rx = spawn_reader(file, id, ReadCheck::for_chunk(&info), range);
+            let opener = store.clone();
+            let opened = tokio::task::spawn_blocking(move || opener.open_chunk(&id)).await;
+            let chunk = opened.map_err(|e| local(StoreError::Io(std::io::Error::other(e))))?.map_err(&local)?;
+            if range.is_some_and(|(start, end)| start > end || end >= chunk.info.size) {
+                return Err(local(StoreError::Io(std::io::Error::other("range outside the chunk"))));
+            }
+            let mut rx = read_stream(store, chunk, range).await.map_err(&local)?;
             let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
             return Ok(Box::pin(stream.map_err(move |e| local(StoreError::Io(e)))));
         }
@@ -159,6 +164,13 @@ impl StorageClient {
 
     pub async fn stats(&self, addr: &str) -> Result<NodeStats, ClientError> {
         let response = self.send(addr, self.request(reqwest::Method::GET, addr, "/v1/stats")).await?;
+        response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
+    }
+
+    /// The node's scrubber: where it is, or (with `start`) after starting a pass now.
+    pub async fn scrub(&self, addr: &str, start: bool) -> Result<ScrubStatus, ClientError> {
+        let method = if start { reqwest::Method::POST } else { reqwest::Method::GET };
+        let response = self.send(addr, self.request(method, addr, "/v1/scrub")).await?;
         response.json().await.map_err(|source| ClientError::Transport { addr: addr.into(), source })
     }
 

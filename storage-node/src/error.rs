@@ -8,6 +8,8 @@ use jadfs_common::ChunkId;
 pub enum StoreError {
     #[error("chunk not found")]
     NotFound,
+    #[error("the chunk's file is gone: the copy is noted lost")]
+    FileGone,
     #[error("chunk bytes hash to {actual}, not to the requested id {expected}")]
     HashMismatch { expected: ChunkId, actual: ChunkId },
     #[error("chunk larger than the {0} byte limit")]
@@ -18,7 +20,7 @@ pub enum StoreError {
     NoTrailer,
     #[error("the upload ended before it was complete")]
     Aborted,
-    #[error("stored chunk {0} does not match its id: refusing to serve it")]
+    #[error("stored chunk {0} failed its check: refusing to serve it")]
     Corrupt(ChunkId),
     #[error("the index holds a malformed row")]
     CorruptIndex,
@@ -28,4 +30,16 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("index error: {0}")]
     Index(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// Whether a read that failed so means the copy is bad: it failed its
+    /// check, or the disk could not read it.
+    pub fn means_bad_copy(&self) -> bool {
+        match self {
+            StoreError::Corrupt(_) => true,
+            StoreError::Io(e) => e.raw_os_error() == Some(libc::EIO),
+            _ => false,
+        }
+    }
 }

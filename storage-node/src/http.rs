@@ -6,6 +6,7 @@
 //! - `GET|HEAD /v1/chunks/{id}` (with `Range: bytes=a-b`), `DELETE /v1/chunks/{id}`
 //! - `POST /v1/chunks/{id}/replicate` with `{"to": node id}`: copy a chunk to another registered node
 //! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
+//! - `GET /v1/scrub`: the scrubber's progress; `POST /v1/scrub`: start a pass now
 //!
 //! Every route but `/health` needs the cluster secret.
 
@@ -27,7 +28,8 @@ use tokio_stream_shim::ReceiverStream;
 
 use crate::client::StorageClient;
 use crate::error::StoreError;
-use crate::store::{receive_chunk, spawn_reader, ChunkStore, ReadCheck, WriteCheck};
+use crate::scrub::Scrubber;
+use crate::store::{read_stream, receive_chunk, ChunkStore, WriteCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -50,7 +52,7 @@ pub enum NodeError {
 impl ResponseError for NodeError {
     fn status_code(&self) -> StatusCode {
         match self {
-            NodeError::Store(StoreError::NotFound) => StatusCode::NOT_FOUND,
+            NodeError::Store(StoreError::NotFound | StoreError::FileGone) => StatusCode::NOT_FOUND,
             NodeError::Store(StoreError::HashMismatch { .. } | StoreError::CrcMismatch { .. }) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -98,7 +100,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/chunks/{id}", web::get().to(get_chunk))
         .route("/v1/chunks/{id}", web::head().to(head_chunk))
         .route("/v1/chunks/{id}", web::delete().to(delete_chunk))
-        .route("/v1/chunks/{id}/replicate", web::post().to(replicate_chunk));
+        .route("/v1/chunks/{id}/replicate", web::post().to(replicate_chunk))
+        .route("/v1/scrub", web::get().to(scrub_status))
+        .route("/v1/scrub", web::post().to(start_scrub));
 }
 
 type Store = web::Data<Arc<ChunkStore>>;
@@ -229,20 +233,25 @@ async fn head_chunk(store: Store, id: web::Path<String>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().no_chunking(info.size).streaming(no_body))
 }
 
+/// A chunk, or the range of it the `Range` header names, checked block by
+/// block: a copy whose first block is bad is an error status; one that
+/// fails later ends the body short with the connection reset.
 async fn get_chunk(store: Store, id: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, NodeError> {
     let id = parse_id(&id)?;
     let store = store.get_ref().clone();
-    let (file, info) = blocking(move || store.open_chunk(&id)).await?;
+    let opener = store.clone();
+    let chunk = blocking(move || opener.open_chunk(&id)).await?;
+    let size = chunk.info.size;
     let range = match req.headers().get(header::RANGE) {
-        Some(value) => Some(parse_range(value.to_str().unwrap_or(""), info.size)?),
+        Some(value) => Some(parse_range(value.to_str().unwrap_or(""), size)?),
         None => None,
     };
-    let length = range.map(|(start, end)| end - start + 1).unwrap_or(info.size);
-    let rx = spawn_reader(file, id, ReadCheck::for_chunk(&info), range);
+    let length = range.map(|(start, end)| end - start + 1).unwrap_or(size);
+    let rx = read_stream(store, chunk, range).await?;
     let mut response = match range {
         Some((start, end)) => {
             let mut r = HttpResponse::PartialContent();
-            r.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", info.size)));
+            r.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
             r
         }
         None => HttpResponse::Ok(),
@@ -264,8 +273,9 @@ async fn replicate_chunk(
     let directory = peers.directory.as_ref().ok_or(NodeError::UnknownNode(target.to))?;
     let addr = directory.address_of(target.to).await.ok_or(NodeError::UnknownNode(target.to))?;
     let store = store.get_ref().clone();
-    let (file, _) = blocking(move || store.open_chunk(&id)).await?;
-    let rx = spawn_reader(file, id, ReadCheck::Id, None);
+    let opener = store.clone();
+    let chunk = blocking(move || opener.open_chunk(&id)).await?;
+    let rx = read_stream(store, chunk, None).await?;
     let body = reqwest::Body::wrap_stream(ReceiverStream(rx));
     let stored =
         peers.client.put_chunk_with_id(&addr, &id, body).await.map_err(|e| NodeError::Internal(e.to_string()))?;
@@ -290,6 +300,14 @@ async fn delete_chunk(store: Store, id: web::Path<String>) -> Result<HttpRespons
     let store = store.get_ref().clone();
     blocking(move || store.delete(&id)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+async fn scrub_status(scrubber: web::Data<Arc<Scrubber>>) -> HttpResponse {
+    HttpResponse::Ok().json(scrubber.status())
+}
+
+async fn start_scrub(scrubber: web::Data<Arc<Scrubber>>) -> HttpResponse {
+    HttpResponse::Ok().json(scrubber.start())
 }
 
 #[derive(Deserialize)]

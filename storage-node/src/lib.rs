@@ -1,11 +1,13 @@
 //! JaDFS storage node: keeps chunks as plain files named by their SHA-256,
 //! indexed in SQLite, served over HTTP. It knows nothing of buckets or keys.
 
+pub mod blocks;
 pub mod client;
 pub mod error;
 mod fs;
 pub mod http;
 mod index;
+pub mod scrub;
 pub mod store;
 
 use std::future::Future;
@@ -39,6 +41,9 @@ pub struct StorageNodeConfig {
     pub links: Links,
     /// Serve TLS with this configuration (`--internal-tls-*`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The scrubber's rate limit, MiB/s; None: enough for a pass in under
+    /// a week.
+    pub scrub_rate: Option<f64>,
 }
 
 /// The storage nodes registered in the cluster, as the meta service lists them.
@@ -54,10 +59,14 @@ pub struct RunningNode {
     pub server: actix_web::dev::Server,
 }
 
-/// Opens the chunk store (reconciling it with its index) and starts serving.
-/// The returned server future must be awaited or spawned.
+/// Opens the chunk store (reconciling it with its index), starts its
+/// scrubber and starts serving. The returned server future must be awaited
+/// or spawned (within a tokio runtime).
 pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreError> {
     let store = Arc::new(ChunkStore::open(&config.data_dir, config.max_chunk_size)?);
+    let scrubber = scrub::Scrubber::new(store.clone(), config.scrub_rate);
+    tokio::spawn(scrubber.clone().run());
+    let scrubber = web::Data::new(scrubber);
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let data = web::Data::new(store.clone());
@@ -70,6 +79,7 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
             .app_data(data.clone())
             .app_data(peers.clone())
             .app_data(verifier.clone())
+            .app_data(scrubber.clone())
             .wrap(actix_web::middleware::from_fn(http::require_cluster_auth))
             .configure(http::configure)
     })

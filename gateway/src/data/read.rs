@@ -13,8 +13,9 @@ use super::STALL_TIMEOUT;
 use crate::Gateway;
 
 /// The bytes `start..=end` of an object, chunk after chunk. The stream ends
-/// with an error (and the client sees a short body) only if no copy of a
-/// chunk can be read.
+/// with an error only if no copy of a chunk can be read (a caller that has
+/// not answered yet answers an error; one that has aborts the response,
+/// so the client never takes a short body for a whole one).
 pub fn read_object(
     gw: std::sync::Arc<Gateway>,
     chunks: Vec<(ChunkRef, Vec<NodeId>)>,
@@ -44,28 +45,13 @@ pub fn read_object(
     ReceiverStream::new(rx)
 }
 
-/// How to read bytes `from..=to` of a chunk of `size` bytes from the next
-/// copy, when the client already has them up to `position`.
-#[derive(Debug, PartialEq, Eq)]
-struct CopyRead {
-    /// The range to ask the node for; None: the whole chunk.
-    range: Option<(u64, u64)>,
-    /// Bytes at the start of what the node sends that the client already has.
-    skip: u64,
-}
-
-impl CopyRead {
-    /// A whole chunk is always read whole, so the node checks it; after a
-    /// failed copy, the next one is read whole too and what was already sent
-    /// is skipped (a range of it would go unchecked). A client's own range
-    /// is read as a range, from where the last copy stopped.
-    fn plan(size: u64, from: u64, to: u64, position: u64) -> CopyRead {
-        if from == 0 && to == size - 1 {
-            CopyRead { range: None, skip: position }
-        } else {
-            CopyRead { range: Some((position, to)), skip: 0 }
-        }
-    }
+/// What to ask the next copy of a chunk of `size` bytes for, when the
+/// client wants bytes up to `to` and has them up to `position`: the whole
+/// chunk (None) or the rest as a range. Nodes check every block they send,
+/// ranges too, so a copy taking over from one that failed resumes exactly
+/// where it stopped.
+fn copy_range(size: u64, position: u64, to: u64) -> Option<(u64, u64)> {
+    (position != 0 || to != size - 1).then_some((position, to))
 }
 
 /// Sends bytes `from..=to` of a chunk, trying each copy in turn and
@@ -85,7 +71,7 @@ async fn read_chunk(
             failures.push(format!("node {node}: unknown"));
             continue;
         };
-        let CopyRead { range, mut skip } = CopyRead::plan(chunk.size, from, to, position);
+        let range = copy_range(chunk.size, position, to);
         let mut stream = match tokio::time::timeout(STALL_TIMEOUT, gw.storage.get_chunk(&addr, &chunk.id, range)).await
         {
             Ok(Ok(stream)) => stream,
@@ -108,14 +94,10 @@ async fn read_chunk(
                 }
             };
             match item {
-                Ok(mut bytes) => {
-                    if skip > 0 {
-                        let skipped = skip.min(bytes.len() as u64);
-                        skip -= skipped;
-                        bytes = bytes.slice(skipped as usize..);
-                        if bytes.is_empty() {
-                            continue;
-                        }
+                Ok(bytes) => {
+                    if bytes.len() as u64 > to + 1 - position {
+                        failures.push(format!("node {node}: more bytes than asked for"));
+                        break;
                     }
                     position += bytes.len() as u64;
                     if tx.send(Ok(bytes)).await.is_err() {
@@ -141,15 +123,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_whole_chunk_is_read_whole_from_every_copy_and_a_range_resumes() {
-        // First copy, whole chunk: no range, nothing to skip.
-        assert_eq!(CopyRead::plan(100, 0, 99, 0), CopyRead { range: None, skip: 0 });
-        // The first copy failed after 40 bytes: the next is read whole
-        // (checked) and its first 40 bytes are dropped.
-        assert_eq!(CopyRead::plan(100, 0, 99, 40), CopyRead { range: None, skip: 40 });
-        // A client's range resumes where the failed copy stopped.
-        assert_eq!(CopyRead::plan(100, 10, 49, 10), CopyRead { range: Some((10, 49)), skip: 0 });
-        assert_eq!(CopyRead::plan(100, 10, 49, 30), CopyRead { range: Some((30, 49)), skip: 0 });
-        assert_eq!(CopyRead::plan(1, 0, 0, 0), CopyRead { range: None, skip: 0 });
+    fn a_copy_taking_over_resumes_where_the_last_stopped() {
+        // First copy, whole chunk: no range.
+        assert_eq!(copy_range(100, 0, 99), None);
+        assert_eq!(copy_range(1, 0, 0), None);
+        // The first copy failed after 40 bytes: the next sends the rest.
+        assert_eq!(copy_range(100, 40, 99), Some((40, 99)));
+        // A client's range, from its start or where a failed copy stopped.
+        assert_eq!(copy_range(100, 10, 49), Some((10, 49)));
+        assert_eq!(copy_range(100, 30, 49), Some((30, 49)));
+        assert_eq!(copy_range(100, 0, 49), Some((0, 49)));
     }
 }

@@ -210,7 +210,19 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     }
     let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
     let admitted = ctx.take_admission();
-    let stream = data::read_object(ctx.gw.clone(), chunks, start, end).map(move |piece| {
+    let mut stream = Box::pin(data::read_object(ctx.gw.clone(), chunks, start, end));
+    // The first bytes come before the status line: when no copy can be
+    // read, the client gets an error, not a 200 with a short body.
+    let first = match stream.next().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => {
+            return Err(S3Error::new(Code::ServiceUnavailable)
+                .with_message("No copy of the object's data could be read; please retry.")
+                .caused_by(e))
+        }
+        None => return Err(S3Error::internal("an object's data ended before its first byte")),
+    };
+    let stream = futures_util::stream::once(async move { Ok(first) }).chain(stream).map(move |piece| {
         let _held_until_the_last_byte = &admitted;
         piece
     });

@@ -122,6 +122,13 @@ pub enum Command {
     QueueNodeChunks {
         node: NodeId,
     },
+    /// `node` no longer holds these chunks (their files were gone, or
+    /// failed their checks and were quarantined): it leaves their
+    /// placements, and each one still in use is queued for a new copy.
+    CopiesLost {
+        node: NodeId,
+        chunks: Vec<ChunkId>,
+    },
     /// Commands committed together (group commit), applied in order, each
     /// with its own result; a batch holds no batch.
     Batch(Vec<Command>),

@@ -1,9 +1,10 @@
 //! Chunk files on disk and their index. A chunk is written to a temporary
-//! file while its bytes are checked, fsync'd, renamed into its fan-out
-//! folder and the folder fsync'd; only then is it indexed (`write`). Reads
-//! check every byte before the last block leaves (`read`); start-up
-//! compares the folders with the index (`reconcile`). Paths are built from a
-//! validated `ChunkId` alone.
+//! file while its bytes are checked and its block checksums computed,
+//! fsync'd, renamed into its fan-out folder and the folder fsync'd; only
+//! then is it indexed (`write`). Reads check each block before any of its
+//! bytes leaves (`read`); start-up compares the folders with the index
+//! (`reconcile`). A copy found gone or bad is quarantined and noted lost,
+//! until meta is told. Paths are built from a validated `ChunkId` alone.
 
 mod read;
 mod reconcile;
@@ -12,17 +13,19 @@ mod write;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use jadfs_common::node::{ChunkInfo, ReconcileReport};
 use jadfs_common::{ChunkId, NodeId};
 
-pub use read::{read_verified, spawn_reader, ChunkReader, ReadCheck};
+pub(crate) use read::read_batch;
+pub use read::{read_stream, ChunkReader, OpenChunk};
 pub use write::{receive_chunk, ChunkWrite, WriteCheck};
 
 use crate::error::StoreError;
 use crate::fs::{create_dir_durable, fsync_dir, write_file_durable};
 use crate::index::ChunkIndex;
+use write::blocking;
 
 pub struct ChunkStore {
     node_id: NodeId,
@@ -67,6 +70,7 @@ impl ChunkStore {
                 adopted = report.adopted.len(),
                 quarantined = report.quarantined.len(),
                 missing = report.missing.len(),
+                corrupt = report.corrupt.len(),
                 "storage node reconciled files with its index"
             );
         }
@@ -104,14 +108,72 @@ impl ChunkStore {
         self.index().get(id)?.ok_or(StoreError::NotFound)
     }
 
-    /// Opens an indexed chunk for reading.
-    pub fn open_chunk(&self, id: &ChunkId) -> Result<(File, ChunkInfo), StoreError> {
-        let info = self.info(id)?;
-        match File::open(self.chunk_path(id)) {
-            Ok(file) => Ok((file, info)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound),
-            Err(e) => Err(e.into()),
+    /// Opens an indexed chunk for reading. A chunk indexed but whose file
+    /// is gone is noted lost ([`StoreError::FileGone`]).
+    pub fn open_chunk(&self, id: &ChunkId) -> Result<OpenChunk, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let (info, blocks) = self.index().get_with_blocks(id)?.ok_or(StoreError::NotFound)?;
+        let file = match File::open(self.chunk_path(id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::error!(chunk = %id, "an indexed chunk's file is gone; noting the copy lost");
+                self.lose(id, None)?;
+                return Err(StoreError::FileGone);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let inode = file.metadata()?.ino();
+        Ok(OpenChunk { file, info, blocks: blocks.unwrap_or_default(), inode })
+    }
+
+    /// What a failed read of a copy means: one that failed its check, or
+    /// that the disk could not read, is quarantined and noted lost (see
+    /// [`ChunkStore::lose`]). Hands the error back.
+    pub(crate) async fn copy_failed(self: &Arc<Self>, id: ChunkId, inode: u64, e: StoreError) -> StoreError {
+        if e.means_bad_copy() {
+            let store = self.clone();
+            if let Err(failed) = blocking(move || store.lose(&id, Some(inode))).await {
+                tracing::error!(chunk = %id, error = %failed, "could not quarantine a bad copy");
+            }
         }
+        e
+    }
+
+    /// Notes this node's copy of `id` lost, to be reported to meta (and
+    /// re-made from another): its file, if there is one and it is still
+    /// the file with `inode` (not one a write put there since), is moved to
+    /// quarantine for an operator to look at, and its index row dropped.
+    pub fn lose(&self, id: &ChunkId, inode: Option<u64>) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let _guard = self.stripe(id);
+        let path = self.chunk_path(id);
+        match (fs::metadata(&path), inode) {
+            (Ok(now), Some(inode)) if now.ino() != inode => return Ok(()), // written again since
+            (Ok(_), _) => {
+                let target = self.quarantine_dir.join(format!("{}-{}", jadfs_common::random_u64(), id.to_hex()));
+                fs::rename(&path, target)?;
+                fsync_dir(path.parent().expect("chunk paths have a parent"))?;
+            }
+            (Err(e), _) if e.kind() == io::ErrorKind::NotFound => {}
+            (Err(e), _) => return Err(e.into()),
+        }
+        tracing::warn!(chunk = %id, "copy quarantined and noted lost");
+        self.index().mark_lost(id, jadfs_common::now_ms())
+    }
+
+    /// Records that a chunk's copy was read whole and passed every check.
+    pub fn verified(&self, id: &ChunkId) -> Result<(), StoreError> {
+        self.index().verified(id, jadfs_common::now_ms())
+    }
+
+    /// Up to `limit` lost copies not yet reported to meta.
+    pub fn lost(&self, limit: usize) -> Result<Vec<ChunkId>, StoreError> {
+        self.index().lost(limit)
+    }
+
+    /// Forgets lost copies meta now knows of.
+    pub fn reported(&self, ids: &[ChunkId]) -> Result<(), StoreError> {
+        self.index().reported(ids)
     }
 
     /// Removes a chunk: file first, then the index row, so a crash in between

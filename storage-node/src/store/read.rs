@@ -1,8 +1,12 @@
-//! Reading a chunk: whole, checked before its last block leaves, or a range.
+//! Reading a chunk, whole or a range, block by block: each block is checked
+//! against its checksum before any of its bytes is handed out, so no byte
+//! leaves unchecked and a bad block is never sent. A copy that fails is
+//! quarantined and noted lost.
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use jadfs_common::node::ChunkInfo;
@@ -10,110 +14,85 @@ use jadfs_common::ChunkId;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::write::Written;
+use super::ChunkStore;
+use crate::blocks::{BlockSummer, BlockSums, BLOCK};
 use crate::error::StoreError;
 use crate::fs::{aligned_buffer, set_direct, DIRECT_ALIGN};
 
-/// Bytes read from a chunk file at a time.
-pub(super) const READ_BLOCK: usize = 256 * 1024;
 /// Bytes read by one hand-over to a blocking thread.
 const READ_BATCH: usize = 1 << 20;
 
-/// What a whole-chunk read checks the bytes against.
-#[derive(Clone, Copy, Debug)]
-pub enum ReadCheck {
-    /// The CRC32C recorded when the chunk was written: cheap, for clients'
-    /// reads, and catches what the disk changed since.
-    Crc32c(u32),
-    /// The chunk's id (SHA-256): for copies that repair another node, and
-    /// for chunks indexed without a CRC32C.
-    Id,
+/// An indexed chunk, open for reading.
+pub struct OpenChunk {
+    pub file: File,
+    pub info: ChunkInfo,
+    pub blocks: BlockSums,
+    /// The file's inode: a copy found bad is quarantined only if it is
+    /// still the file in place (not one written since).
+    pub inode: u64,
 }
 
-impl ReadCheck {
-    /// The cheapest check this chunk allows.
-    pub fn for_chunk(info: &ChunkInfo) -> ReadCheck {
-        info.crc32c.map(ReadCheck::Crc32c).unwrap_or(ReadCheck::Id)
-    }
-}
-
-/// A chunk read block by block (blocking): whole, each block held back
-/// until the next is read and the last until every byte passed the check,
-/// so a reader never receives the end of a corrupt chunk; or a range.
+/// Reads the inclusive byte range `start..=end` of a chunk (checked by the
+/// caller against its size) a block at a time, each checked whole before
+/// the part of it in the range is handed out (blocking).
 pub struct ChunkReader {
-    file: File,
-    id: ChunkId,
-    kind: Reading,
-}
-
-enum Reading {
-    Whole { check: ReadCheck, sha: Option<Sha256>, crc: u32, held: Option<Bytes>, verified: bool },
-    Range { left: u64 },
+    chunk: OpenChunk,
+    /// The next block to read.
+    block: usize,
+    /// Bytes of that block before the range.
+    skip: usize,
+    /// Bytes of the range not yet handed out.
+    left: u64,
 }
 
 impl ChunkReader {
-    /// Reads the whole chunk, checked against `check`. Whole chunks are read
-    /// around the page cache, as they were written: a chunk read once is
-    /// seldom read again soon, and filling the cache cost more than the rest
-    /// of the read.
-    pub fn whole(file: File, id: ChunkId, check: ReadCheck) -> ChunkReader {
-        let _ = set_direct(&file, true); // where it can
-        let sha = matches!(check, ReadCheck::Id).then(Sha256::new);
-        ChunkReader { file, id, kind: Reading::Whole { check, sha, crc: 0, held: None, verified: false } }
-    }
-
-    /// Reads the inclusive byte range `start..=end` (checked by the caller
-    /// against the size). A range goes unchecked: the recorded CRC32C covers
-    /// the whole chunk.
-    pub fn range(mut file: File, id: ChunkId, (start, end): (u64, u64)) -> io::Result<ChunkReader> {
-        file.seek(io::SeekFrom::Start(start))?;
-        Ok(ChunkReader { file, id, kind: Reading::Range { left: end - start + 1 } })
-    }
-
-    /// The next block to hand out, or None at the end.
-    pub fn next_block(&mut self) -> Result<Option<Bytes>, StoreError> {
-        match &mut self.kind {
-            Reading::Range { left } => {
-                if *left == 0 {
-                    return Ok(None);
-                }
-                let block = read_block(&mut self.file, READ_BLOCK.min(*left as usize))?;
-                if block.is_empty() {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunk file shorter than indexed").into());
-                }
-                *left -= block.len() as u64;
-                Ok(Some(block))
-            }
-            Reading::Whole { check, sha, crc, held, verified } => loop {
-                if *verified {
-                    return Ok(held.take());
-                }
-                let block = read_block(&mut self.file, READ_BLOCK)?;
-                if block.is_empty() {
-                    let intact = match check {
-                        ReadCheck::Crc32c(expected) => *crc == *expected,
-                        ReadCheck::Id => {
-                            sha.take().is_some_and(|sha| ChunkId::from_bytes(sha.finalize().into()) == self.id)
-                        }
-                    };
-                    if !intact {
-                        return Err(StoreError::Corrupt(self.id));
-                    }
-                    *verified = true;
-                    continue;
-                }
-                match sha {
-                    Some(sha) => sha.update(&block),
-                    None => *crc = crc32c::crc32c_append(*crc, &block),
-                }
-                if let Some(previous) = held.replace(block) {
-                    return Ok(Some(previous));
-                }
-            },
+    /// A whole read goes around the page cache, as chunks are written: a
+    /// chunk read once is seldom read again soon, and filling the cache
+    /// cost more than the rest of the read. Ranges go through it.
+    pub fn new(mut chunk: OpenChunk, range: Option<(u64, u64)>) -> Result<ChunkReader, StoreError> {
+        let size = chunk.info.size;
+        if chunk.blocks.len() != BlockSums::count_for(size) {
+            return Err(StoreError::Corrupt(chunk.info.id)); // the index row does not fit the chunk
         }
+        let (start, end) = match range {
+            Some(range) => range,
+            None => {
+                let _ = set_direct(&chunk.file, true); // where it can
+                (0, size.saturating_sub(1))
+            }
+        };
+        let block = (start / BLOCK as u64) as usize;
+        chunk.file.seek(io::SeekFrom::Start(block as u64 * BLOCK as u64))?;
+        let left = if size == 0 { 0 } else { end - start + 1 };
+        Ok(ChunkReader { chunk, block, skip: (start % BLOCK as u64) as usize, left })
     }
-}
 
-impl ChunkReader {
+    pub fn id(&self) -> ChunkId {
+        self.chunk.info.id
+    }
+
+    /// The next checked bytes of the range, or None at its end.
+    pub fn next_block(&mut self) -> Result<Option<Bytes>, StoreError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let id = self.chunk.info.id;
+        let offset = self.block as u64 * BLOCK as u64;
+        let expected_len = (self.chunk.info.size - offset).min(BLOCK as u64) as usize;
+        // Always a whole block asked for (a direct read must be aligned): a
+        // file longer than indexed shows in the last one.
+        let block = read_block(&mut self.chunk.file, BLOCK)?;
+        if block.len() != expected_len || Some(crc32c::crc32c(&block)) != self.chunk.blocks.get(self.block) {
+            tracing::error!(chunk = %id, offset, "a block of a stored chunk failed its check");
+            return Err(StoreError::Corrupt(id));
+        }
+        let take = ((block.len() - self.skip) as u64).min(self.left) as usize;
+        let out = block.slice(self.skip..self.skip + take);
+        (self.block, self.skip, self.left) = (self.block + 1, 0, self.left - take as u64);
+        Ok(Some(out))
+    }
+
     /// The next blocks, about `max` bytes of them, and whether they are the last.
     fn next_blocks(&mut self, max: usize) -> Result<(Vec<Bytes>, bool), StoreError> {
         let (mut blocks, mut size) = (Vec::new(), 0);
@@ -126,79 +105,64 @@ impl ChunkReader {
                 None => return Ok((blocks, true)),
             }
         }
-        Ok((blocks, false))
+        Ok((blocks, self.left == 0))
     }
 }
 
-/// Reads a whole chunk, checked, handing each block to `emit` until it
-/// answers false (blocking).
-pub fn read_verified(
-    file: File,
-    id: ChunkId,
-    check: ReadCheck,
-    mut emit: impl FnMut(Bytes) -> bool,
-) -> Result<(), StoreError> {
-    let mut reader = ChunkReader::whole(file, id, check);
-    while let Some(block) = reader.next_block()? {
-        if !emit(block) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Streams a chunk file into a small bounded channel: the whole chunk,
-/// checked against `check`, or the inclusive byte range `range`. It waits
-/// for the receiver without holding a thread (a client that stops reading
-/// costs none); each block is read on a blocking thread. A failed read ends
-/// the stream with an error.
-pub fn spawn_reader(
-    file: File,
-    id: ChunkId,
-    check: ReadCheck,
+/// Streams the bytes `range` of a chunk (all of it with None), checked,
+/// through a small bounded channel. The first bytes are read and checked
+/// before it returns, so a copy whose first block is bad is an error its
+/// caller can answer before sending anything. Later, it waits for the
+/// receiver without holding a thread (a client that stops reading costs
+/// none); each batch is read on a blocking thread. A bad block ends the
+/// stream with an error, its bytes unsent, and the copy is quarantined.
+pub async fn read_stream(
+    store: Arc<ChunkStore>,
+    chunk: OpenChunk,
     range: Option<(u64, u64)>,
-) -> mpsc::Receiver<io::Result<Bytes>> {
-    let (tx, rx) = mpsc::channel(4);
+) -> Result<mpsc::Receiver<io::Result<Bytes>>, StoreError> {
+    let (id, inode) = (chunk.info.id, chunk.inode);
+    let reader = ChunkReader::new(chunk, range);
+    let (mut reader, (first, mut end)) = match read_batch(reader).await {
+        Ok(read) => read,
+        Err(e) => return Err(store.copy_failed(id, inode, e).await),
+    };
+    let (tx, rx) = mpsc::channel(READ_BATCH / BLOCK + 1);
+    for block in first {
+        tx.try_send(Ok(block)).expect("the channel holds a batch");
+    }
     tokio::spawn(async move {
-        let reader = match range {
-            None => Ok(ChunkReader::whole(file, id, check)),
-            Some(range) => ChunkReader::range(file, id, range).map_err(StoreError::from),
-        };
-        let mut reader = match reader {
-            Ok(reader) => reader,
-            Err(e) => return fail(&tx, id, e).await,
-        };
-        loop {
-            let read = tokio::task::spawn_blocking(move || {
-                let next = reader.next_blocks(READ_BATCH);
-                (reader, next)
-            })
-            .await;
-            let next;
-            (reader, next) = match read {
+        while !end {
+            let blocks;
+            (reader, (blocks, end)) = match read_batch(Ok(reader)).await {
                 Ok(read) => read,
-                Err(e) => return fail(&tx, id, StoreError::Io(io::Error::other(e))).await,
-            };
-            let (blocks, end) = match next {
-                Ok(read) => read,
-                Err(e) => return fail(&tx, id, e).await,
+                Err(e) => {
+                    let e = store.copy_failed(id, inode, e).await;
+                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                    return;
+                }
             };
             for block in blocks {
                 if tx.send(Ok(block)).await.is_err() {
                     return; // the reader went away
                 }
             }
-            if end {
-                return;
-            }
         }
     });
-    rx
+    Ok(rx)
 }
 
-async fn fail(tx: &mpsc::Sender<io::Result<Bytes>>, id: ChunkId, e: StoreError) {
-    tracing::error!(chunk = %id, error = %e, "chunk read failed; ending the stream with an error");
-    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+/// Checked bytes of a chunk, and whether they are its last.
+pub(crate) type Batch = (Vec<Bytes>, bool);
+
+/// The next batch of a reader (about 1 MiB), read on a blocking thread.
+pub(crate) async fn read_batch(reader: Result<ChunkReader, StoreError>) -> Result<(ChunkReader, Batch), StoreError> {
+    let read = tokio::task::spawn_blocking(move || {
+        let mut reader = reader?;
+        let batch = reader.next_blocks(READ_BATCH)?;
+        Ok((reader, batch))
+    });
+    read.await.map_err(|e| StoreError::Io(io::Error::other(e)))?
 }
 
 /// Reads up to `max` bytes into a buffer aligned for O_DIRECT (so a file
@@ -224,17 +188,19 @@ fn read_block(file: &mut File, max: usize) -> io::Result<bytes::Bytes> {
     Ok(bytes::Bytes::from(buf).slice(start..start + filled))
 }
 
-/// (SHA-256, size, CRC32C) of a file.
-pub(super) fn hash_file(path: &Path) -> io::Result<(ChunkId, u64, u32)> {
+/// What a file holds: the SHA-256 of its bytes (the id it should have), its
+/// size, CRC32C and block checksums.
+pub(super) fn hash_file(path: &Path) -> io::Result<Written> {
     let mut file = File::open(path)?;
-    let (mut sha, mut crc, mut size) = (Sha256::new(), 0u32, 0u64);
+    let (mut sha, mut sums, mut size) = (Sha256::new(), BlockSummer::default(), 0u64);
     loop {
-        let block = read_block(&mut file, READ_BLOCK)?;
+        let block = read_block(&mut file, BLOCK)?;
         if block.is_empty() {
-            return Ok((ChunkId::from_bytes(sha.finalize().into()), size, crc));
+            let (blocks, crc32c) = sums.finish();
+            return Ok(Written { id: ChunkId::from_bytes(sha.finalize().into()), size, crc32c, blocks });
         }
         sha.update(&block);
-        crc = crc32c::crc32c_append(crc, &block);
+        sums.update(&block);
         size += block.len() as u64;
     }
 }

@@ -16,7 +16,8 @@ use crate::fs::fsync_dir;
 impl ChunkStore {
     /// Compares the files with the index: removes temporary files of
     /// interrupted puts, indexes chunk files whose bytes match their name,
-    /// quarantines anything else, and drops index rows whose file is gone.
+    /// quarantines anything else, and notes lost the copies whose file is
+    /// gone (dropping their rows).
     pub fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
         let mut report = ReconcileReport::default();
         for entry in fs::read_dir(&self.tmp_dir)? {
@@ -60,22 +61,36 @@ impl ChunkStore {
             indexed.extend(page.into_iter().map(|c| c.id));
         }
 
+        // Copies the index promises but that are gone: lost, for meta to re-make.
         for id in indexed.difference(&on_disk) {
-            self.index().remove(id)?;
+            self.lose(id, None)?;
             report.missing.push(*id);
         }
         for id in on_disk.difference(&indexed) {
             let path = self.chunk_path(id);
-            let (actual, size, crc32c) = hash_file(&path)?;
-            if actual == *id {
-                self.index().insert(id, size, crc32c, now_ms())?;
+            let found = hash_file(&path)?;
+            if found.id == *id {
+                self.index().insert(id, found.size, found.crc32c, &found.blocks, now_ms())?;
                 report.adopted.push(*id);
             } else {
                 self.quarantine(&path, &mut report)?;
             }
         }
+        // Chunks indexed before block checksums were kept get them, from a
+        // file that still matches its id; one that does not is lost.
+        let unchecked = self.index().without_blocks()?;
+        for id in unchecked {
+            let found = hash_file(&self.chunk_path(&id))?;
+            if found.id == id {
+                self.index().set_blocks(&id, found.crc32c, &found.blocks)?;
+            } else {
+                self.lose(&id, None)?;
+                report.corrupt.push(id);
+            }
+        }
         report.missing.sort();
         report.adopted.sort();
+        report.corrupt.sort();
         Ok(report)
     }
 

@@ -8,10 +8,9 @@ use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::ChunkId;
 use tokio::sync::mpsc;
 
-use super::read::READ_BLOCK;
 use super::write::DIRECT_BUF;
 use super::*;
-use crate::fs::set_direct;
+use crate::blocks::BLOCK;
 
 /// Sends `pieces` as one upload, ended.
 fn send(store: &ChunkStore, check: WriteCheck, pieces: &[&[u8]]) -> Result<ChunkPutResponse, StoreError> {
@@ -70,15 +69,7 @@ fn chunks_of_any_length_are_written_whole() {
         let id = put(&store, &data).unwrap().id;
         assert_eq!(fs::read(store.chunk_path(&id)).unwrap(), data, "{len} bytes");
         // And read back whole around the page cache, checked.
-        let (file, info) = store.open_chunk(&id).unwrap();
-        set_direct(&file, true).unwrap();
-        let mut got = Vec::new();
-        read_verified(file, id, ReadCheck::for_chunk(&info), |b| {
-            got.extend_from_slice(&b);
-            true
-        })
-        .unwrap();
-        assert_eq!(got, data, "{len} bytes read back");
+        assert_eq!(read_back(&store, id).unwrap(), data, "{len} bytes read back");
     }
 }
 
@@ -102,15 +93,8 @@ fn trailer_may_arrive_split_and_a_bad_crc_is_refused() {
     // The trailer straddles pieces, and the last piece is shorter than it.
     let stored = send(&store, WriteCheck::Trailer, &[&data[..5], &data[5..], &trailer[..30], &trailer[30..]]);
     assert_eq!(stored.unwrap().id, ChunkId::of(data));
-    let (file, info) = store.open_chunk(&ChunkId::of(data)).unwrap();
-    assert_eq!(info.crc32c, Some(crc32c::crc32c(data)));
-    let mut got = Vec::new();
-    read_verified(file, info.id, ReadCheck::for_chunk(&info), |b| {
-        got.extend_from_slice(&b);
-        true
-    })
-    .unwrap();
-    assert_eq!(got, data);
+    assert_eq!(store.info(&ChunkId::of(data)).unwrap().crc32c, Some(crc32c::crc32c(data)));
+    assert_eq!(read_back(&store, ChunkId::of(data)).unwrap(), data);
 
     let other = b"other bytes, same length!";
     let bad = Trailer { id: ChunkId::of(other), crc32c: crc32c::crc32c(data) }.to_bytes();
@@ -159,6 +143,7 @@ fn reconcile_finds_temp_files_strays_and_missing_chunks() {
     let report = store.last_reconcile();
     assert_eq!(report.removed_temp_files, 1);
     assert_eq!(report.missing, vec![lost]);
+    assert_eq!(store.lost(10).unwrap(), vec![lost], "to be reported to meta");
     assert_eq!(report.adopted, vec![stray]);
     assert_eq!(report.quarantined, vec![ChunkId::of(b"liar").to_hex()]);
     let ids: Vec<ChunkId> = store.list(None, 10).unwrap().into_iter().map(|c| c.id).collect();
@@ -167,49 +152,137 @@ fn reconcile_finds_temp_files_strays_and_missing_chunks() {
     assert_eq!(ids, expected);
 }
 
-#[test]
-fn verified_read_withholds_the_end_of_a_corrupt_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = ChunkStore::open(dir.path(), 4 << 20).unwrap();
-    let data: Vec<u8> = (0..(READ_BLOCK * 2 + 10)).map(|i| (i % 251) as u8).collect();
-    let id = put(&store, &data).unwrap().id;
-    let crc = store.info(&id).unwrap().crc32c.expect("recorded at write");
-
-    for check in [ReadCheck::Crc32c(crc), ReadCheck::Id] {
-        fs::write(store.chunk_path(&id), &data).unwrap();
-        let mut got = Vec::new();
-        let (file, _) = store.open_chunk(&id).unwrap();
-        read_verified(file, id, check, |b| {
-            got.extend_from_slice(&b);
-            true
-        })
-        .unwrap();
-        assert_eq!(got, data);
-
-        let mut corrupt = data.clone();
-        corrupt[READ_BLOCK * 2 + 5] ^= 1;
-        fs::write(store.chunk_path(&id), &corrupt).unwrap();
-        let mut got = Vec::new();
-        let (file, _) = store.open_chunk(&id).unwrap();
-        let err = read_verified(file, id, check, |b| {
-            got.extend_from_slice(&b);
-            true
-        })
-        .unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{check:?}: {err}");
-        assert!(got.len() < data.len());
-    }
+/// Reads `range` of a chunk (all of it with None): the bytes handed out,
+/// and how the read ended.
+fn read_some(store: &ChunkStore, id: ChunkId, range: Option<(u64, u64)>) -> (Vec<u8>, Result<(), StoreError>) {
+    let mut got = Vec::new();
+    let ended = (|| {
+        let mut reader = ChunkReader::new(store.open_chunk(&id)?, range)?;
+        while let Some(block) = reader.next_block()? {
+            got.extend_from_slice(&block);
+        }
+        Ok(())
+    })();
+    (got, ended)
 }
 
 /// What a node holds for `id`, read back whole and checked.
 fn read_back(store: &ChunkStore, id: ChunkId) -> Result<Vec<u8>, StoreError> {
-    let (file, info) = store.open_chunk(&id)?;
+    let (got, ended) = read_some(store, id, None);
+    ended.map(|()| got)
+}
+
+#[test]
+fn ranges_are_read_checked_from_any_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path(), 4 << 20).unwrap();
+    let data: Vec<u8> = (0..(BLOCK * 3 + 10)).map(|i| (i % 251) as u8).collect();
+    let id = put(&store, &data).unwrap().id;
+    let last = data.len() as u64 - 1;
+    let b = BLOCK as u64;
+    for (start, end) in [(0, 0), (0, last), (1, b - 1), (b - 1, b), (b, 2 * b - 1), (b + 5, 3 * b + 3), (last, last)] {
+        let (got, ended) = read_some(&store, id, Some((start, end)));
+        ended.unwrap();
+        assert_eq!(got, data[start as usize..=end as usize], "{start}-{end}");
+    }
+}
+
+#[test]
+fn no_byte_of_a_bad_block_is_handed_out_whole_or_ranged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path(), 4 << 20).unwrap();
+    let data: Vec<u8> = (0..(BLOCK * 2 + 10)).map(|i| (i % 251) as u8).collect();
+    let id = put(&store, &data).unwrap().id;
+    let b = BLOCK as u64;
+    // A byte flipped at the start, the middle and the end of the chunk.
+    for flipped in [0, BLOCK + 17, data.len() - 1] {
+        let mut rotten = data.clone();
+        rotten[flipped] ^= 1;
+        let bad_block = flipped / BLOCK;
+        for range in
+            [None, Some((0, data.len() as u64 - 1)), Some((3, 2 * b + 4)), Some((flipped as u64, flipped as u64))]
+        {
+            fs::write(store.chunk_path(&id), &rotten).unwrap();
+            let (got, ended) = read_some(&store, id, range);
+            assert!(matches!(ended, Err(StoreError::Corrupt(_))), "byte {flipped}, {range:?}: {ended:?}");
+            // What was handed out is the good blocks before the bad one, and right.
+            let start = range.map_or(0, |(s, _)| s as usize);
+            let bad_block_sent = !got.is_empty() && start + got.len() > bad_block * BLOCK;
+            assert!(!bad_block_sent, "byte {flipped}, {range:?}: bytes of the bad block left");
+            assert_eq!(got, data[start..start + got.len()]);
+        }
+    }
+    // A file cut short, or grown, fails too.
+    for wrong in [&data[..data.len() - 1], &[&data[..], b"x"].concat()[..]] {
+        fs::write(store.chunk_path(&id), wrong).unwrap();
+        assert!(matches!(read_back(&store, id), Err(StoreError::Corrupt(_))));
+    }
+}
+
+#[tokio::test]
+async fn a_bad_copy_is_refused_before_a_byte_is_sent_quarantined_and_noted_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ChunkStore::open(dir.path(), 4 << 20).unwrap());
+    let data: Vec<u8> = (0..(BLOCK * 5 + 10)).map(|i| (i % 251) as u8).collect();
+    let id = put(&store, &data).unwrap().id;
+    let mut rotten = data.clone();
+    rotten[1] ^= 1;
+    fs::write(store.chunk_path(&id), &rotten).unwrap();
+
+    let read = read_stream(store.clone(), store.open_chunk(&id).unwrap(), None).await;
+    assert!(matches!(read, Err(StoreError::Corrupt(_))), "the first block is checked before the stream starts");
+    assert_eq!(store.lost(10).unwrap(), vec![id]);
+    assert!(matches!(store.open_chunk(&id), Err(StoreError::NotFound)), "no longer indexed");
+    assert!(!store.chunk_path(&id).exists());
+    assert_eq!(files_under(&dir.path().join("quarantine")), 1, "kept for an operator to look at");
+
+    // A copy written again is no longer lost; meta is told only of what still is.
+    put(&store, &data).unwrap();
+    assert!(store.lost(10).unwrap().is_empty());
+    let other = put(&store, b"other").unwrap().id;
+    fs::remove_file(store.chunk_path(&other)).unwrap();
+    assert!(matches!(store.open_chunk(&other), Err(StoreError::FileGone)));
+    assert_eq!(store.lost(10).unwrap(), vec![other]);
+    store.reported(&[other]).unwrap();
+    assert!(store.lost(10).unwrap().is_empty());
+
+    // A bad block later in the chunk (after the first batch read) ends the
+    // stream with an error after the good bytes before it.
+    let mut rotten = data.clone();
+    rotten[BLOCK * 4 + 3] ^= 1;
+    fs::write(store.chunk_path(&id), &rotten).unwrap();
+    let mut rx = read_stream(store.clone(), store.open_chunk(&id).unwrap(), None).await.unwrap();
     let mut got = Vec::new();
-    read_verified(file, id, ReadCheck::for_chunk(&info), |b| {
-        got.extend_from_slice(&b);
-        true
-    })?;
-    Ok(got)
+    let mut failed = false;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Ok(bytes) => got.extend_from_slice(&bytes),
+            Err(_) => failed = true,
+        }
+    }
+    assert!(failed);
+    assert_eq!(got, data[..BLOCK * 4]);
+    assert_eq!(store.lost(10).unwrap(), vec![id]);
+}
+
+#[test]
+fn chunks_indexed_before_block_checksums_get_them_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, rotten) = {
+        let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
+        let good = put(&store, b"good").unwrap().id;
+        let rotten = put(&store, b"rotten").unwrap().id;
+        fs::write(store.chunk_path(&rotten), b"rotteN").unwrap();
+        (good, rotten)
+    };
+    let index = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
+    index.execute("UPDATE chunks SET blocks = NULL, crc32c = NULL", []).unwrap();
+    drop(index);
+    let store = ChunkStore::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(store.last_reconcile().corrupt, vec![rotten]);
+    assert_eq!(store.lost(10).unwrap(), vec![rotten]);
+    assert_eq!(read_back(&store, good).unwrap(), b"good");
+    assert_eq!(store.info(&good).unwrap().crc32c, Some(crc32c::crc32c(b"good")));
 }
 
 #[test]

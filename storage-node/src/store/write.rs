@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::read::hash_file;
 use super::ChunkStore;
+use crate::blocks::{BlockSummer, BlockSums};
 use crate::error::StoreError;
 use crate::fs::{aligned_buffer, create_dir_durable, fsync_dir, set_direct, DIRECT_ALIGN};
 
@@ -39,7 +40,7 @@ pub struct ChunkWrite {
     out: DirectWriter,
     check: WriteCheck,
     sha: Option<Sha256>,
-    crc: u32,
+    sums: BlockSummer,
     size: u64,
     max_size: u64,
     /// With a trailer, the last [`Trailer::LEN`] bytes received so far may
@@ -76,7 +77,7 @@ impl ChunkWrite {
         if self.size > self.max_size {
             return Err(StoreError::TooLarge(self.max_size));
         }
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.sums.update(bytes);
         if let Some(sha) = &mut self.sha {
             sha.update(bytes);
         }
@@ -91,7 +92,7 @@ impl ChunkStore {
             out: DirectWriter::new(TempFile::create(&self.tmp_dir)?),
             check,
             sha: matches!(check, WriteCheck::Id(_)).then(Sha256::new),
-            crc: 0,
+            sums: BlockSummer::default(),
             size: 0,
             max_size: self.max_chunk_size,
             held: Vec::with_capacity(Trailer::LEN),
@@ -101,8 +102,9 @@ impl ChunkStore {
     /// Checks a written chunk, makes it durable and puts it in place
     /// (blocking). Bytes that fail their check leave nothing behind.
     pub fn finish_write(&self, write: ChunkWrite) -> Result<ChunkPutResponse, StoreError> {
-        let ChunkWrite { out, check, sha, crc, size, held, .. } = write;
+        let ChunkWrite { out, check, sha, sums, size, held, .. } = write;
         let tmp = out.finish()?;
+        let (blocks, crc) = sums.finish();
         let id = match check {
             WriteCheck::Id(expected) => {
                 let actual = ChunkId::from_bytes(sha.expect("hashing by id").finalize().into());
@@ -121,19 +123,14 @@ impl ChunkStore {
         };
         tmp.file.sync_all()?;
         crate::failpoint("chunk-before-rename");
-        self.commit(tmp, id, size, crc, matches!(check, WriteCheck::Id(_)))
+        let written = Written { id, size, crc32c: crc, blocks };
+        self.commit(tmp, written, matches!(check, WriteCheck::Id(_)))
     }
 
     /// Puts a durable, checked chunk file in place and indexes it. If the
     /// node already holds the chunk, the two are compared (see [`Duplicate`]).
-    fn commit(
-        &self,
-        tmp: TempFile,
-        id: ChunkId,
-        size: u64,
-        crc32c: u32,
-        hashed: bool,
-    ) -> Result<ChunkPutResponse, StoreError> {
+    fn commit(&self, tmp: TempFile, written: Written, hashed: bool) -> Result<ChunkPutResponse, StoreError> {
+        let Written { id, size, crc32c, blocks } = written;
         let _guard = self.stripe(&id);
         let path = self.chunk_path(&id);
         let parent = path.parent().expect("chunk paths have a parent");
@@ -141,7 +138,7 @@ impl ChunkStore {
             match self.compare_with_stored(&tmp, &path, id, size, crc32c, hashed)? {
                 Duplicate::Same => {
                     drop(tmp);
-                    self.index().replace(&id, size, crc32c, now_ms())?;
+                    self.index().insert(&id, size, crc32c, &blocks, now_ms())?;
                     return Ok(ChunkPutResponse { id, size, created: false });
                 }
                 Duplicate::Replaces => {
@@ -154,7 +151,7 @@ impl ChunkStore {
         }
         fs::rename(tmp.disarm(), &path)?;
         fsync_dir(parent)?;
-        self.index().replace(&id, size, crc32c, now_ms())?;
+        self.index().insert(&id, size, crc32c, &blocks, now_ms())?;
         Ok(ChunkPutResponse { id, size, created: true })
     }
 
@@ -176,13 +173,21 @@ impl ChunkStore {
         if indexed.is_some_and(|held| held.size == size && held.crc32c == Some(crc32c)) {
             return Ok(Duplicate::Same);
         }
-        let received = if hashed { id } else { hash_file(tmp.path())?.0 };
+        let received = if hashed { id } else { hash_file(tmp.path())?.id };
         if received != id {
             return Ok(Duplicate::Refused(StoreError::HashMismatch { expected: id, actual: received }));
         }
-        let (stored_id, _, _) = hash_file(stored)?;
+        let stored_id = hash_file(stored)?.id;
         Ok(if stored_id == id { Duplicate::Same } else { Duplicate::Replaces })
     }
+}
+
+/// A chunk file written and checked: what its index row records.
+pub(super) struct Written {
+    pub id: ChunkId,
+    pub size: u64,
+    pub crc32c: u32,
+    pub blocks: BlockSums,
 }
 
 /// What a received chunk is to the stored file of the same id.

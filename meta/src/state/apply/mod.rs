@@ -114,6 +114,7 @@ impl<'t> Applier<'t> {
             C::RegisterNode { node } => self.register_node(node),
             C::RepairDone { chunk, added, done } => self.repair_done(chunk, added, *done),
             C::QueueNodeChunks { node } => self.queue_node_chunks(*node),
+            C::CopiesLost { node, chunks } => self.copies_lost(*node, chunks),
             // A top-level batch never gets here (see `apply`): this one is nested.
             C::Batch(_) => refuse(MetaError::Internal("a batch inside a batch".into())),
         }

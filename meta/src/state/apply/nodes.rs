@@ -42,4 +42,22 @@ impl Applier<'_> {
         )?;
         Ok(CommandResult::Done)
     }
+
+    /// `node` lost its copies of `chunks`: they leave its placements, and
+    /// each one in use is queued for a new copy.
+    pub(super) fn copies_lost(&self, node: NodeId, chunks: &[ChunkId]) -> Outcome {
+        let copies = replication_of(self.tx, None)?.copies;
+        for chunk in chunks {
+            self.tx.execute(
+                "DELETE FROM placements WHERE chunk = ?1 AND node = ?2",
+                params![chunk.as_bytes(), node as i64],
+            )?;
+            self.tx.execute(
+                "INSERT OR IGNORE INTO repairs (chunk, copies, queued_at_log)
+                 SELECT id, ?2, ?3 FROM chunks WHERE id = ?1 AND refcount > 0",
+                params![chunk.as_bytes(), copies, self.log_index as i64],
+            )?;
+        }
+        Ok(CommandResult::Done)
+    }
 }

@@ -69,3 +69,40 @@ fn a_refused_command_leaves_nothing_of_what_it_wrote() {
         .collect();
     assert_eq!(names, ["kept"]);
 }
+
+#[test]
+fn a_lost_copy_leaves_its_placement_and_queues_a_repair() {
+    let mut conn = schema::in_memory();
+    let chunk = jadfs_common::ChunkId::of(b"bytes");
+    let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+        "size": 5, "etag": "\"e\"", "last_modified_ms": 0, "content_type": null,
+        "chunks": [{"id": chunk.to_hex(), "offset": 0, "size": 5}]
+    }))
+    .unwrap();
+    let unused = jadfs_common::ChunkId::of(b"unused");
+    let commands = [
+        Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+        Command::PutObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            manifest,
+            placement: vec![vec![1, 2, 3]],
+            condition: None,
+        },
+        Command::CopiesLost { node: 2, chunks: vec![chunk, unused] },
+    ];
+    let tx = conn.transaction().unwrap();
+    for (i, command) in commands.iter().enumerate() {
+        assert_eq!(Applier::new(&tx, i as u64 + 1).apply(command).unwrap(), CommandResult::Done);
+    }
+    tx.commit().unwrap();
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &chunk).unwrap(), vec![1, 3]);
+    let queued: Vec<Vec<u8>> = conn
+        .prepare("SELECT chunk FROM repairs")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(queued, vec![chunk.as_bytes().to_vec()], "only the chunk in use");
+}
