@@ -77,7 +77,11 @@ impl BlockSummer {
     }
 
     fn close_block(&mut self) {
-        self.whole = crc32c::crc32c_combine(self.whole, self.current, self.filled);
+        self.whole = if self.filled == BLOCK {
+            shift_by_block(self.whole) ^ self.current
+        } else {
+            crc32c::crc32c_combine(self.whole, self.current, self.filled) // the last block, once
+        };
         self.sums.push(self.current);
         (self.current, self.filled) = (0, 0);
     }
@@ -89,6 +93,17 @@ impl BlockSummer {
         }
         (BlockSums(self.sums), self.whole)
     }
+}
+
+/// What appending [`BLOCK`] bytes does to the CRC32C of what came before:
+/// `crc32c(a ++ b) = shift_by_block(crc32c(a)) ^ crc32c(b)` for a block `b`.
+/// The shift is linear in the CRC's bits, so it is the XOR of its effect
+/// on each bit, worked out once. (The crate's `crc32c_combine` works it
+/// out on every call: per block, that cost as much as checksumming it.)
+fn shift_by_block(crc: u32) -> u32 {
+    static BITS: std::sync::OnceLock<[u32; 32]> = std::sync::OnceLock::new();
+    let bits = BITS.get_or_init(|| std::array::from_fn(|i| crc32c::crc32c_combine(1 << i, 0, BLOCK)));
+    (0..32).filter(|i| crc >> i & 1 == 1).fold(0, |acc, i| acc ^ bits[i])
 }
 
 #[cfg(test)]
