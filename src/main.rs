@@ -103,6 +103,35 @@ struct ServerArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     scrub: ScrubArgs,
+    #[command(flatten)]
+    gc: GcArgs,
+}
+
+/// When unused data is deleted.
+#[derive(Args)]
+struct GcArgs {
+    /// How long a chunk no object, part or upload uses is kept before its
+    /// copies are deleted (and how old a copy no object names must be):
+    /// a duration such as `500ms`, `10s`, `5m`, `1h`, `2d`.
+    #[arg(long, env = "JADFS_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
+    gc_grace: std::time::Duration,
+}
+
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`; seconds without one).
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{value:?} is not a duration such as 10s or 1h"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        "d" => number * 86400.0,
+        other => return Err(format!("unknown unit {other:?} in {value:?} (ms, s, m, h or d)")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{value:?}: {e}"))
 }
 
 /// How a storage node's scrubber re-reads its chunks.
@@ -160,6 +189,8 @@ struct MetaArgs {
     /// Take a Raft snapshot every this many log entries (and purge the log before it).
     #[arg(long, env = "JADFS_SNAPSHOT_EVERY", default_value_t = 10_000)]
     snapshot_every: u64,
+    #[command(flatten)]
+    gc: GcArgs,
 }
 
 #[derive(Args)]
@@ -255,6 +286,25 @@ async fn run() -> anyhow::Result<()> {
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
             client.get(&url).send().await?.error_for_status()?;
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        let ok = |s| super::parse_duration(s).unwrap();
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("10s"), Duration::from_secs(10));
+        assert_eq!(ok("10"), Duration::from_secs(10));
+        assert_eq!(ok("1.5m"), Duration::from_secs(90));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("2d"), Duration::from_secs(2 * 86400));
+        for bad in ["", "h", "10x", "-1s", "1e400s", "ten seconds"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

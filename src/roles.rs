@@ -44,6 +44,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         // One machine: the roles' links are loopback.
         links: Links::plain(),
         tls: None,
+        gc_grace: args.gc.gc_grace,
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
@@ -143,6 +144,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         cluster_key: cluster_key.clone(),
         links: links.clone(),
         tls,
+        gc_grace: args.gc.gc_grace,
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);

@@ -192,6 +192,9 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::PreconditionFailed => Code::PreconditionFailed.into(),
             M::BadDigest(message) => S3Error::new(Code::BadDigest).with_message(message),
             M::EntityTooSmall(_) => Code::EntityTooSmall.into(),
+            M::ChunkGone(_) => S3Error::new(Code::ServiceUnavailable)
+                .with_message("The data was collected while this write ran; please retry.")
+                .caused_by(e),
             M::ForwardToLeader { .. } | M::Unavailable(_) => {
                 S3Error::new(Code::ServiceUnavailable).caused_by(format_args!("meta service unavailable: {e}"))
             }

@@ -75,3 +75,20 @@ impl Gateway {
         }
     }
 }
+
+/// Delay injection for tests: with `JADFS_PAUSE=NAME:MS` in the
+/// environment, a request waits MS milliseconds at the point named NAME
+/// (so a test can widen the race it looks for). Free when unset.
+pub(crate) async fn pause_point(name: &str) {
+    static PAUSE: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        let value = std::env::var("JADFS_PAUSE").ok()?;
+        let (point, ms) = value.split_once(':')?;
+        Some((point.to_string(), ms.parse().ok()?))
+    });
+    if let Some((point, ms)) = pause {
+        if point == name {
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+        }
+    }
+}

@@ -5,9 +5,11 @@
 pub mod api;
 mod batch;
 pub mod client;
+mod collect;
 pub mod http;
 pub mod log_store;
 pub mod network;
+mod node_link;
 pub mod nodes;
 mod repair;
 pub mod state;
@@ -50,6 +52,9 @@ pub struct MetaConfig {
     pub links: Links,
     /// Serve TLS with this configuration (`--internal-tls-*`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Chunks unused this long are collected (and copies of no object this
+    /// old deleted).
+    pub gc_grace: Duration,
 }
 
 /// A started meta node.
@@ -92,7 +97,15 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
 
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
     let links = config.links.clone();
-    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer, links));
+    tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer.clone(), links.clone()));
+    tokio::spawn(collect::run_collector(
+        raft.clone(),
+        readers.clone(),
+        liveness.clone(),
+        signer,
+        links,
+        config.gc_grace,
+    ));
     let writes = batch::WriteBatcher::start(raft.clone());
     let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
     let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));

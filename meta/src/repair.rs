@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use jadfs_common::cluster_auth::{self, Signer};
+use jadfs_common::cluster_auth::Signer;
 use jadfs_common::links::Links;
-use jadfs_common::node::ReplicateTo;
-use jadfs_common::{ChunkId, NodeId};
+use jadfs_common::NodeId;
 
 use crate::api::*;
+use crate::node_link::NodeLink;
 use crate::nodes::{choose, is_leader, zone_of, Liveness};
 use crate::state::ReadPool;
 
@@ -20,6 +20,8 @@ use crate::state::ReadPool;
 const REPAIR_IDLE: Duration = Duration::from_millis(500);
 /// Chunks repaired at once.
 const REPAIR_CONCURRENCY: usize = 4;
+/// How long a repair's pin holds: longer than any copy takes.
+const REPAIR_PIN: Duration = Duration::from_secs(3600);
 
 /// Runs for the life of the meta node; does work only while it leads.
 /// Queues the chunks of nodes that died, then works through the repair
@@ -32,7 +34,7 @@ pub async fn run_repairer(
     signer: Arc<Signer>,
     links: Links,
 ) {
-    let copier = Copier::new(signer, links);
+    let copier = NodeLink::new(signer, links);
     let mut queued_dead: HashSet<NodeId> = HashSet::new();
     // Where the last pass stopped: chunks that cannot be repaired yet (no
     // live holder) never keep the ones behind them waiting.
@@ -62,7 +64,7 @@ async fn repair_round(
     raft: &Raft,
     readers: &Arc<ReadPool>,
     liveness: &Liveness,
-    copier: &Copier,
+    copier: &NodeLink,
     queued_dead: &mut HashSet<NodeId>,
     cursor: &mut Option<(u64, jadfs_common::ChunkId)>,
 ) -> Result<bool, MetaError> {
@@ -101,7 +103,7 @@ async fn repair_round(
 /// Brings one chunk up to its number of live copies, as far as live nodes allow.
 async fn repair_chunk(
     raft: &Raft,
-    copier: &Copier,
+    copier: &NodeLink,
     nodes: &[StorageNodeInfo],
     repair: Repair,
 ) -> Result<bool, MetaError> {
@@ -110,7 +112,7 @@ async fn repair_chunk(
         repair.holders.iter().filter_map(|&id| node(id)).filter(|n| n.state == NodeState::Alive).collect();
     let wanted = (repair.copies as usize).saturating_sub(live.len());
     if wanted == 0 {
-        write(raft, Command::RepairDone { chunk: repair.chunk, added: Vec::new(), done: true }).await?;
+        write(raft, Command::RepairDone { chunk: repair.chunk, added: Vec::new(), done: true, write_id: None }).await?;
         return Ok(true);
     }
     if live.is_empty() {
@@ -119,8 +121,20 @@ async fn repair_chunk(
     let candidates: Vec<StorageNodeInfo> =
         nodes.iter().filter(|n| n.state == NodeState::Alive && !repair.holders.contains(&n.id)).cloned().collect();
     let zones: Vec<String> = live.iter().map(|n| zone_of(n)).collect();
-    let targets: Vec<StorageNodeInfo> =
+    let mut targets: Vec<StorageNodeInfo> =
         choose(&candidates, wanted, &zones, &mut rand::thread_rng()).into_iter().cloned().collect();
+    // Pinned like any write, so the chunk is not collected under the copy;
+    // a target still to delete a copy of it is left for a later round.
+    let write_id = jadfs_common::random_u64() >> 1;
+    let pin = Command::Pin {
+        write_id,
+        chunk: repair.chunk,
+        nodes: targets.iter().map(|t| t.id).collect(),
+        expires_ms: jadfs_common::now_ms() + REPAIR_PIN.as_millis() as i64,
+    };
+    if let CommandResult::Pinned { refused } = write(raft, pin).await? {
+        targets.retain(|t| !refused.contains(&t.id));
+    }
     let mut added = Vec::new();
     for target in &targets {
         for source in &live {
@@ -139,46 +153,20 @@ async fn repair_chunk(
         }
     }
     if added.is_empty() {
+        write(raft, Command::Unpin { write_id }).await?;
         return Ok(false);
     }
     let done = live.len() + added.len() >= repair.copies as usize;
-    write(raft, Command::RepairDone { chunk: repair.chunk, added, done }).await?;
+    write(raft, Command::RepairDone { chunk: repair.chunk, added, done, write_id: Some(write_id) }).await?;
     Ok(true)
 }
 
-async fn write(raft: &Raft, command: Command) -> Result<(), MetaError> {
+pub(crate) async fn write(raft: &Raft, command: Command) -> Result<CommandResult, MetaError> {
     match raft.client_write(command).await {
         Ok(response) => match response.data {
             CommandResult::Failed(e) => Err(e),
-            _ => Ok(()),
+            done => Ok(done),
         },
         Err(e) => Err(MetaError::Unavailable(e.to_string())),
-    }
-}
-
-/// Asks storage nodes to copy chunks to one another.
-struct Copier {
-    http: reqwest::Client,
-    signer: Arc<Signer>,
-    links: Links,
-}
-
-impl Copier {
-    fn new(signer: Arc<Signer>, links: Links) -> Copier {
-        let http = links.client().timeout(Duration::from_secs(600)).build().expect("an HTTP client always builds");
-        Copier { http, signer, links }
-    }
-
-    /// Has the node at `source` push `chunk` to the registered node `target`
-    /// (the source looks its address up in the cluster, never taking one
-    /// from the request).
-    async fn copy(&self, source: &str, chunk: &ChunkId, target: NodeId) -> reqwest::Result<reqwest::Response> {
-        let path = format!("/v1/chunks/{chunk}/replicate");
-        self.http
-            .post(self.links.url(source, &path))
-            .header(cluster_auth::HEADER, self.signer.sign("POST", &path, jadfs_common::now_ms() / 1000))
-            .json(&ReplicateTo { to: target })
-            .send()
-            .await
     }
 }

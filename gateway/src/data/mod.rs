@@ -11,7 +11,7 @@ use bytes::Bytes;
 use jadfs_common::{ChunkRef, NodeId};
 
 pub use read::read_object;
-pub use write::{copy_range, store_body};
+pub use write::{copy_range, forget_write, store_body};
 
 use crate::body::ObjectBody;
 use crate::error::S3Error;
@@ -23,6 +23,8 @@ pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What storing a body produced.
 pub struct StoredData {
+    /// The write that pinned the chunks it put on nodes (its commit names it).
+    pub write_id: u64,
     pub size: u64,
     pub md5: [u8; 16],
     pub chunks: Vec<ChunkRef>,
@@ -34,7 +36,8 @@ pub struct StoredData {
 
 impl StoredData {
     pub fn empty() -> StoredData {
-        StoredData { size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new(), inline: None }
+        let write_id = jadfs_common::random_u64() >> 1; // stored as an i64
+        StoredData { write_id, size: 0, md5: [0; 16], chunks: Vec::new(), placement: Vec::new(), inline: None }
     }
 }
 

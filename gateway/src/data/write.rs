@@ -8,7 +8,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::{ChunkId, ChunkRef, NodeId};
-use jadfs_meta::api::{LocatedObject, Replication};
+use jadfs_meta::api::{CommandResult, LocatedObject, Replication};
+use jadfs_meta::Command;
 use jadfs_storage_node::client::ClientError;
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -30,6 +31,9 @@ fn durable_timeout(len: u64) -> Duration {
 /// take before the write is acknowledged without them (the repair queue
 /// makes them later).
 const QUORUM_GRACE: Duration = Duration::from_secs(1);
+/// How long a write's pins keep its chunks from collection; each chunk the
+/// write finishes renews them. A write slower than a chunk an hour fails.
+const PIN_TTL: Duration = Duration::from_secs(3600);
 /// Body pieces arrive in whatever sizes the client's socket gave (often a
 /// few KiB); they go to the nodes in groups of about this size, because
 /// every message costs a wake-up of each copy's sender task.
@@ -47,8 +51,34 @@ pub async fn store_body(
     replication: Replication,
     inline_max: u64,
 ) -> Result<StoredData, S3Error> {
-    let mut md5 = Md5::new();
     let mut stored = StoredData::empty();
+    let write_id = stored.write_id;
+    match fill(gw, body, max_size, replication, inline_max, &mut stored).await {
+        Ok(()) => Ok(stored),
+        Err(e) => {
+            forget_write(gw, write_id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Drops the pins of a write that will not be committed, so what it stored
+/// is collected after the grace period rather than when its pins expire.
+pub async fn forget_write(gw: &Gateway, write_id: u64) {
+    if let Err(e) = gw.meta.write(&Command::Unpin { write_id }).await {
+        tracing::warn!(error = %e, "could not drop a failed write's pins; they expire");
+    }
+}
+
+async fn fill(
+    gw: &Gateway,
+    body: &mut impl ByteSource,
+    max_size: u64,
+    replication: Replication,
+    inline_max: u64,
+    stored: &mut StoredData,
+) -> Result<(), S3Error> {
+    let mut md5 = Md5::new();
     let mut writer: Option<ChunkWriter> = None;
     // The bytes so far, while the body may still fit inline.
     let mut small: Option<Vec<u8>> = (inline_max > 0).then(Vec::new);
@@ -65,16 +95,16 @@ pub async fn store_body(
             }
             let held = Bytes::from(std::mem::take(held));
             small = None;
-            write_chunks(gw, replication, &mut writer, &mut stored, held).await?;
+            write_chunks(gw, replication, &mut writer, stored, held).await?;
         }
-        write_chunks(gw, replication, &mut writer, &mut stored, data).await?;
+        write_chunks(gw, replication, &mut writer, stored, data).await?;
     }
     if let Some(last) = writer.take() {
-        finish_chunk(last, &mut stored).await?;
+        finish_chunk(last, stored).await?;
     }
     stored.inline = small.filter(|held| !held.is_empty());
     stored.md5 = md5.finalize().into();
-    Ok(stored)
+    Ok(())
 }
 
 /// Appends `data` to the chunk being written, opening and finishing chunks
@@ -89,7 +119,7 @@ async fn write_chunks<'g>(
     let chunk_size = gw.config.chunk_size;
     while !data.is_empty() {
         if writer.is_none() {
-            *writer = Some(ChunkWriter::open(gw, replication).await?);
+            *writer = Some(ChunkWriter::open(gw, replication, stored.write_id).await?);
         }
         let w = writer.as_mut().expect("just opened");
         let room = (chunk_size - w.len) as usize;
@@ -117,6 +147,8 @@ async fn finish_chunk(writer: ChunkWriter<'_>, stored: &mut StoredData) -> Resul
 /// nodes discard what they received.
 struct ChunkWriter<'g> {
     gw: &'g Gateway,
+    /// The write this chunk belongs to, which pins it.
+    write_id: u64,
     copies: Vec<Copy>,
     /// Copies that must be durable for the write to succeed.
     required: usize,
@@ -136,7 +168,7 @@ struct Copy {
 }
 
 impl<'g> ChunkWriter<'g> {
-    async fn open(gw: &'g Gateway, replication: Replication) -> Result<ChunkWriter<'g>, S3Error> {
+    async fn open(gw: &'g Gateway, replication: Replication, write_id: u64) -> Result<ChunkWriter<'g>, S3Error> {
         let required = replication.acknowledge_after();
         let nodes = gw.pick_nodes(replication.written_inline(), required).await?;
         let copies = nodes
@@ -150,6 +182,7 @@ impl<'g> ChunkWriter<'g> {
             .collect();
         Ok(ChunkWriter {
             gw,
+            write_id,
             copies,
             required,
             hasher: Sha256::new(),
@@ -202,11 +235,16 @@ impl<'g> ChunkWriter<'g> {
         Ok(())
     }
 
-    /// Gives up on one copy; an error if too few are left.
+    /// Gives up on one copy that failed; an error if too few are left.
     fn drop_copy(&mut self, i: usize, reason: String) -> Result<(), S3Error> {
+        self.note_failure(i, &reason);
+        self.forgo_copy(i, reason)
+    }
+
+    /// Goes on without copy `i`; an error if too few are left.
+    fn forgo_copy(&mut self, i: usize, reason: String) -> Result<(), S3Error> {
         let node = self.copies[i].node;
         self.copies[i].sender = None;
-        self.note_failure(i, &reason);
         let left = self.copies.iter().filter(|c| c.sender.is_some()).count();
         if left < self.required {
             return Err(unavailable(format!("storage node {node} {reason}; {left} copies left")));
@@ -223,11 +261,33 @@ impl<'g> ChunkWriter<'g> {
 
     /// Ends the chunk and waits until the nodes still writing hold it
     /// durably: all of them, or once the write quorum has answered, those
-    /// that answer within a short grace. Returns the chunk and its holders.
+    /// that answer within a short grace. Meanwhile the chunk is pinned for
+    /// the write, so it is not collected before the write commits; a node
+    /// still to delete an older copy of it is left out of its holders (it
+    /// may hold the chunk when it answers, and would then delete it).
+    /// Returns the chunk and its holders.
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let trailer = Trailer { id, crc32c: self.crc32c };
         self.gathered.push(Bytes::copy_from_slice(&trailer.to_bytes()));
+        let nodes: Vec<NodeId> = self.copies.iter().filter(|c| c.sender.is_some()).map(|c| c.node).collect();
+        let pinned = pin_chunk(self.gw, self.write_id, id, nodes);
+        let (refused, holders) = tokio::join!(pinned, self.make_durable(id));
+        let (refused, holders) = (refused?, holders?);
+        let kept: Vec<NodeId> = holders.iter().copied().filter(|n| !refused.contains(n)).collect();
+        if kept.len() < self.required {
+            return Err(unavailable(format!(
+                "{} of {} copies durable on nodes that keep them; nodes {refused:?} are still deleting an older copy",
+                kept.len(),
+                self.required
+            )));
+        }
+        Ok((ChunkRef { id, offset, size: self.len }, kept))
+    }
+
+    /// Sends what is left (the trailer last) and waits for the copies to
+    /// be durable (see [`ChunkWriter::finish`]); the nodes that hold them.
+    async fn make_durable(&mut self, id: ChunkId) -> Result<Vec<NodeId>, S3Error> {
         self.send().await?;
         self.send_all(|| PutMessage::End).await?;
         let len = self.len;
@@ -269,8 +329,7 @@ impl<'g> ChunkWriter<'g> {
             let durable = quorum.holders.len();
             return Err(unavailable(format!("{durable} of {} copies durable; {}", self.required, reasons.join("; "))));
         }
-        let holders = quorum.holders.iter().map(|&i| self.copies[i].node).collect();
-        Ok((ChunkRef { id, offset, size: len }, holders))
+        Ok(quorum.holders.iter().map(|&i| self.copies[i].node).collect())
     }
 }
 
@@ -339,8 +398,24 @@ pub async fn copy_range(
     end: u64,
     replication: Replication,
 ) -> Result<StoredData, S3Error> {
-    let mut md5 = Md5::new();
     let mut stored = StoredData::empty();
+    match copy_into(gw, source, (start, end), replication, &mut stored).await {
+        Ok(()) => Ok(stored),
+        Err(e) => {
+            forget_write(gw, stored.write_id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn copy_into(
+    gw: &std::sync::Arc<Gateway>,
+    source: &LocatedObject,
+    (start, end): (u64, u64),
+    replication: Replication,
+    stored: &mut StoredData,
+) -> Result<(), S3Error> {
+    let mut md5 = Md5::new();
     if let Some(bytes) = &source.manifest.inline {
         // A small source has no chunks to reuse: its bytes make a new one.
         let range = bytes.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?;
@@ -348,9 +423,9 @@ pub async fn copy_range(
         md5.update(&piece);
         stored.size = piece.len() as u64;
         let mut writer = None;
-        write_chunks(gw, replication, &mut writer, &mut stored, piece).await?;
+        write_chunks(gw, replication, &mut writer, stored, piece).await?;
         if let Some(last) = writer {
-            finish_chunk(last, &mut stored).await?;
+            finish_chunk(last, stored).await?;
         }
     }
     for (chunk, replicas) in source.manifest.chunks.iter().zip(&source.locations) {
@@ -362,7 +437,7 @@ pub async fn copy_range(
         let to = end.min(chunk_end);
         let whole = from == chunk.offset && to == chunk_end;
         let mut bytes = Box::pin(read_object(gw.clone(), vec![(chunk.clone(), replicas.clone())], from, to));
-        let mut writer = if whole { None } else { Some(ChunkWriter::open(gw, replication).await?) };
+        let mut writer = if whole { None } else { Some(ChunkWriter::open(gw, replication, stored.write_id).await?) };
         while let Some(piece) = bytes.next().await {
             let piece = piece.map_err(|e| unavailable(format!("reading the copy source: {e}")))?;
             md5.update(&piece);
@@ -385,7 +460,17 @@ pub async fn copy_range(
         }
     }
     stored.md5 = md5.finalize().into();
-    Ok(stored)
+    Ok(())
+}
+
+/// Pins `chunk` for the write `write_id` (see `Command::Pin`): the nodes
+/// of `nodes` it must not keep the chunk on.
+async fn pin_chunk(gw: &Gateway, write_id: u64, chunk: ChunkId, nodes: Vec<NodeId>) -> Result<Vec<NodeId>, S3Error> {
+    let expires_ms = jadfs_common::now_ms() + PIN_TTL.as_millis() as i64;
+    match gw.meta.write(&Command::Pin { write_id, chunk, nodes, expires_ms }).await? {
+        CommandResult::Pinned { refused } => Ok(refused),
+        other => Err(S3Error::internal(format!("a pin answered {other:?}"))),
+    }
 }
 
 fn unavailable(cause: String) -> S3Error {

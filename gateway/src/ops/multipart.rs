@@ -129,6 +129,7 @@ pub async fn upload_part(
     let replication = ctx.bucket().await?.replication;
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
+        data::forget_write(&ctx.gw, stored.write_id).await;
         return Err(S3Error::new(Code::BadDigest));
     }
     let etag = ETag::of_md5(&stored.md5);
@@ -140,7 +141,7 @@ pub async fn upload_part(
         chunks: stored.chunks,
         checksum: checksum.clone(),
     };
-    commit_part(ctx, key, upload_id, part_number, part, stored.placement).await?;
+    commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag.quoted()));
     if let Some(checksum) = checksum {
@@ -155,7 +156,7 @@ async fn commit_part(
     upload_id: &str,
     part_number: u32,
     part: PartManifest,
-    placement: Vec<Vec<NodeId>>,
+    (placement, write_id): (Vec<Vec<NodeId>>, u64),
 ) -> Result<(), S3Error> {
     let command = Command::PutPart {
         bucket: ctx.bucket_name().into(),
@@ -164,8 +165,12 @@ async fn commit_part(
         part_number,
         part,
         placement,
+        write_id: Some(write_id),
     };
-    ctx.gw.meta.write(&command).await?;
+    if let Err(e) = ctx.gw.meta.write(&command).await {
+        data::forget_write(&ctx.gw, write_id).await;
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -215,7 +220,7 @@ pub async fn upload_part_copy(
     let last_modified_ms = jadfs_common::now_ms();
     let part =
         PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks, checksum: None };
-    commit_part(ctx, key, upload_id, part_number, part, stored.placement).await?;
+    commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut x = XmlWriter::new();
     x.open("CopyPartResult");
     x.element("LastModified", &iso8601(last_modified_ms));

@@ -33,6 +33,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     }
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, ctx.gw.config.inline_max).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
+        data::forget_write(&ctx.gw, stored.write_id).await;
         return Err(S3Error::new(Code::BadDigest));
     }
     let checksum = body.verified_checksum().cloned();
@@ -57,8 +58,13 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         manifest,
         placement: stored.placement,
         condition: condition.clone(),
+        write_id: Some(stored.write_id),
     };
-    ctx.gw.meta.write(&command).await.map_err(|e| conditional_commit_error(e.into(), &condition))?;
+    crate::pause_point("before-commit").await;
+    if let Err(e) = ctx.gw.meta.write(&command).await {
+        data::forget_write(&ctx.gw, stored.write_id).await;
+        return Err(conditional_commit_error(e.into(), &condition));
+    }
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag.quoted()));
     if let Some(checksum) = checksum {

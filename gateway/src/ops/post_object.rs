@@ -395,15 +395,18 @@ pub async fn post_object(
         parts: Vec::new(),
         inline: stored.inline,
     };
-    gw.meta
-        .write(&Command::PutObject {
-            bucket: bucket.to_string(),
-            key: key.clone(),
-            manifest,
-            placement: stored.placement,
-            condition: None,
-        })
-        .await?;
+    let command = Command::PutObject {
+        bucket: bucket.to_string(),
+        key: key.clone(),
+        manifest,
+        placement: stored.placement,
+        condition: None,
+        write_id: Some(stored.write_id),
+    };
+    if let Err(e) = gw.meta.write(&command).await {
+        crate::data::forget_write(&gw, stored.write_id).await;
+        return Err(e.into());
+    }
 
     Ok(form.answer(bucket, &key, &etag))
 }

@@ -31,6 +31,12 @@ pub enum Command {
         /// Checked against the current object when the command applies.
         #[serde(default)]
         condition: Option<WriteCondition>,
+        /// The write that put the chunks on the nodes of `placement`, and
+        /// pinned them (see [`Command::Pin`]); chunks it did not pin are
+        /// reused ones, which must still be in use. None: a command from
+        /// before pins, trusted as it was.
+        #[serde(default)]
+        write_id: Option<u64>,
     },
     DeleteObject {
         bucket: String,
@@ -65,6 +71,9 @@ pub enum Command {
         part_number: u32,
         part: PartManifest,
         placement: Vec<Vec<NodeId>>,
+        /// As for [`Command::PutObject`].
+        #[serde(default)]
+        write_id: Option<u64>,
     },
     /// Joins the listed parts into the object: only metadata is written.
     CompleteUpload(CompleteUpload),
@@ -117,6 +126,9 @@ pub enum Command {
         chunk: ChunkId,
         added: Vec<NodeId>,
         done: bool,
+        /// The repair's pin: a copy it no longer covers is not recorded.
+        #[serde(default)]
+        write_id: Option<u64>,
     },
     /// Queues every chunk with a copy on `node` (declared dead) for repair.
     QueueNodeChunks {
@@ -128,6 +140,39 @@ pub enum Command {
     CopiesLost {
         node: NodeId,
         chunks: Vec<ChunkId>,
+    },
+    /// Keeps `chunk` from collection while the write `write_id` puts it on
+    /// `nodes`, until `expires_ms` (and renews the write's other pins to
+    /// then); sent after a chunk's bytes and before the nodes are told to
+    /// keep them. Answers the nodes still to delete a copy of the chunk:
+    /// the write must not keep it there.
+    Pin {
+        write_id: u64,
+        chunk: ChunkId,
+        nodes: Vec<NodeId>,
+        expires_ms: i64,
+    },
+    /// Drops the pins of a write that failed.
+    Unpin {
+        write_id: u64,
+    },
+    /// Collects the chunks no object, part or upload uses, orphaned at or
+    /// before log index `orphaned_by_log` and pinned by no write: their
+    /// copies join the deletions. Pins that expired by `now_ms` go first.
+    Collect {
+        orphaned_by_log: u64,
+        now_ms: i64,
+    },
+    /// Copies on `node` that no placement names (failed writes, surplus):
+    /// those still unnamed and unpinned join the deletions.
+    CollectStrays {
+        node: NodeId,
+        chunks: Vec<ChunkId>,
+        now_ms: i64,
+    },
+    /// Storage nodes deleted these copies (chunk, node).
+    CopiesDeleted {
+        copies: Vec<(ChunkId, NodeId)>,
     },
     /// Commands committed together (group commit), applied in order, each
     /// with its own result; a batch holds no batch.
@@ -190,4 +235,10 @@ pub enum CommandResult {
     Failed(MetaError),
     /// The results of a [`Command::Batch`], in its order.
     Batch(Vec<CommandResult>),
+    /// A [`Command::Pin`]: the nodes the write must not keep the chunk on.
+    Pinned {
+        refused: Vec<NodeId>,
+    },
+    /// How many chunks or copies a collection took.
+    Collected(u64),
 }

@@ -60,6 +60,11 @@ pub enum MetaError {
     BadDigest(String),
     #[error("precondition failed")]
     PreconditionFailed,
+    /// A write's chunk is not held as the write assumed: its pin expired
+    /// (the write took too long) or the chunk it reused was collected. The
+    /// client may try again.
+    #[error("a chunk of the write is gone: {0}")]
+    ChunkGone(String),
     #[error("not the leader; leader is {leader_addr:?}")]
     ForwardToLeader { leader_addr: Option<String> },
     #[error("meta service unavailable: {0}")]

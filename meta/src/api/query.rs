@@ -105,6 +105,9 @@ pub struct MetaStats {
     /// Chunks waiting for copies (async writes, quorum writes, dead nodes).
     #[serde(default)]
     pub repair_queue: u64,
+    /// Copies storage nodes are still to delete (collected chunks, strays).
+    #[serde(default)]
+    pub pending_deletions: u64,
     pub last_applied_index: Option<u64>,
 }
 

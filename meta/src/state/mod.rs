@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jadfs_common::cluster_auth::ClusterKey;
-use jadfs_common::ChunkId;
+use jadfs_common::{ChunkId, NodeId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIOError};
 use rusqlite::Connection;
@@ -86,6 +86,22 @@ impl ReadPool {
         limit: usize,
     ) -> Result<Vec<Repair>, MetaError> {
         self.blocking(move |conn| query::repair_queue(conn, after, limit)).await
+    }
+
+    /// Whether a chunk orphaned at or before `log_index` waits for collection.
+    pub async fn collectible(self: &Arc<Self>, log_index: u64) -> Result<bool, MetaError> {
+        self.blocking(move |conn| query::collectible(conn, log_index)).await
+    }
+
+    /// Copies storage nodes are still to delete, (chunk, node), up to `limit`.
+    pub async fn deletions(self: &Arc<Self>, limit: usize) -> Result<Vec<(ChunkId, NodeId)>, MetaError> {
+        self.blocking(move |conn| query::deletions(conn, limit)).await
+    }
+
+    /// Those of `chunks` on `node` that no placement names, no write pins
+    /// and no deletion covers yet: strays.
+    pub async fn strays(self: &Arc<Self>, node: NodeId, chunks: Vec<ChunkId>) -> Result<Vec<ChunkId>, MetaError> {
+        self.blocking(move |conn| query::strays(conn, node, &chunks)).await
     }
 }
 

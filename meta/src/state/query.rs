@@ -1,7 +1,7 @@
 //! Answering queries from the applied state: one function per query, and
 //! [`answer`], the one place a [`Query`] is matched.
 
-use jadfs_common::ChunkId;
+use jadfs_common::{ChunkId, NodeId};
 use rusqlite::{params, Connection};
 
 use super::listing::list_objects;
@@ -96,6 +96,42 @@ pub fn repair_queue(conn: &Connection, after: Option<(u64, ChunkId)>, limit: usi
     Ok(repairs)
 }
 
+pub fn collectible(conn: &Connection, log_index: u64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM chunks WHERE refcount <= 0 AND orphaned_at_log <= ?1)",
+        [log_index as i64],
+        |r| r.get(0),
+    )
+}
+
+pub fn deletions(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(ChunkId, NodeId)>> {
+    let mut stmt = conn.prepare_cached("SELECT chunk, node FROM deletions ORDER BY queued_at_log LIMIT ?1")?;
+    let rows = stmt.query_map([limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (raw, node) = row?;
+        if let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) {
+            out.push((ChunkId::from_bytes(bytes), node as NodeId));
+        }
+    }
+    Ok(out)
+}
+
+pub fn strays(conn: &Connection, node: NodeId, chunks: &[ChunkId]) -> rusqlite::Result<Vec<ChunkId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM placements WHERE chunk = ?1 AND node = ?2)
+            AND NOT EXISTS (SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2)
+            AND NOT EXISTS (SELECT 1 FROM pins WHERE chunk = ?1)",
+    )?;
+    let mut out = Vec::new();
+    for chunk in chunks {
+        if stmt.query_row(params![chunk.as_bytes(), node as i64], |r| r.get::<_, bool>(0))? {
+            out.push(*chunk);
+        }
+    }
+    Ok(out)
+}
+
 /// A page of an upload's parts after `after_part`; None if there is no such upload.
 fn list_parts(
     conn: &Connection,
@@ -159,6 +195,7 @@ fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
         chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
         orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,
         repair_queue: count("SELECT COUNT(*) FROM repairs")?,
+        pending_deletions: count("SELECT COUNT(*) FROM deletions")?,
         last_applied_index: applied_state(conn)?.0.map(|id| id.index),
     })
 }

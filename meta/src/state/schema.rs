@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 3;
+pub const DATA_VERSION: u32 = 4;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -67,6 +67,18 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
         // its own; a key of before keeps its access key id as id, which is
         // what its buckets and grants already name.
         2 => seal_access_keys(conn, key),
+        // Version 4 collects garbage: pins keep the chunks of writes in
+        // flight from collection, and deletions are the copies nodes are to
+        // delete (see `apply/chunks.rs`).
+        3 => conn.execute_batch(
+            "CREATE TABLE pins (
+                 chunk BLOB NOT NULL, write_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+                 PRIMARY KEY (chunk, write_id)) WITHOUT ROWID;
+             CREATE INDEX pins_by_write ON pins (write_id);
+             CREATE TABLE deletions (
+                 chunk BLOB NOT NULL, node INTEGER NOT NULL, queued_at_log INTEGER NOT NULL,
+                 PRIMARY KEY (chunk, node)) WITHOUT ROWID;",
+        ),
         _ => unreachable!("no upgrade from version {from}"),
     }
 }

@@ -35,6 +35,11 @@ impl Server {
 
     /// Starts `jadfs server` with extra command-line arguments.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// Starts `jadfs server` with extra command-line arguments and environment.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut server = Server {
@@ -44,7 +49,7 @@ impl Server {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
         };
-        server.launch(&[]);
+        server.launch(env);
         server
     }
 

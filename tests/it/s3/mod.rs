@@ -2,6 +2,7 @@
 //! `aws-sdk-s3` crate: what an S3 user sees.
 
 mod buckets;
+mod collection;
 mod integrity;
 mod listing;
 mod multipart;

@@ -15,6 +15,7 @@ mod object;
 use rusqlite::Transaction;
 
 use crate::api::{Command, CommandResult, MetaError};
+use chunks::Written;
 
 /// Why a command did not apply: refused (its answer to the client), or the
 /// database failed (the whole apply fails, and openraft stops the node).
@@ -90,8 +91,8 @@ impl<'t> Applier<'t> {
                 self.set_bucket_grant(bucket, access_key, *permission)
             }
             C::SetReplication { bucket, replication } => self.set_replication(bucket.as_deref(), *replication),
-            C::PutObject { bucket, key, manifest, placement, condition } => {
-                self.put_object(bucket, key, manifest, placement, condition.as_ref())
+            C::PutObject { bucket, key, manifest, placement, condition, write_id } => {
+                self.put_object(bucket, key, manifest, Written::by(placement, *write_id), condition.as_ref())
             }
             C::DeleteObject { bucket, key } => self.delete_object(bucket, key),
             C::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms, tags } => self
@@ -104,15 +105,20 @@ impl<'t> Applier<'t> {
                 ),
             C::SetObjectTags { bucket, key, tags } => self.set_object_tags(bucket, key, tags),
             C::CreateUpload { bucket, key, upload } => self.create_upload(bucket, key, upload),
-            C::PutPart { bucket, key, upload_id, part_number, part, placement } => {
-                self.put_part(bucket, key, upload_id, *part_number, part, placement)
+            C::PutPart { bucket, key, upload_id, part_number, part, placement, write_id } => {
+                self.put_part(bucket, key, upload_id, *part_number, part, Written::by(placement, *write_id))
             }
             C::CompleteUpload(complete) => self.complete_upload(complete),
             C::AbortUpload { bucket, key, upload_id } => self.abort_upload(bucket, key, upload_id),
             C::PutAccessKey { key } => self.put_access_key(key),
             C::DeleteAccessKey { access_key } => self.delete_access_key(access_key),
             C::RegisterNode { node } => self.register_node(node),
-            C::RepairDone { chunk, added, done } => self.repair_done(chunk, added, *done),
+            C::RepairDone { chunk, added, done, write_id } => self.repair_done(chunk, added, *done, *write_id),
+            C::Pin { write_id, chunk, nodes, expires_ms } => self.pin(*write_id, chunk, nodes, *expires_ms),
+            C::Unpin { write_id } => self.unpin(*write_id),
+            C::Collect { orphaned_by_log, now_ms } => self.collect(*orphaned_by_log, *now_ms),
+            C::CollectStrays { node, chunks, now_ms } => self.collect_strays(*node, chunks, *now_ms),
+            C::CopiesDeleted { copies } => self.copies_deleted(copies),
             C::QueueNodeChunks { node } => self.queue_node_chunks(*node),
             C::CopiesLost { node, chunks } => self.copies_lost(*node, chunks),
             // A top-level batch never gets here (see `apply`): this one is nested.

@@ -2,9 +2,10 @@
 //! completing an upload moves the chosen parts' references to the object.
 
 use jadfs_common::checksum::{self, Algorithm, ChecksumType};
-use jadfs_common::{ChunkRef, ETag, NodeId, ObjectManifest, ObjectPart};
+use jadfs_common::{ChunkRef, ETag, ObjectManifest, ObjectPart};
 use rusqlite::params;
 
+use super::chunks::Written;
 use super::{refuse, Applier, Fail, Outcome};
 use crate::api::{CommandResult, CompleteUpload, MetaError, PartManifest, UploadInfo};
 use crate::state::rows::{load_manifest, load_part, load_parts, load_upload, replication_of, to_json};
@@ -27,14 +28,14 @@ impl Applier<'_> {
         upload_id: &str,
         part_number: u32,
         part: &PartManifest,
-        placement: &[Vec<NodeId>],
+        written: Written,
     ) -> Outcome {
         self.require_upload(bucket, key, upload_id)?;
-        if placement.len() != part.chunks.len() {
+        if written.placement.len() != part.chunks.len() {
             return refuse(MetaError::Internal("placement does not match the chunk list".into()));
         }
         let copies = replication_of(self.tx, Some(bucket))?.copies;
-        self.take_chunks(&part.chunks, placement, copies)?;
+        self.take_chunks(&part.chunks, written, copies)?;
         if let Some(old) = load_part(self.tx, upload_id, part_number)? {
             self.release_chunks(&old.chunks)?;
         }

@@ -1,7 +1,7 @@
 //! Storage nodes and the repair queue.
 
 use jadfs_common::{ChunkId, NodeId};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{Applier, Outcome};
 use crate::api::{CommandResult, StorageNodeInfo};
@@ -18,14 +18,33 @@ impl Applier<'_> {
 
     /// The leader's repair of one queued chunk: `added` nodes now hold a
     /// copy; with `done`, enough live copies exist and it leaves the queue.
-    pub(super) fn repair_done(&self, chunk: &ChunkId, added: &[NodeId], done: bool) -> Outcome {
-        for node in added {
+    /// A repair that pinned the chunk records its copies only while the pin
+    /// holds (else they may have been collected), and never on a node with a
+    /// deletion of the chunk pending.
+    pub(super) fn repair_done(&self, chunk: &ChunkId, added: &[NodeId], done: bool, write_id: Option<u64>) -> Outcome {
+        let pinned = match write_id {
+            Some(write_id) => self
+                .tx
+                .query_row(
+                    "SELECT 1 FROM pins WHERE chunk = ?1 AND write_id = ?2",
+                    params![chunk.as_bytes(), write_id as i64],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some(),
+            None => true,
+        };
+        for node in added.iter().filter(|_| pinned) {
             self.tx.execute(
-                "INSERT OR IGNORE INTO placements (chunk, node) VALUES (?1, ?2)",
+                "INSERT OR IGNORE INTO placements (chunk, node)
+                 SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2)",
                 params![chunk.as_bytes(), *node as i64],
             )?;
         }
-        if done {
+        if let Some(write_id) = write_id {
+            self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
+        }
+        if done && pinned {
             self.tx.execute("DELETE FROM repairs WHERE chunk = ?1", [chunk.as_bytes()])?;
         }
         Ok(CommandResult::Done)

@@ -1,10 +1,11 @@
 //! Objects: put (conditional or not), delete, copy, tags.
 
-use jadfs_common::{NodeId, ObjectManifest};
+use jadfs_common::ObjectManifest;
 
+use super::chunks::Written;
 use super::{refuse, Applier, Outcome};
 use crate::api::{CommandResult, MetaError, ObjectMetadata, WriteCondition};
-use crate::state::rows::{chunk_nodes, delete_object_row, load_manifest, replication_of, write_object};
+use crate::state::rows::{delete_object_row, load_manifest, replication_of, write_object};
 
 impl Applier<'_> {
     /// Creates or replaces an object; `placement[i]` lists the nodes that
@@ -15,11 +16,11 @@ impl Applier<'_> {
         bucket: &str,
         key: &str,
         manifest: &ObjectManifest,
-        placement: &[Vec<NodeId>],
+        written: Written,
         condition: Option<&WriteCondition>,
     ) -> Outcome {
         self.require_bucket(bucket)?;
-        if placement.len() != manifest.chunks.len() {
+        if written.placement.len() != manifest.chunks.len() {
             return refuse(MetaError::Internal("placement does not match the chunk list".into()));
         }
         if manifest.inline.as_ref().is_some_and(|b| b.len() as u64 != manifest.size || !manifest.chunks.is_empty()) {
@@ -27,7 +28,7 @@ impl Applier<'_> {
         }
         self.check_condition(bucket, key, condition)?;
         let copies = replication_of(self.tx, Some(bucket))?.copies;
-        self.store_object(bucket, key, manifest, placement, copies)?;
+        self.store_object(bucket, key, manifest, written, copies)?;
         Ok(CommandResult::Done)
     }
 
@@ -64,10 +65,9 @@ impl Applier<'_> {
         if let Some(tags) = tags {
             manifest.tags = tags.clone();
         }
-        let placement =
-            manifest.chunks.iter().map(|c| chunk_nodes(self.tx, &c.id)).collect::<rusqlite::Result<Vec<_>>>()?;
+        // The source's chunks, where they are: no write, no new copy.
         let copies = replication_of(self.tx, Some(dst_bucket))?.copies;
-        self.store_object(dst_bucket, dst_key, &manifest, &placement, copies)?;
+        self.store_object(dst_bucket, dst_key, &manifest, Written::reused(), copies)?;
         Ok(CommandResult::Object(Box::new(manifest)))
     }
 
@@ -103,11 +103,11 @@ impl Applier<'_> {
         bucket: &str,
         key: &str,
         manifest: &ObjectManifest,
-        placement: &[Vec<NodeId>],
+        written: Written,
         copies: u8,
-    ) -> rusqlite::Result<()> {
-        self.take_chunks(&manifest.chunks, placement, copies)?;
-        self.replace_object(bucket, key, manifest)
+    ) -> Result<(), super::Fail> {
+        self.take_chunks(&manifest.chunks, written, copies)?;
+        Ok(self.replace_object(bucket, key, manifest)?)
     }
 
     /// Writes an object in place of the current one, whose chunks it releases.

@@ -17,7 +17,14 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
             "chunks": [], "inline": "aGk="
         }))
         .unwrap();
-        Command::PutObject { bucket: bucket.into(), key: key.into(), manifest, placement: vec![], condition }
+        Command::PutObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            manifest,
+            placement: vec![],
+            condition,
+            write_id: None,
+        }
     };
     let batch = Command::Batch(vec![
         Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
@@ -88,6 +95,7 @@ fn a_lost_copy_leaves_its_placement_and_queues_a_repair() {
             manifest,
             placement: vec![vec![1, 2, 3]],
             condition: None,
+            write_id: None,
         },
         Command::CopiesLost { node: 2, chunks: vec![chunk, unused] },
     ];
@@ -105,4 +113,127 @@ fn a_lost_copy_leaves_its_placement_and_queues_a_repair() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(queued, vec![chunk.as_bytes().to_vec()], "only the chunk in use");
+}
+
+/// Applies `commands` in order, each at the next log index, and returns
+/// their results.
+fn apply_all(conn: &mut rusqlite::Connection, first_index: u64, commands: &[Command]) -> Vec<CommandResult> {
+    let tx = conn.transaction().unwrap();
+    let results =
+        commands.iter().enumerate().map(|(i, c)| Applier::new(&tx, first_index + i as u64).apply(c).unwrap()).collect();
+    tx.commit().unwrap();
+    results
+}
+
+fn one_chunk_object(key: &str, chunk: jadfs_common::ChunkId, nodes: Vec<u64>, write_id: Option<u64>) -> Command {
+    let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+        "size": 5, "etag": "\"e\"", "last_modified_ms": 0, "content_type": null,
+        "chunks": [{"id": chunk.to_hex(), "offset": 0, "size": 5}]
+    }))
+    .unwrap();
+    Command::PutObject {
+        bucket: "b".into(),
+        key: key.into(),
+        manifest,
+        placement: vec![nodes],
+        condition: None,
+        write_id,
+    }
+}
+
+fn deletions(conn: &rusqlite::Connection) -> Vec<(Vec<u8>, i64)> {
+    let mut stmt = conn.prepare("SELECT chunk, node FROM deletions ORDER BY chunk, node").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_reference_and_a_collection_never_both_win() {
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    let pin = |write_id, nodes: Vec<u64>, expires_ms| Command::Pin { write_id, chunk: x, nodes, expires_ms };
+    let collect = |orphaned_by_log, now_ms| Command::Collect { orphaned_by_log, now_ms };
+    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+
+    // Written, pinned, committed, deleted: orphaned at index 5.
+    let r = apply_all(&mut conn, 2, &[pin(7, vec![1, 2, 3], 1000), one_chunk_object("k", x, vec![1, 2, 3], Some(7))]);
+    assert_eq!(r, [CommandResult::Pinned { refused: vec![] }, CommandResult::Done]);
+    apply_all(&mut conn, 5, &[Command::DeleteObject { bucket: "b".into(), key: "k".into() }]);
+
+    // A new write of the same bytes pins it: a collection leaves it alone.
+    assert_eq!(apply_all(&mut conn, 6, &[pin(8, vec![1, 2, 3], 1000)])[0], CommandResult::Pinned { refused: vec![] });
+    assert_eq!(apply_all(&mut conn, 7, &[collect(5, 500)])[0], CommandResult::Collected(0));
+    // Its pin expires (the write stalled): collected, every copy to delete,
+    // and the late commit is refused rather than trusting deleted copies.
+    assert_eq!(apply_all(&mut conn, 8, &[collect(5, 2000)])[0], CommandResult::Collected(1));
+    assert_eq!(deletions(&conn).len(), 3);
+    let late = apply_all(&mut conn, 9, &[one_chunk_object("k2", x, vec![1, 2, 3], Some(8))]);
+    assert!(matches!(&late[0], CommandResult::Failed(MetaError::ChunkGone(_))), "{late:?}");
+
+    // A write after the collection is told which nodes still delete the
+    // chunk; its commit places the chunk only elsewhere and queues repair.
+    let r = apply_all(&mut conn, 10, &[pin(9, vec![2, 4], 5000)]);
+    assert_eq!(r[0], CommandResult::Pinned { refused: vec![2] });
+    apply_all(&mut conn, 11, &[one_chunk_object("k3", x, vec![2, 4], Some(9))]);
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![4], "never on a node deleting it");
+    let queued: i64 = conn.query_row("SELECT COUNT(*) FROM repairs", [], |r| r.get(0)).unwrap();
+    assert_eq!(queued, 1);
+    let pins: i64 = conn.query_row("SELECT COUNT(*) FROM pins", [], |r| r.get(0)).unwrap();
+    assert_eq!(pins, 0, "a commit drops its write's pins");
+
+    // The nodes delete; the chunk in use is never collected.
+    let done = vec![(x, 1), (x, 2), (x, 3)];
+    apply_all(&mut conn, 12, &[Command::CopiesDeleted { copies: done }, collect(100, 9000)]);
+    assert!(deletions(&conn).is_empty());
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![4]);
+}
+
+#[test]
+fn strays_are_copies_no_placement_names_and_no_write_pins() {
+    let mut conn = schema::in_memory();
+    let (named, pinned, stray) = (
+        jadfs_common::ChunkId::of(b"named"),
+        jadfs_common::ChunkId::of(b"pinned"),
+        jadfs_common::ChunkId::of(b"stray"),
+    );
+    let r = apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::Pin { write_id: 1, chunk: named, nodes: vec![1], expires_ms: 1000 },
+            one_chunk_object("k", named, vec![1], Some(1)),
+            Command::Pin { write_id: 2, chunk: pinned, nodes: vec![1], expires_ms: 1000 },
+            Command::CollectStrays { node: 1, chunks: vec![named, pinned, stray], now_ms: 500 },
+        ],
+    );
+    assert_eq!(r[4], CommandResult::Collected(1));
+    assert_eq!(deletions(&conn), vec![(stray.as_bytes().to_vec(), 1)]);
+    // A copy of a chunk in use on a node its placement does not name is surplus.
+    let r = apply_all(&mut conn, 6, &[Command::CollectStrays { node: 2, chunks: vec![named], now_ms: 500 }]);
+    assert_eq!(r[0], CommandResult::Collected(1));
+}
+
+#[test]
+fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::Pin { write_id: 1, chunk: x, nodes: vec![1, 2], expires_ms: 1000 },
+            one_chunk_object("source", x, vec![1, 2], Some(1)),
+            Command::CopiesLost { node: 2, chunks: vec![x] },
+        ],
+    );
+    // A gateway's copy names the placement it read, now stale: the chunk is
+    // reused (not pinned by the copy) and stays where the state says.
+    let r = apply_all(&mut conn, 5, &[one_chunk_object("copy", x, vec![1, 2], Some(99))]);
+    assert_eq!(r[0], CommandResult::Done);
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![1]);
+    // Once nothing uses it, a copy of it is refused.
+    let y = jadfs_common::ChunkId::of(b"y");
+    let r = apply_all(&mut conn, 6, &[one_chunk_object("copy2", y, vec![1], Some(100))]);
+    assert!(matches!(&r[0], CommandResult::Failed(MetaError::ChunkGone(_))), "{r:?}");
 }
