@@ -105,6 +105,37 @@ struct ServerArgs {
     scrub: ScrubArgs,
     #[command(flatten)]
     gc: GcArgs,
+    #[command(flatten)]
+    disk: DiskArgs,
+}
+
+/// How much of a disk is kept free.
+#[derive(Args)]
+struct DiskArgs {
+    /// Free space kept on each data disk: a storage node below it takes no
+    /// new chunk; a meta node below it refuses writes that add data (deletes
+    /// go on) and keeps half of it as a ballast file, released when its disk
+    /// fills so deletes can still be written. Bytes, or with a unit (KiB,
+    /// MiB, GiB, TiB).
+    #[arg(long, env = "JADFS_DISK_RESERVE", default_value = "256MiB", value_parser = parse_size)]
+    disk_reserve: u64,
+}
+
+/// A size in bytes, with an optional binary unit (`KiB`, `MiB`, `GiB`, `TiB`).
+fn parse_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{value:?} is not a size such as 512MiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" | "K" => 10,
+        "MiB" | "M" => 20,
+        "GiB" | "G" => 30,
+        "TiB" | "T" => 40,
+        other => return Err(format!("unknown unit {other:?} in {value:?} (KiB, MiB, GiB or TiB)")),
+    };
+    number.checked_mul(1 << shift).ok_or_else(|| format!("{value:?} is too large"))
 }
 
 /// When unused data is deleted.
@@ -191,6 +222,8 @@ struct MetaArgs {
     snapshot_every: u64,
     #[command(flatten)]
     gc: GcArgs,
+    #[command(flatten)]
+    disk: DiskArgs,
 }
 
 #[derive(Args)]
@@ -219,6 +252,8 @@ struct StorageNodeArgs {
     max_chunk_size: u64,
     #[command(flatten)]
     scrub: ScrubArgs,
+    #[command(flatten)]
+    disk: DiskArgs,
 }
 
 #[derive(Args)]
@@ -305,6 +340,19 @@ mod tests {
         assert_eq!(ok("2d"), Duration::from_secs(2 * 86400));
         for bad in ["", "h", "10x", "-1s", "1e400s", "ten seconds"] {
             assert!(super::parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_take_a_binary_unit_or_mean_bytes() {
+        let ok = |s| super::parse_size(s).unwrap();
+        assert_eq!(ok("4096"), 4096);
+        assert_eq!(ok("64KiB"), 64 << 10);
+        assert_eq!(ok("256MiB"), 256 << 20);
+        assert_eq!(ok("2 GiB"), 2 << 30);
+        assert_eq!(ok("1T"), 1 << 40);
+        for bad in ["", "MiB", "1.5GiB", "10MB", "-1", "99999999999TiB"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
         }
     }
 }

@@ -45,6 +45,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         links: Links::plain(),
         tls: None,
         gc_grace: args.gc.gc_grace,
+        disk_reserve: args.disk.disk_reserve,
     })
     .await?;
     let mut servers = vec![serve(meta.server)];
@@ -63,6 +64,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             links: Links::plain(),
             tls: None,
             scrub_rate: args.scrub.scrub_rate,
+            disk_reserve: args.disk.disk_reserve,
         })?;
         register_storage_node(&meta_client, &node.store, &node.addr.to_string(), None).await?;
         tokio::spawn(send_heartbeats(meta_client.clone(), node.store.clone(), node.addr.to_string(), None));
@@ -145,6 +147,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         links: links.clone(),
         tls,
         gc_grace: args.gc.gc_grace,
+        disk_reserve: args.disk.disk_reserve,
     })
     .await?;
     println!("JaDFS meta node {} listening on {}", args.node_id, meta.addr);
@@ -172,6 +175,7 @@ pub async fn storage_node(args: StorageNodeArgs) -> anyhow::Result<()> {
         links,
         tls,
         scrub_rate: args.scrub.scrub_rate,
+        disk_reserve: args.disk.disk_reserve,
     })?;
     let addr = args.advertise.unwrap_or_else(|| node.addr.to_string());
     if let Some(meta) = meta {

@@ -7,6 +7,7 @@
 
 pub mod checksum;
 pub mod cluster_auth;
+pub mod disk;
 pub mod etag;
 pub mod links;
 pub mod node;

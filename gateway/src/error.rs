@@ -52,6 +52,7 @@ s3_errors! {
     EntityTooLarge => (BAD_REQUEST, "Your proposed upload exceeds the maximum allowed object size.");
     EntityTooSmall => (BAD_REQUEST, "Your proposed upload is smaller than the minimum allowed object size.");
     IncompleteBody => (BAD_REQUEST, "You did not provide the number of bytes specified by the Content-Length HTTP header.");
+    InsufficientStorage => (INSUFFICIENT_STORAGE, "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.");
     InternalError => (INTERNAL_SERVER_ERROR, "We encountered an internal error. Please try again.");
     InvalidAccessKeyId => (FORBIDDEN, "The AWS Access Key Id you provided does not exist in our records.");
     InvalidArgument => (BAD_REQUEST, "Invalid Argument");
@@ -195,6 +196,7 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::ChunkGone(_) => S3Error::new(Code::ServiceUnavailable)
                 .with_message("The data was collected while this write ran; please retry.")
                 .caused_by(e),
+            M::DiskFull(_) => S3Error::new(Code::InsufficientStorage).caused_by(e),
             M::ForwardToLeader { .. } | M::Unavailable(_) => {
                 S3Error::new(Code::ServiceUnavailable).caused_by(format_args!("meta service unavailable: {e}"))
             }

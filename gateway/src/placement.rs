@@ -45,11 +45,20 @@ impl Gateway {
             failed.retain(|_, at| at.elapsed() < FAILED_NODE_PAUSE);
             failed.keys().copied().collect()
         };
-        let candidates = candidates(self.storage_nodes(false).await?, &failed, required);
+        let nodes = self.storage_nodes(false).await?;
+        let live = candidates(nodes, &failed, required);
+        // A node without room for one more chunk beyond its reserve is
+        // left out: it would refuse the chunk.
+        let (roomy, full): (Vec<StorageNodeInfo>, Vec<StorageNodeInfo>) =
+            live.into_iter().partition(|n| n.free_bytes >= self.config.chunk_size);
         let chosen: Vec<StorageNodeInfo> =
-            jadfs_meta::nodes::choose(&candidates, count, &[], &mut rand::thread_rng()).into_iter().cloned().collect();
+            jadfs_meta::nodes::choose(&roomy, count, &[], &mut rand::thread_rng()).into_iter().cloned().collect();
         if chosen.len() < required {
-            tracing::error!(alive = candidates.len(), required, "not enough live storage nodes");
+            if roomy.len() + full.len() >= required {
+                tracing::error!(roomy = roomy.len(), full = full.len(), required, "storage nodes are full");
+                return Err(Code::InsufficientStorage.into());
+            }
+            tracing::error!(alive = roomy.len() + full.len(), required, "not enough live storage nodes");
             return Err(S3Error::new(Code::ServiceUnavailable).with_message("Not enough storage nodes are available."));
         }
         Ok(chosen)

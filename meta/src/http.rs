@@ -20,6 +20,7 @@ pub struct MetaState {
     pub readers: Arc<ReadPool>,
     pub liveness: Arc<Liveness>,
     pub log: crate::log_store::LogStore,
+    pub disk: Arc<crate::disk::Disk>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,7 +71,10 @@ async fn status(state: State) -> HttpResponse {
 async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
     let result = match command.into_inner() {
         Command::Batch(_) => Err(MetaError::Internal("batches are made by the meta node, not sent to it".into())),
-        command => state.writes.write(command).await,
+        command => match state.disk.admit(&command) {
+            Ok(()) => state.writes.write(command).await,
+            Err(e) => Err(e),
+        },
     };
     HttpResponse::Ok().json(result)
 }

@@ -6,6 +6,7 @@ pub mod api;
 mod batch;
 pub mod client;
 mod collect;
+pub mod disk;
 pub mod http;
 pub mod log_store;
 pub mod network;
@@ -55,6 +56,8 @@ pub struct MetaConfig {
     /// Chunks unused this long are collected (and copies of no object this
     /// old deleted).
     pub gc_grace: Duration,
+    /// Free bytes kept on the data disk (see [`disk::Disk`]).
+    pub disk_reserve: u64,
 }
 
 /// A started meta node.
@@ -66,8 +69,10 @@ pub struct RunningMeta {
 
 pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log.db"))?;
-    let state_machine = state::StateMachineStore::open(&config.data_dir, config.cluster_key.clone())?;
+    let disk = disk::Disk::open(&config.data_dir, config.disk_reserve);
+    tokio::spawn(disk.clone().watch());
+    let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log.db"), disk.clone())?;
+    let state_machine = state::StateMachineStore::open(&config.data_dir, config.cluster_key.clone(), disk.clone())?;
     let readers = state_machine.readers();
     let raft_config = openraft::Config {
         cluster_name: "jadfs-meta".into(),
@@ -107,7 +112,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         config.gc_grace,
     ));
     let writes = batch::WriteBatcher::start(raft.clone());
-    let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log });
+    let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log, disk });
     let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));
     let server = HttpServer::new(move || {
         App::new()

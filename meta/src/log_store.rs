@@ -1,6 +1,7 @@
 //! The Raft log and vote in SQLite (WAL, `synchronous=FULL`). Appends, votes
 //! and the committed index are fsync'd before openraft is told they are
-//! durable.
+//! durable. A write that finds the disk full releases the node's ballast
+//! and is tried again ([`crate::disk`]), rather than stopping openraft.
 
 // openraft's storage traits return its StorageError; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -15,10 +16,12 @@ use openraft::{Entry, LogId, RaftLogReader, StorageError, StorageIOError, Vote};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::api::TypeConfig;
+use crate::disk::{retry_when_full, Disk};
 
 #[derive(Clone)]
 pub struct LogStore {
     conn: Arc<Mutex<Connection>>,
+    disk: Arc<Disk>,
 }
 
 fn read_err(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
@@ -35,7 +38,7 @@ impl LogStore {
         Self::get_json::<Option<LogId<u64>>>(&self.lock(), "committed").ok().flatten().flatten().map(|id| id.index)
     }
 
-    pub fn open(path: &Path) -> rusqlite::Result<LogStore> {
+    pub fn open(path: &Path, disk: Arc<Disk>) -> rusqlite::Result<LogStore> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -43,7 +46,7 @@ impl LogStore {
             "CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
         )?;
-        Ok(LogStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(LogStore { conn: Arc::new(Mutex::new(conn)), disk })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -61,6 +64,16 @@ impl LogStore {
             .map_err(|e| write_err(&e))?
     }
 
+    /// Runs a blocking write off the async executor, once more after
+    /// releasing the ballast if the disk was full.
+    async fn write<T: Send + 'static>(
+        &self,
+        mut f: impl FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError<u64>> {
+        let disk = self.disk.clone();
+        self.blocking(move |conn| retry_when_full(&disk, || f(conn)).map_err(|e| write_err(&e))).await
+    }
+
     fn get_json<T: serde::de::DeserializeOwned>(conn: &Connection, name: &str) -> Result<Option<T>, StorageError<u64>> {
         let raw: Option<Vec<u8>> = conn
             .query_row("SELECT value FROM kv WHERE name = ?1", [name], |r| r.get(0))
@@ -69,10 +82,9 @@ impl LogStore {
         raw.map(|raw| serde_json::from_slice(&raw).map_err(|e| read_err(&e))).transpose()
     }
 
-    fn put_json<T: serde::Serialize>(conn: &Connection, name: &str, value: &T) -> Result<(), StorageError<u64>> {
-        let raw = serde_json::to_vec(value).map_err(|e| write_err(&e))?;
-        conn.execute("INSERT OR REPLACE INTO kv (name, value) VALUES (?1, ?2)", params![name, raw])
-            .map_err(|e| write_err(&e))?;
+    fn put_json<T: serde::Serialize>(conn: &Connection, name: &str, value: &T) -> rusqlite::Result<()> {
+        let raw = serde_json::to_vec(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        conn.execute("INSERT OR REPLACE INTO kv (name, value) VALUES (?1, ?2)", params![name, raw])?;
         Ok(())
     }
 
@@ -139,9 +151,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let vote = *vote;
+        let disk = self.disk.clone();
         self.blocking(move |conn| {
-            Self::put_json(conn, "vote", &vote)
-                .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("vote")).into())
+            retry_when_full(&disk, || Self::put_json(conn, "vote", &vote))
+                .map_err(|e| StorageIOError::write_vote(&e).into())
         })
         .await
     }
@@ -151,7 +164,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.blocking(move |conn| Self::put_json(conn, "committed", &committed)).await
+        self.write(move |conn| Self::put_json(conn, "committed", &committed)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -169,18 +182,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<_, _>>()
             .map_err(|e| write_err(&e))?;
         let result = self
-            .blocking(move |conn| {
-                let tx = conn.transaction().map_err(|e| write_err(&e))?;
+            .write(move |conn| {
+                let tx = conn.transaction()?;
                 {
-                    let mut stmt = tx
-                        .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
-                        .map_err(|e| write_err(&e))?;
+                    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")?;
                     for (index, raw) in &entries {
-                        stmt.execute(params![*index as i64, raw]).map_err(|e| write_err(&e))?;
+                        stmt.execute(params![*index as i64, raw])?;
                     }
                 }
                 // With synchronous=FULL the commit returns once the WAL is fsync'd.
-                tx.commit().map_err(|e| write_err(&e))
+                tx.commit()
             })
             .await;
         match &result {
@@ -191,19 +202,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.blocking(move |conn| {
-            conn.execute("DELETE FROM log WHERE idx >= ?1", [log_id.index as i64]).map_err(|e| write_err(&e))?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| conn.execute("DELETE FROM log WHERE idx >= ?1", [log_id.index as i64]).map(|_| ())).await
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(|e| write_err(&e))?;
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
             Self::put_json(&tx, "last_purged", &log_id)?;
-            tx.execute("DELETE FROM log WHERE idx <= ?1", [log_id.index as i64]).map_err(|e| write_err(&e))?;
-            tx.commit().map_err(|e| write_err(&e))
+            tx.execute("DELETE FROM log WHERE idx <= ?1", [log_id.index as i64])?;
+            tx.commit()
         })
         .await
     }

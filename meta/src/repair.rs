@@ -118,8 +118,12 @@ async fn repair_chunk(
     if live.is_empty() {
         return Ok(false); // no copy to read until a holder is back
     }
-    let candidates: Vec<StorageNodeInfo> =
-        nodes.iter().filter(|n| n.state == NodeState::Alive && !repair.holders.contains(&n.id)).cloned().collect();
+    // A node with nothing free beyond its reserve would refuse the copy.
+    let candidates: Vec<StorageNodeInfo> = nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Alive && n.free_bytes > 0 && !repair.holders.contains(&n.id))
+        .cloned()
+        .collect();
     let zones: Vec<String> = live.iter().map(|n| zone_of(n)).collect();
     let mut targets: Vec<StorageNodeInfo> =
         choose(&candidates, wanted, &zones, &mut rand::thread_rng()).into_iter().cloned().collect();

@@ -30,6 +30,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the node refused for want of disk space (HTTP 507).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => *status == 507,
+            ClientError::Local { source, .. } => source.is_disk_full(),
+            _ => false,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,

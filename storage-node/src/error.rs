@@ -12,6 +12,10 @@ pub enum StoreError {
     FileGone,
     #[error("chunk bytes hash to {actual}, not to the requested id {expected}")]
     HashMismatch { expected: ChunkId, actual: ChunkId },
+    /// The node's disk is below its free-space reserve: it takes no new
+    /// chunk until space is freed.
+    #[error("the disk has {free} bytes free, below the node's reserve of {reserve}: no new chunks")]
+    DiskFull { free: u64, reserve: u64 },
     #[error("chunk larger than the {0} byte limit")]
     TooLarge(u64),
     #[error("chunk bytes have CRC32C {actual:08x}, not the {expected:08x} their sender computed")]
@@ -39,6 +43,17 @@ impl StoreError {
         match self {
             StoreError::Corrupt(_) => true,
             StoreError::Io(e) => e.raw_os_error() == Some(libc::EIO),
+            _ => false,
+        }
+    }
+
+    /// Whether the write failed for want of disk space: below the reserve,
+    /// or the file system itself full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io(e) => matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)),
+            StoreError::Index(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DiskFull,
             _ => false,
         }
     }

@@ -67,15 +67,4 @@ pub fn write_file_durable(path: &Path, contents: &[u8]) -> io::Result<()> {
     fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-pub fn disk_space(path: &Path) -> io::Result<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with NUL"))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string and stat a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let block = stat.f_frsize as u64;
-    Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
-}
+pub use jadfs_common::disk::disk_space;

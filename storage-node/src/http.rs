@@ -52,6 +52,7 @@ pub enum NodeError {
 impl ResponseError for NodeError {
     fn status_code(&self) -> StatusCode {
         match self {
+            NodeError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             NodeError::Store(StoreError::NotFound | StoreError::FileGone) => StatusCode::NOT_FOUND,
             NodeError::Store(StoreError::HashMismatch { .. } | StoreError::CrcMismatch { .. }) => {
                 StatusCode::UNPROCESSABLE_ENTITY

@@ -44,6 +44,8 @@ pub struct StorageNodeConfig {
     /// The scrubber's rate limit, MiB/s; None: enough for a pass in under
     /// a week.
     pub scrub_rate: Option<f64>,
+    /// Free bytes kept on the disk: below them no new chunk is taken.
+    pub disk_reserve: u64,
 }
 
 /// The storage nodes registered in the cluster, as the meta service lists them.
@@ -63,7 +65,7 @@ pub struct RunningNode {
 /// scrubber and starts serving. The returned server future must be awaited
 /// or spawned (within a tokio runtime).
 pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreError> {
-    let store = Arc::new(ChunkStore::open(&config.data_dir, config.max_chunk_size)?);
+    let store = Arc::new(ChunkStore::open(&config.data_dir, config.max_chunk_size)?.with_reserve(config.disk_reserve));
     let scrubber = scrub::Scrubber::new(store.clone(), config.scrub_rate);
     tokio::spawn(scrubber.clone().run());
     let scrubber = web::Data::new(scrubber);

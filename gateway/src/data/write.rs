@@ -158,6 +158,9 @@ struct ChunkWriter<'g> {
     /// Pieces written but not yet sent, and their length (under SEND_SIZE).
     gathered: Vec<Bytes>,
     gathered_len: usize,
+    /// Whether a node refused the chunk for want of disk space: if the
+    /// write fails, the client is told storage is full, not to retry.
+    refused_full: bool,
 }
 
 /// One node's share of a chunk write; `sender` is None once it failed.
@@ -190,6 +193,7 @@ impl<'g> ChunkWriter<'g> {
             len: 0,
             gathered: Vec::new(),
             gathered_len: 0,
+            refused_full: false,
         })
     }
 
@@ -221,7 +225,10 @@ impl<'g> ChunkWriter<'g> {
                 Ok(Err(_)) => {
                     // The node's request ended early: its result says why.
                     let reason = match (&mut self.copies[i].task).await {
-                        Ok(Err(e)) => e.to_string(),
+                        Ok(Err(e)) => {
+                            self.refused_full |= e.is_disk_full();
+                            e.to_string()
+                        }
                         other => format!("{other:?}"),
                     };
                     self.drop_copy(i, format!("failed during a chunk write: {reason}"))?;
@@ -247,9 +254,19 @@ impl<'g> ChunkWriter<'g> {
         self.copies[i].sender = None;
         let left = self.copies.iter().filter(|c| c.sender.is_some()).count();
         if left < self.required {
-            return Err(unavailable(format!("storage node {node} {reason}; {left} copies left")));
+            return Err(self.failed(format!("storage node {node} {reason}; {left} copies left")));
         }
         Ok(())
+    }
+
+    /// The error of a chunk write that cannot go on: storage full if a node
+    /// refused it for want of space, otherwise unavailable (try again).
+    fn failed(&self, cause: String) -> S3Error {
+        if self.refused_full {
+            tracing::warn!(%cause, "write failed: storage nodes are full");
+            return S3Error::new(Code::InsufficientStorage).caused_by(cause);
+        }
+        unavailable(cause)
     }
 
     /// Logs why copy `i` failed and has the gateway avoid its node a while.
@@ -312,7 +329,10 @@ impl<'g> ChunkWriter<'g> {
                             format!("stored {} ({} bytes) where {id} ({len} bytes) was sent", stored.id, stored.size);
                         quorum.failed(i, reason);
                     }
-                    Ok(Err(e)) => quorum.failed(i, e.to_string()),
+                    Ok(Err(e)) => {
+                        self.refused_full |= e.is_disk_full();
+                        quorum.failed(i, e.to_string())
+                    }
                     Err(e) => quorum.failed(i, e.to_string()),
                 }
             }
@@ -327,7 +347,7 @@ impl<'g> ChunkWriter<'g> {
             let reasons: Vec<String> =
                 quorum.failures.iter().map(|(i, r)| format!("node {}: {r}", self.copies[*i].node)).collect();
             let durable = quorum.holders.len();
-            return Err(unavailable(format!("{durable} of {} copies durable; {}", self.required, reasons.join("; "))));
+            return Err(self.failed(format!("{durable} of {} copies durable; {}", self.required, reasons.join("; "))));
         }
         Ok(quorum.holders.iter().map(|&i| self.copies[i].node).collect())
     }

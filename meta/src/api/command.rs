@@ -179,6 +179,30 @@ pub enum Command {
     Batch(Vec<Command>),
 }
 
+impl Command {
+    /// Whether the command stores more: refused while the meta node's disk
+    /// is below its reserve. Deletions, collection and the bookkeeping of
+    /// copies and nodes (what frees space or keeps data safe) go on.
+    pub fn adds_data(&self) -> bool {
+        match self {
+            Command::DeleteBucket { .. }
+            | Command::DeleteObject { .. }
+            | Command::AbortUpload { .. }
+            | Command::DeleteAccessKey { .. }
+            | Command::RegisterNode { .. }
+            | Command::RepairDone { .. }
+            | Command::QueueNodeChunks { .. }
+            | Command::CopiesLost { .. }
+            | Command::Unpin { .. }
+            | Command::Collect { .. }
+            | Command::CollectStrays { .. }
+            | Command::CopiesDeleted { .. } => false,
+            Command::Batch(commands) => commands.iter().any(Command::adds_data),
+            _ => true,
+        }
+    }
+}
+
 /// The fields of [`Command::CompleteUpload`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CompleteUpload {

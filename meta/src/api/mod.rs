@@ -65,6 +65,10 @@ pub enum MetaError {
     /// client may try again.
     #[error("a chunk of the write is gone: {0}")]
     ChunkGone(String),
+    /// The meta node's disk is below its reserve: writes that add data are
+    /// refused until space is freed (deletes go on).
+    #[error("the metadata disk is full: {0}")]
+    DiskFull(String),
     #[error("not the leader; leader is {leader_addr:?}")]
     ForwardToLeader { leader_addr: Option<String> },
     #[error("meta service unavailable: {0}")]

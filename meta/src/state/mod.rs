@@ -33,6 +33,7 @@ use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StorageIO
 use rusqlite::Connection;
 
 use crate::api::*;
+use crate::disk::{retry_when_full, Disk};
 use rows::{applied_state, write_setting, Membership};
 pub use snapshot::SnapshotBuilder;
 
@@ -115,11 +116,13 @@ pub struct StateMachineStore {
     receiving: Option<PathBuf>,
     /// Seals secrets written before they were sealed (a data upgrade).
     key: Arc<ClusterKey>,
+    /// A full disk releases its ballast and the apply is tried again.
+    disk: Arc<Disk>,
 }
 
 impl StateMachineStore {
     /// Opens the state under `dir` and brings it to the current data version.
-    pub fn open(dir: &Path, key: Arc<ClusterKey>) -> io::Result<StateMachineStore> {
+    pub fn open(dir: &Path, key: Arc<ClusterKey>, disk: Arc<Disk>) -> io::Result<StateMachineStore> {
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
         snapshot::remove_unfinished(&snapshot_dir)?;
@@ -133,6 +136,7 @@ impl StateMachineStore {
             conn: Arc::new(Mutex::new(conn)),
             receiving: None,
             key,
+            disk,
         })
     }
 
@@ -161,29 +165,31 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let conn = self.conn.clone();
+        let (conn, disk) = (self.conn.clone(), self.disk.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = Self::lock(&conn);
-            let tx = conn.transaction()?;
-            let mut results = Vec::with_capacity(entries.len());
-            let mut membership = None;
-            for entry in &entries {
-                results.push(match &entry.payload {
-                    EntryPayload::Blank => CommandResult::Done,
-                    EntryPayload::Normal(command) => apply::Applier::new(&tx, entry.log_id.index).apply(command)?,
-                    EntryPayload::Membership(m) => {
-                        membership = Some(Membership::new(Some(entry.log_id), m.clone()));
-                        CommandResult::Done
-                    }
-                });
-            }
-            let last = entries.last().map(|e| e.log_id);
-            write_setting(&tx, "last_applied", &last)?;
-            if let Some(membership) = membership {
-                write_setting(&tx, "membership", &membership)?;
-            }
-            tx.commit()?;
-            Ok(results)
+            retry_when_full(&disk, || {
+                let tx = conn.transaction()?;
+                let mut results = Vec::with_capacity(entries.len());
+                let mut membership = None;
+                for entry in &entries {
+                    results.push(match &entry.payload {
+                        EntryPayload::Blank => CommandResult::Done,
+                        EntryPayload::Normal(command) => apply::Applier::new(&tx, entry.log_id.index).apply(command)?,
+                        EntryPayload::Membership(m) => {
+                            membership = Some(Membership::new(Some(entry.log_id), m.clone()));
+                            CommandResult::Done
+                        }
+                    });
+                }
+                let last = entries.last().map(|e| e.log_id);
+                write_setting(&tx, "last_applied", &last)?;
+                if let Some(membership) = membership {
+                    write_setting(&tx, "membership", &membership)?;
+                }
+                tx.commit()?;
+                Ok(results)
+            })
         })
         .await
         .map_err(|e| sm_error(&e))?

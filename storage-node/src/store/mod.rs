@@ -34,6 +34,8 @@ pub struct ChunkStore {
     tmp_dir: PathBuf,
     quarantine_dir: PathBuf,
     max_chunk_size: u64,
+    /// Free bytes kept on the disk: below them no new chunk is taken.
+    reserve: u64,
     index: Mutex<ChunkIndex>,
     /// Serialises commit and delete of the same chunk (striped by first byte).
     stripes: Vec<Mutex<()>>,
@@ -59,6 +61,7 @@ impl ChunkStore {
             tmp_dir,
             quarantine_dir,
             max_chunk_size,
+            reserve: 0,
             index: Mutex::new(index),
             stripes: (0..64).map(|_| Mutex::new(())).collect(),
             last_reconcile: Mutex::new(ReconcileReport::default()),
@@ -76,6 +79,13 @@ impl ChunkStore {
         }
         *store.last_reconcile.lock().unwrap() = report;
         Ok(store)
+    }
+
+    /// Keeps `reserve` bytes of the disk free: below them the store takes
+    /// no new chunk ([`StoreError::DiskFull`]); reads and deletes go on.
+    pub fn with_reserve(mut self, reserve: u64) -> ChunkStore {
+        self.reserve = reserve;
+        self
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -197,9 +207,20 @@ impl ChunkStore {
         self.index().totals()
     }
 
-    /// (free, capacity) bytes of the file system holding the store.
+    /// (usable, capacity) bytes of the file system holding the store:
+    /// usable is what is free beyond the reserve, what new chunks may take.
     pub fn disk_space(&self) -> (u64, u64) {
-        crate::fs::disk_space(&self.root).unwrap_or((0, 0))
+        let (free, capacity) = crate::fs::disk_space(&self.root).unwrap_or((0, 0));
+        (free.saturating_sub(self.reserve), capacity)
+    }
+
+    /// Refuses a new chunk while the disk is below the reserve.
+    fn check_room(&self) -> Result<(), StoreError> {
+        let (free, _) = crate::fs::disk_space(&self.root)?;
+        if free < self.reserve {
+            return Err(StoreError::DiskFull { free, reserve: self.reserve });
+        }
+        Ok(())
     }
 }
 

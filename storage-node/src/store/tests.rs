@@ -328,3 +328,16 @@ async fn a_chunk_arriving_in_many_groups_is_written_in_batches_and_whole() {
     assert_eq!((stored.id, stored.size), (ChunkId::of(&data), data.len() as u64));
     assert_eq!(read_back(&store, stored.id).unwrap(), data);
 }
+
+#[test]
+fn a_disk_below_the_reserve_takes_no_chunk_but_serves_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = b"kept before the disk filled".to_vec();
+    let id = put(&ChunkStore::open(dir.path(), 1 << 20).unwrap(), &data).unwrap().id;
+    let full = ChunkStore::open(dir.path(), 1 << 20).unwrap().with_reserve(u64::MAX);
+    let refused = put(&full, b"one more").unwrap_err();
+    assert!(matches!(refused, StoreError::DiskFull { .. }) && refused.is_disk_full(), "{refused}");
+    assert_eq!(full.disk_space().0, 0, "nothing usable is reported");
+    assert_eq!(full.info(&id).unwrap().size, data.len() as u64, "what it holds is still there");
+    assert!(full.delete(&id).unwrap());
+}

@@ -87,7 +87,9 @@ impl ChunkWrite {
 
 impl ChunkStore {
     /// Starts writing a chunk to a temporary file (blocking).
+    /// Refused while the disk is below the store's reserve.
     pub fn begin_write(&self, check: WriteCheck) -> Result<ChunkWrite, StoreError> {
+        self.check_room()?;
         Ok(ChunkWrite {
             out: DirectWriter::new(TempFile::create(&self.tmp_dir)?),
             check,

@@ -40,17 +40,23 @@ impl Server {
 
     /// Starts `jadfs server` with extra command-line arguments and environment.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Server::prepare(extra_args);
+        server.launch(env);
+        server
+    }
+
+    /// A server not started yet: its data folder may be prepared (say, a
+    /// small file system mounted there) before [`Server::launch`].
+    pub fn prepare(extra_args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let mut server = Server {
+        Server {
             child: None,
             endpoint: String::new(),
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
-        };
-        server.launch(env);
-        server
+        }
     }
 
     /// Starts the process and waits (with a deadline) for its endpoint line.

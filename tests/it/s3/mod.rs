@@ -3,6 +3,7 @@
 
 mod buckets;
 mod collection;
+mod full_disk;
 mod integrity;
 mod listing;
 mod multipart;
