@@ -83,12 +83,13 @@ async fn delete_copies(
     liveness: &Liveness,
     link: &NodeLink,
 ) -> Result<(), MetaError> {
-    let pending = readers.deletions(DELETE_BATCH).await?;
+    let mut nodes = readers.list_nodes().await?;
+    liveness.annotate(&mut nodes);
+    let dead: Vec<NodeId> = nodes.iter().filter(|n| n.state == NodeState::Dead).map(|n| n.id).collect();
+    let pending = readers.deletions(DELETE_BATCH, dead).await?;
     if pending.is_empty() {
         return Ok(());
     }
-    let mut nodes = readers.list_nodes().await?;
-    liveness.annotate(&mut nodes);
     let asked = pending.iter().filter_map(|&(chunk, node)| {
         let info = nodes.iter().find(|n| n.id == node && n.state != NodeState::Dead)?;
         let addr = info.addr.clone();

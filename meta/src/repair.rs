@@ -1,6 +1,8 @@
 //! The repairer: on the leader, it works through the durable repair queue
 //! and has a node holding each chunk copy it to a newly chosen one (bytes go
 //! node to node, never through here), recording each copy through Raft.
+//! It also trims chunks with surplus copies back to their number, once that
+//! many holders are alive: the copies it does not keep are deleted.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub async fn run_repairer(
     // Where the last pass stopped: chunks that cannot be repaired yet (no
     // live holder) never keep the ones behind them waiting.
     let mut cursor: Option<(u64, jadfs_common::ChunkId)> = None;
+    let mut trim_cursor: Option<jadfs_common::ChunkId> = None;
     loop {
         let leading = is_leader(&raft);
         liveness.observe_leadership(leading);
@@ -47,13 +50,13 @@ pub async fn run_repairer(
             tokio::time::sleep(REPAIR_IDLE).await;
             continue;
         }
-        match repair_round(&raft, &readers, &liveness, &copier, &mut queued_dead, &mut cursor).await {
-            Ok(true) => {}
-            Ok(false) => tokio::time::sleep(REPAIR_IDLE).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "repair round failed");
-                tokio::time::sleep(REPAIR_IDLE).await;
-            }
+        let repaired = repair_round(&raft, &readers, &liveness, &copier, &mut queued_dead, &mut cursor).await;
+        let trimmed = trim_round(&raft, &readers, &liveness, &mut trim_cursor).await;
+        for failed in [repaired.as_ref().err(), trimmed.as_ref().err()].into_iter().flatten() {
+            tracing::warn!(error = %failed, "repair round failed");
+        }
+        if !repaired.unwrap_or(false) && !trimmed.unwrap_or(false) {
+            tokio::time::sleep(REPAIR_IDLE).await;
         }
     }
 }
@@ -165,6 +168,60 @@ async fn repair_chunk(
     Ok(true)
 }
 
+/// One pass over the next page of chunks with surplus copies; Ok(true) if
+/// there is more to look at.
+async fn trim_round(
+    raft: &Raft,
+    readers: &Arc<ReadPool>,
+    liveness: &Liveness,
+    cursor: &mut Option<jadfs_common::ChunkId>,
+) -> Result<bool, MetaError> {
+    let surplus = readers.surplus(*cursor, 256).await?;
+    let Some(last) = surplus.last() else {
+        let wrapped = cursor.is_some();
+        *cursor = None;
+        return Ok(wrapped);
+    };
+    *cursor = Some(last.chunk);
+    let mut nodes = readers.list_nodes().await?;
+    liveness.annotate(&mut nodes);
+    for chunk in surplus {
+        let Some(nodes) = not_kept(&chunk.holders, &nodes, chunk.copies as usize) else { continue };
+        if let CommandResult::Collected(n @ 1..) =
+            write(raft, Command::TrimCopies { chunk: chunk.chunk, nodes }).await?
+        {
+            tracing::info!(chunk = %chunk.chunk, copies = n, "surplus copies trimmed");
+        }
+    }
+    Ok(true)
+}
+
+/// The holders of a chunk with surplus copies that are not kept: `copies`
+/// live holders stay, in different zones first and the emptier first. None
+/// while fewer than `copies` holders are alive: nothing is trimmed until
+/// the copies that count are there.
+fn not_kept(holders: &[NodeId], nodes: &[StorageNodeInfo], copies: usize) -> Option<Vec<NodeId>> {
+    let mut alive: Vec<&StorageNodeInfo> =
+        nodes.iter().filter(|n| n.state == NodeState::Alive && holders.contains(&n.id)).collect();
+    if alive.len() < copies {
+        return None;
+    }
+    alive.sort_by_key(|n| (std::cmp::Reverse(n.free_bytes), n.id));
+    let mut kept: Vec<NodeId> = Vec::with_capacity(copies);
+    let mut zones: HashSet<String> = HashSet::new();
+    for node in &alive {
+        if kept.len() < copies && zones.insert(zone_of(node)) {
+            kept.push(node.id);
+        }
+    }
+    for node in &alive {
+        if kept.len() < copies && !kept.contains(&node.id) {
+            kept.push(node.id);
+        }
+    }
+    Some(holders.iter().copied().filter(|h| !kept.contains(h)).collect())
+}
+
 pub(crate) async fn write(raft: &Raft, command: Command) -> Result<CommandResult, MetaError> {
     match raft.client_write(command).await {
         Ok(response) => match response.data {
@@ -172,5 +229,37 @@ pub(crate) async fn write(raft: &Raft, command: Command) -> Result<CommandResult
             done => Ok(done),
         },
         Err(e) => Err(MetaError::Unavailable(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: NodeId, zone: &str, free: u64, state: NodeState) -> StorageNodeInfo {
+        StorageNodeInfo {
+            id,
+            addr: format!("n{id}"),
+            zone: Some(zone.into()),
+            capacity_bytes: 100,
+            free_bytes: free,
+            registered_ms: 0,
+            state,
+        }
+    }
+
+    #[test]
+    fn surplus_copies_go_from_dead_nodes_first_then_keep_zones_apart() {
+        let nodes = [
+            node(1, "a", 50, NodeState::Alive),
+            node(2, "a", 90, NodeState::Alive),
+            node(3, "b", 10, NodeState::Alive),
+            node(4, "c", 99, NodeState::Dead),
+            node(5, "c", 20, NodeState::Suspect),
+        ];
+        assert_eq!(not_kept(&[1, 2, 3, 4], &nodes, 3), Some(vec![4]), "the dead node's copy goes");
+        assert_eq!(not_kept(&[1, 2, 3], &nodes, 2), Some(vec![1]), "zones a and b kept, the emptier of a");
+        assert_eq!(not_kept(&[1, 2, 5], &nodes, 3), None, "a suspect holder does not count: wait");
+        assert_eq!(not_kept(&[1, 2, 3], &nodes, 3), Some(vec![]), "nothing surplus among live ones");
     }
 }

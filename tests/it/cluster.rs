@@ -203,4 +203,48 @@ async fn a_cluster_survives_losing_its_meta_leader_and_a_storage_node() {
         let back = b.get_object().bucket("cluster").key(key).send().await.unwrap().body.collect().await.unwrap();
         assert_eq!(&back.into_bytes().to_vec(), body, "{key}");
     }
+
+    // The lost node comes back with its old copies: they are surplus now,
+    // trimmed and deleted, and every chunk is named on exactly three nodes.
+    storage[0] = start_storage_node(dir.path(), "node1", &meta_list, Some("zone-a"));
+    let back_id: u64 = std::fs::read_to_string(path("node1/node-id")).unwrap().trim().parse().unwrap();
+    // The same bytes under more keys: each write may put them on other nodes.
+    let same = random_bytes(300_000, 4242);
+    for i in 0..6 {
+        let key = format!("same/{i}");
+        a.put_object().bucket("cluster").key(&key).body(ByteStream::from(same.clone())).send().await.unwrap();
+        written.push((key, same.clone()));
+    }
+    let keys: Vec<String> = written.iter().map(|(k, _)| k.clone()).collect();
+    let back_dir = path("node1");
+    wait_until("surplus copies trimmed and deleted", Duration::from_secs(90), || {
+        exactly_three_copies(&client, "cluster", &keys, &back_dir, back_id)
+    })
+    .await;
+    for (key, body) in &written {
+        let back = a.get_object().bucket("cluster").key(key).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(&back.into_bytes().to_vec(), body, "{key}");
+    }
+}
+
+/// True when every chunk of `keys` is named on exactly three nodes and the
+/// node `id` (data in `data_dir`) holds no file of a chunk not named on it.
+async fn exactly_three_copies(
+    meta: &jadfs_meta::MetaClient,
+    bucket: &str,
+    keys: &[String],
+    data_dir: &std::path::Path,
+    id: u64,
+) -> bool {
+    for key in keys {
+        let object = meta.get_object(bucket, key).await.unwrap().expect("the object exists");
+        for (chunk, holders) in object.manifest.chunks.iter().zip(&object.locations) {
+            let hex = chunk.id.to_hex();
+            let file = data_dir.join("chunks").join(&hex[0..2]).join(&hex[2..4]).join(&hex);
+            if holders.len() != 3 || (!holders.contains(&id) && file.exists()) {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -170,6 +170,14 @@ pub enum Command {
         chunks: Vec<ChunkId>,
         now_ms: i64,
     },
+    /// Drops the copies of `chunk` on `nodes` from its placement (they join
+    /// the deletions) while more than its number of copies remain named;
+    /// nothing while a write pins the chunk. Sent by the leader for a chunk
+    /// with surplus copies, naming those it does not keep.
+    TrimCopies {
+        chunk: ChunkId,
+        nodes: Vec<NodeId>,
+    },
     /// Storage nodes deleted these copies (chunk, node).
     CopiesDeleted {
         copies: Vec<(ChunkId, NodeId)>,
@@ -196,6 +204,7 @@ impl Command {
             | Command::Unpin { .. }
             | Command::Collect { .. }
             | Command::CollectStrays { .. }
+            | Command::TrimCopies { .. }
             | Command::CopiesDeleted { .. } => false,
             Command::Batch(commands) => commands.iter().any(Command::adds_data),
             _ => true,

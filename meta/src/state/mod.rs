@@ -94,9 +94,19 @@ impl ReadPool {
         self.blocking(move |conn| query::collectible(conn, log_index)).await
     }
 
-    /// Copies storage nodes are still to delete, (chunk, node), up to `limit`.
-    pub async fn deletions(self: &Arc<Self>, limit: usize) -> Result<Vec<(ChunkId, NodeId)>, MetaError> {
-        self.blocking(move |conn| query::deletions(conn, limit)).await
+    /// Copies storage nodes are still to delete, (chunk, node), up to
+    /// `limit`, none on the nodes of `skip`.
+    pub async fn deletions(
+        self: &Arc<Self>,
+        limit: usize,
+        skip: Vec<NodeId>,
+    ) -> Result<Vec<(ChunkId, NodeId)>, MetaError> {
+        self.blocking(move |conn| query::deletions(conn, limit, &skip)).await
+    }
+
+    /// Chunks with surplus copies after `after`, in id order.
+    pub async fn surplus(self: &Arc<Self>, after: Option<ChunkId>, limit: usize) -> Result<Vec<Repair>, MetaError> {
+        self.blocking(move |conn| query::surplus(conn, after, limit)).await
     }
 
     /// Those of `chunks` on `node` that no placement names, no write pins

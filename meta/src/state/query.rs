@@ -96,6 +96,23 @@ pub fn repair_queue(conn: &Connection, after: Option<(u64, ChunkId)>, limit: usi
     Ok(repairs)
 }
 
+/// Chunks with surplus copies after `after`, in id order, with the nodes
+/// their placement names (as [`Repair`]s: the copies to keep, the holders).
+pub fn surplus(conn: &Connection, after: Option<ChunkId>, limit: usize) -> rusqlite::Result<Vec<Repair>> {
+    let mut stmt = conn.prepare_cached("SELECT chunk, copies FROM surplus WHERE chunk > ?1 ORDER BY chunk LIMIT ?2")?;
+    let after = after.map_or(Vec::new(), |c| c.as_bytes().to_vec());
+    let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (raw, copies) = row?;
+        let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) else { continue };
+        let chunk = ChunkId::from_bytes(bytes);
+        let holders = chunk_nodes(conn, &chunk)?;
+        out.push(Repair { chunk, copies: copies as u8, holders, queued_at_log: 0 });
+    }
+    Ok(out)
+}
+
 pub fn collectible(conn: &Connection, log_index: u64) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM chunks WHERE refcount <= 0 AND orphaned_at_log <= ?1)",
@@ -104,9 +121,15 @@ pub fn collectible(conn: &Connection, log_index: u64) -> rusqlite::Result<bool> 
     )
 }
 
-pub fn deletions(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(ChunkId, NodeId)>> {
-    let mut stmt = conn.prepare_cached("SELECT chunk, node FROM deletions ORDER BY queued_at_log LIMIT ?1")?;
-    let rows = stmt.query_map([limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+/// Copies to delete, oldest first, but none on the nodes of `skip` (dead:
+/// theirs wait until they are back, and must not hold up the others').
+pub fn deletions(conn: &Connection, limit: usize, skip: &[NodeId]) -> rusqlite::Result<Vec<(ChunkId, NodeId)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chunk, node FROM deletions WHERE node NOT IN (SELECT value FROM json_each(?2))
+         ORDER BY queued_at_log LIMIT ?1",
+    )?;
+    let skip = serde_json::to_string(skip).expect("node ids serialise");
+    let rows = stmt.query_map(params![limit as i64, skip], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (raw, node) = row?;

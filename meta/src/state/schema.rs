@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 4;
+pub const DATA_VERSION: u32 = 5;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -78,6 +78,13 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
              CREATE TABLE deletions (
                  chunk BLOB NOT NULL, node INTEGER NOT NULL, queued_at_log INTEGER NOT NULL,
                  PRIMARY KEY (chunk, node)) WITHOUT ROWID;",
+        ),
+        // Version 5 trims surplus copies: chunks whose placement names more
+        // nodes than their copies wait in `surplus` for the leader.
+        4 => conn.execute_batch(
+            "CREATE TABLE surplus (chunk BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO surplus (chunk, copies)
+                 SELECT chunk, 3 FROM placements GROUP BY chunk HAVING COUNT(*) > 3;",
         ),
         _ => unreachable!("no upgrade from version {from}"),
     }

@@ -88,11 +88,14 @@ impl Applier<'_> {
                     params![chunk.id.as_bytes(), *node as i64],
                 )?;
             }
-            if chunk_nodes(self.tx, &chunk.id)?.len() < copies as usize {
+            let named = chunk_nodes(self.tx, &chunk.id)?.len();
+            if named < copies as usize {
                 self.tx.execute(
                     "INSERT OR IGNORE INTO repairs (chunk, copies, queued_at_log) VALUES (?1, ?2, ?3)",
                     params![chunk.id.as_bytes(), copies, self.log_index as i64],
                 )?;
+            } else if named > copies as usize {
+                self.note_surplus(&chunk.id, copies)?;
             }
         }
         if let Writer::Write(write_id) = written.by {
@@ -195,6 +198,7 @@ impl Applier<'_> {
             )?;
             self.tx.execute("DELETE FROM placements WHERE chunk = ?1", [id])?;
             self.tx.execute("DELETE FROM repairs WHERE chunk = ?1", [id])?;
+            self.tx.execute("DELETE FROM surplus WHERE chunk = ?1", [id])?;
             self.tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
         }
         Ok(CommandResult::Collected(ids.len() as u64))
@@ -215,6 +219,57 @@ impl Applier<'_> {
             )?;
         }
         Ok(CommandResult::Collected(taken as u64))
+    }
+
+    /// Queues a chunk whose placement names more than `copies` nodes (a
+    /// write of equal bytes put it on other nodes; a repair made copies
+    /// while a holder was only slow or away), for the leader to trim.
+    pub(super) fn note_surplus(&self, chunk: &ChunkId, copies: u8) -> rusqlite::Result<()> {
+        self.tx.execute(
+            "INSERT INTO surplus (chunk, copies) VALUES (?1, ?2)
+             ON CONFLICT (chunk) DO UPDATE SET copies = MAX(copies, excluded.copies)",
+            params![chunk.as_bytes(), copies],
+        )?;
+        Ok(())
+    }
+
+    /// Drops `nodes` from the chunk's placement, each copy joining the
+    /// deletions, while more than its number of copies stay named. A chunk
+    /// a write pins is left as it is (the write may be putting it on one of
+    /// `nodes`, which must then keep it): the leader tries again later.
+    pub(super) fn trim_copies(&self, chunk: &ChunkId, nodes: &[NodeId]) -> Outcome {
+        let copies: Option<i64> = self
+            .tx
+            .query_row("SELECT copies FROM surplus WHERE chunk = ?1", [chunk.as_bytes()], |r| r.get(0))
+            .optional()?;
+        let Some(copies) = copies else { return Ok(CommandResult::Collected(0)) };
+        let pinned =
+            self.tx.query_row("SELECT 1 FROM pins WHERE chunk = ?1", [chunk.as_bytes()], |_| Ok(())).optional()?;
+        if pinned.is_some() {
+            return Ok(CommandResult::Collected(0));
+        }
+        let holders = chunk_nodes(self.tx, chunk)?;
+        let mut named = holders.len();
+        let mut trimmed = 0;
+        for node in nodes.iter().filter(|n| holders.contains(n)) {
+            if named <= copies as usize {
+                break;
+            }
+            self.tx.execute(
+                "INSERT OR IGNORE INTO deletions (chunk, node, queued_at_log) VALUES (?1, ?2, ?3)",
+                params![chunk.as_bytes(), *node as i64, self.log_index as i64],
+            )?;
+            self.tx.execute(
+                "DELETE FROM placements WHERE chunk = ?1 AND node = ?2",
+                params![chunk.as_bytes(), *node as i64],
+            )?;
+            named -= 1;
+            trimmed += 1;
+        }
+        if named <= copies as usize {
+            self.tx.execute("DELETE FROM surplus WHERE chunk = ?1", [chunk.as_bytes()])?;
+        }
+        Ok(CommandResult::Collected(trimmed))
     }
 
     pub(super) fn copies_deleted(&self, copies: &[(ChunkId, NodeId)]) -> Outcome {

@@ -119,6 +119,7 @@ impl<'t> Applier<'t> {
             C::Collect { orphaned_by_log, now_ms } => self.collect(*orphaned_by_log, *now_ms),
             C::CollectStrays { node, chunks, now_ms } => self.collect_strays(*node, chunks, *now_ms),
             C::CopiesDeleted { copies } => self.copies_deleted(copies),
+            C::TrimCopies { chunk, nodes } => self.trim_copies(chunk, nodes),
             C::QueueNodeChunks { node } => self.queue_node_chunks(*node),
             C::CopiesLost { node, chunks } => self.copies_lost(*node, chunks),
             // A top-level batch never gets here (see `apply`): this one is nested.

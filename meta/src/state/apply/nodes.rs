@@ -44,6 +44,14 @@ impl Applier<'_> {
         if let Some(write_id) = write_id {
             self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
         }
+        // Copies made while a holder was only slow or away are surplus once it is back.
+        self.tx.execute(
+            "INSERT INTO surplus (chunk, copies)
+             SELECT chunk, copies FROM repairs
+             WHERE chunk = ?1 AND copies < (SELECT COUNT(*) FROM placements WHERE chunk = ?1)
+             ON CONFLICT (chunk) DO UPDATE SET copies = MAX(copies, excluded.copies)",
+            [chunk.as_bytes()],
+        )?;
         if done && pinned {
             self.tx.execute("DELETE FROM repairs WHERE chunk = ?1", [chunk.as_bytes()])?;
         }

@@ -237,3 +237,46 @@ fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
     let r = apply_all(&mut conn, 6, &[one_chunk_object("copy2", y, vec![1], Some(100))]);
     assert!(matches!(&r[0], CommandResult::Failed(MetaError::ChunkGone(_))), "{r:?}");
 }
+
+#[test]
+fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000 };
+    let trim = |nodes: Vec<u64>| Command::TrimCopies { chunk: x, nodes };
+    let named = |conn: &rusqlite::Connection| crate::state::rows::chunk_nodes(conn, &x).unwrap();
+    let surplus = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM surplus", [], |r| r.get(0)).unwrap()
+    };
+    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    // The same bytes written twice, the second time partly elsewhere.
+    apply_all(
+        &mut conn,
+        2,
+        &[
+            pin(1, vec![1, 2, 3]),
+            one_chunk_object("k1", x, vec![1, 2, 3], Some(1)),
+            pin(2, vec![2, 3, 4]),
+            one_chunk_object("k2", x, vec![2, 3, 4], Some(2)),
+        ],
+    );
+    assert_eq!(named(&conn), [1, 2, 3, 4]);
+    assert_eq!(surplus(&conn), 1, "queued for trimming");
+
+    // A write in flight pins the chunk: nothing is trimmed under it.
+    let r = apply_all(&mut conn, 6, &[pin(3, vec![4]), trim(vec![4])]);
+    assert_eq!(r[1], CommandResult::Collected(0));
+    assert_eq!(named(&conn), [1, 2, 3, 4]);
+
+    // Unpinned: trimmed to three, however many the leader names.
+    let r = apply_all(&mut conn, 8, &[Command::Unpin { write_id: 3 }, trim(vec![4, 1])]);
+    assert_eq!(r[1], CommandResult::Collected(1));
+    assert_eq!(named(&conn), [1, 2, 3]);
+    assert_eq!(deletions(&conn), [(x.as_bytes().to_vec(), 4)]);
+    assert_eq!(surplus(&conn), 0, "done");
+    // A later write does not keep the chunk on the node deleting it.
+    let r = apply_all(&mut conn, 10, &[pin(5, vec![4, 1])]);
+    assert_eq!(r[0], CommandResult::Pinned { refused: vec![4] });
+    assert_eq!(apply_all(&mut conn, 11, &[trim(vec![2])])[0], CommandResult::Collected(0), "nothing queued");
+    assert_eq!(named(&conn), [1, 2, 3]);
+}
