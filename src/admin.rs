@@ -3,8 +3,9 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use jadfs_gateway::admin::NodeScrub;
+use jadfs_gateway::admin::{NodeScrub, NodesReport};
 use jadfs_gateway::sigv4::{self, RequestParts};
+use jadfs_meta::api::NodeState;
 use sha2::{Digest, Sha256};
 
 use crate::credentials::Credentials;
@@ -55,6 +56,12 @@ enum AdminCommand {
     Meta(MetaArgs),
     /// Storage nodes, their state (alive, suspect, dead) and space, and the repair backlog.
     Nodes,
+    /// One storage node: drain it before it leaves.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Move copies between storage nodes until each holds its fair share
+    /// (by capacity) within a tolerance; a node just added fills up.
+    Rebalance(RebalanceArgs),
     /// The scrubbers, which re-read and check every chunk of each storage node.
     #[command(subcommand)]
     Scrub(ScrubCommand),
@@ -111,6 +118,35 @@ enum MetaCommand {
     Promote { node_id: u64 },
     /// Remove a node from the cluster.
     Remove { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Move every copy off a node (it takes no new ones) and show progress
+    /// until it holds none. The drain goes on if this command stops; run it
+    /// again to watch, or with --stop to end it.
+    Drain {
+        id: u64,
+        /// End the drain: the node takes new copies again.
+        #[arg(long)]
+        stop: bool,
+        /// Start it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Args)]
+struct RebalanceArgs {
+    /// How far (percent of its fair share) a node's bytes may stay from it.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+    tolerance: u8,
+    /// End a rebalance in progress.
+    #[arg(long)]
+    stop: bool,
+    /// Start it and return at once.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Subcommand)]
@@ -224,21 +260,33 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
         }
         AdminCommand::Nodes => {
-            let report: serde_json::Value = client.call("GET", "/-/admin/nodes", None).await?.json().await?;
-            println!("{:<20} {:<22} {:<8} {:<8} {:>10} {:>10}", "id", "addr", "zone", "state", "free GiB", "size GiB");
-            let gib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
-            for node in report["nodes"].as_array().into_iter().flatten() {
+            let report = nodes_report(&client).await?;
+            println!(
+                "{:<20} {:<22} {:<8} {:<15} {:>10} {:>10} {:>9} {:>10}",
+                "id", "addr", "zone", "state", "free GiB", "size GiB", "chunks", "held GiB"
+            );
+            let gib = |v: u64| v as f64 / (1u64 << 30) as f64;
+            for node in &report.nodes {
+                let held = report.usage.nodes.iter().find(|u| u.node == node.id).cloned().unwrap_or_default();
+                let state = serde_json::to_value(node.state)?;
+                let state =
+                    format!("{}{}", state.as_str().unwrap_or("?"), if node.draining { " draining" } else { "" });
                 println!(
-                    "{:<20} {:<22} {:<8} {:<8} {:>10.1} {:>10.1}",
-                    node["id"],
-                    node["addr"].as_str().unwrap_or(""),
-                    node["zone"].as_str().unwrap_or("-"),
-                    node["state"].as_str().unwrap_or("?"),
-                    gib(&node["free_bytes"]),
-                    gib(&node["capacity_bytes"]),
+                    "{:<20} {:<22} {:<8} {:<15} {:>10.1} {:>10.1} {:>9} {:>10.2}",
+                    node.id,
+                    node.addr,
+                    node.zone.as_deref().unwrap_or("-"),
+                    state,
+                    gib(node.free_bytes),
+                    gib(node.capacity_bytes),
+                    held.chunks,
+                    gib(held.bytes),
                 );
             }
-            println!("chunks waiting for copies: {}", report["repair_queue"]);
+            println!("chunks waiting for copies: {}", report.repair_queue);
+            if let Some(tolerance) = report.usage.rebalance_tolerance {
+                println!("rebalancing to within {tolerance}% of each node's share");
+            }
         }
         AdminCommand::Replication(ReplicationCommand::Get { bucket }) => {
             let r: serde_json::Value = client.call("GET", &replication_path(&bucket), None).await?.json().await?;
@@ -277,9 +325,95 @@ write quorum: {}",
                 print_scrub_report(&report);
             }
         }
+        AdminCommand::Node(NodeCommand::Drain { id, stop, no_wait }) => {
+            let body = serde_json::json!({ "draining": !stop });
+            client.call("PUT", &format!("/-/admin/nodes/{id}/drain"), Some(body)).await?;
+            if !stop && !no_wait {
+                watch_drain(&client, id).await?;
+            }
+        }
+        AdminCommand::Rebalance(args) => {
+            let body = serde_json::json!({ "tolerance": (!args.stop).then_some(args.tolerance) });
+            client.call("PUT", "/-/admin/rebalance", Some(body)).await?;
+            if !args.stop && !args.no_wait {
+                watch_rebalance(&client).await?;
+            }
+        }
         AdminCommand::Meta(_) => unreachable!("answered above"),
     }
     Ok(())
+}
+
+async fn nodes_report(client: &AdminClient) -> anyhow::Result<NodesReport> {
+    Ok(client.call("GET", "/-/admin/nodes", None).await?.json().await?)
+}
+
+fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let template = format!("{{spinner}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{msg}} ({{elapsed}}, {{eta}} left)");
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> "));
+    bar
+}
+
+/// Shows a drain's progress until the node holds no copy.
+async fn watch_drain(client: &AdminClient, id: u64) -> anyhow::Result<()> {
+    let held = |report: &NodesReport| report.usage.nodes.iter().find(|u| u.node == id).map_or(0, |u| u.chunks);
+    let first = held(&nodes_report(client).await?);
+    let bar = progress_bar(first, "copies moved");
+    loop {
+        let report = nodes_report(client).await?;
+        let left = held(&report);
+        bar.set_position(first.saturating_sub(left));
+        if left == 0 {
+            bar.finish_and_clear();
+            println!("node {id} holds no copies: it can be stopped");
+            return Ok(());
+        }
+        if !report.nodes.iter().any(|n| n.id == id && n.draining) {
+            bar.abandon();
+            bail!("node {id} is no longer being drained; {left} copies are left on it");
+        }
+        bar.set_message(format!("({left} left)"));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Shows a rebalance's progress (how far the node furthest from its fair
+/// share is from it) until the leader ends it, then each node's share.
+async fn watch_rebalance(client: &AdminClient) -> anyhow::Result<()> {
+    let bar = progress_bar(100, "%");
+    let mut first = None;
+    let report = loop {
+        let report = nodes_report(client).await?;
+        let off = furthest_from_share(&report);
+        let first = *first.get_or_insert(off.max(1e-9));
+        bar.set_position((100.0 * (1.0 - off / first)).clamp(0.0, 100.0) as u64);
+        bar.set_message(format!("furthest node {:.0}% from its share", off * 100.0));
+        if report.usage.rebalance_tolerance.is_none() {
+            bar.finish_and_clear();
+            break report;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    println!("{:<20} {:>10} {:>12}", "node", "chunks", "MiB");
+    for u in &report.usage.nodes {
+        println!("{:<20} {:>10} {:>12.1}", u.node, u.chunks, u.bytes as f64 / (1 << 20) as f64);
+    }
+    println!("rebalanced: the furthest node is {:.0}% from its share", furthest_from_share(&report) * 100.0);
+    Ok(())
+}
+
+/// How far (as a fraction of it) the live, undrained node furthest from
+/// its fair share of bytes (by capacity) is from it.
+fn furthest_from_share(report: &NodesReport) -> f64 {
+    let pool: Vec<_> = report.nodes.iter().filter(|n| !n.draining && n.state == NodeState::Alive).collect();
+    let bytes = |id: u64| report.usage.nodes.iter().find(|u| u.node == id).map_or(0, |u| u.bytes) as f64;
+    let total: f64 = pool.iter().map(|n| bytes(n.id)).sum();
+    let capacity: f64 = pool.iter().map(|n| n.capacity_bytes as f64).sum();
+    if total == 0.0 || capacity == 0.0 {
+        return 0.0;
+    }
+    pool.iter().map(|n| (bytes(n.id) / (total * n.capacity_bytes as f64 / capacity) - 1.0).abs()).fold(0.0, f64::max)
 }
 
 fn print_scrub_report(report: &[NodeScrub]) {

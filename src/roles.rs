@@ -235,6 +235,7 @@ async fn register_storage_node(
         free_bytes,
         registered_ms: jadfs_common::now_ms(),
         state: NodeState::Alive,
+        draining: false,
     };
     meta.write(&Command::RegisterNode { node }).await.context("registering the storage node")?;
     Ok(())

@@ -33,6 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/-/admin/buckets/{bucket}/replication", web::get().to(get_replication))
         .route("/-/admin/buckets/{bucket}/replication", web::put().to(set_replication))
         .route("/-/admin/nodes", web::get().to(list_nodes))
+        .route("/-/admin/nodes/{id}/drain", web::put().to(drain_node))
+        .route("/-/admin/rebalance", web::put().to(rebalance))
         .route("/-/admin/scrub", web::get().to(scrub))
         .route("/-/admin/scrub", web::post().to(scrub));
 }
@@ -213,6 +215,9 @@ async fn set_replication(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResp
 pub struct NodesReport {
     pub nodes: Vec<StorageNodeInfo>,
     pub repair_queue: u64,
+    /// What each node holds, and the rebalance in progress.
+    #[serde(default)]
+    pub usage: jadfs_meta::api::ClusterUsage,
 }
 
 async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
@@ -220,7 +225,53 @@ async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
         admin(&req, &gw, b"").await?;
         let nodes = gw.storage_nodes(true).await?;
         let stats = gw.meta.stats().await?;
-        Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue }))
+        let usage = gw.meta.usage().await?;
+        Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue, usage }))
+    }
+    .await;
+    respond(&req, result)
+}
+
+#[derive(Deserialize)]
+struct Drain {
+    draining: bool,
+}
+
+/// Starts or stops draining a registered node (`{"draining": true}`).
+async fn drain_node(req: HttpRequest, gw: Gw, id: web::Path<jadfs_common::NodeId>, body: web::Bytes) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, &body).await?;
+        let drain: Drain = serde_json::from_slice(&body)
+            .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid drain request: {e}")))?;
+        let node = id.into_inner();
+        if !gw.storage_nodes(true).await?.iter().any(|n| n.id == node) {
+            return Err(
+                S3Error::new(Code::InvalidArgument).with_message(format!("No storage node {node} is registered."))
+            );
+        }
+        gw.meta.write(&Command::SetDraining { node, draining: drain.draining }).await?;
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    respond(&req, result)
+}
+
+#[derive(Deserialize)]
+struct Rebalance {
+    tolerance: Option<u8>,
+}
+
+/// Starts a rebalance (`{"tolerance": percent}`, 1 to 100) or stops it (`null`).
+async fn rebalance(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, &body).await?;
+        let asked: Rebalance = serde_json::from_slice(&body)
+            .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid rebalance request: {e}")))?;
+        if asked.tolerance.is_some_and(|t| !(1..=100).contains(&t)) {
+            return Err(S3Error::new(Code::InvalidArgument).with_message("The tolerance is 1 to 100 percent."));
+        }
+        gw.meta.write(&Command::SetRebalance { tolerance: asked.tolerance }).await?;
+        Ok(HttpResponse::NoContent().finish())
     }
     .await;
     respond(&req, result)

@@ -45,7 +45,8 @@ impl Gateway {
             failed.retain(|_, at| at.elapsed() < FAILED_NODE_PAUSE);
             failed.keys().copied().collect()
         };
-        let nodes = self.storage_nodes(false).await?;
+        // A node being drained takes no new copies.
+        let nodes = self.storage_nodes(false).await?.into_iter().filter(|n| !n.draining).collect();
         let live = candidates(nodes, &failed, required);
         // A node without room for one more chunk beyond its reserve is
         // left out: it would refuse the chunk.
@@ -110,6 +111,7 @@ mod tests {
             free_bytes: 1 << 30,
             registered_ms: 0,
             state,
+            draining: false,
         }
     }
 

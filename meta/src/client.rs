@@ -92,6 +92,10 @@ impl MetaClient {
         answer!(self.query(Query::ListNodes), Nodes)
     }
 
+    pub async fn usage(&self) -> Result<ClusterUsage, MetaError> {
+        answer!(self.query(Query::Usage), Usage)
+    }
+
     pub async fn stats(&self) -> Result<MetaStats, MetaError> {
         answer!(self.query(Query::Stats), Stats)
     }

@@ -9,6 +9,7 @@ mod collect;
 pub mod disk;
 pub mod http;
 pub mod log_store;
+mod mover;
 pub mod network;
 mod node_link;
 pub mod nodes;
@@ -103,6 +104,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
     let liveness = Arc::new(nodes::Liveness::new(config.node_dead_after));
     let links = config.links.clone();
     tokio::spawn(repair::run_repairer(raft.clone(), readers.clone(), liveness.clone(), signer.clone(), links.clone()));
+    tokio::spawn(mover::run_mover(raft.clone(), readers.clone(), liveness.clone(), signer.clone(), links.clone()));
     tokio::spawn(collect::run_collector(
         raft.clone(),
         readers.clone(),

@@ -133,6 +133,7 @@ mod tests {
             free_bytes: free_gib << 30,
             registered_ms: 0,
             state: NodeState::Alive,
+            draining: false,
         }
     }
 

@@ -124,7 +124,7 @@ async fn repair_chunk(
     // A node with nothing free beyond its reserve would refuse the copy.
     let candidates: Vec<StorageNodeInfo> = nodes
         .iter()
-        .filter(|n| n.state == NodeState::Alive && n.free_bytes > 0 && !repair.holders.contains(&n.id))
+        .filter(|n| n.state == NodeState::Alive && n.free_bytes > 0 && !n.draining && !repair.holders.contains(&n.id))
         .cloned()
         .collect();
     let zones: Vec<String> = live.iter().map(|n| zone_of(n)).collect();
@@ -197,12 +197,13 @@ async fn trim_round(
 }
 
 /// The holders of a chunk with surplus copies that are not kept: `copies`
-/// live holders stay, in different zones first and the emptier first. None
+/// live holders stay (none being drained), in different zones first and the
+/// emptier first. None
 /// while fewer than `copies` holders are alive: nothing is trimmed until
 /// the copies that count are there.
 fn not_kept(holders: &[NodeId], nodes: &[StorageNodeInfo], copies: usize) -> Option<Vec<NodeId>> {
     let mut alive: Vec<&StorageNodeInfo> =
-        nodes.iter().filter(|n| n.state == NodeState::Alive && holders.contains(&n.id)).collect();
+        nodes.iter().filter(|n| n.state == NodeState::Alive && !n.draining && holders.contains(&n.id)).collect();
     if alive.len() < copies {
         return None;
     }
@@ -245,6 +246,7 @@ mod tests {
             free_bytes: free,
             registered_ms: 0,
             state,
+            draining: false,
         }
     }
 

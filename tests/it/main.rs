@@ -7,6 +7,7 @@ mod auth;
 mod cluster;
 mod common;
 mod crash;
+mod drain;
 mod membership;
 mod s3;
 mod security;

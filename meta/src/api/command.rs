@@ -178,6 +178,27 @@ pub enum Command {
         chunk: ChunkId,
         nodes: Vec<NodeId>,
     },
+    /// Starts (or stops) draining a node: no new copies go to it, and the
+    /// leader moves each of its copies to another node.
+    SetDraining {
+        node: NodeId,
+        draining: bool,
+    },
+    /// The leader copied `chunk` from `from` to `to` (durable, pinned by
+    /// `write_id`): `to` takes `from`'s place, whose copy joins the
+    /// deletions. Nothing while another write pins the chunk, or if `from`
+    /// no longer holds it.
+    MoveCopy {
+        chunk: ChunkId,
+        from: NodeId,
+        to: NodeId,
+        write_id: u64,
+    },
+    /// Starts rebalancing until every node's bytes are within `tolerance`
+    /// percent of its fair share (by capacity); None: stops.
+    SetRebalance {
+        tolerance: Option<u8>,
+    },
     /// Storage nodes deleted these copies (chunk, node).
     CopiesDeleted {
         copies: Vec<(ChunkId, NodeId)>,
@@ -205,6 +226,9 @@ impl Command {
             | Command::Collect { .. }
             | Command::CollectStrays { .. }
             | Command::TrimCopies { .. }
+            | Command::SetDraining { .. }
+            | Command::MoveCopy { .. }
+            | Command::SetRebalance { .. }
             | Command::CopiesDeleted { .. } => false,
             Command::Batch(commands) => commands.iter().any(Command::adds_data),
             _ => true,

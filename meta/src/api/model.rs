@@ -224,6 +224,36 @@ pub struct StorageNodeInfo {
     /// Filled in by the leader from heartbeats when nodes are listed.
     #[serde(default)]
     pub state: NodeState,
+    /// Being drained (`jadfs admin node drain`): no new copies go to it,
+    /// and the leader moves its copies elsewhere. Kept by the state, not by
+    /// what the node says when it registers.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// The copies a node holds, as its placements name them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub node: NodeId,
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+/// What each node holds, and the rebalancing in progress.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterUsage {
+    pub nodes: Vec<NodeUsage>,
+    /// While the cluster is being rebalanced: how far (in percent of its
+    /// fair share) a node's bytes may be from it when done.
+    pub rebalance_tolerance: Option<u8>,
+}
+
+/// A chunk a node holds, with its size and every holder.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldChunk {
+    pub chunk: ChunkId,
+    pub size: u64,
+    pub holders: Vec<NodeId>,
 }
 
 /// What the leader makes of a storage node's heartbeats.

@@ -5,7 +5,9 @@
 use jadfs_common::{ChunkId, ETag, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
-use super::{AccessKey, BucketInfo, KeyInfo, NodeId, PartEntry, Repair, Replication, StorageNodeInfo, UploadInfo};
+use super::{
+    AccessKey, BucketInfo, ClusterUsage, KeyInfo, NodeId, PartEntry, Repair, Replication, StorageNodeInfo, UploadInfo,
+};
 
 /// A read of the metadata, answered linearizably.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -53,6 +55,8 @@ pub enum Query {
         after: Option<(u64, ChunkId)>,
         limit: usize,
     },
+    /// What each storage node holds, and the rebalancing in progress.
+    Usage,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -143,4 +147,5 @@ pub enum QueryResult {
     AccessKeys(Vec<KeyInfo>),
     Replication(Replication),
     Repairs(Vec<Repair>),
+    Usage(ClusterUsage),
 }

@@ -104,6 +104,21 @@ impl ReadPool {
         self.blocking(move |conn| query::deletions(conn, limit, &skip)).await
     }
 
+    /// What each node holds, and the rebalancing in progress.
+    pub async fn usage(self: &Arc<Self>) -> Result<ClusterUsage, MetaError> {
+        self.blocking(query::usage).await
+    }
+
+    /// Chunks `node` holds after `after`, in id order, with their holders.
+    pub async fn node_chunks(
+        self: &Arc<Self>,
+        node: NodeId,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<HeldChunk>, MetaError> {
+        self.blocking(move |conn| query::node_chunks(conn, node, after, limit)).await
+    }
+
     /// Chunks with surplus copies after `after`, in id order.
     pub async fn surplus(self: &Arc<Self>, after: Option<ChunkId>, limit: usize) -> Result<Vec<Repair>, MetaError> {
         self.blocking(move |conn| query::surplus(conn, after, limit)).await

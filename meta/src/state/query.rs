@@ -32,6 +32,7 @@ pub fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult>
         Q::ListAccessKeys => R::AccessKeys(list_access_keys(conn)?),
         Q::GetReplication { bucket } => R::Replication(replication_of(conn, bucket.as_deref())?),
         Q::RepairQueue { after, limit } => R::Repairs(repair_queue(conn, *after, *limit)?),
+        Q::Usage => R::Usage(usage(conn)?),
     })
 }
 
@@ -67,9 +68,60 @@ fn list_access_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
 }
 
 pub fn list_nodes(conn: &Connection) -> rusqlite::Result<Vec<StorageNodeInfo>> {
-    let mut stmt = conn.prepare_cached("SELECT info FROM nodes ORDER BY id")?;
-    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-    rows.map(|raw| from_json(&raw?)).collect()
+    let mut stmt = conn.prepare_cached(
+        "SELECT info, EXISTS (SELECT 1 FROM draining WHERE draining.node = nodes.id) FROM nodes ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?)))?;
+    rows.map(|row| {
+        let (raw, draining) = row?;
+        let mut node: StorageNodeInfo = from_json(&raw)?;
+        node.draining = draining;
+        Ok(node)
+    })
+    .collect()
+}
+
+/// What each node's placements name (one pass over them), and the
+/// rebalancing in progress.
+pub fn usage(conn: &Connection) -> rusqlite::Result<ClusterUsage> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.node, COUNT(*), COALESCE(SUM(c.size), 0) FROM placements p JOIN chunks c ON c.id = p.chunk
+         GROUP BY p.node ORDER BY p.node",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(NodeUsage {
+            node: r.get::<_, i64>(0)? as NodeId,
+            chunks: r.get::<_, i64>(1)? as u64,
+            bytes: r.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    let nodes = rows.collect::<rusqlite::Result<_>>()?;
+    let rebalance_tolerance = super::rows::read_setting::<Option<u8>>(conn, "rebalance_tolerance")?.flatten();
+    Ok(ClusterUsage { nodes, rebalance_tolerance })
+}
+
+/// Chunks `node` holds after `after`, in id order, with their holders.
+pub fn node_chunks(
+    conn: &Connection,
+    node: NodeId,
+    after: Option<ChunkId>,
+    limit: usize,
+) -> rusqlite::Result<Vec<HeldChunk>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.chunk, c.size FROM placements p JOIN chunks c ON c.id = p.chunk
+         WHERE p.node = ?1 AND p.chunk > ?2 ORDER BY p.chunk LIMIT ?3",
+    )?;
+    let after = after.map_or(Vec::new(), |c| c.as_bytes().to_vec());
+    let rows = stmt
+        .query_map(params![node as i64, after, limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (raw, size) = row?;
+        let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) else { continue };
+        let chunk = ChunkId::from_bytes(bytes);
+        out.push(HeldChunk { chunk, size: size as u64, holders: chunk_nodes(conn, &chunk)? });
+    }
+    Ok(out)
 }
 
 /// Chunks waiting for copies, oldest first, after the (queued_at_log, chunk) position.

@@ -79,10 +79,13 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
                  chunk BLOB NOT NULL, node INTEGER NOT NULL, queued_at_log INTEGER NOT NULL,
                  PRIMARY KEY (chunk, node)) WITHOUT ROWID;",
         ),
-        // Version 5 trims surplus copies: chunks whose placement names more
-        // nodes than their copies wait in `surplus` for the leader.
+        // Version 5 trims surplus copies (chunks whose placement names more
+        // nodes than their copies wait in `surplus` for the leader), and
+        // drains and rebalances nodes (`draining`; placements by node).
         4 => conn.execute_batch(
             "CREATE TABLE surplus (chunk BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE draining (node INTEGER PRIMARY KEY);
+             CREATE INDEX placements_by_node ON placements (node, chunk);
              INSERT INTO surplus (chunk, copies)
                  SELECT chunk, 3 FROM placements GROUP BY chunk HAVING COUNT(*) > 3;",
         ),

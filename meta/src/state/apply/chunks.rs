@@ -272,6 +272,39 @@ impl Applier<'_> {
         Ok(CommandResult::Collected(trimmed))
     }
 
+    /// `to` takes the place of `from` among the chunk's holders, once the
+    /// copy made for it is durable and still pinned by `write_id`; `from`'s
+    /// copy joins the deletions. Not while another write pins the chunk (it
+    /// may be putting it on `from`), nor if `from` no longer holds it or `to`
+    /// already does (or is to delete it). The move's pins are dropped.
+    pub(super) fn move_copy(&self, chunk: &ChunkId, from: NodeId, to: NodeId, write_id: u64) -> Outcome {
+        let pinned = self.pinned_by(chunk, write_id)?;
+        self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
+        let others =
+            self.tx.query_row("SELECT 1 FROM pins WHERE chunk = ?1", [chunk.as_bytes()], |_| Ok(())).optional()?;
+        let holders = chunk_nodes(self.tx, chunk)?;
+        let to_deleting = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2",
+                params![chunk.as_bytes(), to as i64],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if !pinned || others.is_some() || !holders.contains(&from) || holders.contains(&to) || to_deleting.is_some() {
+            return Ok(CommandResult::Collected(0));
+        }
+        self.tx
+            .execute("INSERT INTO placements (chunk, node) VALUES (?1, ?2)", params![chunk.as_bytes(), to as i64])?;
+        self.tx
+            .execute("DELETE FROM placements WHERE chunk = ?1 AND node = ?2", params![chunk.as_bytes(), from as i64])?;
+        self.tx.execute(
+            "INSERT OR IGNORE INTO deletions (chunk, node, queued_at_log) VALUES (?1, ?2, ?3)",
+            params![chunk.as_bytes(), from as i64, self.log_index as i64],
+        )?;
+        Ok(CommandResult::Collected(1))
+    }
+
     pub(super) fn copies_deleted(&self, copies: &[(ChunkId, NodeId)]) -> Outcome {
         for (chunk, node) in copies {
             self.tx.execute(

@@ -120,6 +120,9 @@ impl<'t> Applier<'t> {
             C::CollectStrays { node, chunks, now_ms } => self.collect_strays(*node, chunks, *now_ms),
             C::CopiesDeleted { copies } => self.copies_deleted(copies),
             C::TrimCopies { chunk, nodes } => self.trim_copies(chunk, nodes),
+            C::SetDraining { node, draining } => self.set_draining(*node, *draining),
+            C::MoveCopy { chunk, from, to, write_id } => self.move_copy(chunk, *from, *to, *write_id),
+            C::SetRebalance { tolerance } => self.set_rebalance(*tolerance),
             C::QueueNodeChunks { node } => self.queue_node_chunks(*node),
             C::CopiesLost { node, chunks } => self.copies_lost(*node, chunks),
             // A top-level batch never gets here (see `apply`): this one is nested.

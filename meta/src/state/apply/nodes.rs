@@ -58,6 +58,20 @@ impl Applier<'_> {
         Ok(CommandResult::Done)
     }
 
+    pub(super) fn set_draining(&self, node: NodeId, draining: bool) -> Outcome {
+        if draining {
+            self.tx.execute("INSERT OR IGNORE INTO draining (node) VALUES (?1)", [node as i64])?;
+        } else {
+            self.tx.execute("DELETE FROM draining WHERE node = ?1", [node as i64])?;
+        }
+        Ok(CommandResult::Done)
+    }
+
+    pub(super) fn set_rebalance(&self, tolerance: Option<u8>) -> Outcome {
+        crate::state::rows::write_setting(self.tx, "rebalance_tolerance", &tolerance)?;
+        Ok(CommandResult::Done)
+    }
+
     /// Queues every chunk in use with a copy on `node` (declared dead).
     pub(super) fn queue_node_chunks(&self, node: NodeId) -> Outcome {
         let copies = replication_of(self.tx, None)?.copies;
