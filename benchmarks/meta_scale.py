@@ -231,7 +231,10 @@ def main():
     report["leader_peak_rss_mib"] = max(report["leader_peak_rss_mib"], meta.rss()[1])
     learner.stop()
     meta.stop()
-    conn = sqlite3.connect(f"file:{os.path.join(d2, 'state.db')}?mode=ro", uri=True)
+    # The live state file: state.db, or the last installed snapshot's (state-current names it).
+    pointer = os.path.join(d2, "state-current")
+    live = f"state-{open(pointer).read().strip()}.db" if os.path.exists(pointer) else "state.db"
+    conn = sqlite3.connect(f"file:{os.path.join(d2, live)}?mode=ro", uri=True)
     report["learner_objects"] = conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
     conn.close()
     assert report["learner_objects"] >= args.objects, report

@@ -9,6 +9,7 @@
 //! - `query` and `listing`: reads
 //! - `rows`: the row helpers both share
 //! - `snapshot`: building, receiving and installing snapshots
+//! - `live`: which file is the live state (an installed snapshot's, renamed)
 //!
 //! This file is the openraft glue and the pool of read connections.
 
@@ -17,6 +18,7 @@
 
 mod apply;
 mod listing;
+mod live;
 mod query;
 mod rows;
 pub mod schema;
@@ -34,6 +36,7 @@ use rusqlite::Connection;
 
 use crate::api::*;
 use crate::disk::{retry_when_full, Disk};
+use live::LiveDb;
 use rows::{applied_state, write_setting, Membership};
 pub use snapshot::SnapshotBuilder;
 
@@ -41,22 +44,34 @@ fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError<u64> {
     StorageIOError::write_state_machine(e).into()
 }
 
-/// Read connections to the state machine database, reused between queries.
+/// Read connections to the state machine database, reused between queries
+/// (each kept with the generation of the live file it reads).
 pub struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    live: Arc<LiveDb>,
+    idle: Mutex<Vec<(u64, Connection)>>,
 }
 
 impl ReadPool {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, MetaError> {
-        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (generation, path) = self.live.current();
+        let conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(g, _)| *g == generation);
+            idle.pop()
+        };
         let conn = match conn {
-            Some(conn) => conn,
-            None => schema::open_db(&self.path).map_err(|e| MetaError::Internal(e.to_string()))?,
+            Some((_, conn)) => conn,
+            None => schema::open_db(&path).map_err(|e| MetaError::Internal(e.to_string()))?,
         };
         let result = f(&conn);
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push((generation, conn));
         result.map_err(|e| MetaError::Internal(e.to_string()))
+    }
+
+    /// Closes the idle connections to files no longer live.
+    fn forget_old(&self) {
+        let generation = self.live.current().0;
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).retain(|(g, _)| *g == generation);
     }
 
     /// Runs `f` on a pooled connection on a blocking thread, off the async executor.
@@ -133,7 +148,7 @@ impl ReadPool {
 
 /// The state machine as openraft drives it.
 pub struct StateMachineStore {
-    db_path: PathBuf,
+    live: Arc<LiveDb>,
     snapshot_dir: PathBuf,
     conn: Arc<Mutex<Connection>>,
     readers: Arc<ReadPool>,
@@ -151,12 +166,12 @@ impl StateMachineStore {
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
         snapshot::remove_unfinished(&snapshot_dir)?;
-        let db_path = dir.join("state.db");
-        let conn = schema::open_db(&db_path).map_err(io::Error::other)?;
+        let live = Arc::new(LiveDb::open(dir)?);
+        let conn = schema::open_db(&live.current().1).map_err(io::Error::other)?;
         schema::migrate(&conn, &key).map_err(io::Error::other)?;
         Ok(StateMachineStore {
-            readers: Arc::new(ReadPool { path: db_path.clone(), idle: Mutex::new(Vec::new()) }),
-            db_path,
+            readers: Arc::new(ReadPool { live: live.clone(), idle: Mutex::new(Vec::new()) }),
+            live,
             snapshot_dir,
             conn: Arc::new(Mutex::new(conn)),
             receiving: None,
@@ -222,7 +237,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { db_path: self.db_path.clone(), snapshot_dir: self.snapshot_dir.clone() }
+        SnapshotBuilder { live: self.live.clone(), snapshot_dir: self.snapshot_dir.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
@@ -237,13 +252,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
         let received = snapshot::received_file(&self.snapshot_dir, self.receiving.take(), snapshot).await?;
-        let (conn, dir, meta, key) = (self.conn.clone(), self.snapshot_dir.clone(), meta.clone(), self.key.clone());
-        tokio::task::spawn_blocking(move || snapshot::install(&conn, &received, &dir, &meta, &key))
-            .await
-            .map_err(|e| snapshot::snapshot_error(&e))?
+        let (conn, live, dir) = (self.conn.clone(), self.live.clone(), self.snapshot_dir.clone());
+        let (meta, key) = (meta.clone(), self.key.clone());
+        let installed =
+            tokio::task::spawn_blocking(move || snapshot::install(&conn, &live, &received, &dir, &meta, &key))
+                .await
+                .map_err(|e| snapshot::snapshot_error(&e))?;
+        self.readers.forget_old();
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        snapshot::current(&self.snapshot_dir).await
+        snapshot::current(&self.live, &self.snapshot_dir).await
     }
 }
