@@ -9,6 +9,12 @@ disconnect`: storage nodes, the Raft leader, a gateway. Afterwards every
 acknowledged PUT must read back identical through both gateways, and the
 repair queue must drain (every chunk back to three copies).
 
+Then, on the host's view of the storage volumes: one copy of an object is
+rotted (a flipped byte) and another object's copy deleted; reads stay right,
+the scrubber finds both and each chunk is back to three good copies. Last,
+storage1 is drained while writers run: it ends with no copy, and every
+acknowledged object still reads back.
+
     docker/build-image.sh target/debug/jadfs jadfs:ci
     JADFS_IMAGE=jadfs:ci python3 docker/cluster_test.py
 """
@@ -58,15 +64,24 @@ def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+# The test's own setting on top of the shipped file: the scrubbers run fast
+# enough to find a rotten copy within the test.
+OVERRIDE = os.path.join("/tmp", f"{PROJECT}-override.yml")
+with open(OVERRIDE, "w") as f:
+    f.write('version: "2.4"\nservices:\n')
+    for n in range(1, 5):
+        f.write(f"  storage{n}:\n    environment:\n      JADFS_SCRUB_RATE: \"200\"\n")
+
+
 def compose(*args, check=True):
     return subprocess.run(
-        ["docker-compose", "-p", PROJECT, "-f", COMPOSE, *args],
+        ["docker-compose", "-p", PROJECT, "-f", COMPOSE, "-f", OVERRIDE, *args],
         env=ENV, check=check, capture_output=True, text=True,
     )
 
 
-def docker(*args, check=True):
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
+def docker(*args, check=True, timeout=None):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def container(service):
@@ -188,6 +203,7 @@ def main():
         raise
     finally:
         compose("down", "-v", "--timeout", "5", check=False)
+        os.remove(OVERRIDE)
 
 
 def run():
@@ -253,6 +269,84 @@ def run():
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == digest, f"{bucket}/{key} differs"
     log(f"all {len(acked)} acknowledged objects read back identical through both gateways")
+
+    rotten_and_lost_copies_come_back(gateways, acked)
+    a_drained_node_gives_up_every_copy(gateways, acked)
+
+
+def chunk_files(chunk):
+    """The files of a chunk on each storage volume, as the host sees them."""
+    files = {}
+    for n in range(1, 5):
+        mount = docker("volume", "inspect", "-f", "{{.Mountpoint}}", f"{PROJECT}_storage{n}").stdout.strip()
+        path = os.path.join(mount, "chunks", chunk[0:2], chunk[2:4], chunk)
+        if os.path.exists(path):
+            files[n] = path
+    return files
+
+
+def good_copies(chunk):
+    copies = 0
+    for path in chunk_files(chunk).values():
+        with open(path, "rb") as f:
+            copies += hashlib.sha256(f.read()).hexdigest() == chunk
+    return copies
+
+
+def rotten_and_lost_copies_come_back(gateways, acked):
+    # Single-chunk objects (200,000 bytes, chunks of 1 MiB): the chunk's id
+    # is the body's SHA-256.
+    small = [(b, k, d) for (b, k), d in acked.items() if b == "sync3" and len(chunk_files(d)) == 3]
+    small = [(b, k, d) for b, k, d in small if os.path.getsize(next(iter(chunk_files(d).values()))) == 200_000]
+    assert len(small) >= 2, "no single-chunk objects with three copies to damage"
+    (_, rot_key, rot), (_, lost_key, lost) = small[0], small[1]
+    rot_node, rot_path = next(iter(chunk_files(rot).items()))
+    with open(rot_path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    lost_node, lost_path = next(iter(chunk_files(lost).items()))
+    os.remove(lost_path)
+    log(f"flipped a byte of {rot_key}'s copy on storage{rot_node}, deleted {lost_key}'s copy on storage{lost_node}")
+    for _ in range(5):
+        for s3 in gateways:
+            for key, digest in ((rot_key, rot), (lost_key, lost)):
+                body = s3.get_object(Bucket="sync3", Key=key)["Body"].read()
+                assert hashlib.sha256(body).hexdigest() == digest, f"{key} read wrong"
+    admin("scrub", "start")
+    started = time.monotonic()
+    wait_until("three good copies of both chunks again", 120,
+               lambda: good_copies(rot) == 3 and good_copies(lost) == 3)
+    log(f"both copies made again {time.monotonic() - started:.1f} s after the scrub started")
+
+
+def a_drained_node_gives_up_every_copy(gateways, acked):
+    nodes = admin("nodes")
+    drained = next(line.split()[0] for line in nodes.splitlines() if "storage1:9200" in line)
+    def held():
+        return int(next(line for line in admin("nodes").splitlines() if "storage1:9200" in line).split()[-2])
+
+    with Writers(2) as writers:
+        started = time.monotonic()
+        admin("node", "drain", drained, "--no-wait")
+        try:
+            wait_until("storage1 drained", 300, lambda: held() == 0)
+        except AssertionError:
+            print(admin("nodes"))
+            for meta in ("meta1", "meta2", "meta3"):
+                lines = compose("logs", meta, check=False).stdout.splitlines()
+                print(f"--- {meta} ---\n" + "\n".join([l for l in lines if "mover" in l][-20:]))
+            raise
+        took = time.monotonic() - started
+    row = next(line for line in admin("nodes").splitlines() if "storage1:9200" in line)
+    log(f"storage1 drained in {took:.1f} s under {writers.count()} new PUTs: {row}")
+    assert row.split()[-2] == "0", row
+    acked = {**acked, **writers.acked}
+    for (bucket, key), digest in acked.items():
+        body = gateways[1].get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == digest, f"{bucket}/{key} differs after the drain"
+    log(f"all {len(acked)} acknowledged objects read back after the drain")
 
 
 if __name__ == "__main__":

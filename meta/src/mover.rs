@@ -24,7 +24,7 @@ use crate::repair::write;
 use crate::state::ReadPool;
 
 /// Copies moved at once (the throttle).
-const MOVES_AT_ONCE: usize = 2;
+const MOVES_AT_ONCE: usize = 4;
 /// Chunks looked at per round.
 const MOVE_PAGE: usize = 64;
 /// Pause when there is nothing to move.

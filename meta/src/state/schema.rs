@@ -81,10 +81,18 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
         ),
         // Version 5 trims surplus copies (chunks whose placement names more
         // nodes than their copies wait in `surplus` for the leader), and
-        // drains and rebalances nodes (`draining`; placements by node).
+        // drains and rebalances nodes (`draining`; placements by node), and
+        // keeps the nodes each pin is for (`pin_nodes`), so a pin holds back
+        // the trimming or moving of those copies only.
         4 => conn.execute_batch(
             "CREATE TABLE surplus (chunk BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE draining (node INTEGER PRIMARY KEY);
+             CREATE TABLE pin_nodes (
+                 chunk BLOB NOT NULL, write_id INTEGER NOT NULL, node INTEGER NOT NULL,
+                 PRIMARY KEY (chunk, node, write_id)) WITHOUT ROWID;
+             CREATE TRIGGER pin_nodes_follow_pins AFTER DELETE ON pins BEGIN
+                 DELETE FROM pin_nodes WHERE chunk = OLD.chunk AND write_id = OLD.write_id;
+             END;
              CREATE INDEX placements_by_node ON placements (node, chunk);
              INSERT INTO surplus (chunk, copies)
                  SELECT chunk, 3 FROM placements GROUP BY chunk HAVING COUNT(*) > 3;",

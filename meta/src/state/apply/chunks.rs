@@ -116,6 +116,19 @@ impl Applier<'_> {
         Ok(found.is_some())
     }
 
+    /// Whether a write other than `except` pins `chunk` for `node` (a pin
+    /// from before pins named their nodes counts for every node): that
+    /// write may still record a copy there, which must then exist.
+    fn pinned_on(&self, chunk: &ChunkId, node: NodeId, except: Option<u64>) -> rusqlite::Result<bool> {
+        self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pins p WHERE p.chunk = ?1 AND p.write_id IS NOT ?3
+                 AND (EXISTS (SELECT 1 FROM pin_nodes n WHERE n.chunk = ?1 AND n.write_id = p.write_id AND n.node = ?2)
+                      OR NOT EXISTS (SELECT 1 FROM pin_nodes n WHERE n.chunk = ?1 AND n.write_id = p.write_id)))",
+            params![chunk.as_bytes(), node as i64, except.map(|w| w as i64)],
+            |r| r.get(0),
+        )
+    }
+
     fn in_use(&self, chunk: &ChunkId) -> rusqlite::Result<bool> {
         let refcount: Option<i64> = self
             .tx
@@ -153,6 +166,12 @@ impl Applier<'_> {
             "UPDATE pins SET expires_ms = MAX(expires_ms, ?2) WHERE write_id = ?1",
             params![write_id as i64, expires_ms],
         )?;
+        for &node in nodes {
+            self.tx.execute(
+                "INSERT OR IGNORE INTO pin_nodes (chunk, write_id, node) VALUES (?1, ?2, ?3)",
+                params![chunk.as_bytes(), write_id as i64, node as i64],
+            )?;
+        }
         let mut refused = Vec::new();
         for &node in nodes {
             let pending = self
@@ -234,26 +253,24 @@ impl Applier<'_> {
     }
 
     /// Drops `nodes` from the chunk's placement, each copy joining the
-    /// deletions, while more than its number of copies stay named. A chunk
-    /// a write pins is left as it is (the write may be putting it on one of
-    /// `nodes`, which must then keep it): the leader tries again later.
+    /// deletions, while more than its number of copies stay named. A node a
+    /// write pins the chunk for keeps its copy (the write may record it):
+    /// the leader tries again later.
     pub(super) fn trim_copies(&self, chunk: &ChunkId, nodes: &[NodeId]) -> Outcome {
         let copies: Option<i64> = self
             .tx
             .query_row("SELECT copies FROM surplus WHERE chunk = ?1", [chunk.as_bytes()], |r| r.get(0))
             .optional()?;
         let Some(copies) = copies else { return Ok(CommandResult::Collected(0)) };
-        let pinned =
-            self.tx.query_row("SELECT 1 FROM pins WHERE chunk = ?1", [chunk.as_bytes()], |_| Ok(())).optional()?;
-        if pinned.is_some() {
-            return Ok(CommandResult::Collected(0));
-        }
         let holders = chunk_nodes(self.tx, chunk)?;
         let mut named = holders.len();
         let mut trimmed = 0;
         for node in nodes.iter().filter(|n| holders.contains(n)) {
             if named <= copies as usize {
                 break;
+            }
+            if self.pinned_on(chunk, *node, None)? {
+                continue;
             }
             self.tx.execute(
                 "INSERT OR IGNORE INTO deletions (chunk, node, queued_at_log) VALUES (?1, ?2, ?3)",
@@ -274,14 +291,14 @@ impl Applier<'_> {
 
     /// `to` takes the place of `from` among the chunk's holders, once the
     /// copy made for it is durable and still pinned by `write_id`; `from`'s
-    /// copy joins the deletions. Not while another write pins the chunk (it
-    /// may be putting it on `from`), nor if `from` no longer holds it or `to`
-    /// already does (or is to delete it). The move's pins are dropped.
+    /// copy joins the deletions. Not while another write pins the chunk for
+    /// `from` (it may record the copy there), nor if `from` no longer holds
+    /// it or `to` already does (or is to delete it). The move's pins are
+    /// dropped.
     pub(super) fn move_copy(&self, chunk: &ChunkId, from: NodeId, to: NodeId, write_id: u64) -> Outcome {
         let pinned = self.pinned_by(chunk, write_id)?;
+        let others = self.pinned_on(chunk, from, Some(write_id))?;
         self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
-        let others =
-            self.tx.query_row("SELECT 1 FROM pins WHERE chunk = ?1", [chunk.as_bytes()], |_| Ok(())).optional()?;
         let holders = chunk_nodes(self.tx, chunk)?;
         let to_deleting = self
             .tx
@@ -291,7 +308,7 @@ impl Applier<'_> {
                 |_| Ok(()),
             )
             .optional()?;
-        if !pinned || others.is_some() || !holders.contains(&from) || holders.contains(&to) || to_deleting.is_some() {
+        if !pinned || others || !holders.contains(&from) || holders.contains(&to) || to_deleting.is_some() {
             return Ok(CommandResult::Collected(0));
         }
         self.tx

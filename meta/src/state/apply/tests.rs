@@ -280,3 +280,27 @@ fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
     assert_eq!(apply_all(&mut conn, 11, &[trim(vec![2])])[0], CommandResult::Collected(0), "nothing queued");
     assert_eq!(named(&conn), [1, 2, 3]);
 }
+
+#[test]
+fn a_move_swaps_one_holder_for_another_and_never_under_another_write() {
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000 };
+    let moved = |write_id| Command::MoveCopy { chunk: x, from: 1, to: 4, write_id };
+    let named = |conn: &rusqlite::Connection| crate::state::rows::chunk_nodes(conn, &x).unwrap();
+    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    apply_all(&mut conn, 2, &[pin(1, vec![1, 2, 3]), one_chunk_object("k", x, vec![1, 2, 3], Some(1))]);
+
+    // Another write pins the chunk: the move does nothing, and drops its pin.
+    let r = apply_all(&mut conn, 4, &[pin(2, vec![1]), pin(3, vec![4]), moved(3)]);
+    assert_eq!(r[2], CommandResult::Collected(0));
+    assert_eq!(named(&conn), [1, 2, 3]);
+    assert_eq!(apply_all(&mut conn, 7, &[moved(3)])[0], CommandResult::Collected(0), "no pin: no move");
+
+    // Alone: node 4 takes node 1's place in one step, node 1's copy is deleted.
+    let r = apply_all(&mut conn, 8, &[Command::Unpin { write_id: 2 }, pin(5, vec![4]), moved(5)]);
+    assert_eq!(r[2], CommandResult::Collected(1));
+    assert_eq!(named(&conn), [2, 3, 4]);
+    assert_eq!(deletions(&conn), [(x.as_bytes().to_vec(), 1)]);
+    assert_eq!(apply_all(&mut conn, 11, &[pin(6, vec![4]), moved(6)])[1], CommandResult::Collected(0), "done once");
+}
