@@ -252,16 +252,7 @@ mod tests {
     use super::*;
 
     fn node(id: NodeId, zone: &str, capacity: u64) -> StorageNodeInfo {
-        StorageNodeInfo {
-            id,
-            addr: format!("n{id}"),
-            zone: Some(zone.into()),
-            capacity_bytes: capacity,
-            free_bytes: capacity,
-            registered_ms: 0,
-            state: NodeState::Alive,
-            draining: false,
-        }
+        crate::nodes::test_node(id, zone, capacity, capacity, NodeState::Alive)
     }
 
     #[test]

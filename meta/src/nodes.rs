@@ -119,22 +119,34 @@ pub fn is_leader(raft: &Raft) -> bool {
     metrics.current_leader == Some(metrics.id)
 }
 
+/// A storage node as the leader lists it, for tests.
+#[cfg(test)]
+pub(crate) fn test_node(
+    id: NodeId,
+    zone: &str,
+    free_bytes: u64,
+    capacity_bytes: u64,
+    state: NodeState,
+) -> StorageNodeInfo {
+    StorageNodeInfo {
+        id,
+        addr: format!("n{id}"),
+        zone: Some(zone.into()),
+        capacity_bytes,
+        free_bytes,
+        registered_ms: 0,
+        state,
+        draining: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
 
     fn node(id: NodeId, zone: &str, free_gib: u64) -> StorageNodeInfo {
-        StorageNodeInfo {
-            id,
-            addr: format!("n{id}"),
-            zone: Some(zone.into()),
-            capacity_bytes: 100 << 30,
-            free_bytes: free_gib << 30,
-            registered_ms: 0,
-            state: NodeState::Alive,
-            draining: false,
-        }
+        test_node(id, zone, free_gib << 30, 100 << 30, NodeState::Alive)
     }
 
     #[test]

@@ -238,16 +238,7 @@ mod tests {
     use super::*;
 
     fn node(id: NodeId, zone: &str, free: u64, state: NodeState) -> StorageNodeInfo {
-        StorageNodeInfo {
-            id,
-            addr: format!("n{id}"),
-            zone: Some(zone.into()),
-            capacity_bytes: 100,
-            free_bytes: free,
-            registered_ms: 0,
-            state,
-            draining: false,
-        }
+        crate::nodes::test_node(id, zone, free, 100, state)
     }
 
     #[test]

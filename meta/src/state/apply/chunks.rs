@@ -129,6 +129,15 @@ impl Applier<'_> {
         )
     }
 
+    /// Whether `node` is still to delete its copy of `chunk`.
+    fn deleting(&self, chunk: &ChunkId, node: NodeId) -> rusqlite::Result<bool> {
+        self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2)",
+            params![chunk.as_bytes(), node as i64],
+            |r| r.get(0),
+        )
+    }
+
     fn in_use(&self, chunk: &ChunkId) -> rusqlite::Result<bool> {
         let refcount: Option<i64> = self
             .tx
@@ -174,15 +183,7 @@ impl Applier<'_> {
         }
         let mut refused = Vec::new();
         for &node in nodes {
-            let pending = self
-                .tx
-                .query_row(
-                    "SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2",
-                    params![chunk.as_bytes(), node as i64],
-                    |_| Ok(()),
-                )
-                .optional()?;
-            if pending.is_some() {
+            if self.deleting(chunk, node)? {
                 refused.push(node);
             }
         }
@@ -300,15 +301,7 @@ impl Applier<'_> {
         let others = self.pinned_on(chunk, from, Some(write_id))?;
         self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
         let holders = chunk_nodes(self.tx, chunk)?;
-        let to_deleting = self
-            .tx
-            .query_row(
-                "SELECT 1 FROM deletions WHERE chunk = ?1 AND node = ?2",
-                params![chunk.as_bytes(), to as i64],
-                |_| Ok(()),
-            )
-            .optional()?;
-        if !pinned || others || !holders.contains(&from) || holders.contains(&to) || to_deleting.is_some() {
+        if !pinned || others || !holders.contains(&from) || holders.contains(&to) || self.deleting(chunk, to)? {
             return Ok(CommandResult::Collected(0));
         }
         self.tx
