@@ -124,14 +124,14 @@ impl Mover {
         let fullest = shares.iter().max_by(|a, b| ratio(a).total_cmp(&ratio(b)));
         let emptiest = shares.iter().min_by(|a, b| ratio(a).total_cmp(&ratio(b)));
         let (Some(&(from, _)), Some(&(to, fair_to))) = (fullest, emptiest) else {
-            return self.end_rebalance("no nodes");
+            return self.end_rebalance("no nodes").await;
         };
         if shares.iter().all(|s| (ratio(s) - 1.0).abs() <= tol) {
-            return self.end_rebalance("every node is within its tolerance");
+            return self.end_rebalance("every node is within its tolerance").await;
         }
         let chunks_from = usage.nodes.iter().find(|u| u.node == from).map_or(0, |u| u.chunks) as usize;
         if self.fruitless > chunks_from / MOVE_PAGE + 1 {
-            return self.end_rebalance("nothing more can move");
+            return self.end_rebalance("nothing more can move").await;
         }
         let to_node = targets.iter().find(|n| n.id == to).expect("a share is a target");
         // Fill the emptiest up to its share, not past its tolerance.
@@ -149,15 +149,10 @@ impl Mover {
         Ok(true)
     }
 
-    fn end_rebalance(&mut self, why: &str) -> Result<bool, MetaError> {
+    async fn end_rebalance(&mut self, why: &str) -> Result<bool, MetaError> {
         self.fruitless = 0;
         tracing::info!(why, "rebalance done");
-        let raft = self.raft.clone();
-        tokio::spawn(async move {
-            if let Err(e) = write(&raft, Command::SetRebalance { tolerance: None }).await {
-                tracing::warn!(error = %e, "could not end the rebalance");
-            }
-        });
+        write(&self.raft, Command::SetRebalance { tolerance: None }).await?;
         Ok(false)
     }
 
