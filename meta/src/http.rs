@@ -71,8 +71,11 @@ async fn status(state: State) -> HttpResponse {
 async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
     let result = match command.into_inner() {
         Command::Batch(_) => Err(MetaError::Internal("batches are made by the meta node, not sent to it".into())),
-        command => match state.disk.admit(&command) {
-            Ok(()) => state.writes.write(command).await,
+        mut command => match state.disk.admit(&command) {
+            Ok(()) => {
+                command.start_leases(jadfs_common::now_ms());
+                state.writes.write(command).await
+            }
             Err(e) => Err(e),
         },
     };

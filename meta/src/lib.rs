@@ -8,6 +8,7 @@ pub mod client;
 mod collect;
 pub mod disk;
 pub mod http;
+pub mod lease;
 pub mod log_store;
 mod mover;
 pub mod network;

@@ -18,6 +18,7 @@ use jadfs_common::links::Links;
 use jadfs_common::{ChunkId, NodeId};
 
 use crate::api::*;
+use crate::lease;
 use crate::node_link::NodeLink;
 use crate::nodes::{choose, is_leader, zone_of, Liveness};
 use crate::repair::write;
@@ -29,8 +30,6 @@ const MOVES_AT_ONCE: usize = 4;
 const MOVE_PAGE: usize = 64;
 /// Pause when there is nothing to move.
 const MOVE_IDLE: Duration = Duration::from_secs(1);
-/// How long a move's pin holds: longer than any copy takes.
-const MOVE_PIN: Duration = Duration::from_secs(3600);
 
 pub async fn run_mover(raft: Raft, readers: Arc<ReadPool>, liveness: Arc<Liveness>, signer: Arc<Signer>, links: Links) {
     let link = NodeLink::new(signer, links);
@@ -175,13 +174,8 @@ impl Mover {
     async fn move_copy(&self, m: Move, nodes: &[StorageNodeInfo]) -> Result<bool, MetaError> {
         let write_id = jadfs_common::random_u64() >> 1;
         let chunk = m.chunk.chunk;
-        let pin = Command::Pin {
-            write_id,
-            chunk,
-            nodes: vec![m.to.id],
-            expires_ms: jadfs_common::now_ms() + MOVE_PIN.as_millis() as i64,
-        };
-        if let CommandResult::Pinned { refused } = write(&self.raft, pin).await? {
+        if let CommandResult::Pinned { refused } = write(&self.raft, lease::pin(write_id, chunk, vec![m.to.id])).await?
+        {
             if !refused.is_empty() {
                 write(&self.raft, Command::Unpin { write_id }).await?;
                 return Ok(false);
@@ -191,17 +185,21 @@ impl Mover {
         let mut sources: Vec<&StorageNodeInfo> =
             nodes.iter().filter(|n| n.state == NodeState::Alive && m.chunk.holders.contains(&n.id)).collect();
         sources.sort_by_key(|n| n.id != m.from);
-        for source in sources {
-            match self.link.copy(&source.addr, &chunk, m.to.id).await {
-                Ok(response) if response.status().is_success() => {
-                    let done = Command::MoveCopy { chunk, from: m.from, to: m.to.id, write_id };
-                    return Ok(matches!(write(&self.raft, done).await?, CommandResult::Collected(1)));
+        let copy = async {
+            for source in sources {
+                match self.link.copy(&source.addr, &chunk, m.to.id).await {
+                    Ok(response) if response.status().is_success() => return true,
+                    Ok(response) => {
+                        tracing::warn!(%chunk, from = source.id, to = m.to.id, status = %response.status(), "copy refused")
+                    }
+                    Err(e) => tracing::warn!(%chunk, from = source.id, to = m.to.id, error = %e, "copy failed"),
                 }
-                Ok(response) => {
-                    tracing::warn!(%chunk, from = source.id, to = m.to.id, status = %response.status(), "copy refused")
-                }
-                Err(e) => tracing::warn!(%chunk, from = source.id, to = m.to.id, error = %e, "copy failed"),
             }
+            false
+        };
+        if lease::renewing(write_id, |c| write(&self.raft, c), copy).await {
+            let done = Command::MoveCopy { chunk, from: m.from, to: m.to.id, write_id, now_ms: jadfs_common::now_ms() };
+            return Ok(matches!(write(&self.raft, done).await?, CommandResult::Collected(1)));
         }
         write(&self.raft, Command::Unpin { write_id }).await?;
         Ok(false)

@@ -14,6 +14,7 @@ use jadfs_common::links::Links;
 use jadfs_common::NodeId;
 
 use crate::api::*;
+use crate::lease;
 use crate::node_link::NodeLink;
 use crate::nodes::{choose, is_leader, zone_of, Liveness};
 use crate::state::ReadPool;
@@ -22,8 +23,6 @@ use crate::state::ReadPool;
 const REPAIR_IDLE: Duration = Duration::from_millis(500);
 /// Chunks repaired at once.
 const REPAIR_CONCURRENCY: usize = 4;
-/// How long a repair's pin holds: longer than any copy takes.
-const REPAIR_PIN: Duration = Duration::from_secs(3600);
 
 /// Runs for the life of the meta node; does work only while it leads.
 /// Queues the chunks of nodes that died, then works through the repair
@@ -133,32 +132,31 @@ async fn repair_chunk(
     // Pinned like any write, so the chunk is not collected under the copy;
     // a target still to delete a copy of it is left for a later round.
     let write_id = jadfs_common::random_u64() >> 1;
-    let pin = Command::Pin {
-        write_id,
-        chunk: repair.chunk,
-        nodes: targets.iter().map(|t| t.id).collect(),
-        expires_ms: jadfs_common::now_ms() + REPAIR_PIN.as_millis() as i64,
-    };
+    let pin = lease::pin(write_id, repair.chunk, targets.iter().map(|t| t.id).collect());
     if let CommandResult::Pinned { refused } = write(raft, pin).await? {
         targets.retain(|t| !refused.contains(&t.id));
     }
-    let mut added = Vec::new();
-    for target in &targets {
-        for source in &live {
-            match copier.copy(&source.addr, &repair.chunk, target.id).await {
-                Ok(response) if response.status().is_success() => {
-                    added.push(target.id);
-                    break;
-                }
-                Ok(response) => {
-                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, status = %response.status(), "copy refused")
-                }
-                Err(e) => {
-                    tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, error = %e, "copy failed")
+    let copies = async {
+        let mut added = Vec::new();
+        for target in &targets {
+            for source in &live {
+                match copier.copy(&source.addr, &repair.chunk, target.id).await {
+                    Ok(response) if response.status().is_success() => {
+                        added.push(target.id);
+                        break;
+                    }
+                    Ok(response) => {
+                        tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, status = %response.status(), "copy refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(chunk = %repair.chunk, from = source.id, to = target.id, error = %e, "copy failed")
+                    }
                 }
             }
         }
-    }
+        added
+    };
+    let added = lease::renewing(write_id, |c| write(raft, c), copies).await;
     if added.is_empty() {
         write(raft, Command::Unpin { write_id }).await?;
         return Ok(false);
@@ -188,7 +186,7 @@ async fn trim_round(
     for chunk in surplus {
         let Some(nodes) = not_kept(&chunk.holders, &nodes, chunk.copies as usize) else { continue };
         if let CommandResult::Collected(n @ 1..) =
-            write(raft, Command::TrimCopies { chunk: chunk.chunk, nodes }).await?
+            write(raft, Command::TrimCopies { chunk: chunk.chunk, nodes, now_ms: jadfs_common::now_ms() }).await?
         {
             tracing::info!(chunk = %chunk.chunk, copies = n, "surplus copies trimmed");
         }
@@ -223,7 +221,9 @@ fn not_kept(holders: &[NodeId], nodes: &[StorageNodeInfo], copies: usize) -> Opt
     Some(holders.iter().copied().filter(|h| !kept.contains(h)).collect())
 }
 
-pub(crate) async fn write(raft: &Raft, command: Command) -> Result<CommandResult, MetaError> {
+/// Commits a command of the leader's own (its leases timed by its clock).
+pub(crate) async fn write(raft: &Raft, mut command: Command) -> Result<CommandResult, MetaError> {
+    command.start_leases(jadfs_common::now_ms());
     match raft.client_write(command).await {
         Ok(response) => match response.data {
             CommandResult::Failed(e) => Err(e),

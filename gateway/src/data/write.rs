@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
 use jadfs_common::{ChunkId, ChunkRef, NodeId};
 use jadfs_meta::api::{CommandResult, LocatedObject, Replication};
-use jadfs_meta::Command;
+use jadfs_meta::{lease, Command};
 use jadfs_storage_node::client::ClientError;
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -31,9 +31,6 @@ fn durable_timeout(len: u64) -> Duration {
 /// take before the write is acknowledged without them (the repair queue
 /// makes them later).
 const QUORUM_GRACE: Duration = Duration::from_secs(1);
-/// How long a write's pins keep its chunks from collection; each chunk the
-/// write finishes renews them. A write slower than a chunk an hour fails.
-const PIN_TTL: Duration = Duration::from_secs(3600);
 /// Body pieces arrive in whatever sizes the client's socket gave (often a
 /// few KiB); they go to the nodes in groups of about this size, because
 /// every message costs a wake-up of each copy's sender task.
@@ -53,7 +50,14 @@ pub async fn store_body(
 ) -> Result<StoredData, S3Error> {
     let mut stored = StoredData::empty();
     let write_id = stored.write_id;
-    match fill(gw, body, max_size, replication, inline_max, &mut stored).await {
+    // The pins are renewed while the body streams; once it is stored, the
+    // lease left is ample for the commit that follows.
+    let filled = lease::renewing(
+        write_id,
+        |c| async move { gw.meta.write(&c).await },
+        fill(gw, body, max_size, replication, inline_max, &mut stored),
+    );
+    match filled.await {
         Ok(()) => Ok(stored),
         Err(e) => {
             forget_write(gw, write_id).await;
@@ -486,8 +490,7 @@ async fn copy_into(
 /// Pins `chunk` for the write `write_id` (see `Command::Pin`): the nodes
 /// of `nodes` it must not keep the chunk on.
 async fn pin_chunk(gw: &Gateway, write_id: u64, chunk: ChunkId, nodes: Vec<NodeId>) -> Result<Vec<NodeId>, S3Error> {
-    let expires_ms = jadfs_common::now_ms() + PIN_TTL.as_millis() as i64;
-    match gw.meta.write(&Command::Pin { write_id, chunk, nodes, expires_ms }).await? {
+    match gw.meta.write(&lease::pin(write_id, chunk, nodes)).await? {
         CommandResult::Pinned { refused } => Ok(refused),
         other => Err(S3Error::internal(format!("a pin answered {other:?}"))),
     }

@@ -150,7 +150,20 @@ pub enum Command {
         write_id: u64,
         chunk: ChunkId,
         nodes: Vec<NodeId>,
+        /// Set by the leader from `lease_ms` (see [`Command::start_leases`]).
+        #[serde(default)]
         expires_ms: i64,
+        /// How long the pins hold unless renewed, by the leader's clock.
+        #[serde(default)]
+        lease_ms: u64,
+    },
+    /// Renews the pins of a write still under way (see [`crate::lease`]).
+    RenewPins {
+        write_id: u64,
+        /// Set by the leader from `lease_ms`.
+        #[serde(default)]
+        expires_ms: i64,
+        lease_ms: u64,
     },
     /// Drops the pins of a write that failed.
     Unpin {
@@ -177,6 +190,9 @@ pub enum Command {
     TrimCopies {
         chunk: ChunkId,
         nodes: Vec<NodeId>,
+        /// Pins that expired by then no longer count (0: from before leases).
+        #[serde(default)]
+        now_ms: i64,
     },
     /// Starts (or stops) draining a node: no new copies go to it, and the
     /// leader moves each of its copies to another node.
@@ -193,6 +209,9 @@ pub enum Command {
         from: NodeId,
         to: NodeId,
         write_id: u64,
+        /// Pins that expired by then no longer count (0: from before leases).
+        #[serde(default)]
+        now_ms: i64,
     },
     /// Starts rebalancing until every node's bytes are within `tolerance`
     /// percent of its fair share (by capacity); None: stops.
@@ -223,6 +242,7 @@ impl Command {
             | Command::QueueNodeChunks { .. }
             | Command::CopiesLost { .. }
             | Command::Unpin { .. }
+            | Command::RenewPins { .. }
             | Command::Collect { .. }
             | Command::CollectStrays { .. }
             | Command::TrimCopies { .. }
@@ -232,6 +252,20 @@ impl Command {
             | Command::CopiesDeleted { .. } => false,
             Command::Batch(commands) => commands.iter().any(Command::adds_data),
             _ => true,
+        }
+    }
+
+    /// Times the leases of pins by the leader's clock, when the leader
+    /// takes the command: a writer's clock may be off by minutes.
+    pub fn start_leases(&mut self, now_ms: i64) {
+        match self {
+            Command::Pin { expires_ms, lease_ms, .. } | Command::RenewPins { expires_ms, lease_ms, .. }
+                if *lease_ms > 0 =>
+            {
+                *expires_ms = now_ms.saturating_add(i64::try_from(*lease_ms).unwrap_or(i64::MAX));
+            }
+            Command::Batch(commands) => commands.iter_mut().for_each(|c| c.start_leases(now_ms)),
+            _ => {}
         }
     }
 }

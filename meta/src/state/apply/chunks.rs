@@ -171,10 +171,7 @@ impl Applier<'_> {
              ON CONFLICT (chunk, write_id) DO UPDATE SET expires_ms = MAX(expires_ms, excluded.expires_ms)",
             params![chunk.as_bytes(), write_id as i64, expires_ms],
         )?;
-        self.tx.execute(
-            "UPDATE pins SET expires_ms = MAX(expires_ms, ?2) WHERE write_id = ?1",
-            params![write_id as i64, expires_ms],
-        )?;
+        self.renew_pins(write_id, expires_ms)?;
         for &node in nodes {
             self.tx.execute(
                 "INSERT OR IGNORE INTO pin_nodes (chunk, write_id, node) VALUES (?1, ?2, ?3)",
@@ -190,6 +187,21 @@ impl Applier<'_> {
         Ok(CommandResult::Pinned { refused })
     }
 
+    pub(super) fn renew_pins(&self, write_id: u64, expires_ms: i64) -> Outcome {
+        self.tx.execute(
+            "UPDATE pins SET expires_ms = MAX(expires_ms, ?2) WHERE write_id = ?1",
+            params![write_id as i64, expires_ms],
+        )?;
+        Ok(CommandResult::Done)
+    }
+
+    /// Pins whose lease lapsed by `now_ms` (their writer died, or was cut
+    /// off longer than a lease) hold nothing any more.
+    fn drop_lapsed_pins(&self, now_ms: i64) -> rusqlite::Result<()> {
+        self.tx.execute("DELETE FROM pins WHERE expires_ms < ?1", [now_ms])?;
+        Ok(())
+    }
+
     pub(super) fn unpin(&self, write_id: u64) -> Outcome {
         self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;
         Ok(CommandResult::Done)
@@ -199,7 +211,7 @@ impl Applier<'_> {
     /// `orphaned_by_log`: their rows go, and each of their copies joins the
     /// deletions.
     pub(super) fn collect(&self, orphaned_by_log: u64, now_ms: i64) -> Outcome {
-        self.tx.execute("DELETE FROM pins WHERE expires_ms < ?1", [now_ms])?;
+        self.drop_lapsed_pins(now_ms)?;
         let ids: Vec<Vec<u8>> = {
             let mut stmt = self.tx.prepare_cached(
                 "SELECT id FROM chunks
@@ -227,7 +239,7 @@ impl Applier<'_> {
     /// Copies on `node` that no placement names and no write pins join the
     /// deletions: left by failed writes, or surplus.
     pub(super) fn collect_strays(&self, node: NodeId, chunks: &[ChunkId], now_ms: i64) -> Outcome {
-        self.tx.execute("DELETE FROM pins WHERE expires_ms < ?1", [now_ms])?;
+        self.drop_lapsed_pins(now_ms)?;
         let mut taken = 0;
         for chunk in chunks {
             taken += self.tx.execute(
@@ -257,7 +269,8 @@ impl Applier<'_> {
     /// deletions, while more than its number of copies stay named. A node a
     /// write pins the chunk for keeps its copy (the write may record it):
     /// the leader tries again later.
-    pub(super) fn trim_copies(&self, chunk: &ChunkId, nodes: &[NodeId]) -> Outcome {
+    pub(super) fn trim_copies(&self, chunk: &ChunkId, nodes: &[NodeId], now_ms: i64) -> Outcome {
+        self.drop_lapsed_pins(now_ms)?;
         let copies: Option<i64> = self
             .tx
             .query_row("SELECT copies FROM surplus WHERE chunk = ?1", [chunk.as_bytes()], |r| r.get(0))
@@ -296,7 +309,8 @@ impl Applier<'_> {
     /// `from` (it may record the copy there), nor if `from` no longer holds
     /// it or `to` already does (or is to delete it). The move's pins are
     /// dropped.
-    pub(super) fn move_copy(&self, chunk: &ChunkId, from: NodeId, to: NodeId, write_id: u64) -> Outcome {
+    pub(super) fn move_copy(&self, chunk: &ChunkId, from: NodeId, to: NodeId, write_id: u64, now_ms: i64) -> Outcome {
+        self.drop_lapsed_pins(now_ms)?;
         let pinned = self.pinned_by(chunk, write_id)?;
         let others = self.pinned_on(chunk, from, Some(write_id))?;
         self.tx.execute("DELETE FROM pins WHERE write_id = ?1", [write_id as i64])?;

@@ -150,7 +150,8 @@ fn deletions(conn: &rusqlite::Connection) -> Vec<(Vec<u8>, i64)> {
 fn a_reference_and_a_collection_never_both_win() {
     let mut conn = schema::in_memory();
     let x = jadfs_common::ChunkId::of(b"x");
-    let pin = |write_id, nodes: Vec<u64>, expires_ms| Command::Pin { write_id, chunk: x, nodes, expires_ms };
+    let pin =
+        |write_id, nodes: Vec<u64>, expires_ms| Command::Pin { write_id, chunk: x, nodes, expires_ms, lease_ms: 0 };
     let collect = |orphaned_by_log, now_ms| Command::Collect { orphaned_by_log, now_ms };
     apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
 
@@ -200,9 +201,9 @@ fn strays_are_copies_no_placement_names_and_no_write_pins() {
         1,
         &[
             Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
-            Command::Pin { write_id: 1, chunk: named, nodes: vec![1], expires_ms: 1000 },
+            Command::Pin { write_id: 1, chunk: named, nodes: vec![1], expires_ms: 1000, lease_ms: 0 },
             one_chunk_object("k", named, vec![1], Some(1)),
-            Command::Pin { write_id: 2, chunk: pinned, nodes: vec![1], expires_ms: 1000 },
+            Command::Pin { write_id: 2, chunk: pinned, nodes: vec![1], expires_ms: 1000, lease_ms: 0 },
             Command::CollectStrays { node: 1, chunks: vec![named, pinned, stray], now_ms: 500 },
         ],
     );
@@ -222,7 +223,7 @@ fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
         1,
         &[
             Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
-            Command::Pin { write_id: 1, chunk: x, nodes: vec![1, 2], expires_ms: 1000 },
+            Command::Pin { write_id: 1, chunk: x, nodes: vec![1, 2], expires_ms: 1000, lease_ms: 0 },
             one_chunk_object("source", x, vec![1, 2], Some(1)),
             Command::CopiesLost { node: 2, chunks: vec![x] },
         ],
@@ -242,8 +243,8 @@ fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
 fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
     let mut conn = schema::in_memory();
     let x = jadfs_common::ChunkId::of(b"x");
-    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000 };
-    let trim = |nodes: Vec<u64>| Command::TrimCopies { chunk: x, nodes };
+    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000, lease_ms: 0 };
+    let trim = |nodes: Vec<u64>| Command::TrimCopies { chunk: x, nodes, now_ms: 500 };
     let named = |conn: &rusqlite::Connection| crate::state::rows::chunk_nodes(conn, &x).unwrap();
     let surplus = |conn: &rusqlite::Connection| -> i64 {
         conn.query_row("SELECT COUNT(*) FROM surplus", [], |r| r.get(0)).unwrap()
@@ -268,9 +269,11 @@ fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
     assert_eq!(r[1], CommandResult::Collected(0));
     assert_eq!(named(&conn), [1, 2, 3, 4]);
 
-    // Unpinned: trimmed to three, however many the leader names.
-    let r = apply_all(&mut conn, 8, &[Command::Unpin { write_id: 3 }, trim(vec![4, 1])]);
-    assert_eq!(r[1], CommandResult::Collected(1));
+    // Its writer died: once the lease lapsed, the pin holds nothing, and the
+    // copies are trimmed to three, however many the leader names.
+    let lapsed = Command::TrimCopies { chunk: x, nodes: vec![4, 1], now_ms: 1001 };
+    let r = apply_all(&mut conn, 8, &[lapsed]);
+    assert_eq!(r[0], CommandResult::Collected(1));
     assert_eq!(named(&conn), [1, 2, 3]);
     assert_eq!(deletions(&conn), [(x.as_bytes().to_vec(), 4)]);
     assert_eq!(surplus(&conn), 0, "done");
@@ -285,8 +288,8 @@ fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
 fn a_move_swaps_one_holder_for_another_and_never_under_another_write() {
     let mut conn = schema::in_memory();
     let x = jadfs_common::ChunkId::of(b"x");
-    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000 };
-    let moved = |write_id| Command::MoveCopy { chunk: x, from: 1, to: 4, write_id };
+    let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000, lease_ms: 0 };
+    let moved = |write_id| Command::MoveCopy { chunk: x, from: 1, to: 4, write_id, now_ms: 0 };
     let named = |conn: &rusqlite::Connection| crate::state::rows::chunk_nodes(conn, &x).unwrap();
     apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
     apply_all(&mut conn, 2, &[pin(1, vec![1, 2, 3]), one_chunk_object("k", x, vec![1, 2, 3], Some(1))]);
@@ -297,9 +300,15 @@ fn a_move_swaps_one_holder_for_another_and_never_under_another_write() {
     assert_eq!(named(&conn), [1, 2, 3]);
     assert_eq!(apply_all(&mut conn, 7, &[moved(3)])[0], CommandResult::Collected(0), "no pin: no move");
 
-    // Alone: node 4 takes node 1's place in one step, node 1's copy is deleted.
-    let r = apply_all(&mut conn, 8, &[Command::Unpin { write_id: 2 }, pin(5, vec![4]), moved(5)]);
-    assert_eq!(r[2], CommandResult::Collected(1));
+    // The other write's lease lapsed (its writer died): node 4 takes node
+    // 1's place in one step, node 1's copy is deleted.
+    let lapsed = Command::MoveCopy { chunk: x, from: 1, to: 4, write_id: 5, now_ms: 1001 };
+    let r = apply_all(
+        &mut conn,
+        8,
+        &[Command::Pin { write_id: 5, chunk: x, nodes: vec![4], expires_ms: 2000, lease_ms: 0 }, lapsed],
+    );
+    assert_eq!(r[1], CommandResult::Collected(1));
     assert_eq!(named(&conn), [2, 3, 4]);
     assert_eq!(deletions(&conn), [(x.as_bytes().to_vec(), 1)]);
     assert_eq!(apply_all(&mut conn, 11, &[pin(6, vec![4]), moved(6)])[1], CommandResult::Collected(0), "done once");
