@@ -1,0 +1,153 @@
+"""A docker-compose JaDFS cluster for tests and benchmarks: the shipped
+docker-compose.yml (3 meta, 4 storage nodes in 2 zones, 2 gateways) under a
+project of its own, its gateways on free host ports, with per-service
+settings layered on top in an override file.
+
+    with Cluster("ci", env={"JADFS_CHUNK_SIZE": "1048576"}) as cluster:
+        s3 = cluster.client(0)
+        ...
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+
+import boto3
+from botocore.config import Config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPOSE = os.path.join(HERE, "docker-compose.yml")
+ACCESS_KEY = "jadfsci"
+SECRET_KEY = "jadfs-ci-secret-key"
+SERVICES = ("meta1", "meta2", "meta3", "storage1", "storage2", "storage3", "storage4", "gateway1", "gateway2")
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args, check=True, timeout=None):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_until(what, timeout, check, every=0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception as e:  # not ready yet
+            last = e
+        else:
+            last = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+        time.sleep(every)
+
+
+class Cluster:
+    """`env` goes to every container; `services` maps a service to the
+    environment only it gets."""
+
+    def __init__(self, tag, env=None, services=None):
+        self.project = f"jadfs-{tag}-{os.getpid()}"
+        self.ports = [free_port(), free_port()]
+        self.env = dict(
+            os.environ,
+            JADFS_ACCESS_KEY=ACCESS_KEY,
+            JADFS_SECRET_KEY=SECRET_KEY,
+            JADFS_CLUSTER_SECRET=secrets.token_hex(32),
+            JADFS_PORT_1=str(self.ports[0]),
+            JADFS_PORT_2=str(self.ports[1]),
+            RUST_LOG="warn",
+            **(env or {}),
+        )
+        self.services = services or {}
+        self.override = os.path.join("/tmp", f"{self.project}-override.yml")
+
+    def __enter__(self):
+        with open(self.override, "w") as f:
+            f.write('version: "2.4"\nservices:\n')
+            for service in SERVICES:
+                settings = self.services.get(service, {})
+                f.write(f"  {service}:\n    environment:\n" if settings else f"  {service}: {{}}\n")
+                for name, value in settings.items():
+                    f.write(f"      {name}: \"{value}\"\n")
+        log(f"starting the cluster as {self.project} (gateways on {self.ports})")
+        self.compose("up", "-d")
+        return self
+
+    def __exit__(self, kind, *_):
+        if kind is not None:
+            self.print_logs()
+        self.compose("down", "-v", "--timeout", "5", check=False)
+        os.remove(self.override)
+
+    def print_logs(self, tail=30):
+        for service in SERVICES:
+            print(f"--- {service} ---\n" + self.compose("logs", "--tail", str(tail), service, check=False).stdout)
+
+    def compose(self, *args, check=True):
+        return subprocess.run(
+            ["docker-compose", "-p", self.project, "-f", COMPOSE, "-f", self.override, *args],
+            env=self.env, check=check, capture_output=True, text=True,
+        )
+
+    def container(self, service):
+        return f"{self.project}_{service}_1"
+
+    def network(self):
+        return f"{self.project}_default"
+
+    def volume(self, service):
+        """Where the host sees a service's data volume."""
+        return docker("volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{service}").stdout.strip()
+
+    def client(self, gateway, read_timeout=60):
+        return boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{self.ports[gateway]}", aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+            config=Config(connect_timeout=5, read_timeout=read_timeout,
+                          retries={"max_attempts": 2, "mode": "standard"}),
+        )
+
+    def wait_answering(self):
+        for n in range(len(self.ports)):
+            s3 = self.client(n)
+            wait_until("the gateway answering S3", 120, lambda: s3.list_buckets() is not None)
+
+    def admin(self, *args):
+        """`jadfs admin` inside a gateway container (its env holds the root key)."""
+        for gateway in ("gateway1", "gateway2"):
+            out = docker("exec", self.container(gateway), "/usr/local/bin/jadfs", "admin",
+                         "--endpoint", "http://127.0.0.1:9000", *args, check=False)
+            if out.returncode == 0:
+                return out.stdout
+        raise RuntimeError(f"jadfs admin {args}: {out.stderr}")
+
+    def node_row(self, service):
+        """A storage node's line of `jadfs admin nodes`."""
+        return next(line for line in self.admin("nodes").splitlines() if f"{service}:9200" in line)
+
+    def meta_leader(self):
+        """The container name of the Raft leader, asked of any meta node that answers."""
+        for meta in ("meta1", "meta2", "meta3"):
+            out = docker("exec", self.container(meta), "/usr/local/bin/jadfs", "admin", "meta",
+                         "--meta", "127.0.0.1:9100", "status", check=False)
+            for line in out.stdout.splitlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 4 and fields[3].isdigit():
+                    return self.container(f"meta{fields[3]}")
+        raise RuntimeError("no meta node names a leader")
+
+    def wait_healthy(self, service):
+        wait_until(f"{service} healthy", 120, lambda: docker(
+            "inspect", "-f", "{{.State.Health.Status}}", self.container(service)).stdout.strip() == "healthy")
