@@ -18,7 +18,10 @@ use crate::api::{Command, CommandResult, MetaError};
 use chunks::Written;
 
 /// Why a command did not apply: refused (its answer to the client), or the
-/// database failed (the whole apply fails, and openraft stops the node).
+/// database failed (the whole apply fails, and openraft stops the node). A
+/// constraint the command broke is a refusal, never a failure: it follows
+/// from the command and the state alone, so every replica refuses alike,
+/// where a storage error would stop every replica at the same entry.
 pub(super) enum Fail {
     Refused(MetaError),
     Storage(rusqlite::Error),
@@ -75,6 +78,11 @@ impl<'t> Applier<'t> {
             Err(Fail::Refused(e)) => {
                 self.tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
                 Ok(CommandResult::Failed(e))
+            }
+            Err(Fail::Storage(e)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                tracing::error!(error = %e, log_index = self.log_index, "a command broke a constraint; refused");
+                self.tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                Ok(CommandResult::Failed(MetaError::Internal(format!("the command conflicts with the state: {e}"))))
             }
             Err(Fail::Storage(e)) => Err(e),
         }

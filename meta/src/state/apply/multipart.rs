@@ -11,12 +11,24 @@ use crate::api::{CommandResult, CompleteUpload, MetaError, PartManifest, UploadI
 use crate::state::rows::{load_manifest, load_part, load_parts, load_upload, replication_of, to_json};
 
 impl Applier<'_> {
+    /// Starts an upload. The same command applied again (a client retried
+    /// it after its answer was lost) finds its upload there: done.
     pub(super) fn create_upload(&self, bucket: &str, key: &str, upload: &UploadInfo) -> Outcome {
         self.require_bucket(bucket)?;
-        self.tx.execute(
-            "INSERT INTO uploads (upload_id, bucket, key, info) VALUES (?1, ?2, ?3, ?4)",
+        let taken = self.tx.execute(
+            "INSERT OR IGNORE INTO uploads (upload_id, bucket, key, info) VALUES (?1, ?2, ?3, ?4)",
             params![upload.upload_id, bucket, key.as_bytes(), to_json(upload)?],
-        )?;
+        )? == 0;
+        if taken {
+            let same: bool = self.tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM uploads WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3)",
+                params![upload.upload_id, bucket, key.as_bytes()],
+                |r| r.get(0),
+            )?;
+            if !same {
+                return refuse(MetaError::Internal(format!("upload id {} is taken", upload.upload_id)));
+            }
+        }
         Ok(CommandResult::Done)
     }
 

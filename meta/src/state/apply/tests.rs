@@ -313,3 +313,33 @@ fn a_move_swaps_one_holder_for_another_and_never_under_another_write() {
     assert_eq!(deletions(&conn), [(x.as_bytes().to_vec(), 1)]);
     assert_eq!(apply_all(&mut conn, 11, &[pin(6, vec![4]), moved(6)])[1], CommandResult::Collected(0), "done once");
 }
+
+#[test]
+fn a_command_applied_twice_never_stops_the_state_machine() {
+    // A client retries a write whose answer it lost: the log then holds the
+    // command twice. Seen in the fault matrix: a second CreateUpload broke
+    // the uploads' primary key, and the storage error stopped every voter.
+    let mut conn = schema::in_memory();
+    let upload: UploadInfo = serde_json::from_value(serde_json::json!({
+        "upload_id": "u1", "key": "k", "owner": "o", "initiated_ms": 0,
+        "metadata": {"content_type": null, "headers": [], "user_metadata": []}
+    }))
+    .unwrap();
+    let create = |key: &str| Command::CreateUpload { bucket: "b".into(), key: key.into(), upload: upload.clone() };
+    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    let r = apply_all(&mut conn, 2, &[create("k"), create("k"), create("other")]);
+    assert_eq!(r[0], CommandResult::Done);
+    assert_eq!(r[1], CommandResult::Done, "the same upload again is done");
+    assert!(matches!(&r[2], CommandResult::Failed(MetaError::Internal(_))), "a taken id is refused: {r:?}");
+
+    // Whatever command breaks a constraint is refused on every replica alike.
+    let tx = conn.transaction().unwrap();
+    let applier = Applier::new(&tx, 5);
+    let result = applier
+        .under_savepoint(|| {
+            tx.execute("INSERT INTO buckets (name, owner, created_ms) VALUES ('b', 'o', 0)", [])?;
+            Ok(CommandResult::Done)
+        })
+        .expect("a broken constraint is no storage error");
+    assert!(matches!(result, CommandResult::Failed(MetaError::Internal(_))), "{result:?}");
+}
