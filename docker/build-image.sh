@@ -23,6 +23,16 @@ for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
+# libfaketime, when the host has it (apt install faketime): the fault
+# matrix preloads it to move one process's clock.
+faketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+if [ -f "$faketime" ]; then
+    mkdir -p "$root$(dirname "$faketime")"
+    cp -L "$faketime" "$root$faketime"
+    for lib in $(ldd "$faketime" | grep -o '/[^ ]*'); do
+        [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+    done
+fi
 # Names resolve from /etc/hosts, then DNS (docker's embedded server).
 echo 'hosts: files dns' > "$root/etc/nsswitch.conf"
 cp docker/Dockerfile "$context/Dockerfile"

@@ -55,9 +55,10 @@ def wait_until(what, timeout, check, every=0.5):
 
 class Cluster:
     """`env` goes to every container; `services` maps a service to the
-    environment only it gets."""
+    environment only it gets; `tmpfs` maps a service to the size of the
+    tmpfs its data volume is instead (a disk a test can fill)."""
 
-    def __init__(self, tag, env=None, services=None):
+    def __init__(self, tag, env=None, services=None, tmpfs=None):
         self.project = f"jadfs-{tag}-{os.getpid()}"
         self.ports = [free_port(), free_port()]
         self.env = dict(
@@ -71,6 +72,7 @@ class Cluster:
             **(env or {}),
         )
         self.services = services or {}
+        self.tmpfs = tmpfs or {}
         self.override = os.path.join("/tmp", f"{self.project}-override.yml")
 
     def __enter__(self):
@@ -81,6 +83,10 @@ class Cluster:
                 f.write(f"  {service}:\n    environment:\n" if settings else f"  {service}: {{}}\n")
                 for name, value in settings.items():
                     f.write(f"      {name}: \"{value}\"\n")
+            if self.tmpfs:
+                f.write("volumes:\n")
+            for service, size in self.tmpfs.items():
+                f.write(f"  {service}:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: \"size={size}\"}}\n")
         log(f"starting the cluster as {self.project} (gateways on {self.ports})")
         self.compose("up", "-d")
         return self
@@ -111,12 +117,12 @@ class Cluster:
         """Where the host sees a service's data volume."""
         return docker("volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{service}").stdout.strip()
 
-    def client(self, gateway, read_timeout=60):
+    def client(self, gateway, read_timeout=60, config=None):
         return boto3.client(
             "s3", endpoint_url=f"http://127.0.0.1:{self.ports[gateway]}", aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
-            config=Config(connect_timeout=5, read_timeout=read_timeout,
-                          retries={"max_attempts": 2, "mode": "standard"}),
+            config=config or Config(connect_timeout=5, read_timeout=read_timeout,
+                                    retries={"max_attempts": 2, "mode": "standard"}),
         )
 
     def wait_answering(self):
@@ -134,8 +140,10 @@ class Cluster:
         raise RuntimeError(f"jadfs admin {args}: {out.stderr}")
 
     def node_row(self, service):
-        """A storage node's line of `jadfs admin nodes`."""
-        return next(line for line in self.admin("nodes").splitlines() if f"{service}:9200" in line)
+        """A storage node's line of `jadfs admin nodes` (the live one, if a
+        new node took the name of a lost one)."""
+        rows = [line for line in self.admin("nodes").splitlines() if f"{service}:9200" in line]
+        return next((row for row in rows if " dead " not in row), rows[0])
 
     def meta_leader(self):
         """The container name of the Raft leader, asked of any meta node that answers."""

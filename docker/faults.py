@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""The fault matrix: the docker-compose cluster under one fault per phase,
+while a recorded workload (docker/workload.py) runs on a sync bucket and,
+reported but not asserted, on a quorum-2 and an async one. After each phase the cluster
+heals, every key is read back, and the checker (docker/history.py) judges
+the whole history: every key must be a linearizable register, every body
+byte-identical to what its writer sent.
+
+    docker/build-image.sh target/debug/jadfs jadfs:ci
+    JADFS_IMAGE=jadfs:ci python3 docker/faults.py [--seed N] [--only NAME,...] [--seconds 30] [--long]
+
+A seed picks the order of the faults and every random choice in them; a
+failing run prints its seed and the smallest history found that shows the
+anomaly. The table of the last run goes to docker/FAULTS.md.
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+
+from cluster import Cluster, docker, log, wait_until
+from history import OK, UNKNOWN, check
+from workload import Workload, client_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Each phase's histories, one file per bucket (history.History.load reads them).
+HISTORIES = os.environ.get("JADFS_FAULT_HISTORIES", "/tmp/jadfs-fault-histories")
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+SKEWED = ("meta2", "gateway2")  # the services whose clocks a phase moves
+FULL = "storage4"  # the storage node whose disk (a tmpfs) a phase fills
+DEAD_AFTER = 10
+METAS = ("meta1", "meta2", "meta3")
+STORAGE = ("storage1", "storage2", "storage3", "storage4")
+EVERYONE = METAS + STORAGE + ("gateway1", "gateway2")
+
+
+def skewable(settings):
+    """libfaketime preloaded, its offset read each second from a file a
+    phase writes: the process's wall clock really moves, its monotonic
+    clock does not."""
+    return {**settings, "LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": "/tmp/faketime",
+            "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def make_cluster():
+    services = {m: {"JADFS_NODE_DEAD_AFTER": str(DEAD_AFTER)} for m in METAS}
+    services.update({s: {"JADFS_SCRUB_RATE": "200"} for s in STORAGE})
+    for s in SKEWED:
+        services[s] = skewable(services.get(s, {}))
+    return Cluster("faults", env={"JADFS_CHUNK_SIZE": "1048576", "JADFS_GC_GRACE": "10s"}, services=services,
+                   tmpfs={FULL: "2g"})
+
+
+# -- the means of harm ------------------------------------------------------
+
+
+def pid_of(cluster, service):
+    return docker("inspect", "-f", "{{.State.Pid}}", cluster.container(service)).stdout.strip()
+
+
+def ip_of(cluster, service):
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  cluster.container(service)).stdout.strip()
+
+
+def iptables(cluster, service, *rule):
+    """A rule in the service's own network namespace, with the host's
+    iptables: the image needs neither the tool nor NET_ADMIN."""
+    subprocess.run(["nsenter", "-t", pid_of(cluster, service), "-n", "iptables", *rule], check=True,
+                   capture_output=True, text=True)
+
+
+def cut(cluster, service, peers, inbound=True, outbound=True):
+    for peer in peers:
+        ip = ip_of(cluster, peer)
+        if inbound:
+            iptables(cluster, service, "-A", "INPUT", "-s", ip, "-j", "DROP")
+        if outbound:
+            iptables(cluster, service, "-A", "OUTPUT", "-d", ip, "-j", "DROP")
+
+
+def mend(cluster, services):
+    for service in services:
+        iptables(cluster, service, "-F", "INPUT")
+        iptables(cluster, service, "-F", "OUTPUT")
+
+
+def set_clock(cluster, service, offset):
+    path = f"/tmp/{cluster.project}-faketime"
+    with open(path, "w") as f:
+        f.write(f"{offset}\n")
+    docker("cp", path, f"{cluster.container(service)}:/tmp/faketime")
+    os.remove(path)
+
+
+def followers(cluster):
+    leader = cluster.meta_leader()
+    return leader, [cluster.container(m) for m in METAS if cluster.container(m) != leader]
+
+
+def service_of(cluster, container):
+    return container[len(cluster.project) + 1:-2]
+
+
+# -- the faults: each does its harm, holds it for the phase, and undoes it --
+
+
+def kill_and_restart(cluster, target, hold):
+    docker("kill", "-s", "KILL", target)
+    time.sleep(min(10, hold))
+    docker("start", target)
+    time.sleep(max(0, hold - 10))
+    return f"{target} killed, restarted after 10 s"
+
+
+def stop_and_continue(cluster, target, hold):
+    docker("kill", "-s", "STOP", target)
+    time.sleep(hold)
+    docker("kill", "-s", "CONT", target)
+    return f"{target} stopped (SIGSTOP) for {hold} s"
+
+
+def kill_storage(cluster, rng, hold):
+    return kill_and_restart(cluster, cluster.container(rng.choice(STORAGE)), hold)
+
+
+def kill_leader(cluster, rng, hold):
+    return kill_and_restart(cluster, cluster.meta_leader(), hold)
+
+
+def kill_follower(cluster, rng, hold):
+    return kill_and_restart(cluster, rng.choice(followers(cluster)[1]), hold)
+
+
+def kill_gateway(cluster, rng, hold):
+    return kill_and_restart(cluster, cluster.container(rng.choice(("gateway1", "gateway2"))), hold)
+
+
+def pause_storage(cluster, rng, hold):
+    return stop_and_continue(cluster, cluster.container(rng.choice(STORAGE)), hold)
+
+
+def pause_leader(cluster, rng, hold):
+    return stop_and_continue(cluster, cluster.meta_leader(), hold)
+
+
+def pause_follower(cluster, rng, hold):
+    return stop_and_continue(cluster, rng.choice(followers(cluster)[1]), hold)
+
+
+def pause_gateway(cluster, rng, hold):
+    return stop_and_continue(cluster, cluster.container(rng.choice(("gateway1", "gateway2"))), hold)
+
+
+def partition_leader(cluster, rng, hold):
+    leader, others = followers(cluster)
+    leader = service_of(cluster, leader)
+    others = [service_of(cluster, o) for o in others]
+    cut(cluster, leader, others)
+    time.sleep(hold)
+    mend(cluster, [leader])
+    return f"{leader} (the leader) cut off from {', '.join(others)}"
+
+
+def partition_halves(cluster, rng, hold):
+    everyone = list(EVERYONE)
+    rng.shuffle(everyone)
+    half, rest = everyone[: len(everyone) // 2], everyone[len(everyone) // 2:]
+    for service in half:
+        cut(cluster, service, rest)
+    time.sleep(hold)
+    mend(cluster, half)
+    return f"{', '.join(sorted(half))} | {', '.join(sorted(rest))}"
+
+
+def partition_one_way(cluster, rng, hold):
+    leader, others = followers(cluster)
+    leader = service_of(cluster, leader)
+    others = [service_of(cluster, o) for o in others]
+    cut(cluster, leader, others, outbound=False)
+    time.sleep(hold)
+    mend(cluster, [leader])
+    return f"{leader} (the leader) hears nothing from {', '.join(others)}, still sends"
+
+
+def disconnect(cluster, rng, hold):
+    service = rng.choice(STORAGE + ("gateway1", "gateway2"))
+    docker("network", "disconnect", cluster.network(), cluster.container(service))
+    time.sleep(hold)
+    docker("network", "connect", "--alias", service, cluster.network(), cluster.container(service))
+    return f"{service} off the network (docker network disconnect)"
+
+
+def drain(cluster, rng, hold):
+    """A storage node drained under the workload: it must end with no copy
+    (then it takes copies again, for the phases after)."""
+    service = rng.choice(STORAGE)
+    node = node_id(cluster, service)
+    started = time.monotonic()
+    cluster.admin("node", "drain", node, "--no-wait")
+    time.sleep(hold)
+    # A dead writer's pins lapse within their 2 min lease; then its copies move too.
+    wait_until(f"{service} drained", 300, lambda: int(cluster.node_row(service).split()[-2]) == 0, every=1)
+    took = time.monotonic() - started
+    cluster.admin("node", "drain", node, "--stop")
+    return f"{service} drained in {took:.0f} s"
+
+
+def skew(service):
+    def fault(cluster, rng, hold):
+        offset = rng.choice(("+10m", "-10m"))
+        set_clock(cluster, service, offset)
+        time.sleep(hold)
+        set_clock(cluster, service, "+0")
+        return f"{service}'s clock {offset}"
+    fault.__name__ = f"skew_{service}"
+    return fault
+
+
+def fill_disk(cluster, rng, hold):
+    service = FULL
+    ballast = os.path.join(cluster.volume(service), "ballast-by-test")
+    free = os.statvfs(os.path.dirname(ballast))
+    left = free.f_bavail * free.f_frsize
+    # Leave less than the node's reserve (256 MiB): it refuses new chunks.
+    size = max(0, left - (64 << 20))
+    subprocess.run(["fallocate", "-l", str(size), ballast], check=True)
+    time.sleep(hold)
+    os.remove(ballast)
+    return f"{service}'s disk filled ({size >> 20} MiB of ballast)"
+
+
+def rot_copies(cluster, rng, hold):
+    """A flipped byte in one copy and a deleted file of another, on a
+    node's newest chunks (most likely those of this phase's keys)."""
+    service = rng.choice(STORAGE)
+    root = os.path.join(cluster.volume(service), "chunks")
+    time.sleep(hold / 3)
+    files = sorted((os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if len(f) == 64),
+                   key=os.path.getmtime)[-20:]
+    rng.shuffle(files)
+    rotten, gone = files[0], files[1]
+    with open(rotten, "r+b") as f:
+        size = os.path.getsize(rotten)
+        at = rng.randrange(size)
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.remove(gone)
+    cluster.admin("scrub", "start", "--node", node_id(cluster, service))
+    time.sleep(hold * 2 / 3)
+    return f"on {service}: byte {at} of {os.path.basename(rotten)[:12]} flipped, {os.path.basename(gone)[:12]} deleted"
+
+
+def node_id(cluster, service):
+    return cluster.node_row(service).split()[0]
+
+
+def lose_storage(cluster, rng, hold):
+    """A storage node lost for good with its disk; a new, empty one takes
+    its name. Every chunk must be back to three copies."""
+    service = rng.choice(STORAGE)
+    cluster.compose("rm", "-sf", service)
+    docker("volume", "rm", f"{cluster.project}_{service}")
+    time.sleep(hold / 2)
+    cluster.compose("up", "-d", "--no-deps", service)
+    time.sleep(hold / 2)
+    return f"{service} lost with its data, an empty one started in its place"
+
+
+FAULTS = [kill_storage, kill_leader, kill_follower, kill_gateway,
+          pause_storage, pause_leader, pause_follower, pause_gateway,
+          partition_leader, partition_halves, partition_one_way, disconnect,
+          skew("meta2"), skew("gateway2"), fill_disk, rot_copies, drain, lose_storage]
+
+
+# -- a phase ------------------------------------------------------------------
+
+
+def write_gap(history, start, end):
+    """The longest time in [start, end] with no write acknowledged: how long
+    writes failed."""
+    acks = sorted(op.completed for op in history.ops
+                  if op.kind != "read" and op.outcome == OK and start <= op.completed <= end)
+    points = [start, *acks, end]
+    return max(b - a for a, b in zip(points, points[1:])) / 1e9
+
+
+def counts(history):
+    writes = [op for op in history.ops if op.kind != "read"]
+    return {
+        "ops": len(history.ops),
+        "writes ok": sum(op.outcome == OK for op in writes),
+        "writes unknown": sum(op.outcome == UNKNOWN for op in writes),
+        "reads ok": sum(op.kind == "read" for op in history.ops),
+        "reads failed": history.failed_reads,
+    }
+
+
+# (bucket, replication, client threads, asserted): the sync bucket must show
+# no anomaly; the others' are reported.
+BUCKETS = [("sync3", ["sync"], 5, True), ("quorum2", ["sync", "--write-quorum", "2"], 2, False),
+           ("lazy", ["async"], 2, False)]
+
+
+def run_phase(cluster, index, fault, rng, hold):
+    prefix = f"p{index}-{fault.__name__}/"
+    make = lambda g: cluster.client(g, config=client_config())  # noqa: E731
+    workloads = [Workload(make, [0, 1], bucket, prefix, threads=threads, seed=rng.randrange(1 << 30))
+                 for bucket, _, threads, _ in BUCKETS]
+    sync = workloads[0]
+    for w in workloads:
+        w.__enter__()
+    try:
+        time.sleep(3)
+        started = time.monotonic_ns()
+        what = fault(cluster, rng, hold)
+        healed = time.monotonic_ns()
+        time.sleep(5)
+    finally:
+        for w in workloads:
+            w.__exit__(None, None, None)
+    gap = write_gap(sync.history, started, healed + 5 * 10**9)
+    mark = time.monotonic()
+    heal(cluster)
+    copies = time.monotonic() - mark
+    reader = cluster.client(0, config=client_config(read_timeout=60))
+    verdicts = []
+    for (bucket, _, _, _), w in zip(BUCKETS, workloads):
+        w.read_all(reader)
+        w.history.dump(os.path.join(HISTORIES, f"{prefix.strip('/')}-{bucket}.jsonl"))
+        verdicts.append(check(w.history))
+        w.clean_up(reader)
+    found = [len(v.anomalies) + len(v.undecided) + len(w.corrupt) for v, w in zip(verdicts, workloads)]
+    row = {"fault": fault.__name__, "what": what, **counts(sync.history), "anomalies": found[0],
+           "quorum-2 / async anomalies": f"{found[1]} / {found[2]}",
+           "writes back (s)": round(gap, 1), "3 copies (s)": round(copies, 1)}
+    log(" ".join(f"{k}={v}" for k, v in row.items()))
+    problems = []
+    for (bucket, _, _, asserted), verdict, w in zip(BUCKETS, verdicts, workloads):
+        report = [verdict.report()] if not verdict.ok else []
+        report += [f"{key}: {error}" for key, error in w.corrupt]
+        problems.extend(f"{bucket}: a client thread died: {t}" for t in w.crashed)
+        if report and asserted:
+            problems.extend(f"{bucket}: {r}" for r in report)
+        elif report:
+            log(f"{bucket}, reported only:\n" + "\n".join(report))
+    return row, problems
+
+
+def heal(cluster):
+    """Waits until every container runs healthy and every chunk has its
+    copies again."""
+    for service in EVERYONE:
+        state = docker("inspect", "-f", "{{.State.Status}}", cluster.container(service), check=False).stdout.strip()
+        if state != "running":
+            docker("start", cluster.container(service), check=False)
+    for service in EVERYONE:
+        cluster.wait_healthy(service)
+    wait_until("every gateway answering", 120, lambda: all(cluster.client(g).list_buckets() for g in (0, 1)))
+    wait_until("every chunk with its copies", 300,
+               lambda: "chunks waiting for copies: 0" in cluster.admin("nodes"), every=1)
+
+
+def table(rows):
+    columns = ["fault", "ops", "writes ok", "writes unknown", "reads ok", "reads failed", "anomalies",
+               "quorum-2 / async anomalies",
+               "writes back (s)", "3 copies (s)", "what"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--only", default="", help="comma-separated fault names")
+    parser.add_argument("--seconds", type=int, default=30, help="how long each fault holds")
+    parser.add_argument("--long", action="store_true", help="every fault three times, each held 90 s")
+    parser.add_argument("--report", default=os.path.join(HERE, "FAULTS.md"))
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    faults = [f for f in FAULTS if not args.only or f.__name__ in args.only.split(",")]
+    if args.long:
+        faults, args.seconds = faults * 3, 90
+    rng.shuffle(faults)
+    if any(f.__name__.startswith("skew") for f in faults) and not os.path.exists(FAKETIME):
+        sys.exit(f"clock skew needs libfaketime on the host ({FAKETIME}; apt install faketime) for the image")
+    log(f"seed {seed}: {', '.join(f.__name__ for f in faults)}; histories in {HISTORIES}")
+    os.makedirs(HISTORIES, exist_ok=True)
+    rows, failures = [], []
+    with make_cluster() as cluster:
+        cluster.wait_answering()
+        s3 = cluster.client(0)
+        for bucket, mode, _, _ in BUCKETS:
+            s3.create_bucket(Bucket=bucket)
+            cluster.admin("replication", "set", "--bucket", bucket, *mode)
+        for index, fault in enumerate(faults):
+            try:
+                row, problems = run_phase(cluster, index, fault, rng, args.seconds)
+            except BaseException:
+                log(f"FAILED in phase {index} ({fault.__name__}) with seed {seed}")
+                raise
+            rows.append(row)
+            failures.extend(f"{fault.__name__}: {p}" for p in problems)
+        print(table(rows))
+        with open(args.report, "w") as f:
+            f.write(f"# The fault matrix, last run\n\n`python3 docker/faults.py --seed {seed}` "
+                    f"({time.strftime('%Y-%m-%d')}, {args.seconds} s per fault). Columns: operations "
+                    "recorded on the sync bucket; writes acknowledged and of unknown outcome; reads that "
+                    "answered; anomalies the checker found there (must be 0); anomalies on the quorum-2 "
+                    "and async buckets (reported, not asserted); the longest time no write was acknowledged from "
+                    "the fault until 5 s after it healed; the time after that until every chunk had its "
+                    f"copies again.\n\n{table(rows)}\n")
+    if failures:
+        print(f"FAILED with seed {seed}:\n" + "\n".join(failures))
+        return 1
+    log(f"PASS (seed {seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

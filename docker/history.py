@@ -1,0 +1,358 @@
+"""Histories of S3 operations and a linearizability checker for them.
+
+Every key is a register holding a value id (one unique body per write) or
+nothing. A client records each operation as invoked and then completed with
+its outcome: "ok" (it took effect, or for a conditional write answered 412,
+that it saw the condition fail), or "unknown" (a timeout or an error that
+does not say whether the write was applied). Reads that failed are simply
+left out: they saw nothing.
+
+`check` judges a history: per key, is there an order of the operations,
+each placed between its invocation and its completion (an unknown one
+anywhere after its invocation, or never), in which every read sees the
+last write before it? That is a Wing-Gong search with Lowe's memoisation
+(as Porcupine and Knossos do): depth first over which pending operation
+takes effect next, never revisiting a (set of done operations, register
+value) pair.
+
+Operations (`Op.kind`):
+    put v          unconditional write (PutObject, CompleteMultipartUpload)
+    delete         the key is gone afterwards (DeleteObject)
+    read r         GET, HEAD or a LIST entry saw r (None: no such key)
+    create v       If-None-Match: * write; ok=True it won, ok=False it got 412
+    cas e v        If-Match write expecting value e; ok=True it won, ok=False 412
+"""
+
+import bisect
+import copy
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+# How a completion is recorded.
+OK = "ok"
+UNKNOWN = "unknown"
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)  # operations are equal only to themselves
+class Op:
+    key: str
+    kind: str  # put, delete, read, create, cas
+    value: object = None  # the value written (put, create, cas), or read
+    expected: object = None  # cas: the value it expects
+    won: bool = True  # create, cas: False when it answered 412
+    invoked: int = 0  # monotonic ns
+    completed: float = float("inf")  # monotonic ns; inf while unknown
+    outcome: str = UNKNOWN
+    client: str = ""
+    optional: bool = False  # the search may leave it out (see `bounded`)
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def __str__(self):
+        what = {
+            "put": f"put {self.value}",
+            "delete": "delete",
+            "read": f"read -> {self.value}",
+            "create": f"create {self.value} -> {'won' if self.won else '412'}",
+            "cas": f"cas {self.expected}->{self.value} -> {'won' if self.won else '412'}",
+        }[self.kind]
+        end = "?" if self.completed == float("inf") else f"{self.completed / 1e6:.1f}"
+        return f"[{self.invoked / 1e6:.1f} .. {end} ms] {self.client} {self.key}: {what} ({self.outcome})"
+
+
+class History:
+    """Thread-safe enough for CPython threads: list appends are atomic, and
+    each operation object belongs to the thread that records it."""
+
+    def __init__(self):
+        self.ops = []
+        self.failed_reads = 0
+
+    def invoke(self, key, kind, client="", value=None, expected=None):
+        op = Op(key=key, kind=kind, value=value, expected=expected, invoked=time.monotonic_ns(), client=client)
+        self.ops.append(op)
+        return op
+
+    @staticmethod
+    def ok(op, value=None, won=True):
+        op.completed = time.monotonic_ns()
+        op.outcome = OK
+        op.won = won
+        if op.kind == "read":
+            op.value = value
+
+    def unknown(self, op):
+        """A write whose fate is unknown stays pending for ever; a read
+        that failed saw nothing and leaves the history."""
+        if op.kind == "read":
+            self.ops.remove(op)
+            self.failed_reads += 1
+
+    def dump(self, path):
+        """One JSON object per operation, for `load` (and a later look)."""
+        with open(path, "w") as f:
+            for op in self.ops:
+                row = {k: v for k, v in op.__dict__.items() if k not in ("id", "optional")}
+                row["completed"] = None if op.completed == float("inf") else op.completed
+                f.write(json.dumps(row, default=str) + "\n")
+
+    @staticmethod
+    def load(path):
+        history = History()
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                row["completed"] = float("inf") if row["completed"] is None else row["completed"]
+                history.ops.append(Op(**row))
+        return history
+
+    def by_key(self):
+        keys = {}
+        for op in self.ops:
+            keys.setdefault(op.key, []).append(op)
+        return keys
+
+
+# The value of every write nothing ever observes: all such values behave
+# alike, so the search treats them as one.
+FRESH = "(a value never observed)"
+
+
+def step(op, state, canon):
+    """The register's value after `op` from `state`, or raises Illegal if
+    `op`'s recorded result cannot happen from `state`. An unknown
+    conditional write takes effect only where its condition holds."""
+    if op.kind == "read":
+        if state != op.value:
+            raise Illegal
+        return state
+    if op.kind == "delete":
+        return None
+    written = canon(op.value)
+    if op.kind == "put":
+        return written
+    if op.kind == "create":
+        holds = state is None
+    elif op.kind == "cas":
+        holds = state == op.expected
+    else:
+        raise ValueError(op.kind)
+    if op.outcome == UNKNOWN:
+        return written if holds else state
+    if holds != op.won:
+        raise Illegal
+    return written if holds else state
+
+
+class Illegal(Exception):
+    pass
+
+
+@dataclass
+class Plan:
+    """A key's operations made ready for the search (see `plan`)."""
+    ops: list  # what must take effect (or, for `optional` ones, may), by invocation
+    floating: list  # unknown writes of values never observed: (invoked, op)
+    observed: set
+
+    def canon(self, value):
+        return value if value in self.observed else FRESH
+
+
+def plan(ops):
+    """Readies one key's operations for the search:
+
+    - an unknown write whose value was observed (read, or expected by a
+      compare-and-swap) took effect, before the first operation that
+      observed it completed: that is its completion;
+    - an unknown write whose value nothing observed can only matter to a
+      conditional write refused after it (a refusal may need a state no
+      read names): it "floats", able to take effect at any time after its
+      invocation. It is allowed to do so more than once, which keeps the
+      search small and is lenient only towards refusals;
+    - an unknown delete may take effect (once) until the last operation
+      that could need the key absent, or never: it is `optional`; with no
+      such operation after it, it is left out.
+    Returns copies; the originals are left alone."""
+    observed = {o.value for o in ops if o.kind == "read" and o.outcome == OK}
+    observed |= {o.expected for o in ops if o.kind == "cas"}
+    first_seen = {}
+    for o in ops:
+        if o.outcome != OK:
+            continue
+        if o.kind == "read" or (o.kind == "cas" and o.won):
+            value = o.value if o.kind == "read" else o.expected
+            first_seen[value] = min(first_seen.get(value, float("inf")), o.completed)
+    absent = [o.completed for o in ops if o.outcome == OK and (
+        (o.kind == "read" and o.value is None) or (o.kind == "create" and o.won) or (o.kind == "cas" and not o.won))]
+    kept, floating = [], []
+    for o in ops:
+        c = copy.copy(o)
+        c.optional = False
+        if o.outcome == UNKNOWN and o.kind == "delete":
+            later = [t for t in absent if t > o.invoked]
+            if not later:
+                continue
+            c.completed, c.optional = max(later), True
+        elif o.outcome == UNKNOWN and o.kind != "read":
+            if o.value not in first_seen:
+                floating.append((o.invoked, c))
+                continue
+            c.completed = first_seen[o.value]
+        kept.append(c)
+    kept.sort(key=lambda o: o.invoked)
+    floating.sort(key=lambda f: f[0])
+    return Plan(kept, floating, observed)
+
+
+def segments(ops):
+    """Splits operations (sorted by invocation) where none is pending: what
+    comes after such a point depends on what came before only through the
+    register's value there."""
+    parts, current, horizon = [], [], float("-inf")
+    for o in ops:
+        if current and o.invoked > horizon:
+            parts.append(current)
+            current = []
+        current.append(o)
+        horizon = max(horizon, o.completed)
+    if current:
+        parts.append(current)
+    return parts
+
+
+def search(ops, starts, budget, plan_=None, any_end=False):
+    """Every value the register can end with after `ops` (one segment),
+    from any of `starts` (with `any_end`, the first found will do); an
+    empty set if no order explains them. Depth first over (operations
+    done, value), each pair visited once; an operation may go next only if
+    it was invoked before the first completion among the required ones not
+    done. Raises Budget past `budget` steps."""
+    plan_ = plan_ or Plan(ops, [], {o.value for o in ops} | {o.expected for o in ops})
+    canon = plan_.canon
+    n = len(ops)
+    invoked = [o.invoked for o in ops]
+    floating_at = [f[0] for f in plan_.floating]
+    required = [i for i in range(n) if not ops[i].optional]
+    order = sorted(required, key=lambda i: ops[i].completed)  # by completion
+    rank = {i: r for r, i in enumerate(order)}
+    all_required = (1 << len(order)) - 1
+    ends, seen = set(), set()
+    stack = [(0, 0, s) for s in starts]
+    steps = 0
+    while stack:
+        done, required_done, state = stack.pop()
+        if required_done == all_required:
+            ends.add(state)
+            if any_end:
+                return ends
+            continue
+        steps += 1
+        if steps > budget:
+            raise Budget
+        first = (~required_done & (required_done + 1)).bit_length() - 1
+        deadline = ops[order[first]].completed
+        moves = []
+        free = ~done & ((1 << bisect.bisect_right(invoked, deadline)) - 1)
+        while free:
+            low = free & -free
+            free ^= low
+            i = low.bit_length() - 1
+            try:
+                after = step(ops[i], state, canon)
+            except Illegal:
+                continue
+            moves.append((done | low, required_done | (1 << rank[i] if i in rank else 0), after))
+        for _, op in plan_.floating[: bisect.bisect_right(floating_at, deadline)]:
+            after = step(op, state, canon)
+            if after != state:
+                moves.append((done, required_done, after))
+        for move in moves:
+            key = (move[0], move[2])
+            if key not in seen:
+                seen.add(key)
+                stack.append(move)
+    return ends
+
+
+class Budget(Exception):
+    pass
+
+
+def linearizable(ops, initial=None, budget=2_000_000, failing=None):
+    """Whether the operations on one key are linearizable from `initial`.
+    Returns True, False, or None when the search gave up after `budget`
+    steps (reported, never taken as a pass). `failing`, a dict, receives
+    the segment no order explains ("ops"), the values it may start from
+    ("starts") and the plan ("plan")."""
+    ready = plan(ops)
+    states = {initial}
+    try:
+        parts = segments(ready.ops)
+        for n, part in enumerate(parts):
+            starts, states = states, search(part, states, budget, ready, any_end=n == len(parts) - 1)
+            if not states:
+                if failing is not None:
+                    failing.update(ops=part, starts=starts, plan=ready)
+                return False
+    except Budget:
+        return None
+    return True
+
+
+def shrink(part, starts, plan_):
+    """What to show of a segment no order explains: the fewest reads and
+    refusals (observations; dropping one only removes constraints, so what
+    is left fails for the original reason) that still make it fail, with
+    every write kept."""
+    current = list(part)
+    for op in [o for o in part if o.kind == "read" or (o.outcome == OK and not o.won)]:
+        trial = [o for o in current if o is not op]
+        try:
+            if not search(trial, starts, 200_000, plan_, any_end=True):
+                current = trial
+        except Budget:
+            pass
+    return current
+
+
+@dataclass
+class Verdict:
+    keys: int = 0
+    ops: int = 0
+    anomalies: list = field(default_factory=list)  # (key, values it may start from, minimal history)
+    undecided: list = field(default_factory=list)  # keys the search gave up on
+
+    @property
+    def ok(self):
+        return not self.anomalies and not self.undecided
+
+    def report(self):
+        lines = [f"{self.keys} keys, {self.ops} operations: {len(self.anomalies)} not linearizable, "
+                 f"{len(self.undecided)} undecided"]
+        for key, starts, ops in self.anomalies:
+            lines.append(f"key {key}: no order explains these, starting from a value in {sorted(starts, key=str)}:")
+            lines.extend(f"    {op}" for op in ops)
+        for key in self.undecided:
+            lines.append(f"key {key}: the search gave up")
+        return "\n".join(lines)
+
+
+def check(history, initial=None):
+    """Judges every key of `history` (a History or a list of Op)."""
+    ops = history.ops if isinstance(history, History) else history
+    keys = {}
+    for op in ops:
+        keys.setdefault(op.key, []).append(op)
+    verdict = Verdict(keys=len(keys), ops=len(ops))
+    for key, key_ops in sorted(keys.items()):
+        failing = {}
+        result = linearizable(key_ops, initial, failing=failing)
+        if result is False:
+            verdict.anomalies.append((key, failing["starts"], shrink(failing["ops"], failing["starts"], failing["plan"])))
+        elif result is None:
+            verdict.undecided.append(key)
+    return verdict
