@@ -56,7 +56,10 @@ impl MetaClient {
     /// Commits a command through Raft; a command the state machine refused
     /// (a missing bucket, a failed condition) is its error.
     pub async fn write(&self, command: &Command) -> Result<CommandResult, MetaError> {
-        match self.call("/v1/write", command, CALL_TIMEOUT).await? {
+        // Every attempt carries the same request id: one that was committed
+        // although its answer was lost is not applied again.
+        let once = Command::Once { request: jadfs_common::random_u64() >> 1, command: Box::new(command.clone()) };
+        match self.call("/v1/write", &once, CALL_TIMEOUT).await? {
             CommandResult::Failed(e) => Err(e),
             done => Ok(done),
         }

@@ -71,6 +71,9 @@ async fn status(state: State) -> HttpResponse {
 async fn write(state: State, command: web::Json<Command>) -> HttpResponse {
     let result = match command.into_inner() {
         Command::Batch(_) => Err(MetaError::Internal("batches are made by the meta node, not sent to it".into())),
+        Command::Once { command, .. } if matches!(*command, Command::Batch(_) | Command::Once { .. }) => {
+            Err(MetaError::Internal("a request holds one command".into()))
+        }
         mut command => match state.disk.admit(&command) {
             Ok(()) => {
                 command.start_leases(jadfs_common::now_ms());

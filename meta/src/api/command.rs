@@ -225,6 +225,14 @@ pub enum Command {
     /// Commands committed together (group commit), applied in order, each
     /// with its own result; a batch holds no batch.
     Batch(Vec<Command>),
+    /// A client's write, sent again under the same `request` id when its
+    /// answer was lost: applied once, later copies answer what the first
+    /// did. (A write retried after a leader change can be committed twice;
+    /// applied twice, a DELETE would undo the writes between.)
+    Once {
+        request: u64,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -251,6 +259,7 @@ impl Command {
             | Command::SetRebalance { .. }
             | Command::CopiesDeleted { .. } => false,
             Command::Batch(commands) => commands.iter().any(Command::adds_data),
+            Command::Once { command, .. } => command.adds_data(),
             _ => true,
         }
     }
@@ -265,6 +274,7 @@ impl Command {
                 *expires_ms = now_ms.saturating_add(i64::try_from(*lease_ms).unwrap_or(i64::MAX));
             }
             Command::Batch(commands) => commands.iter_mut().for_each(|c| c.start_leases(now_ms)),
+            Command::Once { command, .. } => command.start_leases(now_ms),
             _ => {}
         }
     }

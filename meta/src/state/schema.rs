@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 5;
+pub const DATA_VERSION: u32 = 6;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -96,6 +96,15 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
              CREATE INDEX placements_by_node ON placements (node, chunk);
              INSERT INTO surplus (chunk, copies)
                  SELECT chunk, 3 FROM placements GROUP BY chunk HAVING COUNT(*) > 3;",
+        ),
+        // Version 6 applies a client's write once: the requests it took.
+        5 => conn.execute_batch(
+            "CREATE TABLE requests (
+                 id INTEGER PRIMARY KEY,
+                 log_index INTEGER NOT NULL,
+                 result BLOB NOT NULL
+             );
+             CREATE INDEX requests_by_log ON requests (log_index);",
         ),
         _ => unreachable!("no upgrade from version {from}"),
     }

@@ -11,6 +11,7 @@ mod chunks;
 mod multipart;
 mod nodes;
 mod object;
+mod requests;
 
 use rusqlite::Transaction;
 
@@ -91,6 +92,7 @@ impl<'t> Applier<'t> {
     fn dispatch(&self, command: &Command) -> Outcome {
         use Command as C;
         match command {
+            C::Once { request, command } => self.once(*request, command),
             C::CreateBucket { name, owner, created_ms } => self.create_bucket(name, owner, *created_ms),
             C::DeleteBucket { name } => self.delete_bucket(name),
             C::SetBucketCors { bucket, rules } => self.set_bucket_cors(bucket, rules.as_ref()),

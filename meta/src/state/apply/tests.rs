@@ -343,3 +343,36 @@ fn a_command_applied_twice_never_stops_the_state_machine() {
         .expect("a broken constraint is no storage error");
     assert!(matches!(result, CommandResult::Failed(MetaError::Internal(_))), "{result:?}");
 }
+
+#[test]
+fn a_retried_write_is_applied_once() {
+    // Seen in the fault matrix under a leader partition: a DELETE committed
+    // twice (its first answer lost, the gateway sent it again) undid the
+    // writes acknowledged between the two.
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    let once = |request, command| Command::Once { request, command: Box::new(command) };
+    let delete = once(7, Command::DeleteObject { bucket: "b".into(), key: "k".into() });
+    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    let r = apply_all(&mut conn, 2, &[one_chunk_object("k", x, vec![1, 2, 3], None), delete.clone()]);
+    let first = r[1].clone();
+    apply_all(&mut conn, 4, &[one_chunk_object("k", x, vec![1, 2, 3], None)]);
+    let r = apply_all(&mut conn, 5, &[delete]);
+    assert_eq!(r[0], first, "the copy answers what the first did");
+    assert!(load_manifest(&conn, "b", "k").unwrap().is_some(), "the newer object is still there");
+
+    // A refused request changed nothing; sent again, it may take effect.
+    let create = |request| once(request, Command::CreateBucket { name: "c".into(), owner: "o".into(), created_ms: 0 });
+    let r = apply_all(&mut conn, 6, &[once(8, Command::DeleteBucket { name: "c".into() }), create(9), create(9)]);
+    assert!(matches!(r[0], CommandResult::Failed(MetaError::NoSuchBucket)), "{r:?}");
+    assert_eq!(r[1], CommandResult::Done);
+    assert_eq!(r[2], CommandResult::Done, "not BucketAlreadyOwnedByYou: the same request");
+
+    // Ids are forgotten once far behind.
+    let remembered = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(remembered(&conn), 2);
+    apply_all(&mut conn, 1_000_000, &[once(10, Command::DeleteBucket { name: "c".into() })]);
+    assert_eq!(remembered(&conn), 1);
+}
