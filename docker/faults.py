@@ -123,36 +123,26 @@ def stop_and_continue(cluster, target, hold):
     return f"{target} stopped (SIGSTOP) for {hold} s"
 
 
-def kill_storage(cluster, rng, hold):
-    return kill_and_restart(cluster, cluster.container(rng.choice(STORAGE)), hold)
+def target(cluster, rng, who):
+    """The container a fault strikes: a storage node, the leader, a
+    follower or a gateway."""
+    if who == "storage":
+        return cluster.container(rng.choice(STORAGE))
+    if who == "leader":
+        return cluster.meta_leader()
+    if who == "follower":
+        return rng.choice(followers(cluster)[1])
+    return cluster.container(rng.choice(("gateway1", "gateway2")))
 
 
-def kill_leader(cluster, rng, hold):
-    return kill_and_restart(cluster, cluster.meta_leader(), hold)
+def harm(how, who):
+    """A fault that kills or stops (`how`) one container of a kind (`who`)."""
+    action = {"kill": kill_and_restart, "pause": stop_and_continue}[how]
 
-
-def kill_follower(cluster, rng, hold):
-    return kill_and_restart(cluster, rng.choice(followers(cluster)[1]), hold)
-
-
-def kill_gateway(cluster, rng, hold):
-    return kill_and_restart(cluster, cluster.container(rng.choice(("gateway1", "gateway2"))), hold)
-
-
-def pause_storage(cluster, rng, hold):
-    return stop_and_continue(cluster, cluster.container(rng.choice(STORAGE)), hold)
-
-
-def pause_leader(cluster, rng, hold):
-    return stop_and_continue(cluster, cluster.meta_leader(), hold)
-
-
-def pause_follower(cluster, rng, hold):
-    return stop_and_continue(cluster, rng.choice(followers(cluster)[1]), hold)
-
-
-def pause_gateway(cluster, rng, hold):
-    return stop_and_continue(cluster, cluster.container(rng.choice(("gateway1", "gateway2"))), hold)
+    def fault(cluster, rng, hold):
+        return action(cluster, target(cluster, rng, who), hold)
+    fault.__name__ = f"{how}_{who}"
+    return fault
 
 
 def partition_leader(cluster, rng, hold):
@@ -272,9 +262,8 @@ def lose_storage(cluster, rng, hold):
     return f"{service} lost with its data, an empty one started in its place"
 
 
-FAULTS = [kill_storage, kill_leader, kill_follower, kill_gateway,
-          pause_storage, pause_leader, pause_follower, pause_gateway,
-          partition_leader, partition_halves, partition_one_way, disconnect,
+FAULTS = [harm(how, who) for how in ("kill", "pause") for who in ("storage", "leader", "follower", "gateway")]
+FAULTS += [partition_leader, partition_halves, partition_one_way, disconnect,
           skew("meta2"), skew("gateway2"), fill_disk, rot_copies, drain, lose_storage]
 
 

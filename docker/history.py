@@ -204,8 +204,12 @@ def plan(ops):
             c.completed = first_seen[o.value]
         kept.append(c)
     kept.sort(key=lambda o: o.invoked)
-    floating.sort(key=lambda f: f[0])
-    return Plan(kept, floating, observed)
+    # Floating writes of one kind (and expectation) are alike but for when
+    # they may start: the earliest stands for them all.
+    earliest = {}
+    for invoked, op in sorted(floating, key=lambda f: f[0]):
+        earliest.setdefault((op.kind, op.expected if op.kind == "cas" else None), (invoked, op))
+    return Plan(kept, sorted(earliest.values(), key=lambda f: f[0]), observed)
 
 
 def segments(ops):

@@ -145,42 +145,36 @@ class Workload:
         return etag
 
     def get(self, s3, name, key):
+        def fetch():
+            response = s3.get_object(Bucket=self.bucket, Key=key)
+            return value_of(response["Body"].read()), response["ETag"]
+        return self.read(name, key, fetch)
+
+    def head(self, s3, name, key):
+        def fetch():
+            etag = s3.head_object(Bucket=self.bucket, Key=key)["ETag"]
+            return self.value_of_etag(etag), etag
+        return self.read(name, key, fetch)
+
+    def read(self, name, key, fetch):
+        """Records one read by `fetch` (value and ETag); returns the ETag."""
         op = self.history.invoke(key, "read", name)
         try:
-            response = s3.get_object(Bucket=self.bucket, Key=key)
-            body = response["Body"].read()
+            value, etag = fetch()
         except ClientError as e:
             if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 self.history.ok(op, None)
             else:
                 self.history.unknown(op)
             return None
-        except Exception:
-            self.history.unknown(op)
-            return None
-        try:
-            value = value_of(body)
-        except ValueError as e:
+        except ValueError as e:  # a body that is not what its writer sent
             self.corrupt.append((key, str(e)))
             self.history.unknown(op)
             return None
-        self.history.ok(op, value)
-        return response["ETag"]
-
-    def head(self, s3, name, key):
-        op = self.history.invoke(key, "read", name)
-        try:
-            etag = s3.head_object(Bucket=self.bucket, Key=key)["ETag"]
-        except ClientError as e:
-            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                self.history.ok(op, None)
-            else:
-                self.history.unknown(op)
-            return None
         except Exception:
             self.history.unknown(op)
             return None
-        self.history.ok(op, self.value_of_etag(etag))
+        self.history.ok(op, value)
         return etag
 
     def delete(self, s3, name, key):
@@ -196,7 +190,9 @@ class Workload:
         try:
             s3.put_object(Bucket=self.bucket, Key=key, Body=body, **condition)
         except ClientError as e:
-            if e.response["Error"]["Code"] in ("PreconditionFailed", "412"):
+            # 409: the condition held at the gateway's first look, not when
+            # the write applied: refused as surely as a 412.
+            if e.response["Error"]["Code"] in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 self.history.ok(op, won=False)
             else:
                 self.history.unknown(op)
