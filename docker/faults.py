@@ -17,6 +17,7 @@ anomaly. The table of the last run goes to docker/FAULTS.md.
 import argparse
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -287,6 +288,7 @@ def counts(history):
         "writes unknown": sum(op.outcome == UNKNOWN for op in writes),
         "reads ok": sum(op.kind == "read" for op in history.ops),
         "reads failed": history.failed_reads,
+        "writes unsent": history.unsent_writes,
     }
 
 
@@ -356,7 +358,7 @@ def heal(cluster):
 
 
 def table(rows):
-    columns = ["fault", "ops", "writes ok", "writes unknown", "reads ok", "reads failed", "anomalies",
+    columns = ["fault", "ops", "writes ok", "writes unknown", "writes unsent", "reads ok", "reads failed", "anomalies",
                "quorum-2 / async anomalies",
                "writes back (s)", "3 copies (s)", "what"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -372,6 +374,8 @@ def main():
     parser.add_argument("--long", action="store_true", help="every fault three times, each held 90 s")
     parser.add_argument("--report", default=os.path.join(HERE, "FAULTS.md"))
     args = parser.parse_args()
+    # A TERM (a CI timeout, a kill) unwinds like an error: the cluster goes down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     faults = [f for f in FAULTS if not args.only or f.__name__ in args.only.split(",")]
@@ -401,7 +405,8 @@ def main():
         with open(args.report, "w") as f:
             f.write(f"# The fault matrix, last run\n\n`python3 docker/faults.py --seed {seed}` "
                     f"({time.strftime('%Y-%m-%d')}, {args.seconds} s per fault). Columns: operations "
-                    "recorded on the sync bucket; writes acknowledged and of unknown outcome; reads that "
+                    "recorded on the sync bucket; writes acknowledged, of unknown outcome, and never sent "
+                    "(no connection); reads that "
                     "answered; anomalies the checker found there (must be 0); anomalies on the quorum-2 "
                     "and async buckets (reported, not asserted); the longest time no write was acknowledged from "
                     "the fault until 5 s after it healed; the time after that until every chunk had its "

@@ -48,7 +48,6 @@ class Op:
     completed: float = float("inf")  # monotonic ns; inf while unknown
     outcome: str = UNKNOWN
     client: str = ""
-    optional: bool = False  # the search may leave it out (see `bounded`)
     id: int = field(default_factory=lambda: next(_ids))
 
     def __str__(self):
@@ -70,6 +69,7 @@ class History:
     def __init__(self):
         self.ops = []
         self.failed_reads = 0
+        self.unsent_writes = 0
 
     def invoke(self, key, kind, client="", value=None, expected=None):
         op = Op(key=key, kind=kind, value=value, expected=expected, invoked=time.monotonic_ns(), client=client)
@@ -95,7 +95,7 @@ class History:
         """One JSON object per operation, for `load` (and a later look)."""
         with open(path, "w") as f:
             for op in self.ops:
-                row = {k: v for k, v in op.__dict__.items() if k not in ("id", "optional")}
+                row = {k: v for k, v in op.__dict__.items() if k != "id"}
                 row["completed"] = None if op.completed == float("inf") else op.completed
                 f.write(json.dumps(row, default=str) + "\n")
 
@@ -108,6 +108,12 @@ class History:
                 row["completed"] = float("inf") if row["completed"] is None else row["completed"]
                 history.ops.append(Op(**row))
         return history
+
+    def unsent(self, op):
+        """A write that never left the client (no connection): it did not
+        happen, and leaves the history."""
+        self.ops.remove(op)
+        self.unsent_writes += 1
 
     def by_key(self):
         keys = {}
@@ -154,8 +160,9 @@ class Illegal(Exception):
 @dataclass
 class Plan:
     """A key's operations made ready for the search (see `plan`)."""
-    ops: list  # what must take effect (or, for `optional` ones, may), by invocation
+    ops: list  # what must take effect, by invocation
     floating: list  # unknown writes of values never observed: (invoked, op)
+    deletes: list  # when each unknown delete was invoked, in order
     observed: set
 
     def canon(self, value):
@@ -173,9 +180,11 @@ def plan(ops):
       read names): it "floats", able to take effect at any time after its
       invocation. It is allowed to do so more than once, which keeps the
       search small and is lenient only towards refusals;
-    - an unknown delete may take effect (once) until the last operation
-      that could need the key absent, or never: it is `optional`; with no
-      such operation after it, it is left out.
+    - an unknown delete may take effect once, or never. All are alike but
+      for when they were invoked, so the search counts how many it used
+      (the k-th use needs k of them invoked by then) instead of trying
+      each; one that nothing after it could need (a read of no object, a
+      winning create, a refused compare-and-swap) is left out.
     Returns copies; the originals are left alone."""
     observed = {o.value for o in ops if o.kind == "read" and o.outcome == OK}
     observed |= {o.expected for o in ops if o.kind == "cas"}
@@ -188,16 +197,14 @@ def plan(ops):
             first_seen[value] = min(first_seen.get(value, float("inf")), o.completed)
     absent = [o.completed for o in ops if o.outcome == OK and (
         (o.kind == "read" and o.value is None) or (o.kind == "create" and o.won) or (o.kind == "cas" and not o.won))]
-    kept, floating = [], []
+    kept, floating, deletes = [], [], []
     for o in ops:
         c = copy.copy(o)
-        c.optional = False
         if o.outcome == UNKNOWN and o.kind == "delete":
-            later = [t for t in absent if t > o.invoked]
-            if not later:
-                continue
-            c.completed, c.optional = max(later), True
-        elif o.outcome == UNKNOWN and o.kind != "read":
+            if any(t > o.invoked for t in absent):
+                deletes.append(o.invoked)
+            continue
+        if o.outcome == UNKNOWN and o.kind != "read":
             if o.value not in first_seen:
                 floating.append((o.invoked, c))
                 continue
@@ -209,7 +216,7 @@ def plan(ops):
     earliest = {}
     for invoked, op in sorted(floating, key=lambda f: f[0]):
         earliest.setdefault((op.kind, op.expected if op.kind == "cas" else None), (invoked, op))
-    return Plan(kept, sorted(earliest.values(), key=lambda f: f[0]), observed)
+    return Plan(kept, sorted(earliest.values(), key=lambda f: f[0]), sorted(deletes), observed)
 
 
 def segments(ops):
@@ -228,36 +235,36 @@ def segments(ops):
     return parts
 
 
-def search(ops, starts, budget, plan_=None, any_end=False):
-    """Every value the register can end with after `ops` (one segment),
-    from any of `starts` (with `any_end`, the first found will do); an
-    empty set if no order explains them. Depth first over (operations
-    done, value), each pair visited once; an operation may go next only if
-    it was invoked before the first completion among the required ones not
-    done. Raises Budget past `budget` steps."""
-    plan_ = plan_ or Plan(ops, [], {o.value for o in ops} | {o.expected for o in ops})
+def search(ops, starts, budget, plan_, any_end=False):
+    """Every (value, unknown deletes used) the register can end with after
+    `ops` (one segment), from any of `starts` (with `any_end`, the first
+    found will do); an empty set if no order explains them. Depth first
+    over (operations done, value, deletes used), each visited once; an
+    operation may go next only if it was invoked before the first
+    completion among those not done. Raises Budget past `budget` steps."""
     canon = plan_.canon
     n = len(ops)
     invoked = [o.invoked for o in ops]
     floating_at = [f[0] for f in plan_.floating]
-    required = [i for i in range(n) if not ops[i].optional]
-    order = sorted(required, key=lambda i: ops[i].completed)  # by completion
-    rank = {i: r for r, i in enumerate(order)}
-    all_required = (1 << len(order)) - 1
+    order = sorted(range(n), key=lambda i: ops[i].completed)  # by completion
+    rank = [0] * n
+    for r, i in enumerate(order):
+        rank[i] = r
+    everything = (1 << n) - 1
     ends, seen = set(), set()
-    stack = [(0, 0, s) for s in starts]
+    stack = [(0, 0, value, used) for value, used in starts]
     steps = 0
     while stack:
-        done, required_done, state = stack.pop()
-        if required_done == all_required:
-            ends.add(state)
+        done, done_by_completion, state, used = stack.pop()
+        if done == everything:
+            ends.add((state, used))
             if any_end:
                 return ends
             continue
         steps += 1
         if steps > budget:
             raise Budget
-        first = (~required_done & (required_done + 1)).bit_length() - 1
+        first = (~done_by_completion & (done_by_completion + 1)).bit_length() - 1
         deadline = ops[order[first]].completed
         moves = []
         free = ~done & ((1 << bisect.bisect_right(invoked, deadline)) - 1)
@@ -269,13 +276,15 @@ def search(ops, starts, budget, plan_=None, any_end=False):
                 after = step(ops[i], state, canon)
             except Illegal:
                 continue
-            moves.append((done | low, required_done | (1 << rank[i] if i in rank else 0), after))
+            moves.append((done | low, done_by_completion | 1 << rank[i], after, used))
         for _, op in plan_.floating[: bisect.bisect_right(floating_at, deadline)]:
             after = step(op, state, canon)
             if after != state:
-                moves.append((done, required_done, after))
+                moves.append((done, done_by_completion, after, used))
+        if state is not None and bisect.bisect_right(plan_.deletes, deadline) > used:
+            moves.append((done, done_by_completion, None, used + 1))
         for move in moves:
-            key = (move[0], move[2])
+            key = (move[0], move[2], move[3])
             if key not in seen:
                 seen.add(key)
                 stack.append(move)
@@ -293,7 +302,7 @@ def linearizable(ops, initial=None, budget=2_000_000, failing=None):
     the segment no order explains ("ops"), the values it may start from
     ("starts") and the plan ("plan")."""
     ready = plan(ops)
-    states = {initial}
+    states = {(initial, 0)}
     try:
         parts = segments(ready.ops)
         for n, part in enumerate(parts):
@@ -338,7 +347,8 @@ class Verdict:
         lines = [f"{self.keys} keys, {self.ops} operations: {len(self.anomalies)} not linearizable, "
                  f"{len(self.undecided)} undecided"]
         for key, starts, ops in self.anomalies:
-            lines.append(f"key {key}: no order explains these, starting from a value in {sorted(starts, key=str)}:")
+            values = sorted({value for value, _ in starts}, key=str)
+            lines.append(f"key {key}: no order explains these, starting from a value in {values}:")
             lines.extend(f"    {op}" for op in ops)
         for key in self.undecided:
             lines.append(f"key {key}: the search gave up")

@@ -103,6 +103,20 @@ class CorrectHistories(unittest.TestCase):
         # One of them seen: it took effect, and the older value cannot come back.
         self.assertFalse(check(ops + [op("read", 600, 601, 1100), op("read", 602, 603, 0)]).ok)
 
+    def test_an_unknown_delete_explains_one_missing_object_not_two(self):
+        once = [op("put", 0, 1, 1), op("delete", 2, None), op("read", 5, 6, None)]
+        self.passes(once)
+        # A second acknowledged put read as missing is a lost write.
+        self.assertFalse(check(once + [op("put", 7, 8, 2), op("read", 9, 10, None)]).ok)
+        self.passes(once + [op("delete", 6.5, None), op("put", 7, 8, 2), op("read", 9, 10, None)])
+
+    def test_many_unknown_deletes_are_judged_quickly(self):
+        ops = [op("delete", 1 + i / 100, None) for i in range(60)]
+        for i in range(100):
+            ops += [op("put", 10 + 4 * i, 12 + 4 * i, i), op("read", 12.5 + 4 * i, 13 + 4 * i, None)]
+        self.passes(ops[:60] + ops[60:100])
+        self.assertFalse(check(ops).ok, "100 lost writes, 60 deletes to explain them")
+
     def test_keys_are_judged_apart(self):
         self.passes([op("put", 0, 1, 1, key="a"), op("put", 0, 1, 2, key="b"), op("read", 2, 3, 1, key="a"),
                      op("read", 2, 3, 2, key="b")])

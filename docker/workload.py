@@ -15,7 +15,7 @@ import threading
 import traceback
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from history import History
 
@@ -138,6 +138,9 @@ class Workload:
         op = self.history.invoke(key, "put", name, value=value)
         try:
             s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        except EndpointConnectionError:
+            self.history.unsent(op)
+            return None
         except Exception:
             self.history.unknown(op)
             return None
@@ -181,6 +184,9 @@ class Workload:
         op = self.history.invoke(key, "delete", name)
         try:
             s3.delete_object(Bucket=self.bucket, Key=key)
+        except EndpointConnectionError:
+            self.history.unsent(op)
+            return
         except Exception:
             self.history.unknown(op)
             return
@@ -196,6 +202,9 @@ class Workload:
                 self.history.ok(op, won=False)
             else:
                 self.history.unknown(op)
+            return
+        except EndpointConnectionError:
+            self.history.unsent(op)
             return
         except Exception:
             self.history.unknown(op)
