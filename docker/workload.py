@@ -136,16 +136,8 @@ class Workload:
     def put(self, s3, name, key, rng):
         value, body, etag = self.new_value(rng)
         op = self.history.invoke(key, "put", name, value=value)
-        try:
-            s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        except EndpointConnectionError:
-            self.history.unsent(op)
-            return None
-        except Exception:
-            self.history.unknown(op)
-            return None
-        self.history.ok(op)
-        return etag
+        written = self.write(op, lambda: s3.put_object(Bucket=self.bucket, Key=key, Body=body))
+        return etag if written else None
 
     def get(self, s3, name, key):
         def fetch():
@@ -182,39 +174,34 @@ class Workload:
 
     def delete(self, s3, name, key):
         op = self.history.invoke(key, "delete", name)
-        try:
-            s3.delete_object(Bucket=self.bucket, Key=key)
-        except EndpointConnectionError:
-            self.history.unsent(op)
-            return
-        except Exception:
-            self.history.unknown(op)
-            return
-        self.history.ok(op)
+        self.write(op, lambda: s3.delete_object(Bucket=self.bucket, Key=key))
 
-    def conditional(self, s3, op, key, body, **condition):
+    def write(self, op, call):
+        """Records the outcome of one write by `call`; whether it applied."""
         try:
-            s3.put_object(Bucket=self.bucket, Key=key, Body=body, **condition)
+            call()
         except ClientError as e:
             # 409: the condition held at the gateway's first look, not when
             # the write applied: refused as surely as a 412.
-            if e.response["Error"]["Code"] in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            refused = e.response["Error"]["Code"] in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+            if refused and op.kind in ("create", "cas"):
                 self.history.ok(op, won=False)
             else:
                 self.history.unknown(op)
-            return
+            return False
         except EndpointConnectionError:
             self.history.unsent(op)
-            return
+            return False
         except Exception:
             self.history.unknown(op)
-            return
+            return False
         self.history.ok(op)
+        return True
 
     def create(self, s3, name, key, rng):
         value, body, _ = self.new_value(rng)
         op = self.history.invoke(key, "create", name, value=value)
-        self.conditional(s3, op, key, body, IfNoneMatch="*")
+        self.write(op, lambda: s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*"))
 
     def cas(self, s3, name, key, etag, rng):
         if etag is None:
@@ -222,20 +209,18 @@ class Workload:
         expected = self.value_of_etag(etag)
         value, body, _ = self.new_value(rng)
         op = self.history.invoke(key, "cas", name, value=value, expected=expected)
-        self.conditional(s3, op, key, body, IfMatch=etag)
+        self.write(op, lambda: s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag))
 
     def multipart(self, s3, name, key, rng):
         value, body, _ = self.new_value(rng, multipart=True)
         op = self.history.invoke(key, "put", name, value=value)
-        try:
+
+        def upload():
             upload = s3.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
             part = s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=1, Body=body)
             s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={
                 "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
-        except Exception:
-            self.history.unknown(op)
-            return
-        self.history.ok(op)
+        self.write(op, upload)
 
     def list(self, s3, name):
         """One LIST of the hot keys: a read of each of them at some point
