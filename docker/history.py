@@ -48,6 +48,7 @@ class Op:
     completed: float = float("inf")  # monotonic ns; inf while unknown
     outcome: str = UNKNOWN
     client: str = ""
+    error: str = ""  # why the outcome is unknown
     id: int = field(default_factory=lambda: next(_ids))
 
     def __str__(self):
@@ -84,9 +85,10 @@ class History:
         if op.kind == "read":
             op.value = value
 
-    def unknown(self, op):
+    def unknown(self, op, error=""):
         """A write whose fate is unknown stays pending for ever; a read
         that failed saw nothing and leaves the history."""
+        op.error = error[:200]
         if op.kind == "read":
             self.ops.remove(op)
             self.failed_reads += 1

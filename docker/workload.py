@@ -182,18 +182,21 @@ class Workload:
             call()
         except ClientError as e:
             # 409: the condition held at the gateway's first look, not when
-            # the write applied: refused as surely as a 412.
-            refused = e.response["Error"]["Code"] in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+            # the write applied: refused as surely as a 412. If-Match on no
+            # object is refused with 404 NoSuchKey.
+            code = e.response["Error"]["Code"]
+            refused = code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409") or (
+                op.kind == "cas" and code in ("NoSuchKey", "404"))
             if refused and op.kind in ("create", "cas"):
                 self.history.ok(op, won=False)
             else:
-                self.history.unknown(op)
+                self.history.unknown(op, str(e))
             return False
         except EndpointConnectionError:
             self.history.unsent(op)
             return False
-        except Exception:
-            self.history.unknown(op)
+        except Exception as e:
+            self.history.unknown(op, repr(e))
             return False
         self.history.ok(op)
         return True
