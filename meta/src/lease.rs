@@ -14,13 +14,14 @@ use crate::api::{Command, CommandResult, MetaError};
 
 /// How long a pin holds unless renewed.
 pub const PIN_LEASE: Duration = Duration::from_secs(120);
+const LEASE_MS: u64 = PIN_LEASE.as_millis() as u64;
 /// How often a write under way renews its pins: several renewals fit in a
 /// lease, so one lost to a leader change does not end it.
 pub const RENEW_EVERY: Duration = Duration::from_secs(30);
 
 /// A pin of `chunk` on `nodes` for the write `write_id`, for one lease.
 pub fn pin(write_id: u64, chunk: jadfs_common::ChunkId, nodes: Vec<jadfs_common::NodeId>) -> Command {
-    Command::Pin { write_id, chunk, nodes, expires_ms: 0, lease_ms: PIN_LEASE.as_millis() as u64 }
+    Command::Pin { write_id, chunk, nodes, expires_ms: 0, lease_ms: LEASE_MS }
 }
 
 /// Runs `work`, renewing the pins of `write_id` through `write` every
@@ -34,7 +35,7 @@ where
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
         loop {
             ticks.tick().await;
-            let renewal = Command::RenewPins { write_id, expires_ms: 0, lease_ms: PIN_LEASE.as_millis() as u64 };
+            let renewal = Command::RenewPins { write_id, expires_ms: 0, lease_ms: LEASE_MS };
             if let Err(e) = write(renewal).await {
                 tracing::warn!(write_id, error = %e, "could not renew a write's pins; the next tick tries again");
             }

@@ -71,7 +71,14 @@ impl<'t> Applier<'t> {
     /// Runs `f` under a savepoint, which a refusal rolls back.
     fn under_savepoint(&self, f: impl FnOnce() -> Outcome) -> rusqlite::Result<CommandResult> {
         self.tx.execute_batch("SAVEPOINT command")?;
-        match f() {
+        let outcome = f().map_err(|fail| match fail {
+            Fail::Storage(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                tracing::error!(error = %e, log_index = self.log_index, "a command broke a constraint; refused");
+                Fail::Refused(MetaError::Internal(format!("the command conflicts with the state: {e}")))
+            }
+            other => other,
+        });
+        match outcome {
             Ok(result) => {
                 self.tx.execute_batch("RELEASE command")?;
                 Ok(result)
@@ -79,11 +86,6 @@ impl<'t> Applier<'t> {
             Err(Fail::Refused(e)) => {
                 self.tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
                 Ok(CommandResult::Failed(e))
-            }
-            Err(Fail::Storage(e)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                tracing::error!(error = %e, log_index = self.log_index, "a command broke a constraint; refused");
-                self.tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
-                Ok(CommandResult::Failed(MetaError::Internal(format!("the command conflicts with the state: {e}"))))
             }
             Err(Fail::Storage(e)) => Err(e),
         }
