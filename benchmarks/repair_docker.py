@@ -25,10 +25,6 @@ CHUNK = 64 << 20
 DEAD_AFTER = 10
 
 
-def held_gib(cluster, service):
-    return float(cluster.node_row(service).split()[-1])
-
-
 def fill(cluster, gib):
     """PUTs distinct 64 MiB objects through both gateways until storage1
     holds `gib` GiB; returns how many."""
@@ -53,7 +49,7 @@ def fill(cluster, gib):
     started = time.monotonic()
     for t in threads:
         t.start()
-    while held_gib(cluster, "storage1") < gib:
+    while cluster.held_gib("storage1") < gib:
         if not any(t.is_alive() for t in threads):
             raise RuntimeError("the writers died")
         time.sleep(2)
@@ -64,13 +60,6 @@ def fill(cluster, gib):
     log(f"{state['acked']} objects ({state['acked'] * CHUNK / 2**30:.1f} GiB) in {took:.0f} s, "
         f"{state['acked'] * CHUNK / 2**20 / took:.0f} MiB/s; storage1: {cluster.node_row('storage1')}")
     return state["acked"]
-
-
-def chunk_files(cluster, service):
-    count = 0
-    for _, _, files in os.walk(os.path.join(cluster.volume(service), "chunks")):
-        count += sum(1 for f in files if len(f) == 64)
-    return count
 
 
 def main():
@@ -84,7 +73,7 @@ def main():
         objects = fill(cluster, args.gib)
         wait_until("three copies of everything", 300,
                    lambda: "chunks waiting for copies: 0" in cluster.admin("nodes"))
-        lost = held_gib(cluster, "storage1")
+        lost = cluster.held_gib("storage1")
 
         docker("kill", cluster.container("storage1"))
         killed = time.monotonic()
@@ -97,7 +86,7 @@ def main():
         wait_until("the repair queue empty", 1800,
                    lambda: "chunks waiting for copies: 0" in cluster.admin("nodes"), every=1)
         repaired = time.monotonic() - killed
-        files = {s: chunk_files(cluster, s) for s in ("storage2", "storage3", "storage4")}
+        files = {s: len(cluster.chunk_files(s)) for s in ("storage2", "storage3", "storage4")}
         log(f"declared dead after {dead:.1f} s ({queued}); every copy made again "
             f"{repaired:.1f} s after the kill, {repaired - dead:.1f} s of repair: "
             f"{lost * 1024 / (repaired - dead):.0f} MiB/s")

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import subprocess
+import threading
 import time
 
 import boto3
@@ -51,6 +52,27 @@ def wait_until(what, timeout, check, every=0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (last error: {last})")
         time.sleep(every)
+
+
+class Threads:
+    """Client threads that run while the `with` block does: a subclass
+    fills `self.threads`, whose targets end once `self.stop` is set."""
+
+    join_timeout = None
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.threads = []
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=self.join_timeout)
 
 
 class Cluster:
@@ -144,6 +166,22 @@ class Cluster:
         new node took the name of a lost one)."""
         rows = [line for line in self.admin("nodes").splitlines() if f"{service}:9200" in line]
         return next((row for row in rows if " dead " not in row), rows[0])
+
+    def node_id(self, service):
+        return self.node_row(service).split()[0]
+
+    def held_chunks(self, service):
+        """How many chunks meta places on a storage node."""
+        return int(self.node_row(service).split()[-2])
+
+    def held_gib(self, service):
+        return float(self.node_row(service).split()[-1])
+
+    def chunk_files(self, service):
+        """The paths of the chunk files on a storage node's volume, as the
+        host sees them."""
+        root = os.path.join(self.volume(service), "chunks")
+        return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if len(f) == 64]
 
     def meta_leader(self):
         """The container name of the Raft leader, asked of any meta node that answers."""

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from cluster import Cluster, docker, log, wait_until
+from cluster import Cluster, Threads, docker, log, wait_until
 
 BUCKETS = {"sync3": ["sync"], "quorum2": ["sync", "--write-quorum", "2"], "lazy": ["async"]}
 # Small chunks, so objects of a few MiB span several; the scrubbers run fast
@@ -38,17 +38,17 @@ CLUSTER = Cluster(
 )
 
 
-class Writers:
+class Writers(Threads):
     """Threads that PUT objects through both gateways and remember each
     acknowledged one (and only those) with its SHA-256."""
 
     def __init__(self, count, first=0):
         # Writers numbered from `first`: each number writes its own keys and
         # bodies, so a later group never rewrites an earlier one's objects.
+        super().__init__()
         self.acked = {}
         self.failed = 0
         self.lock = threading.Lock()
-        self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.run, args=(first + i,)) for i in range(count)]
 
     def run(self, n):
@@ -70,16 +70,6 @@ class Writers:
                 with self.lock:
                     self.acked[(bucket, key)] = hashlib.sha256(body).hexdigest()
                 break
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
     def count(self):
         with self.lock:
@@ -212,14 +202,11 @@ def rotten_and_lost_copies_come_back(gateways, acked):
 
 
 def a_drained_node_gives_up_every_copy(gateways, acked):
-    drained = CLUSTER.node_row("storage1").split()[0]
-
-    def held():
-        return int(CLUSTER.node_row("storage1").split()[-2])
+    drained = CLUSTER.node_id("storage1")
 
     def drained_within(seconds):
         try:
-            wait_until("storage1 drained", seconds, lambda: held() == 0)
+            wait_until("storage1 drained", seconds, lambda: CLUSTER.held_chunks("storage1") == 0)
         except AssertionError:
             print(CLUSTER.admin("nodes"))
             for meta in ("meta1", "meta2", "meta3"):

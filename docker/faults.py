@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The fault matrix: the docker-compose cluster under one fault per phase,
 while a recorded workload (docker/workload.py) runs on a sync bucket and,
-reported but not asserted, on a quorum-2 and an async one. After each phase the cluster
-heals, every key is read back, and the checker (docker/history.py) judges
-the whole history: every key must be a linearizable register, every body
-byte-identical to what its writer sent.
+reported but not asserted, on a quorum-2 and an async one. After each
+phase the cluster heals, every key is read back, and the checker
+(docker/history.py) judges the whole history: every key must be a
+linearizable register, every body byte-identical to what its writer sent.
 
     docker/build-image.sh target/debug/jadfs jadfs:ci
     JADFS_IMAGE=jadfs:ci python3 docker/faults.py [--seed N] [--only NAME,...] [--seconds 30] [--long]
@@ -15,6 +15,7 @@ anomaly. The table of the last run goes to docker/FAULTS.md.
 """
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -67,26 +68,27 @@ def ip_of(cluster, service):
                   cluster.container(service)).stdout.strip()
 
 
-def iptables(cluster, service, *rule):
-    """A rule in the service's own network namespace, with the host's
+def iptables(pid, *rule):
+    """A rule in the network namespace of process `pid`, with the host's
     iptables: the image needs neither the tool nor NET_ADMIN."""
-    subprocess.run(["nsenter", "-t", pid_of(cluster, service), "-n", "iptables", *rule], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(["nsenter", "-t", pid, "-n", "iptables", *rule], check=True, capture_output=True, text=True)
 
 
 def cut(cluster, service, peers, inbound=True, outbound=True):
+    pid = pid_of(cluster, service)
     for peer in peers:
         ip = ip_of(cluster, peer)
         if inbound:
-            iptables(cluster, service, "-A", "INPUT", "-s", ip, "-j", "DROP")
+            iptables(pid, "-A", "INPUT", "-s", ip, "-j", "DROP")
         if outbound:
-            iptables(cluster, service, "-A", "OUTPUT", "-d", ip, "-j", "DROP")
+            iptables(pid, "-A", "OUTPUT", "-d", ip, "-j", "DROP")
 
 
 def mend(cluster, services):
     for service in services:
-        iptables(cluster, service, "-F", "INPUT")
-        iptables(cluster, service, "-F", "OUTPUT")
+        pid = pid_of(cluster, service)
+        iptables(pid, "-F", "INPUT")
+        iptables(pid, "-F", "OUTPUT")
 
 
 def set_clock(cluster, service, offset):
@@ -98,12 +100,9 @@ def set_clock(cluster, service, offset):
 
 
 def followers(cluster):
-    leader = cluster.meta_leader()
-    return leader, [cluster.container(m) for m in METAS if cluster.container(m) != leader]
-
-
-def service_of(cluster, container):
-    return container[len(cluster.project) + 1:-2]
+    """The leader's service name, and the other meta nodes'."""
+    leader = next(m for m in METAS if cluster.container(m) == cluster.meta_leader())
+    return leader, [m for m in METAS if m != leader]
 
 
 # -- the faults: each does its harm, holds it for the phase, and undoes it --
@@ -132,7 +131,7 @@ def target(cluster, rng, who):
     if who == "leader":
         return cluster.meta_leader()
     if who == "follower":
-        return rng.choice(followers(cluster)[1])
+        return cluster.container(rng.choice(followers(cluster)[1]))
     return cluster.container(rng.choice(("gateway1", "gateway2")))
 
 
@@ -146,14 +145,17 @@ def harm(how, who):
     return fault
 
 
-def partition_leader(cluster, rng, hold):
+def isolate_leader(cluster, hold, outbound):
     leader, others = followers(cluster)
-    leader = service_of(cluster, leader)
-    others = [service_of(cluster, o) for o in others]
-    cut(cluster, leader, others)
+    cut(cluster, leader, others, outbound=outbound)
     time.sleep(hold)
     mend(cluster, [leader])
-    return f"{leader} (the leader) cut off from {', '.join(others)}"
+    return leader, ", ".join(others)
+
+
+def partition_leader(cluster, rng, hold):
+    leader, others = isolate_leader(cluster, hold, outbound=True)
+    return f"{leader} (the leader) cut off from {others}"
 
 
 def partition_halves(cluster, rng, hold):
@@ -168,13 +170,8 @@ def partition_halves(cluster, rng, hold):
 
 
 def partition_one_way(cluster, rng, hold):
-    leader, others = followers(cluster)
-    leader = service_of(cluster, leader)
-    others = [service_of(cluster, o) for o in others]
-    cut(cluster, leader, others, outbound=False)
-    time.sleep(hold)
-    mend(cluster, [leader])
-    return f"{leader} (the leader) hears nothing from {', '.join(others)}, still sends"
+    leader, others = isolate_leader(cluster, hold, outbound=False)
+    return f"{leader} (the leader) hears nothing from {others}, still sends"
 
 
 def disconnect(cluster, rng, hold):
@@ -189,12 +186,12 @@ def drain(cluster, rng, hold):
     """A storage node drained under the workload: it must end with no copy
     (then it takes copies again, for the phases after)."""
     service = rng.choice(STORAGE)
-    node = node_id(cluster, service)
+    node = cluster.node_id(service)
     started = time.monotonic()
     cluster.admin("node", "drain", node, "--no-wait")
     time.sleep(hold)
     # A dead writer's pins lapse within their 2 min lease; then its copies move too.
-    wait_until(f"{service} drained", 300, lambda: int(cluster.node_row(service).split()[-2]) == 0, every=1)
+    wait_until(f"{service} drained", 300, lambda: cluster.held_chunks(service) == 0, every=1)
     took = time.monotonic() - started
     cluster.admin("node", "drain", node, "--stop")
     return f"{service} drained in {took:.0f} s"
@@ -228,10 +225,8 @@ def rot_copies(cluster, rng, hold):
     """A flipped byte in one copy and a deleted file of another, on a
     node's newest chunks (most likely those of this phase's keys)."""
     service = rng.choice(STORAGE)
-    root = os.path.join(cluster.volume(service), "chunks")
     time.sleep(hold / 3)
-    files = sorted((os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if len(f) == 64),
-                   key=os.path.getmtime)[-20:]
+    files = sorted(cluster.chunk_files(service), key=os.path.getmtime)[-20:]
     rng.shuffle(files)
     rotten, gone = files[0], files[1]
     with open(rotten, "r+b") as f:
@@ -242,13 +237,9 @@ def rot_copies(cluster, rng, hold):
         f.seek(at)
         f.write(bytes([byte[0] ^ 0x01]))
     os.remove(gone)
-    cluster.admin("scrub", "start", "--node", node_id(cluster, service))
+    cluster.admin("scrub", "start", "--node", cluster.node_id(service))
     time.sleep(hold * 2 / 3)
     return f"on {service}: byte {at} of {os.path.basename(rotten)[:12]} flipped, {os.path.basename(gone)[:12]} deleted"
-
-
-def node_id(cluster, service):
-    return cluster.node_row(service).split()[0]
 
 
 def lose_storage(cluster, rng, hold):
@@ -304,17 +295,14 @@ def run_phase(cluster, index, fault, rng, hold):
     workloads = [Workload(make, [0, 1], bucket, prefix, threads=threads, seed=rng.randrange(1 << 30))
                  for bucket, _, threads, _ in BUCKETS]
     sync = workloads[0]
-    for w in workloads:
-        w.__enter__()
-    try:
+    with contextlib.ExitStack() as running:
+        for w in workloads:
+            running.enter_context(w)
         time.sleep(3)
         started = time.monotonic_ns()
         what = fault(cluster, rng, hold)
         healed = time.monotonic_ns()
         time.sleep(5)
-    finally:
-        for w in workloads:
-            w.__exit__(None, None, None)
     gap = write_gap(sync.history, started, healed + 5 * 10**9)
     mark = time.monotonic()
     heal(cluster)

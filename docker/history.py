@@ -2,25 +2,25 @@
 
 Every key is a register holding a value id (one unique body per write) or
 nothing. A client records each operation as invoked and then completed with
-its outcome: "ok" (it took effect, or for a conditional write answered 412,
-that it saw the condition fail), or "unknown" (a timeout or an error that
-does not say whether the write was applied). Reads that failed are simply
-left out: they saw nothing.
+its outcome: "ok" (it took effect, or for a conditional write refused with
+412, that it saw the condition fail), or "unknown" (a timeout or an error
+that does not say whether the write was applied). Reads that failed, and
+writes that never left the client, are left out: they did nothing.
 
 `check` judges a history: per key, is there an order of the operations,
 each placed between its invocation and its completion (an unknown one
-anywhere after its invocation, or never), in which every read sees the
-last write before it? That is a Wing-Gong search with Lowe's memoisation
-(as Porcupine and Knossos do): depth first over which pending operation
-takes effect next, never revisiting a (set of done operations, register
-value) pair.
+anywhere after its invocation, or never; see `plan`), in which every read
+sees the last write before it? That is a Wing-Gong search with Lowe's
+memoisation (as Porcupine and Knossos do): depth first over which pending
+operation takes effect next, never revisiting a (set of done operations,
+register value) pair.
 
 Operations (`Op.kind`):
     put v          unconditional write (PutObject, CompleteMultipartUpload)
     delete         the key is gone afterwards (DeleteObject)
     read r         GET, HEAD or a LIST entry saw r (None: no such key)
-    create v       If-None-Match: * write; ok=True it won, ok=False it got 412
-    cas e v        If-Match write expecting value e; ok=True it won, ok=False 412
+    create v       If-None-Match: * write; won=False when it was refused
+    cas e v        If-Match write expecting value e; won=False when refused
 """
 
 import bisect
@@ -93,6 +93,12 @@ class History:
             self.ops.remove(op)
             self.failed_reads += 1
 
+    def unsent(self, op):
+        """A write that never left the client (no connection): it did not
+        happen, and leaves the history."""
+        self.ops.remove(op)
+        self.unsent_writes += 1
+
     def dump(self, path):
         """One JSON object per operation, for `load` (and a later look)."""
         with open(path, "w") as f:
@@ -111,17 +117,12 @@ class History:
                 history.ops.append(Op(**row))
         return history
 
-    def unsent(self, op):
-        """A write that never left the client (no connection): it did not
-        happen, and leaves the history."""
-        self.ops.remove(op)
-        self.unsent_writes += 1
 
-    def by_key(self):
-        keys = {}
-        for op in self.ops:
-            keys.setdefault(op.key, []).append(op)
-        return keys
+def by_key(ops):
+    keys = {}
+    for op in ops:
+        keys.setdefault(op.key, []).append(op)
+    return keys
 
 
 # The value of every write nothing ever observes: all such values behave
@@ -148,9 +149,7 @@ def step(op, state, canon):
         holds = state == op.expected
     else:
         raise ValueError(op.kind)
-    if op.outcome == UNKNOWN:
-        return written if holds else state
-    if holds != op.won:
+    if op.outcome == OK and holds != op.won:
         raise Illegal
     return written if holds else state
 
@@ -163,7 +162,7 @@ class Illegal(Exception):
 class Plan:
     """A key's operations made ready for the search (see `plan`)."""
     ops: list  # what must take effect, by invocation
-    floating: list  # unknown writes of values never observed: (invoked, op)
+    floating: list  # unknown writes of values never observed, by invocation
     deletes: list  # when each unknown delete was invoked, in order
     observed: set
 
@@ -187,7 +186,7 @@ def plan(ops):
       (the k-th use needs k of them invoked by then) instead of trying
       each; one that nothing after it could need (a read of no object, a
       winning create, a refused compare-and-swap) is left out.
-    Returns copies; the originals are left alone."""
+    The originals are left alone (a bounded one is a copy)."""
     observed = {o.value for o in ops if o.kind == "read" and o.outcome == OK}
     observed |= {o.expected for o in ops if o.kind == "cas"}
     first_seen = {}
@@ -199,26 +198,22 @@ def plan(ops):
             first_seen[value] = min(first_seen.get(value, float("inf")), o.completed)
     absent = [o.completed for o in ops if o.outcome == OK and (
         (o.kind == "read" and o.value is None) or (o.kind == "create" and o.won) or (o.kind == "cas" and not o.won))]
-    kept, floating, deletes = [], [], []
-    for o in ops:
-        c = copy.copy(o)
+    kept, floating, deletes = [], {}, []
+    for o in sorted(ops, key=lambda o: o.invoked):
         if o.outcome == UNKNOWN and o.kind == "delete":
             if any(t > o.invoked for t in absent):
                 deletes.append(o.invoked)
-            continue
-        if o.outcome == UNKNOWN and o.kind != "read":
-            if o.value not in first_seen:
-                floating.append((o.invoked, c))
-                continue
-            c.completed = first_seen[o.value]
-        kept.append(c)
-    kept.sort(key=lambda o: o.invoked)
-    # Floating writes of one kind (and expectation) are alike but for when
-    # they may start: the earliest stands for them all.
-    earliest = {}
-    for invoked, op in sorted(floating, key=lambda f: f[0]):
-        earliest.setdefault((op.kind, op.expected if op.kind == "cas" else None), (invoked, op))
-    return Plan(kept, sorted(earliest.values(), key=lambda f: f[0]), sorted(deletes), observed)
+        elif o.outcome == UNKNOWN and o.kind != "read" and o.value not in first_seen:
+            # Floating writes of one kind (and expectation) are alike but for
+            # when they may start: the earliest stands for them all.
+            floating.setdefault((o.kind, o.expected if o.kind == "cas" else None), o)
+        elif o.outcome == UNKNOWN and o.kind != "read":
+            bounded = copy.copy(o)
+            bounded.completed = first_seen[o.value]
+            kept.append(bounded)
+        else:
+            kept.append(o)
+    return Plan(kept, sorted(floating.values(), key=lambda o: o.invoked), deletes, observed)
 
 
 def segments(ops):
@@ -247,7 +242,7 @@ def search(ops, starts, budget, plan_, any_end=False):
     canon = plan_.canon
     n = len(ops)
     invoked = [o.invoked for o in ops]
-    floating_at = [f[0] for f in plan_.floating]
+    floating_at = [o.invoked for o in plan_.floating]
     order = sorted(range(n), key=lambda i: ops[i].completed)  # by completion
     rank = [0] * n
     for r, i in enumerate(order):
@@ -279,7 +274,7 @@ def search(ops, starts, budget, plan_, any_end=False):
             except Illegal:
                 continue
             moves.append((done | low, done_by_completion | 1 << rank[i], after, used))
-        for _, op in plan_.floating[: bisect.bisect_right(floating_at, deadline)]:
+        for op in plan_.floating[: bisect.bisect_right(floating_at, deadline)]:
             after = step(op, state, canon)
             if after != state:
                 moves.append((done, done_by_completion, after, used))
@@ -360,9 +355,7 @@ class Verdict:
 def check(history, initial=None):
     """Judges every key of `history` (a History or a list of Op)."""
     ops = history.ops if isinstance(history, History) else history
-    keys = {}
-    for op in ops:
-        keys.setdefault(op.key, []).append(op)
+    keys = by_key(ops)
     verdict = Verdict(keys=len(keys), ops=len(ops))
     for key, key_ops in sorted(keys.items()):
         failing = {}

@@ -17,6 +17,7 @@ import traceback
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from cluster import Threads
 from history import History
 
 SIZES = [300, 3_000, 200_000, 1_500_000]  # inline, inline, one chunk, two chunks of 1 MiB
@@ -42,12 +43,15 @@ def value_of(body):
     return value
 
 
-class Workload:
+class Workload(Threads):
     """`make_client(g)`: a boto3 S3 client of gateway `g`, for each thread
     in turn; `prefix` keeps each phase's keys apart, so every phase starts
     from empty registers."""
 
+    join_timeout = 120  # a client waits 10 s per request at most
+
     def __init__(self, make_client, gateways, bucket, prefix, threads=6, hot_keys=4, seed=0):
+        super().__init__()
         # Clients are made here, in one thread: making boto3 clients from
         # several threads at once is not safe.
         self.clients = [make_client(gateways[n % len(gateways)]) for n in range(threads)]
@@ -61,7 +65,6 @@ class Workload:
         self.etags = {}  # ETag -> value id, for HEAD, LIST and If-Match
         self.lock = threading.Lock()
         self.next_value = 0
-        self.stop = threading.Event()
         self.rng = random.Random(seed)
         self.threads = [threading.Thread(target=self.run, args=(n, self.rng.randrange(1 << 30)), daemon=True)
                         for n in range(threads)]
@@ -81,16 +84,6 @@ class Workload:
     def value_of_etag(self, etag):
         with self.lock:
             return self.etags.get(etag, f"unknown ETag {etag}")
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
 
     def run(self, n, seed):
         try:
