@@ -19,9 +19,12 @@ pub fn env_from_file(
     let role = command.find_subcommand(role).ok_or_else(|| anyhow!("unknown role {role}"))?;
     let mut out = Vec::new();
     for (name, value) in table {
+        let named = |a: &&clap::Arg| a.get_long() == Some(name.as_str());
+        // A role's own flags, then the global ones (`--log-format`, …).
         let arg = role
             .get_arguments()
-            .find(|a| a.get_long() == Some(name.as_str()))
+            .find(named)
+            .or_else(|| command.get_arguments().find(|a| a.is_global_set() && named(a)))
             .ok_or_else(|| anyhow!("unknown setting {name:?} for `jadfs {}`", role.get_name()))?;
         let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
             bail!("setting {name:?} cannot come from a file");

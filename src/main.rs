@@ -22,6 +22,21 @@ struct Cli {
     /// (flags > environment > file > defaults).
     #[arg(long, env = "JADFS_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Log lines as `text` (for people) or `json` (one object a line, with
+    /// the request id of every line of an S3 request, for log collectors).
+    #[arg(long, env = "JADFS_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Token Prometheus must send (`Authorization: Bearer TOKEN`) to read
+    /// `/metrics` on every port this process serves; without one, only
+    /// loopback peers may read them.
+    #[arg(long, env = "JADFS_METRICS_TOKEN", global = true, hide_env_values = true)]
+    metrics_token: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +105,10 @@ struct S3Args {
     /// Requests in progress at once for one access key (beyond: 503 SlowDown).
     #[arg(long, env = "JADFS_MAX_REQUESTS_PER_KEY", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     max_requests_per_key: u64,
+    /// Log one line per S3 request (log target `jadfs::access`: request id,
+    /// operation, bucket, status, error code, bytes, milliseconds).
+    #[arg(long, env = "JADFS_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    access_log: bool,
 }
 
 #[derive(Args)]
@@ -304,13 +323,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
+    if matches!(cli.command, Role::Server(_) | Role::Meta(_) | Role::StorageNode(_) | Role::Gateway(_)) {
+        jadfs_common::metrics::install(cli.metrics_token.clone());
+    }
+    match cli.command {
         Role::Server(args) => roles::server(args).await,
         Role::Meta(args) => roles::meta(args).await,
         Role::StorageNode(args) => roles::storage_node(args).await,

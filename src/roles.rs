@@ -112,6 +112,7 @@ fn gateway_config(
             max_requests: s3.max_requests as usize,
             max_requests_per_key: s3.max_requests_per_key as usize,
         },
+        access_log: s3.access_log,
     }
 }
 

@@ -2,14 +2,15 @@
 //! manifests, ETags and checksums, and the storage node's messages. The
 //! meta service's own commands and queries live in `jadfs_meta::api`.
 //! No I/O here, but for `links` (the HTTP clients roles reach each other
-//! with, and the TLS files they read) and `serve` (what the internal
-//! servers share).
+//! with, and the TLS files they read), `serve` (what the internal servers
+//! share) and `metrics` (the process's recorder and its `/metrics`).
 
 pub mod checksum;
 pub mod cluster_auth;
 pub mod disk;
 pub mod etag;
 pub mod links;
+pub mod metrics;
 pub mod node;
 pub mod sealed;
 pub mod serve;

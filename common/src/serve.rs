@@ -8,9 +8,11 @@ use actix_web::web;
 use crate::cluster_auth::{self, AuthError, Verifier};
 
 /// Whether `req` proves the cluster secret to the [`Verifier`] in the app
-/// data; `/health` alone is open. A refusal is logged with the peer's address.
+/// data; `/health` is open, and `/metrics` has its own check (Prometheus
+/// cannot sign: [`crate::metrics::respond`]). A refusal is logged with the
+/// peer's address.
 pub fn check_cluster_auth(req: &ServiceRequest) -> Result<(), AuthError> {
-    if req.path() == "/health" {
+    if req.path() == "/health" || req.path() == "/metrics" {
         return Ok(());
     }
     let checked = match req.app_data::<web::Data<Verifier>>() {

@@ -36,6 +36,8 @@ pub struct GatewayConfig {
     /// How the gateway reaches meta nodes (plain or TLS; storage nodes are
     /// reached by the `StorageClient` it is given).
     pub links: Links,
+    /// Log one line per S3 request (target `jadfs::access`).
+    pub access_log: bool,
 }
 
 /// What one client, or all of them, may hold of the gateway.

@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod metrics;
 mod ops;
 pub mod placement;
 pub mod router;

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::body::RequestBody;
 use crate::endpoint::{BucketOp, Endpoint, ObjectOp, RequestLine};
 use crate::error::{Code, S3Error};
+use crate::metrics::Exchange;
 use crate::ops::{self, Ctx};
 use crate::sigv4;
 use crate::target::resolve_target;
@@ -20,6 +21,7 @@ use crate::{unsupported, Gateway};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `-` cannot start a bucket name, so these never shadow a bucket.
     cfg.route("/-/health", web::get().to(health))
+        .route("/-/metrics", web::get().to(jadfs_common::metrics::scrape))
         .route("/-/stats", web::get().to(stats))
         .configure(crate::admin::configure)
         .default_service(web::to(dispatch));
@@ -77,6 +79,11 @@ pub async fn expect_continue(
 }
 
 async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    // Prometheus cannot sign: an unsigned GET /metrics is a scrape (a
+    // signed one lists the bucket `metrics`).
+    if req.method() == Method::GET && jadfs_common::metrics::is_scrape(req.path(), req.query_string(), req.headers()) {
+        return jadfs_common::metrics::respond(&req);
+    }
     let request_id = format!("{:016X}", jadfs_common::random_u64());
     let span = tracing::info_span!(
         "s3",
@@ -85,24 +92,27 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
         path = %req.uri().path(),
         op = tracing::field::Empty,
     );
-    let body = RequestBody::new(payload, gw.config.limits.body_idle);
-    let result = handle(&req, body, gw.get_ref().clone()).instrument(span.clone()).await;
+    let mut exchange = Exchange::begin(request_id, gw.config.access_log);
+    exchange.bucket = target_of(&req, &gw).ok().and_then(|(bucket, _)| bucket);
+    let body = RequestBody::new(payload, gw.config.limits.body_idle, exchange.received.clone());
+    let result = handle(&req, body, gw.get_ref().clone(), &mut exchange.op).instrument(span.clone()).await;
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
+            exchange.code = Some(e.code.as_str());
             span.in_scope(|| tracing::info!(code = e.code.as_str(), status = e.status().as_u16(), "request failed"));
-            span.in_scope(|| e.to_response(req.uri().path(), &request_id, req.method() == Method::HEAD))
+            span.in_scope(|| e.to_response(req.uri().path(), &exchange.request_id, req.method() == Method::HEAD))
         }
     };
     if req.method() != Method::OPTIONS && req.headers().contains_key("origin") {
-        if let Ok((Some(bucket), _)) = target_of(&req, &gw) {
-            ops::cors::decorate(&req, &gw, &bucket, &mut response).await;
+        if let Some(bucket) = &exchange.bucket {
+            ops::cors::decorate(&req, &gw, bucket, &mut response).await;
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&exchange.request_id) {
         response.headers_mut().insert(HeaderName::from_static("x-amz-request-id"), value);
     }
-    response
+    exchange.finish(response)
 }
 
 fn target_of(req: &HttpRequest, gw: &Gateway) -> Result<(Option<String>, Option<String>), S3Error> {
@@ -110,9 +120,17 @@ fn target_of(req: &HttpRequest, gw: &Gateway) -> Result<(Option<String>, Option<
     resolve_target(req.uri().path(), host, gw.config.domain.as_deref())
 }
 
-async fn handle(req: &HttpRequest, body: RequestBody, gw: Arc<Gateway>) -> Result<HttpResponse, S3Error> {
+/// Answers one S3 request; `op` is set to the operation's name once it is
+/// known (for metrics and the access log).
+async fn handle(
+    req: &HttpRequest,
+    body: RequestBody,
+    gw: Arc<Gateway>,
+    op: &mut &'static str,
+) -> Result<HttpResponse, S3Error> {
     let place = gw.admission.enter()?;
     if req.method() == Method::OPTIONS {
+        *op = "CorsPreflight";
         // A browser's CORS preflight is never signed.
         return match target_of(req, &gw)? {
             (Some(bucket), _) => ops::cors::preflight(req, &gw, &bucket).await,
@@ -121,6 +139,7 @@ async fn handle(req: &HttpRequest, body: RequestBody, gw: Arc<Gateway>) -> Resul
     }
     if is_form_upload(req.method(), req.headers()) {
         // A browser form carries its authentication inside: its signed policy.
+        *op = "PostObject";
         return match target_of(req, &gw)? {
             (Some(bucket), None) => ops::post_object::post_object(req, body, gw, &bucket).await,
             _ => Err(Code::MethodNotAllowed.into()),
@@ -133,7 +152,8 @@ async fn handle(req: &HttpRequest, body: RequestBody, gw: Arc<Gateway>) -> Resul
     let copy_source = req.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok());
     let endpoint =
         Endpoint::parse(RequestLine { method: req.method(), bucket: bucket.clone(), key, query: &query, copy_source })?;
-    tracing::Span::current().record("op", endpoint.name());
+    *op = endpoint.name();
+    tracing::Span::current().record("op", *op);
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     unsupported::refuse_unsupported(&endpoint, header)?;
     let ctx = Ctx::new(req, gw, signed, query, bucket, admitted);

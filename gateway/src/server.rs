@@ -33,6 +33,7 @@ pub fn start(config: GatewayConfig, storage: StorageClient) -> std::io::Result<R
     let workers = config.workers;
     let header_timeout = config.limits.header_timeout;
     let gateway = Arc::new(Gateway::new(config, storage));
+    crate::metrics::describe();
     // One HTTP service per accepted connection type (plain TCP or TLS).
     macro_rules! s3_service {
         () => {{

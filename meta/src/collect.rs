@@ -106,7 +106,9 @@ async fn delete_copies(
     let done: Vec<(ChunkId, NodeId)> = futures_util::future::join_all(asked).await.into_iter().flatten().collect();
     if !done.is_empty() {
         tracing::info!(copies = done.len(), "deleted copies of collected chunks");
+        let deleted = done.len();
         write(raft, Command::CopiesDeleted { copies: done }).await?;
+        crate::metrics::copies_deleted(deleted);
     }
     Ok(())
 }

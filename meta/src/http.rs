@@ -1,6 +1,7 @@
 //! The meta node's HTTP API: Raft RPCs from peers (`/raft/*`) and the
 //! metadata API for gateways (`/v1/write`, `/v1/query`, `/v1/status`).
-//! Every route but `/health` needs the cluster secret.
+//! Every route but `/health` and `/metrics` (a token or loopback, see
+//! `jadfs_common::metrics`) needs the cluster secret.
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::JsonConfig::default().limit(64 << 20))
         .app_data(web::PayloadConfig::new(64 << 20))
         .route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(jadfs_common::metrics::scrape))
         .route("/v1/status", web::get().to(status))
         .route("/v1/write", web::post().to(write))
         .route("/v1/query", web::post().to(query))

@@ -10,6 +10,7 @@ pub mod disk;
 pub mod http;
 pub mod lease;
 pub mod log_store;
+mod metrics;
 mod mover;
 pub mod network;
 mod node_link;
@@ -114,6 +115,14 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         links,
         config.gc_grace,
     ));
+    metrics::describe();
+    tokio::spawn(metrics::sample(metrics::Sources {
+        raft: raft.clone(),
+        log: log.clone(),
+        readers: readers.clone(),
+        liveness: liveness.clone(),
+        data_dir: config.data_dir.clone(),
+    }));
     let writes = batch::WriteBatcher::start(raft.clone());
     let state = web::Data::new(http::MetaState { raft: raft.clone(), writes, readers, liveness, log, disk });
     let verifier = web::Data::new(Verifier::new(config.cluster_key.clone()));

@@ -53,6 +53,7 @@ pub async fn run_repairer(
         let trimmed = trim_round(&raft, &readers, &liveness, &mut trim_cursor).await;
         for failed in [repaired.as_ref().err(), trimmed.as_ref().err()].into_iter().flatten() {
             tracing::warn!(error = %failed, "repair round failed");
+            crate::metrics::repair_failed();
         }
         if !repaired.unwrap_or(false) && !trimmed.unwrap_or(false) {
             tokio::time::sleep(REPAIR_IDLE).await;
@@ -162,7 +163,9 @@ async fn repair_chunk(
         return Ok(false);
     }
     let done = live.len() + added.len() >= repair.copies as usize;
+    let made = added.len();
     write(raft, Command::RepairDone { chunk: repair.chunk, added, done, write_id: Some(write_id) }).await?;
+    crate::metrics::copies_made(made);
     Ok(true)
 }
 

@@ -6,9 +6,10 @@
 //! - `GET|HEAD /v1/chunks/{id}` (with `Range: bytes=a-b`), `DELETE /v1/chunks/{id}`
 //! - `POST /v1/chunks/{id}/replicate` with `{"to": node id}`: copy a chunk to another registered node
 //! - `GET /v1/chunks?after=&limit=`, `GET /v1/stats`, `GET /health`
+//! - `GET /metrics`: Prometheus text (a token or loopback, not the secret)
 //! - `GET /v1/scrub`: the scrubber's progress; `POST /v1/scrub`: start a pass now
 //!
-//! Every route but `/health` needs the cluster secret.
+//! Every route but `/health` and `/metrics` needs the cluster secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,7 @@ mod tokio_stream_shim {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(jadfs_common::metrics::scrape))
         .route("/v1/stats", web::get().to(stats))
         .route("/v1/chunks", web::post().to(post_chunk))
         .route("/v1/chunks", web::get().to(list_chunks))

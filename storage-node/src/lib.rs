@@ -7,6 +7,7 @@ pub mod error;
 mod fs;
 pub mod http;
 mod index;
+pub mod metrics;
 pub mod scrub;
 pub mod store;
 
@@ -68,6 +69,8 @@ pub fn start(config: &StorageNodeConfig) -> Result<RunningNode, error::StoreErro
     let store = Arc::new(ChunkStore::open(&config.data_dir, config.max_chunk_size)?.with_reserve(config.disk_reserve));
     let scrubber = scrub::Scrubber::new(store.clone(), config.scrub_rate);
     tokio::spawn(scrubber.clone().run());
+    metrics::describe();
+    tokio::spawn(metrics::sample(store.clone(), scrubber.clone()));
     let scrubber = web::Data::new(scrubber);
     let listener = TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;

@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod drain;
 mod membership;
+mod metrics;
 mod s3;
 mod security;
 mod storage_node;

@@ -9,6 +9,8 @@
 //! or, for a browser form, through the form's reader.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
@@ -33,8 +35,14 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(payload: web::Payload, idle: Duration) -> RequestBody {
-        RequestBody { stream: Box::pin(payload), idle }
+    /// `received` counts the bytes as they arrive (for metrics).
+    pub fn new(payload: web::Payload, idle: Duration, received: Arc<AtomicU64>) -> RequestBody {
+        let counted = payload.inspect(move |piece| {
+            if let Ok(bytes) = piece {
+                received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+        });
+        RequestBody { stream: Box::pin(counted), idle }
     }
 
     /// The body of a browser form upload, read by the form's parser: its

@@ -268,3 +268,14 @@ pub enum NodeState {
     /// Silent for long: its chunks are re-copied elsewhere.
     Dead,
 }
+
+impl NodeState {
+    /// Its name as it is serialised (and shown to operators).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Alive => "alive",
+            NodeState::Suspect => "suspect",
+            NodeState::Dead => "dead",
+        }
+    }
+}

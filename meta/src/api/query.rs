@@ -100,6 +100,9 @@ pub struct LocatedObject {
 pub struct MetaStats {
     pub buckets: u64,
     pub objects: u64,
+    /// Of those, the ones whose bytes are kept in their metadata.
+    #[serde(default)]
+    pub inline_objects: u64,
     /// Distinct chunks referenced by at least one object.
     pub chunks: u64,
     /// Bytes of those chunks, each counted once.

@@ -266,6 +266,7 @@ fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
     Ok(MetaStats {
         buckets: count("SELECT COUNT(*) FROM buckets")?,
         objects: count("SELECT COUNT(*) FROM objects")?,
+        inline_objects: count("SELECT COUNT(*) FROM inline_objects")?,
         chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount > 0")?,
         chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
         orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,

@@ -168,6 +168,7 @@ impl ChunkStore {
             (Err(e), _) => return Err(e.into()),
         }
         tracing::warn!(chunk = %id, "copy quarantined and noted lost");
+        crate::metrics::copy_lost(self.node_id());
         self.index().mark_lost(id, jadfs_common::now_ms())
     }
 

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use jadfs_common::node::ChunkInfo;
@@ -19,6 +20,7 @@ use super::ChunkStore;
 use crate::blocks::{BlockSummer, BlockSums, BLOCK};
 use crate::error::StoreError;
 use crate::fs::{aligned_buffer, set_direct, DIRECT_ALIGN};
+use crate::metrics;
 
 /// Bytes read by one hand-over to a blocking thread.
 const READ_BATCH: usize = 1 << 20;
@@ -122,13 +124,19 @@ pub async fn read_stream(
     range: Option<(u64, u64)>,
 ) -> Result<mpsc::Receiver<io::Result<Bytes>>, StoreError> {
     let (id, inode) = (chunk.info.id, chunk.inode);
+    let (node, started) = (store.node_id(), Instant::now());
     let reader = ChunkReader::new(chunk, range);
     let (mut reader, (first, mut end)) = match read_batch(reader).await {
         Ok(read) => read,
-        Err(e) => return Err(store.copy_failed(id, inode, e).await),
+        Err(e) => {
+            metrics::chunk_read(node, 0, false, started);
+            return Err(store.copy_failed(id, inode, e).await);
+        }
     };
     let (tx, rx) = mpsc::channel(READ_BATCH / BLOCK + 1);
+    let mut sent = 0;
     for block in first {
+        sent += block.len() as u64;
         tx.try_send(Ok(block)).expect("the channel holds a batch");
     }
     tokio::spawn(async move {
@@ -137,17 +145,20 @@ pub async fn read_stream(
             (reader, (blocks, end)) = match read_batch(Ok(reader)).await {
                 Ok(read) => read,
                 Err(e) => {
+                    metrics::chunk_read(node, sent, false, started);
                     let e = store.copy_failed(id, inode, e).await;
                     let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
                     return;
                 }
             };
             for block in blocks {
+                sent += block.len() as u64;
                 if tx.send(Ok(block)).await.is_err() {
                     return; // the reader went away
                 }
             }
         }
+        metrics::chunk_read(node, sent, true, started);
     });
     Ok(rx)
 }

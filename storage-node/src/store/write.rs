@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
@@ -317,6 +318,17 @@ const WRITE_BATCH: usize = 1 << 20;
 /// without holding a thread; each write goes to a blocking thread only
 /// while it runs, with whatever else has arrived by then.
 pub async fn receive_chunk(
+    store: Arc<ChunkStore>,
+    check: WriteCheck,
+    pieces: mpsc::Receiver<PutMessage>,
+) -> Result<ChunkPutResponse, StoreError> {
+    let (node, started) = (store.node_id(), Instant::now());
+    let written = write_pieces(store, check, pieces).await;
+    crate::metrics::chunk_written(node, written.as_ref().ok().map(|w| w.size), started);
+    written
+}
+
+async fn write_pieces(
     store: Arc<ChunkStore>,
     check: WriteCheck,
     mut pieces: mpsc::Receiver<PutMessage>,
