@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use jadfs_gateway::admin::{NodeScrub, NodesReport};
+use jadfs_common::node::ScrubStatus;
+use jadfs_gateway::admin::{ClusterStatus, NodeScrub, NodesReport};
 use jadfs_gateway::sigv4::{self, RequestParts};
 use jadfs_meta::api::NodeState;
 use sha2::{Digest, Sha256};
@@ -54,6 +55,14 @@ enum AdminCommand {
     Bucket(BucketCommand),
     /// Membership of the meta (Raft) cluster.
     Meta(MetaArgs),
+    /// The cluster at a glance: meta members and their leader, storage
+    /// nodes (state, space, chunks, scrub), what waits for repair and
+    /// collection, and alarms.
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Storage nodes, their state (alive, suspect, dead) and space, and the repair backlog.
     Nodes,
     /// One storage node: drain it before it leaves.
@@ -259,6 +268,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let body = serde_json::json!({ "access_key": access_key, "permission": null });
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
         }
+        AdminCommand::Status { json } => {
+            let status: ClusterStatus = client.call("GET", "/-/admin/status", None).await?.json().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+        }
         AdminCommand::Nodes => {
             let report = nodes_report(&client).await?;
             println!(
@@ -426,16 +443,11 @@ fn print_scrub_report(report: &[NodeScrub]) {
             println!("{:<20} unreachable: {}", node.node, node.error.as_deref().unwrap_or("?"));
             continue;
         };
-        let progress = match (s.running, s.pass_total_bytes) {
-            (false, _) => "-".to_string(),
-            (true, 0) => "0%".to_string(),
-            (true, total) => format!("{:.1}%", 100.0 * s.checked_bytes.min(total) as f64 / total as f64),
-        };
         println!(
             "{:<20} {:<8} {:>9} {:>10.1} {:>6} {:>9}  {} ({} bad of {} chunks)",
             node.node,
             if s.running { "running" } else { "idle" },
-            progress,
+            scrub_progress(s),
             s.rate_bytes_per_s as f64 / (1 << 20) as f64,
             s.bad_copies,
             s.checked_chunks,
@@ -443,6 +455,97 @@ fn print_scrub_report(report: &[NodeScrub]) {
             s.last_pass_bad_copies,
             s.last_pass_chunks,
         );
+    }
+}
+
+/// How far a scrub pass is: a percentage while one runs, `-` otherwise.
+fn scrub_progress(s: &ScrubStatus) -> String {
+    match (s.running, s.pass_total_bytes) {
+        (false, _) => "-".to_string(),
+        (true, 0) => "0%".to_string(),
+        (true, total) => format!("{:.1}%", 100.0 * s.checked_bytes.min(total) as f64 / total as f64),
+    }
+}
+
+fn print_status(status: &ClusterStatus) {
+    let gib = |v: u64| v as f64 / (1u64 << 30) as f64;
+    let or_dash = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    match status.leader {
+        Some(leader) => println!("meta cluster: {} members, leader {leader}", status.meta.len()),
+        None => println!("meta cluster: {} members, NO LEADER", status.meta.len()),
+    }
+    println!(
+        "  {:<4} {:<22} {:<10} {:>6} {:>6} {:>10} {:>10} {:>10}",
+        "id", "addr", "state", "leader", "term", "log", "committed", "applied"
+    );
+    for m in &status.meta {
+        match &m.error {
+            Some(e) => println!("  {:<4} {:<22} unreachable: {e}", m.id, m.addr),
+            None => println!(
+                "  {:<4} {:<22} {:<10} {:>6} {:>6} {:>10} {:>10} {:>10}",
+                m.id,
+                m.addr,
+                m.state.as_deref().unwrap_or("?"),
+                or_dash(m.leader),
+                or_dash(m.term),
+                or_dash(m.last_log),
+                or_dash(m.committed),
+                or_dash(m.applied)
+            ),
+        }
+    }
+    println!("\nstorage nodes: {}", status.nodes.len());
+    println!(
+        "  {:<20} {:<22} {:<8} {:<15} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "id", "addr", "zone", "state", "used", "size GiB", "chunks", "held GiB", "scrub"
+    );
+    for n in &status.nodes {
+        let info = &n.info;
+        let used = match info.capacity_bytes {
+            0 => "-".to_string(),
+            size => format!("{:.0}%", 100.0 * (size - info.free_bytes.min(size)) as f64 / size as f64),
+        };
+        let scrub = match &n.scrub {
+            Some(s) if s.running => scrub_progress(s),
+            Some(_) => "idle".to_string(),
+            None => "?".to_string(),
+        };
+        println!(
+            "  {:<20} {:<22} {:<8} {:<15} {:>6} {:>9.1} {:>9} {:>9.2} {:>9}",
+            info.id,
+            info.addr,
+            info.zone.as_deref().unwrap_or("-"),
+            format!("{}{}", info.state.as_str(), if info.draining { " draining" } else { "" }),
+            used,
+            gib(info.capacity_bytes),
+            n.chunks,
+            gib(n.bytes),
+            scrub
+        );
+    }
+    let s = &status.stats;
+    println!(
+        "\nbuckets {}, objects {} ({} inline), chunks {} ({:.2} GiB)",
+        s.buckets,
+        s.objects,
+        s.inline_objects,
+        s.chunks,
+        gib(s.chunk_bytes)
+    );
+    println!(
+        "waiting for copies: {}, orphaned (to collect): {}, copies to delete: {}",
+        s.repair_queue, s.orphaned_chunks, s.pending_deletions
+    );
+    if let Some(tolerance) = status.rebalance_tolerance {
+        println!("rebalancing to within {tolerance}% of each node's share");
+    }
+    if status.alarms.is_empty() {
+        println!("\nno alarms");
+    } else {
+        println!("\nALARMS:");
+        for alarm in &status.alarms {
+            println!("  - {alarm}");
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //!   (`{"mode": "sync"|"async", "copies", "write_quorum"}`; PUT `null` on a bucket: back to the default)
 //! - `GET /-/admin/nodes`: storage nodes with their state, and the repair queue's length
 //! - `GET /-/admin/scrub[?node=N]`: each storage node's scrubber; `POST` starts a pass now
+//! - `GET /-/admin/status`: the cluster at a glance ([`ClusterStatus`]), with its alarms
 
 use std::sync::Arc;
 
@@ -36,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/-/admin/nodes/{id}/drain", web::put().to(drain_node))
         .route("/-/admin/rebalance", web::put().to(rebalance))
         .route("/-/admin/scrub", web::get().to(scrub))
-        .route("/-/admin/scrub", web::post().to(scrub));
+        .route("/-/admin/scrub", web::post().to(scrub))
+        .route("/-/admin/status", web::get().to(status));
 }
 
 type Gw = web::Data<Arc<Gateway>>;
@@ -321,4 +323,166 @@ async fn scrub(req: HttpRequest, gw: Gw, query: web::Query<NodeQuery>) -> HttpRe
     }
     .await;
     respond(&req, result)
+}
+
+/// The cluster at a glance, for `jadfs admin status` and the console.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ClusterStatus {
+    /// Every member of the meta cluster, each as it answered for itself.
+    pub meta: Vec<MetaMember>,
+    /// The leader a majority of the members follow, if there is one.
+    pub leader: Option<u64>,
+    pub nodes: Vec<NodeStatus>,
+    /// What the state machine holds: objects, chunks, the repair queue,
+    /// copies waiting to be deleted.
+    pub stats: jadfs_meta::api::MetaStats,
+    pub rebalance_tolerance: Option<u8>,
+    /// What needs an operator: each a sentence.
+    pub alarms: Vec<String>,
+}
+
+/// A meta member's Raft state as it reported it.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct MetaMember {
+    pub id: u64,
+    pub addr: String,
+    /// Leader, Follower, Candidate or Learner; None when it did not answer.
+    pub state: Option<String>,
+    pub leader: Option<u64>,
+    pub term: Option<u64>,
+    pub last_log: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A storage node as the leader sees it, with what it holds and its scrubber.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct NodeStatus {
+    #[serde(flatten)]
+    pub info: StorageNodeInfo,
+    /// Chunks and bytes the metadata places on it.
+    pub chunks: u64,
+    pub bytes: u64,
+    pub scrub: Option<ScrubStatus>,
+    pub error: Option<String>,
+}
+
+/// How long each member or node has to answer a status request.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A storage node's disk this full is an alarm (percent free).
+const LOW_DISK_PERCENT: u64 = 5;
+
+async fn status(req: HttpRequest, gw: Gw) -> HttpResponse {
+    let result = async {
+        admin(&req, &gw, b"").await?;
+        Ok(HttpResponse::Ok().json(cluster_status(&gw).await?))
+    }
+    .await;
+    respond(&req, result)
+}
+
+/// Asks each meta member and storage node, each given a few seconds.
+pub async fn cluster_status(gw: &Gateway) -> Result<ClusterStatus, S3Error> {
+    let meta = meta_members(gw).await;
+    let voters = meta.len();
+    let leader = meta
+        .iter()
+        .filter_map(|m| m.leader)
+        .find(|candidate| meta.iter().filter(|m| m.leader == Some(*candidate)).count() * 2 > voters);
+    let mut alarms: Vec<String> = meta
+        .iter()
+        .filter_map(|m| m.error.as_ref().map(|e| format!("meta node {} ({}) does not answer: {e}", m.id, m.addr)))
+        .collect();
+    if leader.is_none() {
+        alarms.push("no meta leader that a majority follows: writes and reads are refused".into());
+        return Ok(ClusterStatus {
+            meta,
+            leader,
+            nodes: Vec::new(),
+            stats: Default::default(),
+            rebalance_tolerance: None,
+            alarms,
+        });
+    }
+    let (listed, stats, usage) = tokio::join!(gw.storage_nodes(true), gw.meta.stats(), gw.meta.usage());
+    let (listed, stats, usage) = (listed?, stats?, usage?);
+    let scrubs = listed.iter().map(|n| tokio::time::timeout(STATUS_TIMEOUT, gw.storage.scrub(&n.addr, false)));
+    let scrubs = futures_util::future::join_all(scrubs).await;
+    let mut nodes = Vec::new();
+    for (info, scrub) in listed.into_iter().zip(scrubs) {
+        let held = usage.nodes.iter().find(|u| u.node == info.id);
+        let (scrub, error) = match scrub {
+            Ok(Ok(status)) => (Some(status), None),
+            Ok(Err(e)) => (None, Some(e.to_string())),
+            Err(_) => (None, Some(format!("no answer in {STATUS_TIMEOUT:?}"))),
+        };
+        alarms.extend(node_alarms(&info));
+        nodes.push(NodeStatus {
+            chunks: held.map_or(0, |h| h.chunks),
+            bytes: held.map_or(0, |h| h.bytes),
+            info,
+            scrub,
+            error,
+        });
+    }
+    Ok(ClusterStatus { meta, leader, nodes, stats, rebalance_tolerance: usage.rebalance_tolerance, alarms })
+}
+
+fn node_alarms(node: &StorageNodeInfo) -> Option<String> {
+    use jadfs_meta::api::NodeState;
+    let name = format!("storage node {} ({})", node.id, node.addr);
+    match node.state {
+        NodeState::Dead => Some(format!("{name} is dead: its chunks are being copied to other nodes")),
+        NodeState::Suspect => Some(format!("{name} is silent: it takes no new chunks")),
+        NodeState::Alive
+            if node.capacity_bytes > 0 && node.free_bytes * 100 < node.capacity_bytes * LOW_DISK_PERCENT =>
+        {
+            Some(format!("{name} has less than {LOW_DISK_PERCENT}% of its disk free"))
+        }
+        NodeState::Alive => None,
+    }
+}
+
+/// Every member of the meta cluster (as the first member that answers
+/// lists them), each asked for its own Raft state.
+async fn meta_members(gw: &Gateway) -> Vec<MetaMember> {
+    let mut membership = None;
+    for addr in &gw.config.meta_addrs {
+        if let Ok(Ok(status)) = tokio::time::timeout(STATUS_TIMEOUT, gw.meta.status(addr)).await {
+            membership = status["membership_config"]["membership"]["nodes"].as_object().cloned();
+            break;
+        }
+    }
+    let Some(membership) = membership else {
+        return gw
+            .config
+            .meta_addrs
+            .iter()
+            .map(|addr| MetaMember { addr: addr.clone(), error: Some("no answer".into()), ..Default::default() })
+            .collect();
+    };
+    let asked = membership.iter().map(|(id, node)| async move {
+        let addr = node["addr"].as_str().unwrap_or_default().to_string();
+        let id = id.parse().unwrap_or_default();
+        match tokio::time::timeout(STATUS_TIMEOUT, gw.meta.status(&addr)).await {
+            Ok(Ok(m)) => MetaMember {
+                id,
+                state: m["state"].as_str().map(str::to_string),
+                leader: m["current_leader"].as_u64(),
+                term: m["current_term"].as_u64(),
+                last_log: m["last_log_index"].as_u64(),
+                committed: m["committed"].as_u64(),
+                applied: m["last_applied"]["index"].as_u64(),
+                addr,
+                error: None,
+            },
+            Ok(Err(e)) => MetaMember { id, addr, error: Some(e.to_string()), ..Default::default() },
+            Err(_) => {
+                MetaMember { id, addr, error: Some(format!("no answer in {STATUS_TIMEOUT:?}")), ..Default::default() }
+            }
+        }
+    });
+    futures_util::future::join_all(asked).await
 }

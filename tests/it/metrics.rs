@@ -228,6 +228,32 @@ async fn each_role_serves_its_own_metrics_without_the_cluster_secret() {
 }
 
 #[tokio::test]
+async fn admin_status_shows_the_cluster_as_a_table_and_as_json() {
+    let server = Server::start_with(&["--chunk-size", "1048576"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("shown").send().await.unwrap();
+    s3.put_object().bucket("shown").key("a").body(ByteStream::from(random_bytes(MIB, 3))).send().await.unwrap();
+
+    let json: serde_json::Value = serde_json::from_str(&server.admin(&["status", "--json"])).expect("JSON");
+    assert_eq!(json["leader"], 1);
+    assert_eq!(json["meta"].as_array().unwrap().len(), 1);
+    assert_eq!(json["meta"][0]["state"], "Leader");
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for node in nodes {
+        assert_eq!(node["state"], "alive", "{node}");
+        assert_eq!(node["chunks"], 1, "{node}");
+        assert!(node["scrub"].is_object(), "{node}");
+    }
+    assert_eq!(json["stats"]["objects"], 1);
+    assert_eq!(json["alarms"].as_array().unwrap().len(), 0, "{json}");
+
+    let table = server.admin(&["status"]);
+    assert!(table.contains("meta cluster: 1 members, leader 1"), "{table}");
+    assert!(table.contains("storage nodes: 3") && table.contains("no alarms"), "{table}");
+}
+
+#[tokio::test]
 async fn one_access_line_per_request_with_its_request_id_and_none_when_turned_off() {
     let env = [("RUST_LOG", "warn,jadfs::access=info,jadfs_gateway=info")];
     let logged = Server::start_with_env(&["--log-format", "json"], &env);
