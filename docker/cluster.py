@@ -76,8 +76,10 @@ class Threads:
 
 
 class Cluster:
-    """`env` goes to every container; `services` maps a service to the
-    environment only it gets; `tmpfs` maps a service to the size of the
+    """`env` is docker-compose's environment: a container gets only the
+    variables the compose file names for its service (JADFS_CHUNK_SIZE for
+    gateways), anything else must go in `services`, which maps a service to
+    the environment only it gets; `tmpfs` maps a service to the size of the
     tmpfs its data volume is instead (a disk a test can fill)."""
 
     def __init__(self, tag, env=None, services=None, tmpfs=None):

@@ -16,6 +16,8 @@ anomaly. The table of the last run goes to docker/FAULTS.md.
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import random
 import signal
@@ -24,7 +26,7 @@ import sys
 import time
 
 from cluster import Cluster, docker, log, wait_until
-from history import OK, UNKNOWN, check
+from history import OK, UNKNOWN, check, staleness
 from workload import Workload, client_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +36,8 @@ FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 SKEWED = ("meta2", "gateway2")  # the services whose clocks a phase moves
 FULL = "storage4"  # the storage node whose disk (a tmpfs) a phase fills
 DEAD_AFTER = 10
+CHUNK_SIZE = 1 << 20  # so the workload's larger bodies span two chunks
+GC_GRACE = "10s"  # garbage is collected within a phase, under its fault
 METAS = ("meta1", "meta2", "meta3")
 STORAGE = ("storage1", "storage2", "storage3", "storage4")
 EVERYONE = METAS + STORAGE + ("gateway1", "gateway2")
@@ -48,12 +52,14 @@ def skewable(settings):
 
 
 def make_cluster():
-    services = {m: {"JADFS_NODE_DEAD_AFTER": str(DEAD_AFTER)} for m in METAS}
+    """Settings only some roles read go to those services: docker-compose
+    hands a container only the variables the compose file names for it
+    (the chunk size, for gateways)."""
+    services = {m: {"JADFS_NODE_DEAD_AFTER": str(DEAD_AFTER), "JADFS_GC_GRACE": GC_GRACE} for m in METAS}
     services.update({s: {"JADFS_SCRUB_RATE": "200"} for s in STORAGE})
     for s in SKEWED:
         services[s] = skewable(services.get(s, {}))
-    return Cluster("faults", env={"JADFS_CHUNK_SIZE": "1048576", "JADFS_GC_GRACE": "10s"}, services=services,
-                   tmpfs={FULL: "2g"})
+    return Cluster("faults", env={"JADFS_CHUNK_SIZE": str(CHUNK_SIZE)}, services=services, tmpfs={FULL: "2g"})
 
 
 # -- the means of harm ------------------------------------------------------
@@ -222,24 +228,97 @@ def fill_disk(cluster, rng, hold):
 
 
 def rot_copies(cluster, rng, hold):
-    """A flipped byte in one copy and a deleted file of another, on a
-    node's newest chunks (most likely those of this phase's keys)."""
-    service = rng.choice(STORAGE)
-    time.sleep(hold / 3)
-    files = sorted(cluster.chunk_files(service), key=os.path.getmtime)[-20:]
-    rng.shuffle(files)
-    rotten, gone = files[0], files[1]
-    with open(rotten, "r+b") as f:
-        size = os.path.getsize(rotten)
-        at = rng.randrange(size)
+    """A flipped byte in one copy and a deleted file of another, on one
+    node, in two objects of the fault's own: they must read back right
+    through both gateways while damaged, and have 3 good copies again once
+    that node's scrubber has run. (The workload's newest chunks are mostly
+    of hot keys since overwritten: garbage, which is rightly not repaired.)"""
+    started = time.monotonic()
+    bucket, s3 = BUCKETS[0][0], cluster.client(0)
+    tag = rng.randrange(1 << 30)
+    bodies = {f"rot-copies/{tag}/{name}": rng.randbytes(CHUNK_SIZE * 3 // 2) for name in ("a", "b")}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    try:
+        volumes = {service: cluster.volume(service) for service in STORAGE}
+        chunks = [chunk for body in bodies.values() for chunk in chunk_ids(body)]
+        whole = lambda: all(len(good_copies(volumes, c)) >= 3 for c in chunks)  # noqa: E731
+        wait_until("3 good copies of each new chunk", 60, whole)
+        service, rotten, gone, at = damage(cluster, rng, volumes, chunks)
+        damaged = time.monotonic()
+        assert not whole(), "the damage did not take"
+        read_back(cluster, bucket, bodies)
+        node = cluster.node_id(service)
+        cluster.admin("scrub", "start", "--node", node)
+        wait_until("3 good copies of each damaged chunk again", 180, whole, every=1)
+        repaired = time.monotonic() - damaged
+        time.sleep(max(0, hold - (time.monotonic() - started)))
+    finally:
+        for key in bodies:
+            s3.delete_object(Bucket=bucket, Key=key)
+    # Reads that met a bad copy have it made again too: the scrubber may find none.
+    return (f"on {service}: byte {at} of {rotten[:12]} flipped, {gone[:12]} deleted; 3 good copies again "
+            f"{repaired:.1f} s later (its scrub pass found {scrub_status(cluster, node)['bad_copies']} bad)")
+
+
+def chunk_ids(body):
+    """The ids of the chunks a body is cut into: the SHA-256 of each."""
+    return [hashlib.sha256(body[i:i + CHUNK_SIZE]).hexdigest() for i in range(0, len(body), CHUNK_SIZE)]
+
+
+def chunk_path(volume, chunk):
+    """Where a storage node keeps a chunk's file (chunks/ab/cd/abcd...)."""
+    return os.path.join(volume, "chunks", chunk[0:2], chunk[2:4], chunk)
+
+
+def good_copies(volumes, chunk):
+    """The storage nodes whose volume holds a file of `chunk` with its bytes."""
+    good = []
+    for service, volume in volumes.items():
+        try:
+            with open(chunk_path(volume, chunk), "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() == chunk:
+                    good.append(service)
+        except FileNotFoundError:
+            pass
+    return good
+
+
+def damage(cluster, rng, volumes, chunks):
+    """On a node holding two of `chunks` whose scrubber is idle (a pass
+    under way may be past them, and a new one starts only when asked or a
+    day later): one copy's byte flipped, another's file deleted."""
+    held = {s: [c for c in chunks if s in good_copies(volumes, c)] for s in volumes}
+    service = rng.choice(sorted(s for s, mine in held.items() if len(mine) >= 2))
+    node = cluster.node_id(service)
+    wait_until(f"{service}'s scrubber idle", 120, lambda: not scrub_status(cluster, node)["running"], every=1)
+    rotten, gone = rng.sample(held[service], 2)
+    path = chunk_path(volumes[service], rotten)
+    at = rng.randrange(os.path.getsize(path))
+    with open(path, "r+b") as f:
         f.seek(at)
         byte = f.read(1)
         f.seek(at)
         f.write(bytes([byte[0] ^ 0x01]))
-    os.remove(gone)
-    cluster.admin("scrub", "start", "--node", cluster.node_id(service))
-    time.sleep(hold * 2 / 3)
-    return f"on {service}: byte {at} of {os.path.basename(rotten)[:12]} flipped, {os.path.basename(gone)[:12]} deleted"
+    os.remove(chunk_path(volumes[service], gone))
+    return service, rotten, gone, at
+
+
+def scrub_status(cluster, node):
+    """A storage node's scrubber: `running`, `bad_copies` (of the current
+    or last pass), ..."""
+    return json.loads(cluster.admin("scrub", "status", "--node", node, "--json"))[0]["scrub"]
+
+
+def read_back(cluster, bucket, bodies, times=3):
+    """Every body read whole through each gateway, a few times (a read may
+    go to any copy), must be what was written."""
+    for gateway in (0, 1):
+        s3 = cluster.client(gateway)
+        for _ in range(times):
+            for key, body in bodies.items():
+                if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
+                    raise AssertionError(f"{key} read wrong through gateway{gateway + 1} with a copy damaged")
 
 
 def lose_storage(cluster, rng, hold):
@@ -315,8 +394,10 @@ def run_phase(cluster, index, fault, rng, hold):
         verdicts.append(check(w.history))
         w.clean_up(reader)
     found = [len(v.anomalies) + len(v.undecided) + len(w.corrupt) for v, w in zip(verdicts, workloads)]
+    stale = [staleness(w.history) for w in workloads]
     row = {"fault": fault.__name__, "what": what, **counts(sync.history), "anomalies": found[0],
            "quorum-2 / async anomalies": f"{found[1]} / {found[2]}",
+           "quorum-2 / async stale (s)": f"{stale[1]:.1f} / {stale[2]:.1f}",
            "writes back (s)": round(gap, 1), "3 copies (s)": round(copies, 1)}
     log(" ".join(f"{k}={v}" for k, v in row.items()))
     problems = []
@@ -347,11 +428,30 @@ def heal(cluster):
 
 def table(rows):
     columns = ["fault", "ops", "writes ok", "writes unknown", "writes unsent", "reads ok", "reads failed", "anomalies",
-               "quorum-2 / async anomalies",
+               "quorum-2 / async anomalies", "quorum-2 / async stale (s)",
                "writes back (s)", "3 copies (s)", "what"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_report(path, seed, seconds, rows):
+    """This run's table at the head of `path`; the sections after the head
+    there (the bugs the matrix found, written by hand) are kept."""
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        kept = text[text.find("\n## "):] if "\n## " in text else ""
+    with open(path, "w") as f:
+        f.write(f"# The fault matrix, last run\n\n`python3 docker/faults.py --seed {seed}` "
+                f"({time.strftime('%Y-%m-%d')}, {seconds} s per fault). Columns: operations "
+                "recorded on the sync bucket; writes acknowledged, of unknown outcome, and never sent "
+                "(no connection); reads that answered, and that failed; anomalies the checker found there "
+                "(must be 0); anomalies on the quorum-2 and async buckets (reported, not asserted), and "
+                "how long their reads lagged at worst behind an acknowledged write; the longest time no "
+                "write was acknowledged from the fault until 5 s after it healed; the time after that "
+                f"until every chunk had its copies again.\n\n{table(rows)}\n{kept}")
 
 
 def main():
@@ -390,15 +490,7 @@ def main():
             rows.append(row)
             failures.extend(f"{fault.__name__}: {p}" for p in problems)
         print(table(rows))
-        with open(args.report, "w") as f:
-            f.write(f"# The fault matrix, last run\n\n`python3 docker/faults.py --seed {seed}` "
-                    f"({time.strftime('%Y-%m-%d')}, {args.seconds} s per fault). Columns: operations "
-                    "recorded on the sync bucket; writes acknowledged, of unknown outcome, and never sent "
-                    "(no connection); reads that "
-                    "answered; anomalies the checker found there (must be 0); anomalies on the quorum-2 "
-                    "and async buckets (reported, not asserted); the longest time no write was acknowledged from "
-                    "the fault until 5 s after it healed; the time after that until every chunk had its "
-                    f"copies again.\n\n{table(rows)}\n")
+        write_report(args.report, seed, args.seconds, rows)
     if failures:
         print(f"FAILED with seed {seed}:\n" + "\n".join(failures))
         return 1

@@ -15,6 +15,9 @@ memoisation (as Porcupine and Knossos do): depth first over which pending
 operation takes effect next, never revisiting a (set of done operations,
 register value) pair.
 
+`staleness` measures what the checker only judges: how long reads lagged
+behind acknowledged writes (the window of a bucket that promises less).
+
 Operations (`Op.kind`):
     put v          unconditional write (PutObject, CompleteMultipartUpload)
     delete         the key is gone afterwards (DeleteObject)
@@ -365,3 +368,58 @@ def check(history, initial=None):
         elif result is None:
             verdict.undecided.append(key)
     return verdict
+
+
+# -- how stale reads were -------------------------------------------------------
+
+WRITES = ("put", "create", "cas")
+
+
+def staleness(history):
+    """The longest time, in seconds, a read lagged behind the writes: the
+    worst over reads of how long before the read began an acknowledged
+    write had already replaced the value it returned (0 when none had).
+    The checker says whether a history is linearizable; on buckets that
+    need not be (quorum-2, async), this says by how much it was not."""
+    ops = history.ops if isinstance(history, History) else history
+    return max((stale_window(key_ops) for key_ops in by_key(ops).values()), default=0) / 1e9
+
+
+def stale_window(ops):
+    """`staleness` for one key's operations, in ns. A write w replaced the
+    value v a read r returned if w took effect (an acknowledged put or
+    delete, a create or compare-and-swap that won), completed before r was
+    invoked, leaves another value than v, and was invoked after every write
+    that could have left v had surely taken effect: then any order puts
+    v's write before w, and w before r."""
+    reads = [o for o in ops if o.kind == "read" and o.outcome == OK]
+    acked = sorted((o for o in ops if o.kind != "read" and o.outcome == OK and o.won), key=lambda o: o.completed)
+    writer = {o.value: o for o in ops if o.kind in WRITES}
+    deletes = [o for o in ops if o.kind == "delete"]
+    first_seen = {}
+    for r in reads:
+        first_seen[r.value] = min(first_seen.get(r.value, float("inf")), r.completed)
+    worst = 0
+    for r in reads:
+        written = last_written(r, writer, deletes, first_seen)
+        for w in acked:
+            if w.completed >= r.invoked:
+                break
+            if w.invoked > written and (None if w.kind == "delete" else w.value) != r.value:
+                worst = max(worst, r.invoked - w.completed)
+                break
+    return worst
+
+
+def last_written(read, writer, deletes, first_seen):
+    """The latest time by which the value `read` returned had surely been
+    written (for the last time: no object, many deletes may leave). A write
+    of unknown outcome took effect at the latest when a read first saw its
+    value; a delete of unknown outcome may take effect at any time. inf
+    when nothing could have written it (an anomaly, not a lag)."""
+    if read.value is None:
+        return max((d.completed for d in deletes if d.invoked < read.completed), default=float("-inf"))
+    w = writer.get(read.value)
+    if w is None or w.invoked >= read.completed:
+        return float("inf")
+    return min(w.completed, first_seen[read.value])

@@ -8,7 +8,7 @@ operations overlap.
 import random
 import unittest
 
-from history import OK, UNKNOWN, Op, check, linearizable
+from history import OK, UNKNOWN, Op, check, linearizable, staleness
 
 
 def op(kind, start, end, value=None, expected=None, won=True, key="k"):
@@ -157,6 +157,50 @@ class CorrectHistories(unittest.TestCase):
                 ops.append(o)
             self.assertTrue(linearizable(ops), "a true register's history was judged wrong")
             self.assertFalse(linearizable(plant_stale_read(ops)), "a planted stale read was missed")
+            self.assertEqual(staleness(ops), 0, "a true register's read was judged stale")
+            self.assertGreater(staleness(plant_stale_read(ops)), 0, "a planted stale read has no window")
+
+
+class Staleness(unittest.TestCase):
+    """How long a read lagged behind the acknowledged writes (in seconds;
+    the operations here are in ms)."""
+
+    def lag(self, ops, seconds):
+        self.assertAlmostEqual(staleness(ops), seconds, places=6)
+
+    def test_a_read_of_an_overwritten_value(self):
+        # put 2 completed at 3 s; the read of 1 began at 7 s.
+        self.lag([op("put", 0, 1000, 1), op("put", 2000, 3000, 2), op("read", 7000, 7100, 1)], 4.0)
+
+    def test_a_read_of_a_deleted_value(self):
+        self.lag([op("put", 0, 1000, 1), op("delete", 2000, 3000), op("read", 5000, 5500, 1)], 2.0)
+
+    def test_a_read_of_nothing_after_a_put(self):
+        self.lag([op("put", 0, 1000, 1), op("read", 2000, 2500, None)], 1.0)
+
+    def test_a_read_of_nothing_after_a_put_after_a_delete(self):
+        self.lag([op("put", 0, 1000, 1), op("delete", 2000, 3000), op("put", 4000, 5000, 2),
+                  op("read", 6000, 6500, None)], 1.0)
+
+    def test_the_worst_read_of_any_key(self):
+        self.lag([op("put", 0, 1000, 1), op("put", 2000, 3000, 2), op("read", 4000, 4100, 1),
+                  op("read", 5000, 5100, 1), op("put", 0, 1000, 1, key="b"), op("read", 3000, 3100, None, key="b")],
+                 2.0)
+
+    def test_no_lag_where_the_order_is_open(self):
+        # Overlapping writes, reads during a write, a refused write, an
+        # unknown one, deletes that may come last: any value read is current.
+        self.lag([op("put", 0, 10, 1), op("put", 1, 11, 2), op("read", 12, 13, 1)], 0)
+        self.lag([op("put", 0, 1, 1), op("put", 2, 10, 2), op("read", 3, 4, 1)], 0)
+        self.lag([op("put", 0, 1, 1), op("cas", 2, 3, 2, expected=7, won=False), op("read", 4, 5, 1)], 0)
+        self.lag([op("put", 0, 1, 1), op("put", 2, None, 2), op("read", 10, 11, 1)], 0)
+        self.lag([op("put", 0, 1, 1), op("delete", 2, None), op("read", 10, 11, None)], 0)
+        self.lag([op("put", 0, 1, 1), op("delete", 2, 8), op("put", 3, 4, 2), op("read", 10, 11, None)], 0)
+        self.lag([op("put", 0, 1, 1), op("read", 2, 3, 99)], 0)  # never written: an anomaly, not a lag
+
+    def test_an_unknown_write_counts_from_when_it_was_first_seen(self):
+        self.lag([op("put", 0, None, 1), op("read", 1000, 1100, 1), op("put", 2000, 3000, 2),
+                  op("read", 4000, 4100, 1)], 1.0)
 
 
 def plant_stale_read(ops):
