@@ -99,48 +99,60 @@ async fn create_key(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResponse 
         admin(&req, &gw, &body).await?;
         let request: CreateKey = serde_json::from_slice(&body)
             .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid key request: {e}")))?;
-        let access_key = request.access_key.unwrap_or_else(jadfs_common::generate_access_key);
-        let secret_key = request.secret_key.unwrap_or_else(jadfs_common::generate_secret_key);
-        if !valid_access_key(&access_key) || !(8..=128).contains(&secret_key.len()) {
-            return Err(S3Error::new(Code::InvalidArgument)
-                .with_message("An access key is 3 to 128 letters and digits; a secret key 8 to 128 characters."));
-        }
-        if gw.is_root(&access_key) {
-            return Err(S3Error::new(Code::InvalidArgument).with_message("That access key already exists."));
-        }
-        // The metadata keeps the secret sealed, under an id of the key's own.
-        let sealed = jadfs_common::sealed::seal(gw.config.cluster_key.secrets_key(), &access_key, &secret_key);
-        let id = format!("k{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
-        let stored = AccessKey {
-            access_key: access_key.clone(),
-            secret_key: sealed,
-            name: request.name.clone(),
-            created_ms: jadfs_common::now_ms(),
-            id,
-        };
-        gw.meta.write(&Command::PutAccessKey { key: stored.clone() }).await.map_err(|e| match e {
-            jadfs_meta::MetaError::AccessKeyExists => {
-                S3Error::new(Code::InvalidArgument).with_message("That access key already exists.")
-            }
-            e => e.into(),
-        })?;
-        gw.forget_key(&access_key);
-        // The one time the secret is shown.
-        Ok(HttpResponse::Ok().json(AccessKey { secret_key, ..stored }))
+        let created = create_access_key(&gw, request.name, request.access_key, request.secret_key).await?;
+        Ok(HttpResponse::Ok().json(created))
     }
     .await;
     respond(&req, result)
 }
 
+/// Creates an access key (a random id and secret unless given); the key
+/// with its secret in the clear, the one time it is shown.
+pub async fn create_access_key(
+    gw: &Gateway,
+    name: String,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+) -> Result<AccessKey, S3Error> {
+    let access_key = access_key.unwrap_or_else(jadfs_common::generate_access_key);
+    let secret_key = secret_key.unwrap_or_else(jadfs_common::generate_secret_key);
+    if !valid_access_key(&access_key) || !(8..=128).contains(&secret_key.len()) || name.len() > 256 {
+        return Err(S3Error::new(Code::InvalidArgument).with_message(
+            "An access key is 3 to 128 letters and digits; a secret key 8 to 128 characters; a name at most 256.",
+        ));
+    }
+    if gw.is_root(&access_key) {
+        return Err(S3Error::new(Code::InvalidArgument).with_message("That access key already exists."));
+    }
+    // The metadata keeps the secret sealed, under an id of the key's own.
+    let sealed = jadfs_common::sealed::seal(gw.config.cluster_key.secrets_key(), &access_key, &secret_key);
+    let id = format!("k{:016x}{:016x}", jadfs_common::random_u64(), jadfs_common::random_u64());
+    let stored =
+        AccessKey { access_key: access_key.clone(), secret_key: sealed, name, created_ms: jadfs_common::now_ms(), id };
+    gw.meta.write(&Command::PutAccessKey { key: stored.clone() }).await.map_err(|e| match e {
+        jadfs_meta::MetaError::AccessKeyExists => {
+            S3Error::new(Code::InvalidArgument).with_message("That access key already exists.")
+        }
+        e => e.into(),
+    })?;
+    gw.forget_key(&access_key);
+    Ok(AccessKey { secret_key, ..stored })
+}
+
 async fn delete_key(req: HttpRequest, gw: Gw, access_key: web::Path<String>) -> HttpResponse {
     let result = async {
         admin(&req, &gw, b"").await?;
-        gw.meta.write(&Command::DeleteAccessKey { access_key: access_key.to_string() }).await?;
-        gw.forget_key(&access_key);
+        delete_access_key(&gw, &access_key).await?;
         Ok(HttpResponse::NoContent().finish())
     }
     .await;
     respond(&req, result)
+}
+
+pub async fn delete_access_key(gw: &Gateway, access_key: &str) -> Result<(), S3Error> {
+    gw.meta.write(&Command::DeleteAccessKey { access_key: access_key.to_string() }).await?;
+    gw.forget_key(access_key);
+    Ok(())
 }
 
 #[derive(Deserialize, Serialize)]
@@ -152,20 +164,26 @@ pub struct Grant {
 async fn set_grant(req: HttpRequest, gw: Gw, bucket: web::Path<String>, body: web::Bytes) -> HttpResponse {
     let result = async {
         admin(&req, &gw, &body).await?;
-        validate_bucket_name(&bucket)?;
         let grant: Grant = serde_json::from_slice(&body)
             .map_err(|e| S3Error::new(Code::InvalidArgument).with_message(format!("Invalid grant: {e}")))?;
-        gw.meta
-            .write(&Command::SetBucketGrant {
-                bucket: bucket.to_string(),
-                access_key: grant.access_key,
-                permission: grant.permission,
-            })
-            .await?;
+        set_bucket_grant(&gw, &bucket, grant).await?;
         Ok(HttpResponse::NoContent().finish())
     }
     .await;
     respond(&req, result)
+}
+
+/// Lets a key use a bucket at a level, or (`None`) no longer.
+pub async fn set_bucket_grant(gw: &Gateway, bucket: &str, grant: Grant) -> Result<(), S3Error> {
+    validate_bucket_name(bucket)?;
+    gw.meta
+        .write(&Command::SetBucketGrant {
+            bucket: bucket.to_string(),
+            access_key: grant.access_key,
+            permission: grant.permission,
+        })
+        .await?;
+    Ok(())
 }
 
 /// The bucket named in the path, if any (validated).

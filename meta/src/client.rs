@@ -153,6 +153,10 @@ impl MetaClient {
     }
 
     /// The replication in force for a bucket, or the cluster default.
+    pub async fn bucket_usage(&self, bucket: &str) -> Result<BucketUsage, MetaError> {
+        answer!(self.query(Query::BucketUsage { bucket: bucket.into() }), BucketUsage)
+    }
+
     pub async fn get_replication(&self, bucket: Option<&str>) -> Result<Replication, MetaError> {
         answer!(self.query(Query::GetReplication { bucket: bucket.map(Into::into) }), Replication)
     }

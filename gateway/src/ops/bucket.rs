@@ -5,15 +5,14 @@ use jadfs_meta::api::BucketInfo;
 use jadfs_meta::Command;
 
 use super::{iso8601, xml_response, Ctx};
+use crate::auth::Principal;
 use crate::body::RequestBody;
 use crate::error::{Code, S3Error};
 use crate::xml::{self, XmlWriter};
+use crate::Gateway;
 
 pub async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
-    let mut buckets = ctx.gw.meta.list_buckets().await?;
-    if !ctx.principal.root {
-        buckets.retain(|b| b.permission_of(&ctx.principal.id).is_some());
-    }
+    let mut buckets = visible_buckets(&ctx.gw, &ctx.principal).await?;
     // Optional paging (max-buckets, continuation-token) and prefix, as AWS added in 2024.
     if let Some(prefix) = ctx.param("prefix") {
         buckets.retain(|b| b.name.starts_with(prefix));
@@ -64,25 +63,31 @@ pub async fn create_bucket(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpRespo
             return Err(S3Error::new(Code::MalformedXML));
         }
     }
-    let created = ctx
-        .gw
-        .meta
-        .write(&Command::CreateBucket {
-            name: bucket.to_string(),
-            owner: ctx.principal.id.clone(),
-            created_ms: jadfs_common::now_ms(),
-        })
-        .await
-        .map_err(S3Error::from);
-    match created {
+    match create(&ctx.gw, bucket, &ctx.principal).await {
         // AWS's us-east-1 answers 200 to its owner re-creating a bucket; every
         // other region answers 409 BucketAlreadyOwnedByYou.
         Err(e) if e.code == Code::BucketAlreadyOwnedByYou && ctx.gw.config.region == "us-east-1" => {}
-        other => {
-            other?;
-        }
+        other => other?,
     }
     Ok(HttpResponse::Ok().insert_header(("location", format!("/{bucket}"))).finish())
+}
+
+/// Creates a bucket (its name already validated) owned by `owner`.
+pub async fn create(gw: &Gateway, bucket: &str, owner: &Principal) -> Result<(), S3Error> {
+    let command =
+        Command::CreateBucket { name: bucket.to_string(), owner: owner.id.clone(), created_ms: jadfs_common::now_ms() };
+    gw.meta.write(&command).await?;
+    Ok(())
+}
+
+/// The buckets `principal` may see: all for a root key, else those it
+/// owns or has a grant on.
+pub async fn visible_buckets(gw: &Gateway, principal: &Principal) -> Result<Vec<BucketInfo>, S3Error> {
+    let mut buckets = gw.meta.list_buckets().await?;
+    if !principal.root {
+        buckets.retain(|b| b.permission_of(&principal.id).is_some());
+    }
+    Ok(buckets)
 }
 
 pub async fn head_bucket(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {

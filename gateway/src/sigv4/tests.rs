@@ -71,6 +71,35 @@ fn presigned_example_verifies_and_expires() {
 }
 
 #[test]
+fn our_presigner_makes_aws_documented_url() {
+    let presign = Presign {
+        method: "GET",
+        raw_path: "/test.txt",
+        host: "examplebucket.s3.amazonaws.com",
+        expires_s: 86400,
+        params: &[],
+    };
+    let query = presign.query("AKIAIOSFODNN7EXAMPLE", SECRET, "us-east-1", at("20130524T000000Z"));
+    assert!(
+        query.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
+        "{query}"
+    );
+    // And the verifier takes it, for that method and path only.
+    let req = |method, raw_path| RequestParts {
+        method,
+        raw_path,
+        raw_query: &query,
+        headers: vec![("host".into(), "examplebucket.s3.amazonaws.com".into())],
+    };
+    let secret = |_: &str| Some(SECRET.to_string());
+    verify(&req("GET", "/test.txt"), at("20130524T000100Z"), "us-east-1", secret).unwrap();
+    for (method, path) in [("PUT", "/test.txt"), ("GET", "/other.txt")] {
+        let err = verify(&req(method, path), at("20130524T000100Z"), "us-east-1", secret).unwrap_err();
+        assert_eq!(err.code, Code::SignatureDoesNotMatch, "{method} {path}");
+    }
+}
+
+#[test]
 fn our_signer_and_verifier_agree() {
     let headers = vec![
         ("host".to_string(), "127.0.0.1:9000".to_string()),

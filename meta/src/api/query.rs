@@ -57,6 +57,10 @@ pub enum Query {
     },
     /// What each storage node holds, and the rebalancing in progress.
     Usage,
+    /// How many objects a bucket holds and their bytes (O(objects)).
+    BucketUsage {
+        bucket: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -118,6 +122,13 @@ pub struct MetaStats {
     pub last_applied_index: Option<u64>,
 }
 
+/// A bucket's objects and their bytes.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct BucketUsage {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// One page of an upload's parts, in ascending order.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct PartsPage {
@@ -142,6 +153,7 @@ pub enum QueryResult {
     Page(ListPage),
     Nodes(Vec<StorageNodeInfo>),
     Stats(MetaStats),
+    BucketUsage(BucketUsage),
     Upload(Option<UploadInfo>),
     /// None: no such upload.
     Parts(Option<PartsPage>),

@@ -33,6 +33,7 @@ pub fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult>
         Q::GetReplication { bucket } => R::Replication(replication_of(conn, bucket.as_deref())?),
         Q::RepairQueue { after, limit } => R::Repairs(repair_queue(conn, *after, *limit)?),
         Q::Usage => R::Usage(usage(conn)?),
+        Q::BucketUsage { bucket } => R::BucketUsage(bucket_usage(conn, bucket)?),
     })
 }
 
@@ -259,6 +260,12 @@ fn list_uploads(
     let truncated = uploads.len() > max_uploads;
     uploads.truncate(max_uploads);
     Ok(UploadsPage { uploads, truncated })
+}
+
+fn bucket_usage(conn: &Connection, bucket: &str) -> rusqlite::Result<BucketUsage> {
+    conn.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE bucket = ?1", [bucket], |r| {
+        Ok(BucketUsage { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
+    })
 }
 
 fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
