@@ -13,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub use jadfs_common::checksum;
 mod config;
+pub mod console;
 pub mod data;
 pub mod endpoint;
 pub mod error;
@@ -48,6 +49,8 @@ pub struct Gateway {
     keys: auth::KeyCache,
     /// How many requests are in progress, over all and per key.
     admission: admission::Admission,
+    /// Who is signed in to the web console.
+    pub console: console::Sessions,
 }
 
 impl Gateway {
@@ -61,6 +64,7 @@ impl Gateway {
             nodes: placement::NodeCache::default(),
             keys: auth::KeyCache::default(),
             admission: admission::Admission::new(&config.limits),
+            console: console::Sessions::default(),
             config,
         }
     }

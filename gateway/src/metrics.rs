@@ -21,6 +21,16 @@ const RECEIVED: &str = "jadfs_s3_received_bytes_total";
 const SENT: &str = "jadfs_s3_sent_bytes_total";
 const IN_FLIGHT: &str = "jadfs_s3_requests_in_flight";
 
+/// This process's totals of S3 requests and body bytes, for the console's
+/// chart (Prometheus has its own copies, by operation).
+static TOTALS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// (requests answered, bytes received, bytes sent) since the process began.
+pub fn totals() -> (u64, u64, u64) {
+    let [requests, received, sent] = &TOTALS;
+    (requests.load(Ordering::Relaxed), received.load(Ordering::Relaxed), sent.load(Ordering::Relaxed))
+}
+
 pub fn describe() {
     describe_counter!(REQUESTS, "S3 requests answered, by operation and HTTP status.");
     describe_counter!(ERRORS, "S3 requests answered with an error, by operation and S3 error code.");
@@ -91,6 +101,9 @@ impl Record {
         histogram!(DURATION, "op" => e.op).record(elapsed);
         counter!(RECEIVED, "op" => e.op).increment(received);
         counter!(SENT, "op" => e.op).increment(sent);
+        for (total, n) in TOTALS.iter().zip([1, received, sent]) {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
         if e.log {
             tracing::info!(
                 target: "jadfs::access",

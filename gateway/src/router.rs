@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/-/metrics", web::get().to(jadfs_common::metrics::scrape))
         .route("/-/stats", web::get().to(stats))
         .configure(crate::admin::configure)
+        .configure(crate::console::configure)
         .default_service(web::to(dispatch));
 }
 
