@@ -62,6 +62,14 @@ pub struct Visitor {
     secret: String,
 }
 
+/// A console answer other than the page asked for (the sign-in page, an
+/// error page), as an actix error so handlers can `?` it.
+type Answer = actix_web::Error;
+
+fn answer(response: HttpResponse) -> Answer {
+    actix_web::error::InternalError::from_response("console", response).into()
+}
+
 /// The signed-in visitor, or the answer to give instead (to the sign-in
 /// page; a key deleted since ends its sessions).
 async fn visitor(req: &HttpRequest, gw: &Gateway) -> Result<Visitor, HttpResponse> {
@@ -81,17 +89,29 @@ async fn visitor(req: &HttpRequest, gw: &Gateway) -> Result<Visitor, HttpRespons
     }
 }
 
-/// The visitor of a form: the session's CSRF token must come with it.
-async fn form_visitor(req: &HttpRequest, gw: &Gateway, csrf: &str) -> Result<Visitor, HttpResponse> {
-    let visitor = visitor(req, gw).await?;
-    if !session::same(&visitor.csrf, csrf) {
-        return Err(pages::failure(
-            Some(&visitor),
-            &S3Error::new(Code::AccessDenied)
-                .with_message("The form's security token is missing or stale: reload the page."),
-        ));
+impl actix_web::FromRequest for Visitor {
+    type Error = Answer;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Visitor, Answer>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let gw = req.app_data::<Gw>().expect("the gateway is the app's data").clone();
+            visitor(&req, &gw).await.map_err(answer)
+        })
     }
-    Ok(visitor)
+}
+
+impl Visitor {
+    /// A form of this visitor's must carry the session's CSRF token.
+    fn check(&self, csrf: &str) -> Result<(), Answer> {
+        if session::same(&self.csrf, csrf) {
+            return Ok(());
+        }
+        let refusal = S3Error::new(Code::AccessDenied)
+            .with_message("The form's security token is missing or stale: reload the page.");
+        Err(answer(pages::failure(Some(self), &refusal)))
+    }
 }
 
 fn root_only(visitor: &Visitor) -> Result<(), S3Error> {
@@ -115,11 +135,7 @@ fn bucket_page(bucket: &str, prefix: &str) -> String {
     )
 }
 
-async fn overview(req: HttpRequest, gw: Gw) -> HttpResponse {
-    let visitor = match visitor(&req, &gw).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn overview(visitor: Visitor, gw: Gw) -> HttpResponse {
     let result = async {
         let status = if visitor.principal.root { Some(admin::cluster_status(&gw).await?) } else { None };
         let buckets = bucket::visible_buckets(&gw, &visitor.principal).await?;
@@ -178,21 +194,15 @@ struct Csrf {
     csrf: String,
 }
 
-async fn logout(req: HttpRequest, gw: Gw, form: web::Form<Csrf>) -> HttpResponse {
-    if let Err(answer) = form_visitor(&req, &gw, &form.csrf).await {
-        return answer;
-    }
+async fn logout(req: HttpRequest, visitor: Visitor, gw: Gw, form: web::Form<Csrf>) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     gw.console.end(&req);
     let mut answer = see_other("/-/console/login");
     let _ = answer.add_cookie(&session::cookie(session::COOKIE, String::new(), gw.config.tls.is_some(), None));
-    answer
+    Ok(answer)
 }
 
-async fn buckets(req: HttpRequest, gw: Gw) -> HttpResponse {
-    let visitor = match visitor(&req, &gw).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn buckets(visitor: Visitor, gw: Gw) -> HttpResponse {
     let result = bucket_rows(&gw, &visitor).await.map(|rows| Page::Buckets { rows, error: None });
     pages::render(&visitor, result)
 }
@@ -214,30 +224,29 @@ struct NewBucket {
     csrf: String,
 }
 
-async fn create_bucket(req: HttpRequest, gw: Gw, form: web::Form<NewBucket>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn create_bucket(visitor: Visitor, gw: Gw, form: web::Form<NewBucket>) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let name = form.name.trim();
     let created = match validate_bucket_name(name) {
         Ok(()) => bucket::create(&gw, name, &visitor.principal).await,
         Err(e) => Err(e),
     };
-    match created {
+    Ok(match created {
         Ok(()) => see_other("/-/console/buckets"),
         Err(e) => {
             let result = bucket_rows(&gw, &visitor).await.map(|rows| Page::Buckets { rows, error: Some(e) });
             pages::render(&visitor, result)
         }
-    }
+    })
 }
 
-async fn delete_bucket(req: HttpRequest, gw: Gw, path: web::Path<String>, form: web::Form<Csrf>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn delete_bucket(
+    visitor: Visitor,
+    gw: Gw,
+    path: web::Path<String>,
+    form: web::Form<Csrf>,
+) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let name = path.into_inner();
     let deleted = async {
         gw.authorize(&visitor.principal, &name, Permission::Owner).await?;
@@ -245,13 +254,13 @@ async fn delete_bucket(req: HttpRequest, gw: Gw, path: web::Path<String>, form: 
         Ok::<_, S3Error>(())
     }
     .await;
-    match deleted {
+    Ok(match deleted {
         Ok(()) => see_other("/-/console/buckets"),
         Err(e) => {
             let result = bucket_rows(&gw, &visitor).await.map(|rows| Page::Buckets { rows, error: Some(e) });
             pages::render(&visitor, result)
         }
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -264,11 +273,7 @@ struct Listing {
 /// Entries shown on one page of a bucket.
 const PAGE: usize = 200;
 
-async fn browse(req: HttpRequest, gw: Gw, path: web::Path<String>, query: web::Query<Listing>) -> HttpResponse {
-    let visitor = match visitor(&req, &gw).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn browse(visitor: Visitor, gw: Gw, path: web::Path<String>, query: web::Query<Listing>) -> HttpResponse {
     let result = listing(&gw, &visitor, &path, &query.prefix, query.after.clone(), None).await;
     pages::render(&visitor, result)
 }
@@ -308,11 +313,13 @@ struct ObjectForm {
     expires: Option<i64>,
 }
 
-async fn delete_object(req: HttpRequest, gw: Gw, path: web::Path<String>, form: web::Form<ObjectForm>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn delete_object(
+    visitor: Visitor,
+    gw: Gw,
+    path: web::Path<String>,
+    form: web::Form<ObjectForm>,
+) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let bucket = path.into_inner();
     let deleted = async {
         validate_bucket_name(&bucket)?;
@@ -323,22 +330,26 @@ async fn delete_object(req: HttpRequest, gw: Gw, path: web::Path<String>, form: 
         Ok::<_, S3Error>(())
     }
     .await;
-    match deleted {
+    Ok(match deleted {
         Ok(()) => see_other(&bucket_page(&bucket, &form.prefix)),
         Err(e) => pages::failure(Some(&visitor), &e),
-    }
+    })
 }
 
 /// Longest a share link may work: AWS's limit for presigned URLs.
 const MAX_SHARE: i64 = crate::sigv4::MAX_PRESIGN_SECONDS;
 
-async fn share(req: HttpRequest, gw: Gw, path: web::Path<String>, form: web::Form<ObjectForm>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn share(
+    req: HttpRequest,
+    visitor: Visitor,
+    gw: Gw,
+    path: web::Path<String>,
+    form: web::Form<ObjectForm>,
+) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let bucket = path.into_inner();
     let result = async {
+        validate_bucket_name(&bucket)?;
         validate_key(&form.key)?;
         let expires = form.expires.unwrap_or(3600).clamp(60, MAX_SHARE);
         // Only a key that may read it can share it; the link proves that key.
@@ -349,7 +360,7 @@ async fn share(req: HttpRequest, gw: Gw, path: web::Path<String>, form: web::For
         listing(&gw, &visitor, &bucket, &form.prefix, None, Some(notice)).await
     }
     .await;
-    pages::render(&visitor, result)
+    Ok(pages::render(&visitor, result))
 }
 
 #[derive(Deserialize)]
@@ -360,10 +371,10 @@ struct UploadRequest {
 /// A URL the browser PUTs one file to (JSON in, JSON out; the CSRF token
 /// in the `x-csrf-token` header).
 async fn upload_url(req: HttpRequest, gw: Gw, path: web::Path<String>, body: web::Json<UploadRequest>) -> HttpResponse {
-    let csrf = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let visitor = match form_visitor(&req, &gw, &csrf).await {
-        Ok(v) => v,
-        Err(_) => return HttpResponse::Forbidden().json(serde_json::json!({ "error": "not signed in, or no token" })),
+    let csrf = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let visitor = match visitor(&req, &gw).await {
+        Ok(v) if session::same(&v.csrf, csrf) => v,
+        _ => return HttpResponse::Forbidden().json(serde_json::json!({ "error": "not signed in, or no token" })),
     };
     let bucket = path.into_inner();
     let checked = async {
@@ -391,12 +402,14 @@ struct KeyQuery {
 }
 
 /// Sends the browser on to a short-lived URL of the object, as a download.
-async fn download(req: HttpRequest, gw: Gw, path: web::Path<String>, query: web::Query<KeyQuery>) -> HttpResponse {
-    let visitor = match visitor(&req, &gw).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
-    if let Err(e) = validate_key(&query.key) {
+async fn download(
+    req: HttpRequest,
+    visitor: Visitor,
+    gw: Gw,
+    path: web::Path<String>,
+    query: web::Query<KeyQuery>,
+) -> HttpResponse {
+    if let Err(e) = validate_bucket_name(&path).and_then(|()| validate_key(&query.key)) {
         return pages::failure(Some(&visitor), &e);
     }
     let name = query.key.rsplit('/').next().unwrap_or("download").replace(['"', '\\'], "_");
@@ -426,11 +439,7 @@ fn presigned(
     format!("{scheme}://{host}{raw_path}?{query}")
 }
 
-async fn keys(req: HttpRequest, gw: Gw) -> HttpResponse {
-    let visitor = match visitor(&req, &gw).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn keys(visitor: Visitor, gw: Gw) -> HttpResponse {
     let result = keys_page(&gw, &visitor, None).await;
     pages::render(&visitor, result)
 }
@@ -450,11 +459,8 @@ struct NewKey {
     csrf: String,
 }
 
-async fn create_key(req: HttpRequest, gw: Gw, form: web::Form<NewKey>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn create_key(visitor: Visitor, gw: Gw, form: web::Form<NewKey>) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let result = async {
         root_only(&visitor)?;
         let notice = match admin::create_access_key(&gw, form.name.trim().to_string(), None, None).await {
@@ -464,7 +470,7 @@ async fn create_key(req: HttpRequest, gw: Gw, form: web::Form<NewKey>) -> HttpRe
         keys_page(&gw, &visitor, Some(notice)).await
     }
     .await;
-    pages::render(&visitor, result)
+    Ok(pages::render(&visitor, result))
 }
 
 #[derive(Deserialize)]
@@ -474,11 +480,8 @@ struct KeyForm {
     csrf: String,
 }
 
-async fn delete_key(req: HttpRequest, gw: Gw, form: web::Form<KeyForm>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn delete_key(visitor: Visitor, gw: Gw, form: web::Form<KeyForm>) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let result = async {
         root_only(&visitor)?;
         admin::delete_access_key(&gw, &form.access_key).await?;
@@ -486,10 +489,10 @@ async fn delete_key(req: HttpRequest, gw: Gw, form: web::Form<KeyForm>) -> HttpR
         Ok(())
     }
     .await;
-    match result {
+    Ok(match result {
         Ok(()) => see_other("/-/console/keys"),
         Err(e) => pages::failure(Some(&visitor), &e),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -502,11 +505,8 @@ struct GrantForm {
     csrf: String,
 }
 
-async fn grant(req: HttpRequest, gw: Gw, form: web::Form<GrantForm>) -> HttpResponse {
-    let visitor = match form_visitor(&req, &gw, &form.csrf).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+async fn grant(visitor: Visitor, gw: Gw, form: web::Form<GrantForm>) -> Result<HttpResponse, Answer> {
+    visitor.check(&form.csrf)?;
     let result = async {
         root_only(&visitor)?;
         let permission = match form.permission.as_str() {
@@ -522,7 +522,7 @@ async fn grant(req: HttpRequest, gw: Gw, form: web::Form<GrantForm>) -> HttpResp
         keys_page(&gw, &visitor, Some(notice)).await
     }
     .await;
-    pages::render(&visitor, result)
+    Ok(pages::render(&visitor, result))
 }
 
 /// This gateway's totals (requests, bytes in and out) for the overview's

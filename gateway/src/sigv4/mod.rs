@@ -59,6 +59,18 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The `x-amz-date` of `now`, and the S3 scope of a key on that day.
+    fn of(access_key: &str, region: &str, now: DateTime<Utc>) -> (String, Scope) {
+        let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+        let scope = Scope {
+            access_key: access_key.into(),
+            date: amz_date[..8].into(),
+            region: region.into(),
+            service: "s3".into(),
+        };
+        (amz_date, scope)
+    }
+
     pub fn string(&self) -> String {
         format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
     }
@@ -177,13 +189,7 @@ pub fn sign(
     region: &str,
     now: DateTime<Utc>,
 ) -> Result<(String, String), S3Error> {
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let scope = Scope {
-        access_key: access_key.into(),
-        date: amz_date[..8].into(),
-        region: region.into(),
-        service: "s3".into(),
-    };
+    let (amz_date, scope) = Scope::of(access_key, region, now);
     let mut with_date = RequestParts {
         method: req.method,
         raw_path: req.raw_path,
@@ -222,13 +228,7 @@ impl Presign<'_> {
     /// `access_key`: only `host` is signed and the payload is not, as the
     /// AWS SDKs presign.
     pub fn query(&self, access_key: &str, secret_key: &str, region: &str, now: DateTime<Utc>) -> String {
-        let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-        let scope = Scope {
-            access_key: access_key.into(),
-            date: amz_date[..8].into(),
-            region: region.into(),
-            service: "s3".into(),
-        };
+        let (amz_date, scope) = Scope::of(access_key, region, now);
         let query = format!(
             "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={amz_date}&X-Amz-Expires={}&X-Amz-SignedHeaders=host",
             uri_encode(&format!("{access_key}/{}", scope.string())),
