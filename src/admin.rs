@@ -161,7 +161,13 @@ struct RebalanceArgs {
 #[derive(Subcommand)]
 enum ScrubCommand {
     /// Start a pass now (on every node, or one), unless one is under way.
-    Start(ScrubTarget),
+    Start {
+        #[command(flatten)]
+        target: ScrubTarget,
+        /// Show a progress bar until every pass started has ended.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Progress of the current pass and what the last one found.
     Status(ScrubTarget),
 }
@@ -327,15 +333,18 @@ write quorum: {}",
             client.call("PUT", &replication_path(&bucket), Some(body)).await?;
         }
         AdminCommand::Scrub(command) => {
-            let (method, target) = match command {
-                ScrubCommand::Start(target) => ("POST", target),
-                ScrubCommand::Status(target) => ("GET", target),
+            let (method, target, wait) = match command {
+                ScrubCommand::Start { target, wait } => ("POST", target, wait),
+                ScrubCommand::Status(target) => ("GET", target, false),
             };
             let path = match target.node {
                 Some(node) => format!("/-/admin/scrub?node={node}"),
                 None => "/-/admin/scrub".to_string(),
             };
-            let report: Vec<NodeScrub> = client.call(method, &path, None).await?.json().await?;
+            let mut report: Vec<NodeScrub> = client.call(method, &path, None).await?.json().await?;
+            if wait {
+                report = watch_scrub(&client, &path).await?;
+            }
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -391,6 +400,26 @@ async fn watch_drain(client: &AdminClient, id: u64) -> anyhow::Result<()> {
             bail!("node {id} is no longer being drained; {left} copies are left on it");
         }
         bar.set_message(format!("({left} left)"));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Shows the scrub passes' progress (bytes checked of the bytes held when
+/// each began, over the nodes of `path`) until none runs; the last report.
+async fn watch_scrub(client: &AdminClient, path: &str) -> anyhow::Result<Vec<NodeScrub>> {
+    let bar = progress_bar(0, "MiB checked");
+    loop {
+        let report: Vec<NodeScrub> = client.call("GET", path, None).await?.json().await?;
+        let running: Vec<&ScrubStatus> = report.iter().filter_map(|n| n.scrub.as_ref()).filter(|s| s.running).collect();
+        if running.is_empty() {
+            bar.finish_and_clear();
+            return Ok(report);
+        }
+        let total: u64 = running.iter().map(|s| s.pass_total_bytes).sum();
+        let checked: u64 = running.iter().map(|s| s.checked_bytes.min(s.pass_total_bytes)).sum();
+        bar.set_length(total >> 20);
+        bar.set_position(checked >> 20);
+        bar.set_message(format!("({} nodes scrubbing)", running.len()));
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }

@@ -77,7 +77,9 @@ async fn every_read_is_right_whatever_byte_rots_and_bad_copies_are_made_again() 
     }
     // Reads quarantined the bad copies they met; the scrubber finds the
     // rest. Every bad copy is made again from a good one.
-    server.admin(&["scrub", "start"]);
+    // `--wait` returns once every pass has ended.
+    let waited = server.admin(&["scrub", "start", "--wait"]);
+    assert_eq!(waited.lines().filter(|l| l.contains(" idle ")).count(), 3, "{waited}");
     wait_until("every copy good again", Duration::from_secs(60), || async { all_copies_good(&server, &ids) }).await;
     let status = server.admin(&["scrub", "status", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&status).unwrap();
