@@ -6,8 +6,10 @@ import os
 import re
 import shutil
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -198,3 +200,50 @@ def test_the_session_cookie_is_secure_under_tls():
         assert SECRET_KEY not in answer.headers.get("location", "")
     finally:
         server.stop()
+
+
+def test_an_uploaded_page_cannot_drive_a_signed_in_console(console, browser):
+    """Objects share the console's origin: a page among them, opened by a
+    signed-in root, must not run (it would read the CSRF token and post forms)."""
+    s3 = boto3.client("s3", endpoint_url=console.endpoint, aws_access_key_id=ACCESS_KEY,
+                      aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                      config=Config(signature_version="s3v4"))
+    s3.create_bucket(Bucket="traps")
+    page = (b"<html><body><p id='out'>inert</p><script>"
+            b"document.getElementById('out').textContent='RAN';"
+            b"fetch('/-/console/keys').then(r=>r.text()).then(t=>{"
+            b"const csrf=/name=\"csrf-token\" content=\"([0-9a-f]+)\"/.exec(t)[1];"
+            b"return fetch('/-/console/keys',{method:'POST',headers:{'content-type':'application/x-www-form-urlencoded'},"
+            b"body:'name=planted&csrf='+csrf});}).then(()=>{document.getElementById('out').textContent='STOLEN';});"
+            b"</script></body></html>")
+    s3.put_object(Bucket="traps", Key="cats.html", Body=page, ContentType="text/html")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "traps", "Key": "cats.html"}, ExpiresIn=600)
+    sign_in(browser, console)
+    wait(browser, seen.presence_of_element_located((By.CSS_SELECTOR, "main h1")))
+    browser.get(url)
+    wait(browser, seen.presence_of_element_located((By.ID, "out")))
+    browser.get(f"{console.endpoint}/-/console/keys")  # whatever the page could have done, it has done by now
+    wait(browser, seen.presence_of_element_located((By.CSS_SELECTOR, "main h1")))
+    assert "planted" not in browser.page_source
+    browser.get(url)
+    assert browser.find_element(By.ID, "out").text == "inert"
+
+
+def test_links_name_the_host_the_browser_used_not_a_forwarded_one(console, browser):
+    sign_in(browser, console)
+    wait(browser, seen.presence_of_element_located((By.CSS_SELECTOR, "meta[name=csrf-token]")))
+    token = browser.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    visitor = session_of(browser)
+    create_bucket(browser, console, "hosted")
+    forged = {"X-Forwarded-Host": "evil.example", "Forwarded": "host=evil.example"}
+    link = visitor.get(f"{console.endpoint}/-/console/buckets/hosted/objects/download?key=a", headers=forged,
+                       allow_redirects=False, timeout=WAIT)
+    assert link.status_code == 303 and link.headers["location"].startswith(console.endpoint + "/hosted/a?")
+    bad_host = visitor.get(f"{console.endpoint}/-/console/buckets/hosted/objects/download?key=a",
+                           headers={"Host": 'evil.example"><x'}, allow_redirects=False, timeout=WAIT)
+    assert "evil" not in bad_host.headers.get("location", "")
+    # No upload URL for what is not an object of a bucket (the admin API, say).
+    for bucket, key in (("-", "admin/buckets/hosted/grants"), ("hosted", "")):
+        refused = visitor.post(f"{console.endpoint}/-/console/buckets/{bucket}/objects/upload-url",
+                               json={"key": key}, headers={"x-csrf-token": token}, timeout=WAIT)
+        assert refused.status_code == 400, (bucket, key, refused.text)

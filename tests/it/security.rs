@@ -404,3 +404,57 @@ async fn internal_links_can_run_over_tls() {
         assert!(reqwest::get(format!("http://{addr}/health")).await.is_err(), "{addr} answered plain HTTP");
     }
 }
+
+/// Objects share the console's origin: a document among them must not run
+/// as that origin (an uploaded HTML page could drive a signed-in console).
+#[tokio::test]
+async fn objects_are_served_sandboxed_but_pdfs() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("pages").send().await.unwrap();
+    for (key, kind) in [("a.html", "text/html"), ("b.svg", "image/svg+xml"), ("c.pdf", "application/pdf")] {
+        let body = ByteStream::from_static(b"<script>fetch('/-/console/keys')</script>");
+        s3.put_object().bucket("pages").key(key).content_type(kind).body(body).send().await.unwrap();
+    }
+    let headers = |key: &'static str, query: &'static str| {
+        let url = format!("{}/pages/{key}{query}", server.endpoint);
+        async move {
+            let got = signed(Method::GET, &url, &[], Vec::new(), ACCESS_KEY, SECRET_KEY).await;
+            assert_eq!(got.status(), 200, "{url}");
+            let header = |name| got.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            (header("content-security-policy"), header("x-content-type-options"))
+        }
+    };
+    let sandboxed = (Some("sandbox".to_string()), Some("nosniff".to_string()));
+    assert_eq!(headers("a.html", "").await, sandboxed);
+    assert_eq!(headers("b.svg", "").await, sandboxed);
+    assert_eq!(headers("c.pdf", "").await, (None, Some("nosniff".to_string())));
+    // An override of the type is judged as what the browser gets.
+    assert_eq!(headers("c.pdf", "?response-content-type=text%2Fhtml").await, sandboxed);
+}
+
+/// The admin API acts on a root key's word: a presigned URL or an unsigned
+/// payload would let whoever holds the request choose the body.
+#[tokio::test]
+async fn admin_requests_must_sign_their_payload() {
+    let server = Server::start();
+    server.client().create_bucket().bucket("someone").send().await.unwrap();
+    let (mallory, _) = server.create_key("mallory");
+    let url = format!("{}/-/admin/buckets/someone/grants", server.endpoint);
+    let body = format!(r#"{{"access_key":"{mallory}","permission":"owner"}}"#).into_bytes();
+    let unsigned = signed_at(
+        Method::PUT,
+        &url,
+        &[],
+        body.clone(),
+        ACCESS_KEY,
+        SECRET_KEY,
+        std::time::SystemTime::now(),
+        Some("UNSIGNED-PAYLOAD"),
+    )
+    .await;
+    assert_eq!(unsigned.status(), 403);
+    assert!(unsigned.text().await.unwrap().contains("must sign their payload"));
+    let signed_body = signed(Method::PUT, &url, &[], body, ACCESS_KEY, SECRET_KEY).await;
+    assert_eq!(signed_body.status(), 204, "{}", signed_body.text().await.unwrap_or_default());
+}

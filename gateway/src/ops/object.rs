@@ -142,6 +142,22 @@ fn object_headers(response: &mut HttpResponseBuilder, ctx: &Ctx, manifest: &Obje
             response.insert_header((header, value));
         }
     }
+    confine(response, ctx.param("response-content-type").or(manifest.content_type.as_deref()));
+}
+
+/// Objects come from the origin that serves the web console: a document
+/// among them (HTML, SVG, XML with scripts) must not run as that origin,
+/// where it could read the console's pages and post its forms. Sandboxed
+/// (CSP `sandbox`), it gets an opaque origin and runs no script; nosniff
+/// keeps a browser from taking other bytes for a document. PDFs are left
+/// unsandboxed: Chromium's viewer refuses sandboxed ones, and their
+/// scripts never reach the page's origin.
+fn confine(response: &mut HttpResponseBuilder, content_type: Option<&str>) {
+    response.insert_header(("x-content-type-options", "nosniff"));
+    let pdf = content_type.is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/pdf"));
+    if !pdf {
+        response.insert_header(("content-security-policy", "sandbox"));
+    }
 }
 
 pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResponse, S3Error> {
