@@ -49,10 +49,14 @@ async fn admin(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<(), S3Err
     if !principal.root {
         return Err(S3Error::new(Code::AccessDenied).with_message("Only root keys may administer JaDFS."));
     }
-    if let PayloadMode::Sha256(expected) = &verified.payload {
-        if hex::encode(Sha256::digest(body)) != *expected {
-            return Err(S3Error::new(Code::XAmzContentSHA256Mismatch));
-        }
+    // A signed hash of the body, always: an unsigned payload (a presigned
+    // URL, say) would let whoever holds the request send any body.
+    let PayloadMode::Sha256(expected) = &verified.payload else {
+        return Err(S3Error::new(Code::AccessDenied)
+            .with_message("Administration requests must sign their payload's SHA-256 (x-amz-content-sha256)."));
+    };
+    if hex::encode(Sha256::digest(body)) != *expected {
+        return Err(S3Error::new(Code::XAmzContentSHA256Mismatch));
     }
     Ok(())
 }
@@ -395,40 +399,39 @@ const LOW_DISK_PERCENT: u64 = 5;
 async fn status(req: HttpRequest, gw: Gw) -> HttpResponse {
     let result = async {
         admin(&req, &gw, b"").await?;
-        Ok(HttpResponse::Ok().json(cluster_status(&gw).await?))
+        Ok(HttpResponse::Ok().json(cluster_status(&gw).await))
     }
     .await;
     respond(&req, result)
 }
 
-/// Asks each meta member and storage node, each given a few seconds.
-pub async fn cluster_status(gw: &Gateway) -> Result<ClusterStatus, S3Error> {
+/// Asks each meta member and storage node, each given a few seconds; what
+/// does not answer becomes an alarm, never an error.
+pub async fn cluster_status(gw: &Gateway) -> ClusterStatus {
     let meta = meta_members(gw).await;
     let voters = meta.len();
     let leader = meta
         .iter()
         .filter_map(|m| m.leader)
         .find(|candidate| meta.iter().filter(|m| m.leader == Some(*candidate)).count() * 2 > voters);
-    let mut alarms: Vec<String> = meta
+    let alarms: Vec<String> = meta
         .iter()
         .filter_map(|m| m.error.as_ref().map(|e| format!("meta node {} ({}) does not answer: {e}", m.id, m.addr)))
         .collect();
+    let mut status =
+        ClusterStatus { meta, leader, nodes: Vec::new(), stats: Default::default(), rebalance_tolerance: None, alarms };
     if leader.is_none() {
-        alarms.push("no meta leader that a majority follows: writes and reads are refused".into());
-        return Ok(ClusterStatus {
-            meta,
-            leader,
-            nodes: Vec::new(),
-            stats: Default::default(),
-            rebalance_tolerance: None,
-            alarms,
-        });
+        status.alarms.push("no meta leader that a majority follows: writes and reads are refused".into());
+        return status;
     }
-    let (listed, stats, usage) = tokio::join!(gw.storage_nodes(true), gw.meta.stats(), gw.meta.usage());
-    let (listed, stats, usage) = (listed?, stats?, usage?);
+    let (listed, stats, usage) =
+        tokio::join!(within(gw.storage_nodes(true)), within(gw.meta.stats()), within(gw.meta.usage()));
+    let (Some(listed), Some(stats), Some(usage)) = (listed, stats, usage) else {
+        status.alarms.push(format!("the metadata did not answer within {STATUS_TIMEOUT:?}"));
+        return status;
+    };
     let scrubs = listed.iter().map(|n| tokio::time::timeout(STATUS_TIMEOUT, gw.storage.scrub(&n.addr, false)));
     let scrubs = futures_util::future::join_all(scrubs).await;
-    let mut nodes = Vec::new();
     for (info, scrub) in listed.into_iter().zip(scrubs) {
         let held = usage.nodes.iter().find(|u| u.node == info.id);
         let (scrub, error) = match scrub {
@@ -436,8 +439,8 @@ pub async fn cluster_status(gw: &Gateway) -> Result<ClusterStatus, S3Error> {
             Ok(Err(e)) => (None, Some(e.to_string())),
             Err(_) => (None, Some(format!("no answer in {STATUS_TIMEOUT:?}"))),
         };
-        alarms.extend(node_alarms(&info));
-        nodes.push(NodeStatus {
+        status.alarms.extend(node_alarms(&info));
+        status.nodes.push(NodeStatus {
             chunks: held.map_or(0, |h| h.chunks),
             bytes: held.map_or(0, |h| h.bytes),
             info,
@@ -445,7 +448,14 @@ pub async fn cluster_status(gw: &Gateway) -> Result<ClusterStatus, S3Error> {
             error,
         });
     }
-    Ok(ClusterStatus { meta, leader, nodes, stats, rebalance_tolerance: usage.rebalance_tolerance, alarms })
+    status.stats = stats;
+    status.rebalance_tolerance = usage.rebalance_tolerance;
+    status
+}
+
+/// What `answer` gives, if it comes within [`STATUS_TIMEOUT`] and is no error.
+async fn within<T, E>(answer: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(STATUS_TIMEOUT, answer).await.ok()?.ok()
 }
 
 fn node_alarms(node: &StorageNodeInfo) -> Option<String> {
@@ -466,13 +476,14 @@ fn node_alarms(node: &StorageNodeInfo) -> Option<String> {
 /// Every member of the meta cluster (as the first member that answers
 /// lists them), each asked for its own Raft state.
 async fn meta_members(gw: &Gateway) -> Vec<MetaMember> {
-    let mut membership = None;
-    for addr in &gw.config.meta_addrs {
-        if let Ok(Ok(status)) = tokio::time::timeout(STATUS_TIMEOUT, gw.meta.status(addr)).await {
-            membership = status["membership_config"]["membership"]["nodes"].as_object().cloned();
-            break;
-        }
-    }
+    // Every configured address asked at once; the first answer lists the members.
+    let asked =
+        gw.config.meta_addrs.iter().map(|addr| Box::pin(async move { within(gw.meta.status(addr)).await.ok_or(()) }));
+    let first = match gw.config.meta_addrs.is_empty() {
+        true => None,
+        false => futures_util::future::select_ok(asked).await.ok().map(|(status, _)| status),
+    };
+    let membership = first.and_then(|status| status["membership_config"]["membership"]["nodes"].as_object().cloned());
     let Some(membership) = membership else {
         return gw
             .config
