@@ -137,7 +137,7 @@ fn bucket_page(bucket: &str, prefix: &str) -> String {
 
 async fn overview(visitor: Visitor, gw: Gw) -> HttpResponse {
     let result = async {
-        let status = if visitor.principal.root { Some(admin::cluster_status(&gw).await?) } else { None };
+        let status = if visitor.principal.root { Some(admin::cluster_status(&gw).await) } else { None };
         let buckets = bucket::visible_buckets(&gw, &visitor.principal).await?;
         Ok(Page::Overview { status, buckets: buckets.len() })
     }
@@ -173,15 +173,16 @@ async fn login(req: HttpRequest, gw: Gw, form: web::Form<Login>) -> HttpResponse
     let key = gw.signing_key(form.access_key.trim()).await.ok().flatten();
     let proven = key.is_some_and(|k| session::same(&k.secret, &form.secret_key));
     if !proven {
-        tracing::info!(target: "jadfs::console", "a sign-in was refused");
+        let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        tracing::warn!(target: "jadfs::console", %peer, access_key = form.access_key.trim(), "a sign-in was refused");
+        // Two failures wait at a time, whoever sends them: a few guesses a second at most.
+        let _turn = gw.console.failures.acquire().await;
         tokio::time::sleep(FAILED_LOGIN_DELAY).await;
         let mut page = pages::login(Some("Wrong access key or secret key."), secure);
         *page.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
         return page;
     }
-    let Some(id) = gw.console.start(form.access_key.trim()) else {
-        return pages::failure(None, &S3Error::new(Code::SlowDown).with_message("Too many console sessions."));
-    };
+    let id = gw.console.start(form.access_key.trim());
     let mut answer = see_other("/-/console/");
     let _ = answer.add_cookie(&session::cookie(session::COOKIE, id, secure, session::cookie_age()));
     let _ = answer.add_cookie(&session::cookie(session::LOGIN_COOKIE, String::new(), secure, None));
@@ -355,7 +356,7 @@ async fn share(
         // Only a key that may read it can share it; the link proves that key.
         gw.authorize(&visitor.principal, &bucket, Permission::Read).await?;
         gw.meta.get_object(&bucket, &form.key).await?.ok_or(Code::NoSuchKey)?;
-        let url = presigned(&req, &gw, &visitor, "GET", &bucket, &form.key, expires, &[]);
+        let url = presigned(&req, &gw, &visitor, "GET", &bucket, &form.key, expires, &[])?;
         let notice = pages::Notice::Shared { key: form.key.clone(), url, expires };
         listing(&gw, &visitor, &bucket, &form.prefix, None, Some(notice)).await
     }
@@ -377,16 +378,18 @@ async fn upload_url(req: HttpRequest, gw: Gw, path: web::Path<String>, body: web
         _ => return HttpResponse::Forbidden().json(serde_json::json!({ "error": "not signed in, or no token" })),
     };
     let bucket = path.into_inner();
-    let checked = async {
+    let url = async {
+        validate_bucket_name(&bucket)?;
         validate_key(&body.key)?;
-        gw.authorize(&visitor.principal, &bucket, Permission::Write).await
+        if body.key.is_empty() {
+            return Err(S3Error::new(Code::InvalidArgument).with_message("An object needs a name."));
+        }
+        gw.authorize(&visitor.principal, &bucket, Permission::Write).await?;
+        presigned(&req, &gw, &visitor, "PUT", &bucket, &body.key, UPLOAD_URL_SECONDS, &[])
     }
     .await;
-    match checked {
-        Ok(()) => {
-            let url = presigned(&req, &gw, &visitor, "PUT", &bucket, &body.key, UPLOAD_URL_SECONDS, &[]);
-            HttpResponse::Ok().json(serde_json::json!({ "url": url }))
-        }
+    match url {
+        Ok(url) => HttpResponse::Ok().json(serde_json::json!({ "url": url })),
         Err(e) => HttpResponse::build(e.status()).json(serde_json::json!({ "error": e.message })),
     }
 }
@@ -412,10 +415,13 @@ async fn download(
     if let Err(e) = validate_bucket_name(&path).and_then(|()| validate_key(&query.key)) {
         return pages::failure(Some(&visitor), &e);
     }
-    let name = query.key.rsplit('/').next().unwrap_or("download").replace(['"', '\\'], "_");
-    let disposition = format!("attachment; filename=\"{name}\"");
+    let name: String = query.key.rsplit('/').next().unwrap_or_default().chars().filter(|c| !c.is_control()).collect();
+    let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\'], "_"));
     let params = [("response-content-disposition", disposition.as_str())];
-    see_other(&presigned(&req, &gw, &visitor, "GET", &path, &query.key, DOWNLOAD_URL_SECONDS, &params))
+    match presigned(&req, &gw, &visitor, "GET", &path, &query.key, DOWNLOAD_URL_SECONDS, &params) {
+        Ok(url) => see_other(&url),
+        Err(e) => pages::failure(Some(&visitor), &e),
+    }
 }
 
 /// A URL (on the host the browser reached us at) for one S3 request as the visitor's key.
@@ -429,14 +435,28 @@ fn presigned(
     key: &str,
     expires_s: i64,
     params: &[(&str, &str)],
-) -> String {
-    let info = req.connection_info();
-    let host = info.host();
+) -> Result<String, S3Error> {
+    let host = browser_host(req)?;
     let raw_path = format!("/{bucket}/{}", crate::ops::url_encode_key(key));
     let presign = Presign { method, raw_path: &raw_path, host, expires_s, params };
     let query = presign.query(&visitor.access_key, &visitor.secret, &gw.config.region, chrono::Utc::now());
     let scheme = if gw.config.tls.is_some() { "https" } else { "http" };
-    format!("{scheme}://{host}{raw_path}?{query}")
+    Ok(format!("{scheme}://{host}{raw_path}?{query}"))
+}
+
+/// The host the browser reached us at: its own Host header (never a
+/// forwarding header, which a proxy may pass on from anyone), if it is a
+/// plain `host[:port]`.
+fn browser_host(req: &HttpRequest) -> Result<&str, S3Error> {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = host.or_else(|| req.uri().authority().map(|a| a.as_str())).unwrap_or("");
+    let plain =
+        (1..=255).contains(&host.len()) && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if plain {
+        Ok(host)
+    } else {
+        Err(S3Error::new(Code::InvalidArgument).with_message("The Host header is not a host name."))
+    }
 }
 
 async fn keys(visitor: Visitor, gw: Gw) -> HttpResponse {

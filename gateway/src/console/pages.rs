@@ -92,6 +92,9 @@ pub fn render(visitor: &Visitor, page: Result<Page, S3Error>) -> HttpResponse {
 
 /// An error as a page (with the navigation when someone is signed in).
 pub fn failure(visitor: Option<&Visitor>, e: &S3Error) -> HttpResponse {
+    if e.status().is_server_error() {
+        tracing::warn!(target: "jadfs::console", error = ?e, "a console page failed");
+    }
     let body = html! {
         h1 { "Something went wrong" }
         (error_box(e))

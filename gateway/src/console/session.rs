@@ -19,9 +19,11 @@ pub const PATH: &str = "/-/console";
 
 const IDLE: Duration = Duration::from_secs(3600);
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most: beyond, expired ones are dropped, and a sign-in
-/// that still finds no room is refused.
+/// Sessions kept at most: a sign-in beyond ends the one unused longest,
+/// so no key can fill the table and lock others out.
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one key may hold: a sign-in beyond ends its oldest.
+const MAX_PER_KEY: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -37,8 +39,18 @@ impl Session {
     }
 }
 
-#[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+pub struct Sessions {
+    table: Mutex<HashMap<String, Session>>,
+    /// Failed sign-ins wait their delay holding one of these: guesses are
+    /// slowed over all clients, not only per connection.
+    pub failures: tokio::sync::Semaphore,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions { table: Mutex::default(), failures: tokio::sync::Semaphore::new(2) }
+    }
+}
 
 /// 32 random bytes, hex: a session id or a token.
 pub fn token() -> String {
@@ -49,27 +61,36 @@ pub fn token() -> String {
 }
 
 impl Sessions {
-    /// A new session for `access_key` (whose secret was just proven): its
-    /// id, or None when the table is full.
-    pub fn start(&self, access_key: &str) -> Option<String> {
-        let mut sessions = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// A new session for `access_key` (whose secret was just proven): its id.
+    pub fn start(&self, access_key: &str) -> String {
+        let mut sessions = self.lock();
         let now = Instant::now();
+        let own = sessions.iter().filter(|(_, s)| s.access_key == access_key);
+        if own.clone().count() >= MAX_PER_KEY {
+            let oldest = own.min_by_key(|(_, s)| s.started).map(|(id, _)| id.clone());
+            sessions.remove(&oldest.expect("the key has sessions"));
+        }
         if sessions.len() >= MAX_SESSIONS {
             sessions.retain(|_, s| !s.expired(now));
-            if sessions.len() >= MAX_SESSIONS {
-                return None;
-            }
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            let idle = sessions.iter().min_by_key(|(_, s)| s.used).map(|(id, _)| id.clone());
+            sessions.remove(&idle.expect("the table is full"));
         }
         let id = token();
         sessions
             .insert(id.clone(), Session { access_key: access_key.to_string(), csrf: token(), started: now, used: now });
-        Some(id)
+        id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The session the request's cookie names, if it is still valid.
     pub fn of(&self, req: &HttpRequest) -> Option<Session> {
         let id = req.cookie(COOKIE)?.value().to_string();
-        let mut sessions = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sessions = self.lock();
         let now = Instant::now();
         let session = sessions.get_mut(&id)?;
         if session.expired(now) {
@@ -82,13 +103,13 @@ impl Sessions {
 
     pub fn end(&self, req: &HttpRequest) {
         if let Some(cookie) = req.cookie(COOKIE) {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(cookie.value());
+            self.lock().remove(cookie.value());
         }
     }
 
     /// Ends every session of a key (it was deleted).
     pub fn end_all_of(&self, access_key: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.access_key != access_key);
+        self.lock().retain(|_, s| s.access_key != access_key);
     }
 }
 
@@ -131,10 +152,25 @@ mod tests {
     }
 
     #[test]
+    fn one_key_holds_a_few_sessions_at_most_and_cannot_crowd_out_others() {
+        let sessions = Sessions::default();
+        let first = sessions.start("ALICE");
+        for _ in 0..MAX_PER_KEY * 3 {
+            sessions.start("ALICE");
+        }
+        let table = sessions.lock();
+        assert_eq!(table.values().filter(|s| s.access_key == "ALICE").count(), MAX_PER_KEY);
+        assert!(!table.contains_key(&first), "the oldest went first");
+        drop(table);
+        let root = sessions.start("ROOT");
+        assert!(sessions.lock().contains_key(&root));
+    }
+
+    #[test]
     fn sessions_expire_when_idle() {
         let sessions = Sessions::default();
-        let id = sessions.start("AK").unwrap();
-        let table = sessions.0.lock().unwrap();
+        let id = sessions.start("AK");
+        let table = sessions.lock();
         let session = &table[&id];
         let now = Instant::now();
         assert!(!session.expired(now + IDLE - Duration::from_secs(1)));
