@@ -120,11 +120,12 @@ def kill_and_restart(cluster, target, hold):
     shown = ""
     if "_storage" in target:
         # An operator must see it: `jadfs admin status` names the node down.
-        shown = f", shown down by admin status after {shown_down(cluster, target):.0f} s"
+        shown = f" (shown down by admin status after {shown_down(cluster, target):.0f} s)"
     time.sleep(max(0, min(10, hold) - (time.monotonic() - started)))
     docker("start", target)
-    time.sleep(max(0, hold - (time.monotonic() - started)))
-    return f"{target} killed, restarted after {min(10, hold)} s or once shown down{shown}"
+    down = time.monotonic() - started
+    time.sleep(max(0, hold - down))
+    return f"{target} killed, restarted after {down:.0f} s{shown}"
 
 
 def shown_down(cluster, target):
