@@ -25,7 +25,7 @@ for round in $(seq "$rounds"); do
         log=true
         [ "$variant" = after-no-access-log ] && log=false
         JADFS_BIN=$bin JADFS_ACCESS_LOG=$log benchmarks/cluster_bench.sh --large-mib 256 --large-concurrency 4 \
-            --small-concurrency 1 32 --small-ops 2000 --list-keys 1000 --json "$out/$variant-$round.json" > /dev/null
+            --small-concurrency 1,32 --small-ops 2000 --list-keys 1000 --json "$out/$variant-$round.json" > /dev/null 2>&1
         echo "round $round $variant: PUT x1, x32; GET x1, x32 (ops/s); large PUT x4 (CPU-s/GiB): $(summary "$out/$variant-$round.json")"
     done
 done
