@@ -114,6 +114,20 @@ impl Visitor {
     }
 }
 
+/// That `bucket` and `key` are names S3 takes, and the visitor's key may
+/// act on the bucket with `needed`.
+async fn object_access(
+    gw: &Gateway,
+    visitor: &Visitor,
+    bucket: &str,
+    key: &str,
+    needed: Permission,
+) -> Result<(), S3Error> {
+    validate_bucket_name(bucket)?;
+    validate_key(key)?;
+    gw.authorize(&visitor.principal, bucket, needed).await
+}
+
 fn root_only(visitor: &Visitor) -> Result<(), S3Error> {
     if visitor.principal.root {
         Ok(())
@@ -323,9 +337,7 @@ async fn delete_object(
     visitor.check(&form.csrf)?;
     let bucket = path.into_inner();
     let deleted = async {
-        validate_bucket_name(&bucket)?;
-        validate_key(&form.key)?;
-        gw.authorize(&visitor.principal, &bucket, Permission::Write).await?;
+        object_access(&gw, &visitor, &bucket, &form.key, Permission::Write).await?;
         let command = jadfs_meta::Command::DeleteObject { bucket: bucket.clone(), key: form.key.clone() };
         gw.meta.write(&command).await?;
         Ok::<_, S3Error>(())
@@ -350,11 +362,9 @@ async fn share(
     visitor.check(&form.csrf)?;
     let bucket = path.into_inner();
     let result = async {
-        validate_bucket_name(&bucket)?;
-        validate_key(&form.key)?;
         let expires = form.expires.unwrap_or(3600).clamp(60, MAX_SHARE);
         // Only a key that may read it can share it; the link proves that key.
-        gw.authorize(&visitor.principal, &bucket, Permission::Read).await?;
+        object_access(&gw, &visitor, &bucket, &form.key, Permission::Read).await?;
         gw.meta.get_object(&bucket, &form.key).await?.ok_or(Code::NoSuchKey)?;
         let url = presigned(&req, &gw, &visitor, "GET", &bucket, &form.key, expires, &[])?;
         let notice = pages::Notice::Shared { key: form.key.clone(), url, expires };
@@ -379,12 +389,10 @@ async fn upload_url(req: HttpRequest, gw: Gw, path: web::Path<String>, body: web
     };
     let bucket = path.into_inner();
     let url = async {
-        validate_bucket_name(&bucket)?;
-        validate_key(&body.key)?;
         if body.key.is_empty() {
             return Err(S3Error::new(Code::InvalidArgument).with_message("An object needs a name."));
         }
-        gw.authorize(&visitor.principal, &bucket, Permission::Write).await?;
+        object_access(&gw, &visitor, &bucket, &body.key, Permission::Write).await?;
         presigned(&req, &gw, &visitor, "PUT", &bucket, &body.key, UPLOAD_URL_SECONDS, &[])
     }
     .await;
