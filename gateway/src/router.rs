@@ -94,9 +94,10 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Arc<Gat
         op = tracing::field::Empty,
     );
     let mut exchange = Exchange::begin(request_id, gw.config.access_log);
-    exchange.bucket = target_of(&req, &gw).ok().and_then(|(bucket, _)| bucket);
+    let target = target_of(&req, &gw);
+    exchange.bucket = target.as_ref().ok().and_then(|(bucket, _)| bucket.clone());
     let body = RequestBody::new(payload, gw.config.limits.body_idle, exchange.received.clone());
-    let result = handle(&req, body, gw.get_ref().clone(), &mut exchange.op).instrument(span.clone()).await;
+    let result = handle(&req, target, body, gw.get_ref().clone(), &mut exchange.op).instrument(span.clone()).await;
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
@@ -121,10 +122,13 @@ fn target_of(req: &HttpRequest, gw: &Gateway) -> Result<(Option<String>, Option<
     resolve_target(req.uri().path(), host, gw.config.domain.as_deref())
 }
 
-/// Answers one S3 request; `op` is set to the operation's name once it is
-/// known (for metrics and the access log).
+/// Answers one S3 request addressed to `target` (its bucket and key, or why
+/// they are not valid: answered in its turn, after admission and
+/// authentication); `op` is set to the operation's name once it is known
+/// (for metrics and the access log).
 async fn handle(
     req: &HttpRequest,
+    target: Result<(Option<String>, Option<String>), S3Error>,
     body: RequestBody,
     gw: Arc<Gateway>,
     op: &mut &'static str,
@@ -133,7 +137,7 @@ async fn handle(
     if req.method() == Method::OPTIONS {
         *op = "CorsPreflight";
         // A browser's CORS preflight is never signed.
-        return match target_of(req, &gw)? {
+        return match target? {
             (Some(bucket), _) => ops::cors::preflight(req, &gw, &bucket).await,
             _ => Err(Code::MethodNotAllowed.into()),
         };
@@ -141,14 +145,14 @@ async fn handle(
     if is_form_upload(req.method(), req.headers()) {
         // A browser form carries its authentication inside: its signed policy.
         *op = "PostObject";
-        return match target_of(req, &gw)? {
+        return match target? {
             (Some(bucket), None) => ops::post_object::post_object(req, body, gw, &bucket).await,
             _ => Err(Code::MethodNotAllowed.into()),
         };
     }
     let signed = gw.authenticate(req.method(), req.uri(), req.headers()).await?;
     let admitted = gw.admission.enter_as(place, &signed.0.access_key)?;
-    let (bucket, key) = target_of(req, &gw)?;
+    let (bucket, key) = target?;
     let query = sigv4::parse_query(req.uri().query().unwrap_or(""));
     let copy_source = req.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok());
     let endpoint =
