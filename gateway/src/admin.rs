@@ -25,20 +25,20 @@ use crate::target::validate_bucket_name;
 use crate::Gateway;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/-/admin/keys", web::get().to(list_keys))
-        .route("/-/admin/keys", web::post().to(create_key))
-        .route("/-/admin/keys/{access_key}", web::delete().to(delete_key))
-        .route("/-/admin/buckets/{bucket}/grants", web::put().to(set_grant))
-        .route("/-/admin/replication", web::get().to(get_replication))
-        .route("/-/admin/replication", web::put().to(set_replication))
-        .route("/-/admin/buckets/{bucket}/replication", web::get().to(get_replication))
-        .route("/-/admin/buckets/{bucket}/replication", web::put().to(set_replication))
-        .route("/-/admin/nodes", web::get().to(list_nodes))
-        .route("/-/admin/nodes/{id}/drain", web::put().to(drain_node))
-        .route("/-/admin/rebalance", web::put().to(rebalance))
-        .route("/-/admin/scrub", web::get().to(scrub))
-        .route("/-/admin/scrub", web::post().to(scrub))
-        .route("/-/admin/status", web::get().to(status));
+    cfg.route("/keys", web::get().to(list_keys))
+        .route("/keys", web::post().to(create_key))
+        .route("/keys/{access_key}", web::delete().to(delete_key))
+        .route("/buckets/{bucket}/grants", web::put().to(set_grant))
+        .route("/replication", web::get().to(get_replication))
+        .route("/replication", web::put().to(set_replication))
+        .route("/buckets/{bucket}/replication", web::get().to(get_replication))
+        .route("/buckets/{bucket}/replication", web::put().to(set_replication))
+        .route("/nodes", web::get().to(list_nodes))
+        .route("/nodes/{id}/drain", web::put().to(drain_node))
+        .route("/rebalance", web::put().to(rebalance))
+        .route("/scrub", web::get().to(scrub))
+        .route("/scrub", web::post().to(scrub))
+        .route("/status", web::get().to(status));
 }
 
 type Gw = web::Data<Arc<Gateway>>;

@@ -74,12 +74,25 @@ impl Exchange {
     }
 
     /// The response, whose body now records the exchange when it is
-    /// dropped: sent whole, or given up by the client.
+    /// dropped: sent whole, or given up by the client. A body already in
+    /// memory (XML, errors, small objects) is recorded now and stays bytes,
+    /// which actix writes with the head in one go.
     pub fn finish(self, response: HttpResponse) -> HttpResponse {
         let status = response.status().as_u16();
-        response.map_body(move |_, body| {
-            BoxBody::new(Metered { body, sent: 0, record: Some(Record { exchange: self, status }) })
-        })
+        let record = Record { exchange: self, status };
+        let (head, body) = response.into_parts();
+        if matches!(body.size(), BodySize::None) {
+            // No body at all (a HEAD's Content-Length is the object's).
+            record.done(0, true);
+            return head.set_body(body);
+        }
+        match body.try_into_bytes() {
+            Ok(bytes) => {
+                record.done(bytes.len() as u64, true);
+                head.set_body(BoxBody::new(bytes))
+            }
+            Err(body) => head.set_body(BoxBody::new(Metered { body, sent: 0, record: Some(record) })),
+        }
     }
 }
 

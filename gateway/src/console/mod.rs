@@ -33,25 +33,25 @@ pub use session::Sessions;
 type Gw = web::Data<Arc<Gateway>>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/-/console", web::get().to(|| async { see_other("/-/console/") }))
-        .route("/-/console/", web::get().to(overview))
-        .route("/-/console/login", web::get().to(login_form))
-        .route("/-/console/login", web::post().to(login))
-        .route("/-/console/logout", web::post().to(logout))
-        .route("/-/console/buckets", web::get().to(buckets))
-        .route("/-/console/buckets", web::post().to(create_bucket))
-        .route("/-/console/buckets/{bucket}", web::get().to(browse))
-        .route("/-/console/buckets/{bucket}/delete", web::post().to(delete_bucket))
-        .route("/-/console/buckets/{bucket}/objects/delete", web::post().to(delete_object))
-        .route("/-/console/buckets/{bucket}/objects/share", web::post().to(share))
-        .route("/-/console/buckets/{bucket}/objects/upload-url", web::post().to(upload_url))
-        .route("/-/console/buckets/{bucket}/objects/download", web::get().to(download))
-        .route("/-/console/keys", web::get().to(keys))
-        .route("/-/console/keys", web::post().to(create_key))
-        .route("/-/console/keys/delete", web::post().to(delete_key))
-        .route("/-/console/grants", web::post().to(grant))
-        .route("/-/console/throughput", web::get().to(throughput))
-        .route("/-/console/assets/{name}", web::get().to(asset));
+    cfg.route("", web::get().to(|| async { see_other("/-/console/") }))
+        .route("/", web::get().to(overview))
+        .route("/login", web::get().to(login_form))
+        .route("/login", web::post().to(login))
+        .route("/logout", web::post().to(logout))
+        .route("/buckets", web::get().to(buckets))
+        .route("/buckets", web::post().to(create_bucket))
+        .route("/buckets/{bucket}", web::get().to(browse))
+        .route("/buckets/{bucket}/delete", web::post().to(delete_bucket))
+        .route("/buckets/{bucket}/objects/delete", web::post().to(delete_object))
+        .route("/buckets/{bucket}/objects/share", web::post().to(share))
+        .route("/buckets/{bucket}/objects/upload-url", web::post().to(upload_url))
+        .route("/buckets/{bucket}/objects/download", web::get().to(download))
+        .route("/keys", web::get().to(keys))
+        .route("/keys", web::post().to(create_key))
+        .route("/keys/delete", web::post().to(delete_key))
+        .route("/grants", web::post().to(grant))
+        .route("/throughput", web::get().to(throughput))
+        .route("/assets/{name}", web::get().to(asset));
 }
 
 /// Who is signed in: the session and the key it stands for.
