@@ -10,6 +10,7 @@ use jadfs_meta::api::NodeState;
 use sha2::{Digest, Sha256};
 
 use crate::credentials::Credentials;
+use crate::s3_client::{NotDeleted, DELETE_BATCH, S3};
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -213,6 +214,18 @@ enum BucketCommand {
     },
     /// Take a key's access to a bucket away.
     Deny { bucket: String, access_key: String },
+    /// Delete every object of a bucket, or those under a prefix, with a
+    /// progress bar (DeleteObjects, 1,000 keys a request). Objects the
+    /// cluster refuses to delete are counted and named, not skipped quietly.
+    Empty {
+        bucket: String,
+        /// Only the keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Do it: without this flag, only count what would be deleted.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -273,6 +286,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Bucket(BucketCommand::Deny { bucket, access_key }) => {
             let body = serde_json::json!({ "access_key": access_key, "permission": null });
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
+        }
+        AdminCommand::Bucket(BucketCommand::Empty { bucket, prefix, yes }) => {
+            let s3 = S3::new(&client.endpoint, client.credentials.clone(), &client.region)?;
+            empty_bucket(&s3, &bucket, &prefix, yes).await?;
         }
         AdminCommand::Status { json } => {
             let status: ClusterStatus = client.call("GET", "/-/admin/status", None).await?.json().await?;
@@ -379,6 +396,49 @@ fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     let template = format!("{{spinner}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{msg}} ({{elapsed}}, {{eta}} left)");
     bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> "));
     bar
+}
+
+/// Deletes the keys of `bucket` under `prefix` page by page, a bar showing
+/// those deleted of those listed so far (the total is known only when the
+/// listing ends); with `really` false, only counts them.
+async fn empty_bucket(s3: &S3, bucket: &str, prefix: &str, really: bool) -> anyhow::Result<()> {
+    let bar = progress_bar(0, "keys deleted");
+    let (mut listed, mut deleted) = (0u64, 0u64);
+    let mut failed: Vec<NotDeleted> = Vec::new();
+    // Keys that failed stay listed; the token walks past them, so a failure
+    // is reported once and never retried in a loop.
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3.list_page(bucket, prefix, token.as_deref()).await?;
+        listed += page.keys.len() as u64;
+        bar.set_length(listed);
+        if really {
+            for batch in page.keys.chunks(DELETE_BATCH) {
+                let refused = s3.delete_batch(bucket, batch).await?;
+                deleted += (batch.len() - refused.len()) as u64;
+                failed.extend(refused);
+                bar.set_position(deleted);
+                bar.set_message(if failed.is_empty() { String::new() } else { format!("({} refused)", failed.len()) });
+            }
+        }
+        token = page.next;
+        if token.is_none() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    if !really {
+        println!("{listed} objects under {bucket}/{prefix} would be deleted: add --yes to delete them");
+        return Ok(());
+    }
+    println!("deleted {deleted} of {listed} objects under {bucket}/{prefix}");
+    for f in failed.iter().take(20) {
+        println!("  not deleted: {} ({})", f.key, f.code);
+    }
+    if !failed.is_empty() {
+        bail!("{} objects were not deleted", failed.len());
+    }
+    Ok(())
 }
 
 /// Shows a drain's progress until the node holds no copy.

@@ -13,12 +13,11 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
 use futures_util::StreamExt;
-use jadfs_gateway::sigv4::{self, RequestParts};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::admin::EndpointArgs;
-use crate::credentials::Credentials;
+use crate::s3_client::S3;
 
 const MIB: u64 = 1 << 20;
 
@@ -352,83 +351,7 @@ impl Server {
     }
 }
 
-/// A minimal S3 client: path-style requests signed with SigV4 (payloads
-/// unsigned, as TLS or the endpoint's own checks cover them).
-struct S3 {
-    http: reqwest::Client,
-    endpoint: String,
-    host: String,
-    credentials: Credentials,
-    region: String,
-}
-
 impl S3 {
-    fn new(endpoint: &str, credentials: Credentials, region: &str) -> anyhow::Result<S3> {
-        let url: reqwest::Url = endpoint.parse().context("invalid endpoint")?;
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        };
-        let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(64).build()?;
-        Ok(S3 { http, endpoint: endpoint.trim_end_matches('/').to_string(), host, credentials, region: region.into() })
-    }
-
-    fn request(&self, method: &str, path: &str, query: &str) -> anyhow::Result<reqwest::RequestBuilder> {
-        let parts = RequestParts {
-            method,
-            raw_path: path,
-            raw_query: query,
-            headers: vec![
-                ("host".into(), self.host.clone()),
-                ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-            ],
-        };
-        let (date, authorization) = sigv4::sign(
-            &parts,
-            &self.credentials.access_key,
-            &self.credentials.secret_key,
-            &self.region,
-            chrono::Utc::now(),
-        )
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-        let url = if query.is_empty() {
-            format!("{}{path}", self.endpoint)
-        } else {
-            format!("{}{path}?{query}", self.endpoint)
-        };
-        Ok(self
-            .http
-            .request(method.parse()?, url)
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .header("x-amz-date", date)
-            .header("authorization", authorization))
-    }
-
-    async fn send(&self, builder: reqwest::RequestBuilder, what: &str) -> anyhow::Result<reqwest::Response> {
-        let response = builder.send().await.with_context(|| what.to_string())?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            bail!("{what}: {status}: {}", body.chars().take(300).collect::<String>());
-        }
-        Ok(response)
-    }
-
-    fn object_path(bucket: &str, key: &str) -> String {
-        let encoded: Vec<String> = key.split('/').map(sigv4::uri_encode).collect();
-        format!("/{bucket}/{}", encoded.join("/"))
-    }
-
-    async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
-        let response = self.request("PUT", &format!("/{bucket}"), "")?.header("content-length", 0).send().await?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() || body.contains("BucketAlreadyOwnedByYou") {
-            return Ok(());
-        }
-        bail!("creating bucket {bucket}: {status}: {body}")
-    }
-
     async fn put(&self, bucket: &str, key: &str, body: Bytes) -> anyhow::Result<()> {
         let request = self.request("PUT", &Self::object_path(bucket, key), "")?.body(body);
         self.send(request, &format!("PUT {key}")).await.map(|_| ())
@@ -499,27 +422,13 @@ impl S3 {
         let mut token: Option<String> = None;
         let mut keys = 0;
         for _ in 0..pages {
-            let mut query =
-                vec![("list-type", "2".to_string()), ("max-keys", "1000".into()), ("prefix", prefix.into())];
-            if let Some(token) = &token {
-                query.push(("continuation-token", token.clone()));
-            }
-            query.sort();
-            let query: Vec<String> =
-                query.iter().map(|(k, v)| format!("{k}={}", sigv4::uri_encode(v))).collect::<Vec<_>>();
-            let request = self.request("GET", &format!("/{bucket}"), &query.join("&"))?;
-            let body = self.send(request, "LIST").await?.text().await?;
-            keys += body.matches("<Key>").count();
-            token = between(&body, "<NextContinuationToken>", "</NextContinuationToken>").map(str::to_string);
+            let page = self.list_page(bucket, prefix, token.as_deref()).await?;
+            keys += page.keys.len();
+            token = page.next;
             if token.is_none() {
                 break;
             }
         }
         Ok(keys)
     }
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    Some(&text[from..from + text[from..].find(end)?])
 }

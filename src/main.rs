@@ -6,6 +6,7 @@ mod bench;
 mod config_file;
 mod credentials;
 mod roles;
+mod s3_client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -55,3 +55,43 @@ async fn buckets_belong_to_their_creator_until_access_is_granted() {
     let gone = alice.list_buckets().send().await.unwrap_err();
     assert_eq!(gone.code(), Some("InvalidAccessKeyId"));
 }
+
+/// `jadfs admin bucket empty`: counts first, then deletes every key under
+/// the prefix (more than one page and one DeleteObjects batch, keys that
+/// need escaping in XML and URLs) and nothing else.
+#[tokio::test]
+async fn admin_bucket_empty_deletes_only_the_keys_under_its_prefix() {
+    use futures_util::StreamExt;
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("bulk").send().await.unwrap();
+    let mut keys: Vec<String> = (0..1100).map(|i| format!("drop/{i:05}")).collect();
+    keys.extend(["drop/a&b <c>", "drop/x y+z", "drop/é/ü?", "keep/1", "keep/2", "dropped-not/3"].map(String::from));
+    futures_util::stream::iter(keys.iter())
+        .map(|key| s3.put_object().bucket("bulk").key(key).body(ByteStream::from_static(b"x")).send())
+        .buffer_unordered(32)
+        .for_each(|put| async move {
+            put.unwrap();
+        })
+        .await;
+
+    let counted = server.admin(&["bucket", "empty", "bulk", "--prefix", "drop/"]);
+    assert!(counted.contains("1103 objects under bulk/drop/ would be deleted"), "{counted}");
+    let listed = |prefix: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            let pages = s3.list_objects_v2().bucket("bulk").prefix(prefix).into_paginator().send();
+            let pages: Vec<_> = pages.collect().await;
+            pages.into_iter().map(|p| p.unwrap().key_count().unwrap_or(0)).sum::<i32>()
+        }
+    };
+    assert_eq!(listed("drop/").await, 1103, "counting deletes nothing");
+
+    let emptied = server.admin(&["bucket", "empty", "bulk", "--prefix", "drop/", "--yes"]);
+    assert!(emptied.contains("deleted 1103 of 1103 objects under bulk/drop/"), "{emptied}");
+    assert_eq!(listed("drop/").await, 0);
+    assert_eq!(listed("").await, 3, "keep/1, keep/2 and dropped-not/3 are left");
+    let emptied = server.admin(&["bucket", "empty", "bulk", "--yes"]);
+    assert!(emptied.contains("deleted 3 of 3 objects under bulk/"), "{emptied}");
+    s3.delete_bucket().bucket("bulk").send().await.expect("the bucket is empty");
+}
