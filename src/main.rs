@@ -166,6 +166,17 @@ struct GcArgs {
     /// a duration such as `500ms`, `10s`, `5m`, `1h`, `2d`.
     #[arg(long, env = "JADFS_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
     gc_grace: std::time::Duration,
+    /// For tests only: how long a lifecycle rule's day lasts (`2s` expires
+    /// an object with `Days` 1 after two seconds). Unset, a day is 24 hours;
+    /// set, the meta node says so loudly in its log.
+    #[arg(long, env = "JADFS_LIFECYCLE_DAY", value_parser = parse_duration)]
+    lifecycle_day: Option<std::time::Duration>,
+}
+
+impl GcArgs {
+    fn lifecycle_day(&self) -> std::time::Duration {
+        self.lifecycle_day.unwrap_or(std::time::Duration::from_millis(jadfs_meta::api::DAY_MS as u64))
+    }
 }
 
 /// A duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`; seconds without one).

@@ -45,6 +45,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         links: Links::plain(),
         tls: None,
         gc_grace: args.gc.gc_grace,
+        lifecycle_day: args.gc.lifecycle_day(),
         disk_reserve: args.disk.disk_reserve,
     })
     .await?;
@@ -148,6 +149,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         links: links.clone(),
         tls,
         gc_grace: args.gc.gc_grace,
+        lifecycle_day: args.gc.lifecycle_day(),
         disk_reserve: args.disk.disk_reserve,
     })
     .await?;

@@ -9,4 +9,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = xml::parse_delete(data);
     let _ = xml::parse_complete(data);
     let _ = xml::parse_tagging(data);
+    let _ = jadfs_gateway::fuzzing::parse_lifecycle(data);
 });

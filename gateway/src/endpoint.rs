@@ -15,10 +15,9 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Subresources we do not serve: answered NotImplemented, never as if the
 /// request were a plain listing, create or read. `true`: of buckets; `false`:
 /// of objects.
-const UNSUPPORTED: [(&str, bool); 22] = [
+const UNSUPPORTED: [(&str, bool); 21] = [
     ("acl", true),
     ("policy", true),
-    ("lifecycle", true),
     ("website", true),
     ("logging", true),
     ("notification", true),
@@ -63,6 +62,9 @@ pub enum BucketOp {
     GetCors,
     PutCors,
     DeleteCors,
+    GetLifecycle,
+    PutLifecycle,
+    DeleteLifecycle,
     GetTagging,
     PutTagging,
     DeleteTagging,
@@ -181,6 +183,9 @@ impl BucketOp {
             Method::GET if has("cors") => B::GetCors,
             Method::PUT if has("cors") => B::PutCors,
             Method::DELETE if has("cors") => B::DeleteCors,
+            Method::GET if has("lifecycle") => B::GetLifecycle,
+            Method::PUT if has("lifecycle") => B::PutLifecycle,
+            Method::DELETE if has("lifecycle") => B::DeleteLifecycle,
             Method::GET if has("tagging") => B::GetTagging,
             Method::PUT if has("tagging") => B::PutTagging,
             Method::DELETE if has("tagging") => B::DeleteTagging,
@@ -222,6 +227,9 @@ impl BucketOp {
             B::GetCors => "GetBucketCors",
             B::PutCors => "PutBucketCors",
             B::DeleteCors => "DeleteBucketCors",
+            B::GetLifecycle => "GetBucketLifecycleConfiguration",
+            B::PutLifecycle => "PutBucketLifecycleConfiguration",
+            B::DeleteLifecycle => "DeleteBucketLifecycle",
             B::GetTagging => "GetBucketTagging",
             B::PutTagging => "PutBucketTagging",
             B::DeleteTagging => "DeleteBucketTagging",
@@ -244,9 +252,16 @@ impl BucketOp {
             | B::GetLocation
             | B::GetVersioning
             | B::GetCors
+            | B::GetLifecycle
             | B::GetTagging => Permission::Read,
             B::DeleteObjects => Permission::Write,
-            B::Delete | B::PutCors | B::DeleteCors | B::PutTagging | B::DeleteTagging => Permission::Owner,
+            B::Delete
+            | B::PutCors
+            | B::DeleteCors
+            | B::PutLifecycle
+            | B::DeleteLifecycle
+            | B::PutTagging
+            | B::DeleteTagging => Permission::Owner,
             B::NotImplemented(_, needed) => *needed,
         })
     }
@@ -361,7 +376,9 @@ mod tests {
             (M::DELETE, "/bkt", "tagging", "DeleteBucketTagging"),
             (M::GET, "/bkt", "acl", "NotImplemented"),
             (M::PUT, "/bkt", "object-lock", "NotImplemented"),
-            (M::DELETE, "/bkt", "lifecycle", "NotImplemented"),
+            (M::DELETE, "/bkt", "lifecycle", "DeleteBucketLifecycle"),
+            (M::PUT, "/bkt", "lifecycle", "PutBucketLifecycleConfiguration"),
+            (M::GET, "/bkt", "website", "NotImplemented"),
             (M::POST, "/bkt", "delete", "DeleteObjects"),
             (M::POST, "/bkt", "", "MethodNotAllowed"),
             (M::PUT, "/bkt/k", "", "PutObject"),

@@ -75,6 +75,7 @@ s3_errors! {
     NoSuchBucket => (NOT_FOUND, "The specified bucket does not exist.");
     NoSuchCORSConfiguration => (NOT_FOUND, "The CORS configuration does not exist");
     NoSuchKey => (NOT_FOUND, "The specified key does not exist.");
+    NoSuchLifecycleConfiguration => (NOT_FOUND, "The lifecycle configuration does not exist");
     NoSuchTagSet => (NOT_FOUND, "The TagSet does not exist");
     NoSuchUpload => (NOT_FOUND, "The specified multipart upload does not exist.");
     NotImplemented => (NOT_IMPLEMENTED, "A header or query you provided implies functionality that is not implemented.");

@@ -19,6 +19,11 @@ pub fn parse_http_date(value: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     crate::ops::parse_http_date(value)
 }
 
+/// A lifecycle configuration (`PUT ?lifecycle`), checked as S3 checks it.
+pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<jadfs_meta::api::LifecycleRule>, S3Error> {
+    crate::ops::lifecycle::parse(body)
+}
+
 /// A browser form's policy checked against its fields, as POST Object does.
 pub fn check_post_policy(policy: &serde_json::Value, fields: &[(String, String)], bucket: &str) -> bool {
     use crate::ops::post_object::{check_policy, Field, Form};

@@ -9,6 +9,7 @@ mod collect;
 pub mod disk;
 pub mod http;
 pub mod lease;
+mod lifecycle;
 pub mod log_store;
 mod metrics;
 mod mover;
@@ -61,6 +62,8 @@ pub struct MetaConfig {
     pub gc_grace: Duration,
     /// Free bytes kept on the data disk (see [`disk::Disk`]).
     pub disk_reserve: u64,
+    /// How long a lifecycle rule's day lasts: 24 hours, shorter in tests.
+    pub lifecycle_day: Duration,
 }
 
 /// A started meta node.
@@ -115,6 +118,7 @@ pub async fn start(config: &MetaConfig) -> anyhow::Result<RunningMeta> {
         links,
         config.gc_grace,
     ));
+    tokio::spawn(lifecycle::run_lifecycle(raft.clone(), readers.clone(), config.lifecycle_day));
     metrics::describe();
     tokio::spawn(metrics::sample(metrics::Sources {
         raft: raft.clone(),

@@ -35,6 +35,8 @@ const NODES: &str = "jadfs_meta_storage_nodes";
 const COPIES_MADE: &str = "jadfs_meta_repair_copies_total";
 const REPAIR_FAILURES: &str = "jadfs_meta_repair_failures_total";
 const COPIES_DELETED: &str = "jadfs_meta_copies_deleted_total";
+const LIFECYCLE_EXPIRED: &str = "jadfs_meta_lifecycle_expired_objects_total";
+const LIFECYCLE_ABORTED: &str = "jadfs_meta_lifecycle_aborted_uploads_total";
 
 /// Raft's gauges move fast and cost nothing to read; the state's need
 /// counting queries, so they are read less often.
@@ -63,6 +65,13 @@ pub fn describe() {
     describe_counter!(COPIES_MADE, "Copies the repairer had made (repairs of lost or missing copies).");
     describe_counter!(REPAIR_FAILURES, "Repair rounds that failed (retried).");
     describe_counter!(COPIES_DELETED, "Copies storage nodes deleted for the collector or trimmer.");
+    describe_counter!(LIFECYCLE_EXPIRED, "Objects deleted by lifecycle rules (on the leader that applied them).");
+    describe_counter!(LIFECYCLE_ABORTED, "Multipart uploads aborted by lifecycle rules.");
+}
+
+pub(crate) fn lifecycle_done(expired: u64, aborted: u64) {
+    counter!(LIFECYCLE_EXPIRED).increment(expired);
+    counter!(LIFECYCLE_ABORTED).increment(aborted);
 }
 
 pub(crate) fn copies_made(n: usize) {

@@ -4,6 +4,7 @@
 pub mod bucket;
 pub mod conditions;
 pub mod cors;
+pub mod lifecycle;
 pub mod list;
 pub mod multipart;
 pub mod object;
@@ -188,6 +189,20 @@ impl Ctx<'_> {
             }
         }
         Ok(out.freeze())
+    }
+
+    /// Refuses a request without Content-MD5 or a flexible checksum, where
+    /// S3 requires one (lifecycle, object lock, DeleteObjects in AWS's
+    /// newer rules).
+    pub fn require_integrity_header(&self) -> Result<(), S3Error> {
+        let checksum = self.req.headers().keys().any(|name| name.as_str().starts_with("x-amz-checksum-"));
+        let trailer = self.header("x-amz-trailer").is_some_and(|t| t.trim().starts_with("x-amz-checksum-"));
+        if self.header("content-md5").is_some() || checksum || trailer {
+            Ok(())
+        } else {
+            Err(S3Error::new(Code::InvalidRequest)
+                .with_message("Missing required header for this request: Content-MD5"))
+        }
     }
 
     /// The decoded `Content-MD5` header, if sent.

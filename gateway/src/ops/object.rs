@@ -207,6 +207,9 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
+    if let Some(expiration) = &object.expiration {
+        response.insert_header(("x-amz-expiration", super::lifecycle::expiration_header(expiration)));
+    }
     if let Some(n) = part_number.filter(|_| !manifest.parts.is_empty()) {
         response.insert_header(("x-amz-mp-parts-count", manifest.parts.len().to_string()));
         // A part is served with its own checksum, and the object's kind of checksum.

@@ -5,7 +5,8 @@ use jadfs_common::{ChunkId, ETag, NodeId, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessKey, CorsRule, MetaError, ObjectMetadata, PartManifest, Permission, Replication, StorageNodeInfo, UploadInfo,
+    AccessKey, CorsRule, LifecycleRule, MetaError, ObjectMetadata, PartManifest, Permission, Replication,
+    StorageNodeInfo, UploadInfo,
 };
 
 /// A change to the metadata, replicated through the Raft log. Everything a
@@ -92,6 +93,22 @@ pub enum Command {
     SetBucketCors {
         bucket: String,
         rules: Option<Vec<CorsRule>>,
+    },
+    /// Replaces a bucket's lifecycle rules; None removes them.
+    SetBucketLifecycle {
+        bucket: String,
+        rules: Option<Vec<LifecycleRule>>,
+    },
+    /// One step of the leader's lifecycle worker over a bucket: the objects
+    /// after `after` in key order (at most `limit`) and, on the first step,
+    /// the multipart uploads, judged here by the bucket's rules at `now_ms`
+    /// with days `day_ms` long; those due are deleted or aborted.
+    ApplyLifecycle {
+        bucket: String,
+        after: Option<String>,
+        limit: u32,
+        now_ms: i64,
+        day_ms: i64,
     },
     /// Replaces a bucket's tags; None removes them.
     SetBucketTags {
@@ -243,6 +260,7 @@ impl Command {
         match self {
             Command::DeleteBucket { .. }
             | Command::DeleteObject { .. }
+            | Command::ApplyLifecycle { .. }
             | Command::AbortUpload { .. }
             | Command::DeleteAccessKey { .. }
             | Command::RegisterNode { .. }
@@ -342,4 +360,11 @@ pub enum CommandResult {
     },
     /// How many chunks or copies a collection took.
     Collected(u64),
+    /// What a [`Command::ApplyLifecycle`] did, and where the next step
+    /// starts (None: the bucket is done).
+    Lifecycle {
+        expired: u64,
+        aborted: u64,
+        next: Option<String>,
+    },
 }

@@ -8,12 +8,14 @@
 
 mod cluster;
 mod command;
+mod lifecycle;
 mod model;
 mod query;
 
 pub use cluster::*;
 pub use command::*;
 pub use jadfs_common::NodeId;
+pub use lifecycle::*;
 pub use model::*;
 pub use query::*;
 

@@ -5,6 +5,8 @@
 use jadfs_common::{Algorithm, Checksum, ChecksumType, ChunkId, ETag, NodeId};
 use serde::{Deserialize, Serialize};
 
+use super::LifecycleRule;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BucketInfo {
     pub name: String,
@@ -23,6 +25,9 @@ pub struct BucketInfo {
     /// The replication in force: the bucket's own, or the cluster default.
     #[serde(default)]
     pub replication: Replication,
+    /// Lifecycle rules, if any were set.
+    #[serde(default)]
+    pub lifecycle: Option<Vec<LifecycleRule>>,
 }
 
 impl BucketInfo {

@@ -98,6 +98,10 @@ pub struct LocatedObject {
     pub manifest: ObjectManifest,
     /// `locations[i]` are the nodes holding `manifest.chunks[i]`.
     pub locations: Vec<Vec<NodeId>>,
+    /// When a lifecycle rule of the bucket will delete it, and the rule's
+    /// id (`x-amz-expiration`).
+    #[serde(default)]
+    pub expiration: Option<(i64, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]

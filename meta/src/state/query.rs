@@ -6,8 +6,8 @@ use rusqlite::{params, Connection};
 
 use super::listing::list_objects;
 use super::rows::{
-    applied_state, chunk_nodes, from_json, load_access_key, load_bucket, load_manifest, load_parts, load_upload,
-    replication_of,
+    applied_state, chunk_nodes, from_json, load_access_key, load_bucket, load_bucket_setting, load_manifest,
+    load_parts, load_upload, replication_of, BucketSetting,
 };
 use crate::api::*;
 
@@ -54,7 +54,12 @@ fn list_buckets(conn: &Connection) -> rusqlite::Result<Vec<BucketInfo>> {
 fn get_object(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<LocatedObject>> {
     let Some(manifest) = load_manifest(conn, bucket, key)? else { return Ok(None) };
     let locations = manifest.chunks.iter().map(|c| chunk_nodes(conn, &c.id)).collect::<rusqlite::Result<_>>()?;
-    Ok(Some(LocatedObject { manifest, locations }))
+    let rules: Option<Vec<LifecycleRule>> = load_bucket_setting(conn, BucketSetting::Lifecycle, bucket)?;
+    let expiration = rules.and_then(|rules| {
+        let (at, id) = object_expiry(&rules, key, manifest.size, &manifest.tags, manifest.last_modified_ms, DAY_MS)?;
+        Some((at, id.to_string()))
+    });
+    Ok(Some(LocatedObject { manifest, locations, expiration }))
 }
 
 /// Access keys without their secrets.

@@ -63,7 +63,8 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
     let tags = load_bucket_setting(conn, BucketSetting::Tags, name)?;
     let cors = load_bucket_setting(conn, BucketSetting::Cors, name)?;
     let replication = replication_of(conn, Some(name))?;
-    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors, replication }))
+    let lifecycle = load_bucket_setting(conn, BucketSetting::Lifecycle, name)?;
+    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors, replication, lifecycle }))
 }
 
 /// Optional per-bucket settings, each a JSON value in a table of its own.
@@ -72,16 +73,19 @@ pub enum BucketSetting {
     Tags,
     Cors,
     Replication,
+    Lifecycle,
 }
 
 impl BucketSetting {
-    pub const ALL: [BucketSetting; 3] = [BucketSetting::Tags, BucketSetting::Cors, BucketSetting::Replication];
+    pub const ALL: [BucketSetting; 4] =
+        [BucketSetting::Tags, BucketSetting::Cors, BucketSetting::Replication, BucketSetting::Lifecycle];
 
     fn table(self) -> &'static str {
         match self {
             BucketSetting::Tags => "bucket_tags",
             BucketSetting::Cors => "bucket_cors",
             BucketSetting::Replication => "bucket_replication",
+            BucketSetting::Lifecycle => "bucket_lifecycle",
         }
     }
 }
@@ -104,13 +108,13 @@ pub fn set_bucket_setting<T: serde::Serialize>(
     Ok(())
 }
 
-fn load_bucket_setting<T: serde::de::DeserializeOwned>(
+pub fn load_bucket_setting<T: serde::de::DeserializeOwned>(
     conn: &Connection,
     setting: BucketSetting,
     bucket: &str,
 ) -> rusqlite::Result<Option<T>> {
     let sql = format!("SELECT value FROM {} WHERE bucket = ?1", setting.table());
-    let raw: Option<Vec<u8>> = conn.query_row(&sql, [bucket], |r| r.get(0)).optional()?;
+    let raw: Option<Vec<u8>> = conn.prepare_cached(&sql)?.query_row([bucket], |r| r.get(0)).optional()?;
     raw.map(|raw| from_json(&raw)).transpose()
 }
 

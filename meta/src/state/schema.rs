@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 6;
+pub const DATA_VERSION: u32 = 7;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -106,6 +106,8 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
              );
              CREATE INDEX requests_by_log ON requests (log_index);",
         ),
+        // Version 7 keeps buckets' lifecycle rules.
+        6 => conn.execute_batch("CREATE TABLE bucket_lifecycle (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);"),
         _ => unreachable!("no upgrade from version {from}"),
     }
 }

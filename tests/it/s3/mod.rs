@@ -5,6 +5,7 @@ mod buckets;
 mod collection;
 mod full_disk;
 mod integrity;
+mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;

@@ -8,6 +8,7 @@
 mod access;
 mod bucket;
 mod chunks;
+mod lifecycle;
 mod multipart;
 mod nodes;
 mod object;
@@ -99,6 +100,10 @@ impl<'t> Applier<'t> {
             C::DeleteBucket { name } => self.delete_bucket(name),
             C::SetBucketCors { bucket, rules } => self.set_bucket_cors(bucket, rules.as_ref()),
             C::SetBucketTags { bucket, tags } => self.set_bucket_tags(bucket, tags.as_ref()),
+            C::SetBucketLifecycle { bucket, rules } => self.set_bucket_lifecycle(bucket, rules.as_ref()),
+            C::ApplyLifecycle { bucket, after, limit, now_ms, day_ms } => {
+                self.apply_lifecycle(bucket, after.as_deref(), *limit, *now_ms, *day_ms)
+            }
             C::SetBucketGrant { bucket, access_key, permission } => {
                 self.set_bucket_grant(bucket, access_key, *permission)
             }

@@ -376,3 +376,81 @@ fn a_retried_write_is_applied_once() {
     apply_all(&mut conn, 1_000_000, &[once(10, Command::DeleteBucket { name: "c".into() })]);
     assert_eq!(remembered(&conn), 1);
 }
+
+#[test]
+fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
+    let mut conn = schema::in_memory();
+    let put = |key: &str, written_ms: i64, tags: &[(&str, &str)]| {
+        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+            "size": 2, "etag": "\"e\"", "last_modified_ms": written_ms, "content_type": null,
+            "chunks": [], "inline": "aGk=", "tags": tags,
+        }))
+        .unwrap();
+        Command::PutObject {
+            bucket: "b".into(),
+            key: key.into(),
+            manifest,
+            placement: vec![],
+            condition: None,
+            write_id: None,
+        }
+    };
+    let rule = |id: &str, prefix: &str, tags: Vec<(String, String)>| LifecycleRule {
+        id: id.into(),
+        enabled: true,
+        filter: LifecycleFilter { prefix: prefix.into(), tags, ..Default::default() },
+        expiration: Some(Expiration::Days(2)),
+        ..Default::default()
+    };
+    let rules = vec![rule("logs", "logs/", vec![]), rule("tmp", "tmp/", vec![("t".into(), "1".into())])];
+    let step = |after: Option<&str>, now_ms| Command::ApplyLifecycle {
+        bucket: "b".into(),
+        after: after.map(String::from),
+        limit: 2,
+        now_ms,
+        day_ms: 10,
+    };
+    apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            put("keep/a", 0, &[]),
+            put("logs/a", 0, &[]),
+            put("logs/b", 15, &[]),
+            put("tmp/a", 0, &[("t", "1")]),
+            put("tmp/b", 0, &[("t", "2")]),
+            Command::SetBucketLifecycle { bucket: "b".into(), rules: Some(rules) },
+        ],
+    );
+    // At 20, what was written by 0 is due (2 days of 10 ms); logs/b, by 15, is not.
+    let results = apply_all(&mut conn, 10, &[step(None, 20)]);
+    assert_eq!(results, [CommandResult::Lifecycle { expired: 1, aborted: 0, next: Some("logs/a".into()) }]);
+    // logs/b is rewritten (as written at 0) before the next step: it is
+    // judged as it is when the step applies, not as it was listed.
+    apply_all(&mut conn, 11, &[put("logs/b", 0, &[])]);
+    let results = apply_all(&mut conn, 12, &[step(Some("logs/a"), 20), step(Some("tmp/a"), 20)]);
+    assert_eq!(
+        results,
+        [
+            CommandResult::Lifecycle { expired: 2, aborted: 0, next: Some("tmp/a".into()) },
+            CommandResult::Lifecycle { expired: 0, aborted: 0, next: None },
+        ]
+    );
+    let left: Vec<String> = conn
+        .prepare("SELECT CAST(key AS TEXT) FROM objects ORDER BY key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, ["keep/a", "tmp/b"], "no rule names keep/, and tmp/b's tag does not match");
+    let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into() };
+    let gone =
+        apply_all(&mut conn, 14, &[delete("keep/a"), delete("tmp/b"), Command::DeleteBucket { name: "b".into() }]);
+    assert_eq!(gone[2], CommandResult::Done);
+    let stale = apply_all(&mut conn, 17, &[step(None, 20)]);
+    assert_eq!(stale, [CommandResult::Failed(MetaError::NoSuchBucket)], "a bucket deleted since it was listed");
+    let kept: i64 = conn.query_row("SELECT COUNT(*) FROM bucket_lifecycle", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, 0, "its rules went with it");
+}
