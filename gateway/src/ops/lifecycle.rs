@@ -84,8 +84,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
 fn parse_rule(rule: &Element, index: usize) -> Result<LifecycleRule, S3Error> {
     for refused in ["Transition", "NoncurrentVersionTransition"] {
         if rule.child(refused).is_some() {
-            return Err(S3Error::new(Code::NotImplemented)
-                .with_message(format!("{refused} is not supported: JaDFS has one storage class.")));
+            // As for a PUT naming a class other than STANDARD: there is no
+            // other class to move objects to.
+            return Err(S3Error::new(Code::InvalidStorageClass)
+                .with_message(format!("{refused} is not supported: STANDARD is the only storage class.")));
         }
     }
     let id = match text(rule, "ID") {
@@ -100,10 +102,10 @@ fn parse_rule(rule: &Element, index: usize) -> Result<LifecycleRule, S3Error> {
         Some("Disabled") => false,
         _ => return Err(malformed()),
     };
-    let filter = match (rule.child("Filter"), text(rule, "Prefix")) {
+    let (filter, legacy_prefix) = match (rule.child("Filter"), text(rule, "Prefix")) {
         (Some(_), Some(_)) => return Err(malformed()),
-        (Some(filter), None) => parse_filter(filter)?,
-        (None, Some(prefix)) => LifecycleFilter { prefix: prefix.to_string(), ..Default::default() },
+        (Some(filter), None) => (parse_filter(filter)?, false),
+        (None, Some(prefix)) => (LifecycleFilter { prefix: prefix.to_string(), ..Default::default() }, true),
         (None, None) => return Err(malformed()),
     };
     let expiration = match rule.child("Expiration") {
@@ -134,6 +136,7 @@ fn parse_rule(rule: &Element, index: usize) -> Result<LifecycleRule, S3Error> {
         id,
         enabled,
         filter,
+        legacy_prefix,
         expiration,
         noncurrent_days,
         newer_noncurrent_versions,
@@ -168,16 +171,35 @@ fn parse_expiration(e: &Element) -> Result<Expiration, S3Error> {
 
 fn parse_filter(filter: &Element) -> Result<LifecycleFilter, S3Error> {
     let mut parsed = LifecycleFilter::default();
-    let conditions = match filter.child("And") {
-        Some(and) if filter.children.len() == 1 => and,
-        Some(_) => return Err(malformed()),
-        // Outside `And`, at most one condition.
-        None if filter.children.len() > 1 => return Err(malformed()),
-        None => filter,
-    };
-    for condition in &conditions.children {
+    // S3 wants several conditions inside one `And`; like Ceph, we also take
+    // them beside it or side by side. All must hold wherever they are.
+    let mut conditions: Vec<&Element> = Vec::new();
+    let mut ands = 0;
+    for child in &filter.children {
+        if child.name == "And" {
+            ands += 1;
+            if ands > 1 || child.children.iter().any(|c| c.name == "And") {
+                return Err(malformed());
+            }
+            conditions.extend(&child.children);
+        } else {
+            conditions.push(child);
+        }
+    }
+    let mut prefixes = 0;
+    for condition in conditions {
         match condition.name.as_str() {
-            "Prefix" => parsed.prefix = condition.text.trim().to_string(),
+            "Prefix" => {
+                // Two prefixes both hold only where the longer one does.
+                let prefix = condition.text.trim();
+                if prefixes > 0 && !(prefix.starts_with(&parsed.prefix) || parsed.prefix.starts_with(prefix)) {
+                    return Err(malformed());
+                }
+                if prefixes == 0 || prefix.len() > parsed.prefix.len() {
+                    parsed.prefix = prefix.to_string();
+                }
+                prefixes += 1;
+            }
             "Tag" => {
                 let key = text(condition, "Key").ok_or_else(malformed)?;
                 let value = text(condition, "Value").unwrap_or("");
@@ -203,6 +225,36 @@ fn parse_filter(filter: &Element) -> Result<LifecycleFilter, S3Error> {
     Ok(parsed)
 }
 
+fn render_filter(x: &mut XmlWriter, f: &LifecycleFilter) {
+    let conditions = usize::from(!f.prefix.is_empty())
+        + f.tags.len()
+        + usize::from(f.size_greater_than.is_some())
+        + usize::from(f.size_less_than.is_some());
+    x.open("Filter");
+    if conditions > 1 {
+        x.open("And");
+    }
+    if !f.prefix.is_empty() || conditions == 0 {
+        x.element("Prefix", &f.prefix);
+    }
+    for (key, value) in &f.tags {
+        x.open("Tag");
+        x.element("Key", key);
+        x.element("Value", value);
+        x.close("Tag");
+    }
+    if let Some(n) = f.size_greater_than {
+        x.element("ObjectSizeGreaterThan", &n.to_string());
+    }
+    if let Some(n) = f.size_less_than {
+        x.element("ObjectSizeLessThan", &n.to_string());
+    }
+    if conditions > 1 {
+        x.close("And");
+    }
+    x.close("Filter");
+}
+
 fn render(rules: &[LifecycleRule]) -> XmlWriter {
     let mut x = XmlWriter::new();
     x.open("LifecycleConfiguration");
@@ -210,33 +262,11 @@ fn render(rules: &[LifecycleRule]) -> XmlWriter {
         x.open("Rule");
         x.element("ID", &rule.id);
         let f = &rule.filter;
-        let conditions = usize::from(!f.prefix.is_empty())
-            + f.tags.len()
-            + usize::from(f.size_greater_than.is_some())
-            + usize::from(f.size_less_than.is_some());
-        x.open("Filter");
-        if conditions > 1 {
-            x.open("And");
-        }
-        if !f.prefix.is_empty() || conditions == 0 {
+        if rule.legacy_prefix {
             x.element("Prefix", &f.prefix);
+        } else {
+            render_filter(&mut x, f);
         }
-        for (key, value) in &f.tags {
-            x.open("Tag");
-            x.element("Key", key);
-            x.element("Value", value);
-            x.close("Tag");
-        }
-        if let Some(n) = f.size_greater_than {
-            x.element("ObjectSizeGreaterThan", &n.to_string());
-        }
-        if let Some(n) = f.size_less_than {
-            x.element("ObjectSizeLessThan", &n.to_string());
-        }
-        if conditions > 1 {
-            x.close("And");
-        }
-        x.close("Filter");
         x.element("Status", if rule.enabled { "Enabled" } else { "Disabled" });
         if let Some(expiration) = &rule.expiration {
             x.open("Expiration");
@@ -297,6 +327,7 @@ mod tests {
         assert_eq!(rules[1].expiration, Some(Expiration::Date(1_893_456_000_000)));
         assert_eq!((rules[1].noncurrent_days, rules[1].newer_noncurrent_versions), (Some(3), Some(2)));
         assert_eq!(rules[2].id, "rule-3", "a rule without an ID gets one");
+        assert!(rules[2].legacy_prefix && !rules[0].legacy_prefix, "answered in the form it was given");
         let answered = render(&rules).finish();
         assert_eq!(parse(answered.as_bytes()).unwrap(), rules, "{answered}");
     }
@@ -335,13 +366,24 @@ mod tests {
         );
         assert_eq!(code_of(&rule(&format!("<Filter/><Prefix>a</Prefix>{expire}"))), Code::MalformedXML);
         assert_eq!(
-            code_of(&rule(&format!("<Filter><Prefix>a</Prefix><Tag><Key>k</Key></Tag></Filter>{expire}"))),
+            code_of(&rule(&format!("<Filter><And><Prefix>a</Prefix></And><Prefix>b</Prefix></Filter>{expire}"))),
             Code::MalformedXML
         );
+        // Side by side outside `And` (Ceph's leniency): both conditions hold.
+        let side_by_side =
+            rule(&format!("<Filter><Prefix>a</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{expire}"));
+        let filter = &parse(side_by_side.as_bytes()).unwrap()[0].filter;
+        assert_eq!((filter.prefix.as_str(), filter.tags.len()), ("a", 1));
+        let beside_and = rule(&format!(
+            "<Filter><Prefix>days1/</Prefix><Tag><Key>a</Key><Value>1</Value></Tag>\
+             <And><Prefix>days1</Prefix><Tag><Key>b</Key><Value>2</Value></Tag></And></Filter>{expire}"
+        ));
+        let filter = &parse(beside_and.as_bytes()).unwrap()[0].filter;
+        assert_eq!((filter.prefix.as_str(), filter.tags.len()), ("days1/", 2), "the longer prefix, every tag");
         assert_eq!(code_of(&rule("<Filter/><Status>Enabled</Status>")), Code::InvalidRequest);
         assert_eq!(
             code_of(&rule("<Filter/><Status>Enabled</Status><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>")),
-            Code::NotImplemented
+            Code::InvalidStorageClass
         );
         let twice = format!(
             "<LifecycleConfiguration><Rule><ID>a</ID><Filter/>{expire}</Rule><Rule><ID>a</ID><Filter/>{expire}</Rule></LifecycleConfiguration>"

@@ -13,6 +13,10 @@ pub struct LifecycleRule {
     pub id: String,
     pub enabled: bool,
     pub filter: LifecycleFilter,
+    /// The prefix was given as the rule's `Prefix` (S3's older form), not
+    /// in a `Filter`: answered back the same way.
+    #[serde(default)]
+    pub legacy_prefix: bool,
     pub expiration: Option<Expiration>,
     /// Versions noncurrent this many days are deleted. Kept and answered;
     /// without versioning (which buckets cannot turn on yet) there are none.

@@ -166,7 +166,8 @@ async fn a_lifecycle_configuration_is_refused_as_s3_refuses_it() {
     );
     let refused =
         signed(reqwest::Method::PUT, &url, &[("content-md5", &md5)], transition, ACCESS_KEY, SECRET_KEY).await;
-    assert_eq!(refused.status(), 501);
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("InvalidStorageClass"));
 
     let (key, secret) = server.create_key("reader");
     server.admin(&["bucket", "allow", "lc-test", &key, "--permission", "write"]);
