@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use jadfs_common::node::ScrubStatus;
 use jadfs_gateway::admin::{ClusterStatus, NodeScrub, NodesReport};
-use jadfs_gateway::sigv4::{self, RequestParts};
+use jadfs_gateway::sigv4;
 use jadfs_meta::api::NodeState;
 use sha2::{Digest, Sha256};
 
@@ -251,7 +251,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     }
     let credentials = args.endpoint.credentials()?;
     let endpoint = args.endpoint.endpoint.trim_end_matches('/').to_string();
-    let client = AdminClient { endpoint, credentials, region: args.endpoint.region.clone() };
+    let client = AdminClient { s3: S3::new(&endpoint, credentials, &args.endpoint.region)?, endpoint };
     match args.command {
         AdminCommand::Key(KeyCommand::Create { name, id, secret }) => {
             let body = serde_json::json!({ "name": name, "access_key": id, "secret_key": secret });
@@ -288,8 +288,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             client.call("PUT", &format!("/-/admin/buckets/{}/grants", sigv4::uri_encode(&bucket)), Some(body)).await?;
         }
         AdminCommand::Bucket(BucketCommand::Empty { bucket, prefix, yes }) => {
-            let s3 = S3::new(&client.endpoint, client.credentials.clone(), &client.region)?;
-            empty_bucket(&s3, &bucket, &prefix, yes).await?;
+            empty_bucket(&client.s3, &bucket, &prefix, yes).await?;
         }
         AdminCommand::Status { json } => {
             let status: ClusterStatus = client.call("GET", "/-/admin/status", None).await?.json().await?;
@@ -684,10 +683,11 @@ async fn run_meta(args: MetaArgs, data_dir: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
+/// The admin API's client: JSON bodies whose SHA-256 is signed (the API
+/// refuses unsigned payloads).
 struct AdminClient {
+    s3: S3,
     endpoint: String,
-    credentials: Credentials,
-    region: String,
 }
 
 impl AdminClient {
@@ -697,32 +697,12 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<reqwest::Response> {
-        let url: reqwest::Url = format!("{}{path}", self.endpoint).parse().context("invalid endpoint")?;
         let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        };
         let payload_hash = hex::encode(Sha256::digest(&body));
-        let parts = RequestParts {
-            method,
-            raw_path: url.path(),
-            raw_query: url.query().unwrap_or(""),
-            headers: vec![("host".into(), host), ("x-amz-content-sha256".into(), payload_hash.clone())],
-        };
-        let (date, authorization) = sigv4::sign(
-            &parts,
-            &self.credentials.access_key,
-            &self.credentials.secret_key,
-            &self.region,
-            chrono::Utc::now(),
-        )
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-        let response = reqwest::Client::new()
-            .request(method.parse()?, url.clone())
-            .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", date)
-            .header("authorization", authorization)
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let response = self
+            .s3
+            .signed(method, path, query, &payload_hash)?
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -52,14 +52,27 @@ impl S3 {
         Ok(S3 { http, endpoint: endpoint.trim_end_matches('/').to_string(), host, credentials, region: region.into() })
     }
 
+    /// A request with an unsigned payload.
     pub fn request(&self, method: &str, path: &str, query: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+        self.signed(method, path, query, "UNSIGNED-PAYLOAD")
+    }
+
+    /// A request signing `payload_hash` (the body's hex SHA-256, or
+    /// `UNSIGNED-PAYLOAD`); `path` and `query` as sent, already encoded.
+    pub fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        payload_hash: &str,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
         let parts = RequestParts {
             method,
             raw_path: path,
             raw_query: query,
             headers: vec![
                 ("host".into(), self.host.clone()),
-                ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
+                ("x-amz-content-sha256".into(), payload_hash.to_string()),
             ],
         };
         let (date, authorization) = sigv4::sign(
@@ -78,7 +91,7 @@ impl S3 {
         Ok(self
             .http
             .request(method.parse()?, url)
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .header("x-amz-content-sha256", payload_hash)
             .header("x-amz-date", date)
             .header("authorization", authorization))
     }
