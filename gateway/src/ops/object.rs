@@ -5,7 +5,7 @@ use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
 use jadfs_common::{ETag, ObjectManifest};
-use jadfs_meta::api::{ObjectMetadata, Permission};
+use jadfs_meta::api::{object_expiry, ObjectMetadata, Permission, DAY_MS};
 use jadfs_meta::Command;
 
 use super::conditions::{check_copy_source_conditions, check_read_conditions, conditional_commit_error};
@@ -52,6 +52,11 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         inline: stored.inline,
     };
     let etag = manifest.etag.clone();
+    // The bucket (and its rules) were read above, for its replication.
+    let expiration = ctx.bucket().await?.lifecycle.as_deref().and_then(|rules| {
+        let (at, rule) = object_expiry(rules, key, manifest.size, &manifest.tags, manifest.last_modified_ms, DAY_MS)?;
+        Some(super::lifecycle::expiration_header(&(at, rule.to_string())))
+    });
     let command = Command::PutObject {
         bucket: bucket.to_string(),
         key: key.to_string(),
@@ -67,6 +72,9 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     }
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag.quoted()));
+    if let Some(expiration) = expiration {
+        response.insert_header(("x-amz-expiration", expiration));
+    }
     if let Some(checksum) = checksum {
         response.insert_header((checksum.algorithm.header(), checksum.value));
     }

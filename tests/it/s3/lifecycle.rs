@@ -111,7 +111,9 @@ async fn rules_expire_what_they_name_abort_old_uploads_and_free_the_space() {
     assert_eq!(ids, ["logs", "tagged", "uploads", "off"]);
     assert_eq!(kept.rules()[0].expiration().and_then(|e| e.days()), Some(3));
     assert_eq!(kept.rules()[3].status(), &ExpirationStatus::Disabled);
-    // HEAD names the rule (the date is in real days, as S3 tells it).
+    // PUT and HEAD name the rule (the date is in real days, as S3 tells it).
+    let put = s3.put_object().bucket("lc-test").key("logs/2").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    assert!(put.expiration().is_some_and(|e| e.contains("rule-id=\"logs\"")), "{:?}", put.expiration());
     let head = s3.head_object().bucket("lc-test").key("logs/1").send().await.unwrap();
     assert!(head.expiration().is_some_and(|e| e.contains("rule-id=\"logs\"")), "{:?}", head.expiration());
     let head = s3.head_object().bucket("lc-test").key("keep/1").send().await.unwrap();
@@ -119,7 +121,8 @@ async fn rules_expire_what_they_name_abort_old_uploads_and_free_the_space() {
 
     let deadline = Duration::from_secs(30);
     wait_until("the tagged object expired", deadline, || async { !exists(&s3, "tmp/tagged").await }).await;
-    wait_until("logs/1 expired", deadline, || async { !exists(&s3, "logs/1").await }).await;
+    wait_until("logs/ expired", deadline, || async { !exists(&s3, "logs/1").await && !exists(&s3, "logs/2").await })
+        .await;
     wait_until("the upload aborted", deadline, || async {
         s3.list_multipart_uploads().bucket("lc-test").send().await.unwrap().uploads().is_empty()
     })
