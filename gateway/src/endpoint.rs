@@ -15,8 +15,10 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Subresources we do not serve: answered NotImplemented, never as if the
 /// request were a plain listing, create or read. `true`: of buckets; `false`:
 /// of objects.
-const UNSUPPORTED: [(&str, bool); 21] = [
+const UNSUPPORTED: [(&str, bool); 22] = [
     ("acl", true),
+    // GET ?versioning is served (never enabled); turning it on is not.
+    ("versioning", true),
     ("policy", true),
     ("website", true),
     ("logging", true),
@@ -267,10 +269,21 @@ impl BucketOp {
     }
 }
 
+/// Buckets are never versioned (yet): each object is its `null` version,
+/// and any other version id names nothing. Served as the object, it would
+/// be another version's bytes with a 200.
+pub fn check_version_id(version_id: Option<&str>) -> Result<(), S3Error> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::new(Code::InvalidArgument).with_message("Invalid version id specified")),
+    }
+}
+
 impl ObjectOp {
     fn parse(method: &Method, line: &RequestLine) -> Result<ObjectOp, S3Error> {
         use ObjectOp as O;
         let has = |name| line.has(name);
+        check_version_id(line.param("versionId"))?;
         let upload_id = line.param("uploadId").map(str::to_string);
         let unsupported = line.unsupported(false);
         Ok(match (method.clone(), upload_id) {
@@ -376,6 +389,12 @@ mod tests {
             (M::DELETE, "/bkt", "tagging", "DeleteBucketTagging"),
             (M::GET, "/bkt", "acl", "NotImplemented"),
             (M::PUT, "/bkt", "object-lock", "NotImplemented"),
+            (M::PUT, "/bkt", "versioning", "NotImplemented"),
+            (M::GET, "/bkt", "versioning", "GetBucketVersioning"),
+            (M::GET, "/bkt/k", "versionId=null", "GetObject"),
+            (M::GET, "/bkt/k", "versionId=3HL4kqtJlcpXroDTDmJ", "InvalidArgument"),
+            (M::DELETE, "/bkt/k", "versionId=abc", "InvalidArgument"),
+            (M::HEAD, "/bkt/k", "versionId=", "InvalidArgument"),
             (M::DELETE, "/bkt", "lifecycle", "DeleteBucketLifecycle"),
             (M::PUT, "/bkt", "lifecycle", "PutBucketLifecycleConfiguration"),
             (M::GET, "/bkt", "website", "NotImplemented"),

@@ -83,7 +83,11 @@ pub struct CopySource {
 
 impl CopySource {
     pub fn parse(value: &str) -> Result<CopySource, S3Error> {
-        let value = value.split_once("?versionId=").map(|(source, _)| source).unwrap_or(value);
+        let (value, version_id) = match value.split_once("?versionId=") {
+            Some((source, version_id)) => (source, Some(version_id)),
+            None => (value, None),
+        };
+        crate::endpoint::check_version_id(version_id)?;
         let decoded = percent_decode_str(value)
             .decode_utf8()
             .map_err(|_| S3Error::new(Code::InvalidArgument).with_message("Invalid copy source encoding"))?;
@@ -135,6 +139,7 @@ mod tests {
         let source = |bucket: &str, key: &str| CopySource { bucket: bucket.into(), key: key.into() };
         assert_eq!(CopySource::parse("/src/a%20b/c").unwrap(), source("src", "a b/c"));
         assert_eq!(CopySource::parse("src/k?versionId=null").unwrap(), source("src", "k"));
+        assert_eq!(CopySource::parse("src/k?versionId=3HL4kqtJlcpXroDTDmJ").unwrap_err().code, Code::InvalidArgument);
         assert!(CopySource::parse("src").is_err());
         assert!(CopySource::parse("/src/").is_err());
     }

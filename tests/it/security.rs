@@ -265,6 +265,22 @@ async fn promises_we_cannot_keep_are_refused() {
     let retention = s3.get_object_retention().bucket("plain").key("k").send().await.unwrap_err();
     assert_eq!(retention.code(), Some("NotImplemented"));
     put().storage_class(aws_sdk_s3::types::StorageClass::Standard).send().await.unwrap();
+
+    // No versions: turning versioning on is refused, and a version id
+    // other than `null` names nothing (never the current object's bytes).
+    let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    let versioning = s3.put_bucket_versioning().bucket("plain").versioning_configuration(enabled).send().await;
+    assert_eq!(versioning.unwrap_err().code(), Some("NotImplemented"));
+    let get = s3.get_object().bucket("plain").key("k");
+    assert_eq!(get.clone().version_id("3HL4kqtJlcpXroDTDmJ").send().await.unwrap_err().code(), Some("InvalidArgument"));
+    assert!(get.version_id("null").send().await.is_ok(), "the null version is the object");
+    let delete = s3.delete_object().bucket("plain").key("k").version_id("3HL4kqtJlcpXroDTDmJ").send().await;
+    assert_eq!(delete.unwrap_err().code(), Some("InvalidArgument"));
+    let copy = s3.copy_object().bucket("plain").key("copy").copy_source("plain/k?versionId=3HL4kqtJlcpXroDTDmJ").send();
+    assert_eq!(copy.await.unwrap_err().code(), Some("InvalidArgument"));
+    assert!(s3.head_object().bucket("plain").key("k").send().await.is_ok(), "nothing was deleted");
 }
 
 /// Sends the head of a signed 1 MiB PUT and 8 KiB of its body, then stalls.
