@@ -36,8 +36,8 @@ pub async fn delete_bucket_lifecycle(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Er
 
 /// `x-amz-expiration` for an object a rule will delete at `at` (the meta
 /// node judges which, see `jadfs_meta::api::object_expiry`).
-pub fn expiration_header((at, rule): &(i64, String)) -> String {
-    format!("expiry-date=\"{}\", rule-id=\"{}\"", http_date(*at), rule.replace('"', ""))
+pub fn expiration_header(at: i64, rule: &str) -> String {
+    format!("expiry-date=\"{}\", rule-id=\"{}\"", http_date(at), rule.replace('"', ""))
 }
 
 fn invalid(message: &str) -> S3Error {
@@ -407,9 +407,6 @@ mod tests {
         // Written 2012-12-21 10:00 UTC: expires at the midnight after a day.
         let written = 1_356_084_000_000;
         let (at, id) = jadfs_meta::api::object_expiry(&rules, "logs/a", 1, &[], written, DAY_MS).unwrap();
-        assert_eq!(
-            expiration_header(&(at, id.to_string())),
-            "expiry-date=\"Sun, 23 Dec 2012 00:00:00 GMT\", rule-id=\"old logs\""
-        );
+        assert_eq!(expiration_header(at, id), "expiry-date=\"Sun, 23 Dec 2012 00:00:00 GMT\", rule-id=\"old logs\"");
     }
 }

@@ -55,7 +55,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     // The bucket (and its rules) were read above, for its replication.
     let expiration = ctx.bucket().await?.lifecycle.as_deref().and_then(|rules| {
         let (at, rule) = object_expiry(rules, key, manifest.size, &manifest.tags, manifest.last_modified_ms, DAY_MS)?;
-        Some(super::lifecycle::expiration_header(&(at, rule.to_string())))
+        Some(super::lifecycle::expiration_header(at, rule))
     });
     let command = Command::PutObject {
         bucket: bucket.to_string(),
@@ -215,8 +215,8 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
-    if let Some(expiration) = &object.expiration {
-        response.insert_header(("x-amz-expiration", super::lifecycle::expiration_header(expiration)));
+    if let Some((at, rule)) = &object.expiration {
+        response.insert_header(("x-amz-expiration", super::lifecycle::expiration_header(*at, rule)));
     }
     if let Some(n) = part_number.filter(|_| !manifest.parts.is_empty()) {
         response.insert_header(("x-amz-mp-parts-count", manifest.parts.len().to_string()));
