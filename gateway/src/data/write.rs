@@ -282,34 +282,44 @@ impl<'g> ChunkWriter<'g> {
 
     /// Ends the chunk and waits until the nodes still writing hold it
     /// durably: all of them, or once the write quorum has answered, those
-    /// that answer within a short grace. Meanwhile the chunk is pinned for
-    /// the write, so it is not collected before the write commits; a node
-    /// still to delete an older copy of it is left out of its holders (it
-    /// may hold the chunk when it answers, and would then delete it).
-    /// Returns the chunk and its holders.
+    /// that answer within a short grace. Returns the chunk and its holders.
+    ///
+    /// The chunk is pinned for the write, so that it is not collected before
+    /// the write commits, and the pin must apply before any node is told to
+    /// keep the bytes: a node still to delete an older copy of the chunk
+    /// (the pin names it) would delete the new one too, so it is sent no
+    /// end and discards what it received. Were the end sent first, a node
+    /// could keep the bytes, carry out its deletion and have it recorded,
+    /// all before a slow pin applied and found no deletion pending: the
+    /// write would then commit copies that no longer exist.
     async fn finish(mut self, offset: u64) -> Result<(ChunkRef, Vec<NodeId>), S3Error> {
         let id = ChunkId::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let trailer = Trailer { id, crc32c: self.crc32c };
         self.gathered.push(Bytes::copy_from_slice(&trailer.to_bytes()));
+        self.send().await?;
         let nodes: Vec<NodeId> = self.copies.iter().filter(|c| c.sender.is_some()).map(|c| c.node).collect();
-        let pinned = pin_chunk(self.gw, self.write_id, id, nodes);
-        let (refused, holders) = tokio::join!(pinned, self.make_durable(id));
-        let (refused, holders) = (refused?, holders?);
-        let kept: Vec<NodeId> = holders.iter().copied().filter(|n| !refused.contains(n)).collect();
-        if kept.len() < self.required {
+        let refused = pin_chunk(self.gw, self.write_id, id, nodes).await?;
+        for i in 0..self.copies.len() {
+            if self.copies[i].sender.is_some() && refused.contains(&self.copies[i].node) {
+                self.copies[i].task.abort();
+                self.copies[i].sender = None;
+            }
+        }
+        let left = self.copies.iter().filter(|c| c.sender.is_some()).count();
+        if left < self.required {
             return Err(unavailable(format!(
-                "{} of {} copies durable on nodes that keep them; nodes {refused:?} are still deleting an older copy",
-                kept.len(),
+                "{left} of {} copies on nodes that may keep them; nodes {refused:?} are still deleting an older copy",
                 self.required
             )));
         }
-        Ok((ChunkRef { id, offset, size: self.len }, kept))
+        let holders = self.make_durable(id).await?;
+        Ok((ChunkRef { id, offset, size: self.len }, holders))
     }
 
-    /// Sends what is left (the trailer last) and waits for the copies to
-    /// be durable (see [`ChunkWriter::finish`]); the nodes that hold them.
+    /// Tells the copies still writing that the chunk is whole and waits for
+    /// them to be durable (see [`ChunkWriter::finish`]); the nodes that hold
+    /// them.
     async fn make_durable(&mut self, id: ChunkId) -> Result<Vec<NodeId>, S3Error> {
-        self.send().await?;
         self.send_all(|| PutMessage::End).await?;
         let len = self.len;
         let writing: Vec<usize> = (0..self.copies.len()).filter(|&i| self.copies[i].sender.take().is_some()).collect();
@@ -490,6 +500,7 @@ async fn copy_into(
 /// Pins `chunk` for the write `write_id` (see `Command::Pin`): the nodes
 /// of `nodes` it must not keep the chunk on.
 async fn pin_chunk(gw: &Gateway, write_id: u64, chunk: ChunkId, nodes: Vec<NodeId>) -> Result<Vec<NodeId>, S3Error> {
+    crate::pause_point("before-pin").await;
     match gw.meta.write(&lease::pin(write_id, chunk, nodes)).await? {
         CommandResult::Pinned { refused } => Ok(refused),
         other => Err(S3Error::internal(format!("a pin answered {other:?}"))),

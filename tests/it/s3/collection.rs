@@ -125,3 +125,33 @@ async fn a_chunk_reused_while_it_is_collected_is_never_lost() {
     }
     eprintln!("32 reuses raced with collection; {} writes refused", refused.load(Ordering::Relaxed));
 }
+
+#[tokio::test]
+async fn a_slow_pin_never_lets_a_collection_take_the_new_copies() {
+    // An object is deleted and the same bytes are put again at once. Each
+    // chunk's pin waits 1.5 s (JADFS_PAUSE) while the grace is 300 ms, so
+    // the old chunk is collected and its copies deleted while the new
+    // write waits for its pin. The nodes must not have kept the new bytes
+    // before the pin applied: the deletion would take them, and the write
+    // would commit copies that are gone.
+    let server = Server::start_with_env(&["--gc-grace", "300ms"], &[("JADFS_PAUSE", "before-pin:1500")]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("slow-pin").send().await.unwrap();
+    let mut stored = 0;
+    for round in 0..3u64 {
+        let data = random_bytes(256 << 10, 90 + round); // one chunk, not inline
+        let put = |key: &str| s3.put_object().bucket("slow-pin").key(key).body(ByteStream::from(data.clone())).send();
+        put("first").await.unwrap();
+        s3.delete_object().bucket("slow-pin").key("first").send().await.unwrap();
+        let again = format!("again-{round}");
+        if put(&again).await.is_err() {
+            continue; // refused: allowed, never lost
+        }
+        let out = s3.get_object().bucket("slow-pin").key(&again).send().await;
+        let out = out.unwrap_or_else(|e| panic!("{again}, acknowledged, is gone: {e:?}"));
+        let got = out.body.collect().await.unwrap_or_else(|e| panic!("{again} unreadable: {e:?}")).into_bytes();
+        assert!(got == data[..], "{again} read back wrong");
+        stored += 1;
+    }
+    assert!(stored > 0, "every write was refused: the race was not run");
+}
