@@ -627,6 +627,18 @@ fn print_status(status: &ClusterStatus) {
     if let Some(tolerance) = status.rebalance_tolerance {
         println!("rebalancing to within {tolerance}% of each node's share");
     }
+    if !s.lifecycle.is_empty() {
+        println!("\nlifecycle rounds:");
+        println!("  {:<24} {:<26} {:>9} {:>9} {:>9}", "bucket", "round", "judged", "expired", "aborted");
+        let now = jadfs_common::now_ms();
+        for run in &s.lifecycle {
+            let round = match run.finished_ms {
+                Some(done) => format!("done {} ago", ago(now - done)),
+                None => format!("running for {}", ago(now - run.started_ms)),
+            };
+            println!("  {:<24} {:<26} {:>9} {:>9} {:>9}", run.bucket, round, run.judged, run.expired, run.aborted);
+        }
+    }
     if status.alarms.is_empty() {
         println!("\nno alarms");
     } else {
@@ -634,6 +646,17 @@ fn print_status(status: &ClusterStatus) {
         for alarm in &status.alarms {
             println!("  - {alarm}");
         }
+    }
+}
+
+/// A duration in milliseconds as people read it: 40s, 12m, 3h, 2d.
+fn ago(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 

@@ -124,6 +124,25 @@ pub struct MetaStats {
     #[serde(default)]
     pub pending_deletions: u64,
     pub last_applied_index: Option<u64>,
+    /// Each bucket's latest lifecycle round, by bucket name.
+    #[serde(default)]
+    pub lifecycle: Vec<LifecycleRun>,
+}
+
+/// A bucket's latest lifecycle round, as its steps recorded it (times by
+/// the leader's clock when it proposed them).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct LifecycleRun {
+    pub bucket: String,
+    pub started_ms: i64,
+    /// When its last step applied.
+    pub stepped_ms: i64,
+    /// None while the round is under way.
+    pub finished_ms: Option<i64>,
+    /// Objects judged against the rules so far in this round.
+    pub judged: u64,
+    pub expired: u64,
+    pub aborted: u64,
 }
 
 /// A bucket's objects and their bytes.

@@ -285,7 +285,27 @@ fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
         repair_queue: count("SELECT COUNT(*) FROM repairs")?,
         pending_deletions: count("SELECT COUNT(*) FROM deletions")?,
         last_applied_index: applied_state(conn)?.0.map(|id| id.index),
+        lifecycle: lifecycle_runs(conn)?,
     })
+}
+
+fn lifecycle_runs(conn: &Connection) -> rusqlite::Result<Vec<LifecycleRun>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, started_ms, stepped_ms, finished_ms, judged, expired, aborted FROM lifecycle_runs
+         WHERE bucket IN (SELECT bucket FROM bucket_lifecycle) ORDER BY bucket",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LifecycleRun {
+            bucket: r.get(0)?,
+            started_ms: r.get(1)?,
+            stepped_ms: r.get(2)?,
+            finished_ms: r.get(3)?,
+            judged: r.get::<_, i64>(4)? as u64,
+            expired: r.get::<_, i64>(5)? as u64,
+            aborted: r.get::<_, i64>(6)? as u64,
+        })
+    })?;
+    rows.collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 7;
+pub const DATA_VERSION: u32 = 8;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -108,6 +108,18 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
         ),
         // Version 7 keeps buckets' lifecycle rules.
         6 => conn.execute_batch("CREATE TABLE bucket_lifecycle (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);"),
+        // Version 8 keeps where each bucket's lifecycle round is.
+        7 => conn.execute_batch(
+            "CREATE TABLE lifecycle_runs (
+                 bucket TEXT PRIMARY KEY,
+                 started_ms INTEGER NOT NULL,
+                 stepped_ms INTEGER NOT NULL,
+                 finished_ms INTEGER,
+                 judged INTEGER NOT NULL,
+                 expired INTEGER NOT NULL,
+                 aborted INTEGER NOT NULL
+             );",
+        ),
         _ => unreachable!("no upgrade from version {from}"),
     }
 }

@@ -38,6 +38,7 @@ impl Applier<'_> {
             self.drop_upload(&upload_id)?;
         }
         self.tx.execute("DELETE FROM bucket_grants WHERE bucket = ?1", [name])?;
+        self.tx.execute("DELETE FROM lifecycle_runs WHERE bucket = ?1", [name])?;
         for setting in BucketSetting::ALL {
             set_bucket_setting::<()>(self.tx, setting, name, None)?;
         }

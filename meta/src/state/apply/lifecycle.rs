@@ -47,6 +47,7 @@ impl Applier<'_> {
             }
         }
         if !rules.iter().any(|r| r.enabled && r.expiration.is_some()) {
+            self.note_lifecycle_step(bucket, after.is_none(), now_ms, (0, 0, aborted), true)?;
             return Ok(CommandResult::Lifecycle { expired: 0, aborted, next: None });
         }
         let with_tags = rules.iter().any(|r| r.enabled && !r.filter.tags.is_empty());
@@ -65,6 +66,7 @@ impl Applier<'_> {
         } else {
             None
         };
+        let judged = rows.len() as u64;
         let mut expired = 0;
         for (key, size, written_ms, manifest) in rows {
             let key = String::from_utf8_lossy(&key).into_owned();
@@ -79,6 +81,33 @@ impl Applier<'_> {
                 expired += 1;
             }
         }
+        self.note_lifecycle_step(bucket, after.is_none(), now_ms, (judged, expired, aborted), next.is_none())?;
         Ok(CommandResult::Lifecycle { expired, aborted, next })
+    }
+
+    /// Records a step in the bucket's round, for `jadfs admin status`: the
+    /// first step (no `after`) starts a new round, the last one ends it.
+    fn note_lifecycle_step(
+        &self,
+        bucket: &str,
+        first: bool,
+        now_ms: i64,
+        (judged, expired, aborted): (u64, u64, u64),
+        last: bool,
+    ) -> rusqlite::Result<()> {
+        if first {
+            self.tx.execute(
+                "INSERT OR REPLACE INTO lifecycle_runs (bucket, started_ms, stepped_ms, finished_ms, judged, expired, aborted)
+                 VALUES (?1, ?2, ?2, NULL, 0, 0, 0)",
+                params![bucket, now_ms],
+            )?;
+        }
+        self.tx.execute(
+            "UPDATE lifecycle_runs SET stepped_ms = ?2, judged = judged + ?3, expired = expired + ?4,
+                 aborted = aborted + ?5, finished_ms = CASE WHEN ?6 THEN ?2 END
+             WHERE bucket = ?1",
+            params![bucket, now_ms, judged as i64, expired as i64, aborted as i64, last],
+        )?;
+        Ok(())
     }
 }

@@ -445,6 +445,19 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(left, ["keep/a", "tmp/b"], "no rule names keep/, and tmp/b's tag does not match");
+    // The round's progress, for `jadfs admin status`: 5 objects judged in
+    // three steps, 3 expired, finished by the last step.
+    let QueryResult::Stats(stats) = crate::state::query::answer(&conn, &Query::Stats).unwrap() else { panic!() };
+    let run = LifecycleRun {
+        bucket: "b".into(),
+        started_ms: 20,
+        stepped_ms: 20,
+        finished_ms: Some(20),
+        judged: 5,
+        expired: 3,
+        aborted: 0,
+    };
+    assert_eq!(stats.lifecycle, [run]);
     let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into() };
     let gone =
         apply_all(&mut conn, 14, &[delete("keep/a"), delete("tmp/b"), Command::DeleteBucket { name: "b".into() }]);
@@ -453,4 +466,6 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
     assert_eq!(stale, [CommandResult::Failed(MetaError::NoSuchBucket)], "a bucket deleted since it was listed");
     let kept: i64 = conn.query_row("SELECT COUNT(*) FROM bucket_lifecycle", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, 0, "its rules went with it");
+    let runs: i64 = conn.query_row("SELECT COUNT(*) FROM lifecycle_runs", [], |r| r.get(0)).unwrap();
+    assert_eq!(runs, 0, "and its rounds' progress");
 }
