@@ -9,7 +9,9 @@ settings layered on top in an override file.
 """
 
 import os
+import re
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -118,12 +120,37 @@ class Cluster:
     def __exit__(self, kind, *_):
         if kind is not None:
             self.print_logs()
+            self.print_meta_state()
         self.compose("down", "-v", "--timeout", "5", check=False)
         os.remove(self.override)
 
     def print_logs(self, tail=30):
         for service in SERVICES:
             print(f"--- {service} ---\n" + self.compose("logs", "--tail", str(tail), service, check=False).stdout)
+
+    def print_meta_state(self):
+        """After a failure, printed last so that a log's tail shows it: each
+        meta node's view of Raft, and where its busy threads are (with gdb;
+        the whole stacks go to a file beside the histories)."""
+        for meta in SERVICES[:3]:
+            out = subprocess.run(["docker", "exec", self.container(meta), "/usr/local/bin/jadfs", "admin", "meta",
+                                  "--meta", "127.0.0.1:9100", "status"], capture_output=True, text=True, timeout=60)
+            print(f"--- {meta}'s Raft view ---\n{(out.stdout or out.stderr).strip()}")
+        if not shutil.which("gdb"):
+            return
+        for meta in SERVICES[:3]:
+            pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", self.container(meta)],
+                                 capture_output=True, text=True).stdout.strip()
+            try:
+                stacks = subprocess.run(["gdb", "-p", pid, "-batch", "-ex", "thread apply all bt 30"],
+                                        capture_output=True, text=True, timeout=120).stdout
+            except subprocess.TimeoutExpired:
+                print(f"--- {meta}: gdb timed out")
+                continue
+            path = f"/tmp/{self.project}-{meta}-stacks.txt"
+            with open(path, "w") as f:
+                f.write(stacks)
+            print(f"--- {meta}: busy threads (whole stacks in {path}) ---\n{busy_threads(stacks)}")
 
     def compose(self, *args, check=True):
         return subprocess.run(
@@ -199,3 +226,25 @@ class Cluster:
     def wait_healthy(self, service):
         wait_until(f"{service} healthy", 120, lambda: docker(
             "inspect", "-f", "{{.State.Health.Status}}", self.container(service)).stdout.strip() == "healthy")
+
+
+# A thread with one of these among its innermost frames waits for work.
+IDLE = ("park_internal", "park_timeout", "blocking::pool::Inner::run", "wait_until_internal", "epoll_wait",
+        "Condvar::wait", "accept", "clock_nanosleep")
+OURS = ("jadfs", "openraft", "rusqlite", "sqlite3", "actix")
+
+
+def busy_threads(stacks):
+    """A summary of gdb's `thread apply all bt`: each stack of a thread that
+    is not idle, as its innermost frame and its first frames of our code or
+    our crates, counted."""
+    counts = {}
+    for thread in stacks.split("\nThread ")[1:]:
+        names = [re.sub(r"^#\d+\s+(0x[0-9a-f]+ in )?", "", line).split(" (")[0]
+                 for line in thread.splitlines() if line.startswith("#")]
+        if not names or any(word in name for name in names[:12] for word in IDLE):
+            continue
+        ours = [name[:100] for name in names[1:] if any(word in name for word in OURS)][:3]
+        key = " <- ".join([names[0][:60], *ours])
+        counts[key] = counts.get(key, 0) + 1
+    return "\n".join(f"{n} x {key}" for key, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 from cluster import Cluster, docker, log, wait_until
 from history import OK, UNKNOWN, check, staleness
@@ -506,9 +507,15 @@ def main():
         for index, fault in enumerate(faults):
             try:
                 row, problems = run_phase(cluster, index, fault, rng, args.seconds)
-            except BaseException:
+            except Exception:
+                # The traceback first, then the logs and the meta nodes'
+                # state, so that the tail of a CI log shows the state.
+                traceback.print_exc()
                 log(f"FAILED in phase {index} ({fault.__name__}) with seed {seed}")
-                raise
+                cluster.print_logs()
+                cluster.print_meta_state()
+                log(f"FAILED in phase {index} ({fault.__name__}) with seed {seed}")
+                return 1
             rows.append(row)
             failures.extend(f"{fault.__name__}: {p}" for p in problems)
         print(table(rows))
