@@ -5,6 +5,8 @@
 //! cluster sees no added latency. Each command still gets its own result,
 //! and a failing command (say, a bucket that does not exist) fails alone.
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Command, CommandResult, MetaError, Raft};
@@ -14,6 +16,27 @@ use crate::api::{Command, CommandResult, MetaError, Raft};
 const MAX_BATCH: usize = 128;
 
 type Reply = oneshot::Sender<Result<CommandResult, MetaError>>;
+
+/// How long a Raft write may go unanswered before its commands are
+/// answered unavailable. Batches commit one after another, so a write
+/// whose answer never came would hold up every later one: the meta node
+/// would keep leading while refusing every write. A command may still
+/// commit after this; its client (who gives up on an attempt after 5 s
+/// anyway) retries under the same request id and gets its result.
+pub(crate) const RAFT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `raft.client_write(command)`, given [`RAFT_WRITE_TIMEOUT`] at most.
+pub(crate) async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, MetaError> {
+    match tokio::time::timeout(RAFT_WRITE_TIMEOUT, raft.client_write(command)).await {
+        Ok(Ok(response)) => Ok(response.data),
+        Ok(Err(e)) => Err(MetaError::from_raft(&e)),
+        Err(_) => {
+            tracing::error!("a Raft write was not answered in {RAFT_WRITE_TIMEOUT:?}; answering it unavailable");
+            crate::metrics::raft_write_timed_out();
+            Err(MetaError::Unavailable(format!("the write was not committed within {RAFT_WRITE_TIMEOUT:?}")))
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct WriteBatcher {
@@ -49,13 +72,11 @@ async fn commit_batches(raft: Raft, mut rx: mpsc::Receiver<(Command, Reply)>) {
         let (commands, replies): (Vec<Command>, Vec<Reply>) = waiting.into_iter().unzip();
         let count = commands.len();
         let command = if count == 1 { commands.into_iter().next().expect("one") } else { Command::Batch(commands) };
-        let results = match raft.client_write(command).await {
-            Ok(response) if count == 1 => vec![Ok(response.data)],
-            Ok(response) => match response.data {
-                CommandResult::Batch(results) if results.len() == count => results.into_iter().map(Ok).collect(),
-                other => vec![Err(MetaError::Internal(format!("a batch was answered with {other:?}"))); count],
-            },
-            Err(e) => vec![Err(MetaError::from_raft(&e)); count],
+        let results = match client_write(&raft, command).await {
+            Ok(result) if count == 1 => vec![Ok(result)],
+            Ok(CommandResult::Batch(results)) if results.len() == count => results.into_iter().map(Ok).collect(),
+            Ok(other) => vec![Err(MetaError::Internal(format!("a batch was answered with {other:?}"))); count],
+            Err(e) => vec![Err(e); count],
         };
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);

@@ -37,6 +37,7 @@ const REPAIR_FAILURES: &str = "jadfs_meta_repair_failures_total";
 const COPIES_DELETED: &str = "jadfs_meta_copies_deleted_total";
 const LIFECYCLE_EXPIRED: &str = "jadfs_meta_lifecycle_expired_objects_total";
 const LIFECYCLE_ABORTED: &str = "jadfs_meta_lifecycle_aborted_uploads_total";
+const WRITE_TIMEOUTS: &str = "jadfs_meta_raft_write_timeouts_total";
 
 /// Raft's gauges move fast and cost nothing to read; the state's need
 /// counting queries, so they are read less often.
@@ -67,6 +68,7 @@ pub fn describe() {
     describe_counter!(COPIES_DELETED, "Copies storage nodes deleted for the collector or trimmer.");
     describe_counter!(LIFECYCLE_EXPIRED, "Objects deleted by lifecycle rules (on the leader that applied them).");
     describe_counter!(LIFECYCLE_ABORTED, "Multipart uploads aborted by lifecycle rules.");
+    describe_counter!(WRITE_TIMEOUTS, "Raft writes not answered in time, whose commands were answered unavailable.");
 }
 
 pub(crate) fn lifecycle_done(expired: u64, aborted: u64) {
@@ -76,6 +78,10 @@ pub(crate) fn lifecycle_done(expired: u64, aborted: u64) {
 
 pub(crate) fn copies_made(n: usize) {
     counter!(COPIES_MADE).increment(n as u64);
+}
+
+pub(crate) fn raft_write_timed_out() {
+    counter!(WRITE_TIMEOUTS).increment(1);
 }
 
 pub(crate) fn repair_failed() {

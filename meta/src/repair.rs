@@ -227,12 +227,9 @@ fn not_kept(holders: &[NodeId], nodes: &[StorageNodeInfo], copies: usize) -> Opt
 /// Commits a command of the leader's own (its leases timed by its clock).
 pub(crate) async fn write(raft: &Raft, mut command: Command) -> Result<CommandResult, MetaError> {
     command.start_leases(jadfs_common::now_ms());
-    match raft.client_write(command).await {
-        Ok(response) => match response.data {
-            CommandResult::Failed(e) => Err(e),
-            done => Ok(done),
-        },
-        Err(e) => Err(MetaError::Unavailable(e.to_string())),
+    match crate::batch::client_write(raft, command).await? {
+        CommandResult::Failed(e) => Err(e),
+        done => Ok(done),
     }
 }
 
