@@ -135,10 +135,17 @@ fn local_name(raw: &[u8]) -> Result<String, Malformed> {
     Ok(name.rsplit(':').next().unwrap_or(name).to_string())
 }
 
-/// `<Delete><Quiet>…</Quiet><Object><Key>…</Key></Object>…</Delete>`
+/// `<Delete><Quiet>…</Quiet><Object><Key>…</Key>[<VersionId>…</VersionId>]</Object>…</Delete>`
 pub struct DeleteRequest {
     pub quiet: bool,
-    pub keys: Vec<String>,
+    pub objects: Vec<DeleteTarget>,
+}
+
+/// One object a DeleteObjects request names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeleteTarget {
+    pub key: String,
+    pub version_id: Option<String>,
 }
 
 pub const MAX_DELETE_KEYS: usize = 1000;
@@ -149,15 +156,16 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, Malformed> {
         return Err(Malformed);
     }
     let quiet = root.child("Quiet").is_some_and(|q| q.text.trim().eq_ignore_ascii_case("true"));
-    let mut keys = Vec::new();
+    let mut objects = Vec::new();
     for object in root.children_named("Object") {
-        let key = object.child("Key").ok_or(Malformed)?;
-        keys.push(key.text.clone());
+        let key = object.child("Key").ok_or(Malformed)?.text.clone();
+        let version_id = object.child("VersionId").map(|v| v.text.clone());
+        objects.push(DeleteTarget { key, version_id });
     }
-    if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
+    if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
         return Err(Malformed);
     }
-    Ok(DeleteRequest { quiet, keys })
+    Ok(DeleteRequest { quiet, objects })
 }
 
 /// One part listed in a CompleteMultipartUpload body.
@@ -218,10 +226,14 @@ mod tests {
 
     #[test]
     fn delete_request_parses_and_bounds() {
-        let body = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a&amp;b</Key></Object><Object><Key> </Key></Object><Quiet>true</Quiet></Delete>"#;
+        let body = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a&amp;b</Key></Object><Object><Key> </Key><VersionId>v1</VersionId></Object><Quiet>true</Quiet></Delete>"#;
         let parsed = parse_delete(body).unwrap();
         assert!(parsed.quiet);
-        assert_eq!(parsed.keys, ["a&b", " "], "keys keep their spaces");
+        let target = |key: &str, version_id: Option<&str>| DeleteTarget {
+            key: key.into(),
+            version_id: version_id.map(String::from),
+        };
+        assert_eq!(parsed.objects, [target("a&b", None), target(" ", Some("v1"))], "keys keep their spaces");
         for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"]
         {
             assert_eq!(parse_delete(bad).err(), Some(Malformed), "{}", String::from_utf8_lossy(bad));

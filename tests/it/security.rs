@@ -278,6 +278,12 @@ async fn promises_we_cannot_keep_are_refused() {
     assert!(get.version_id("null").send().await.is_ok(), "the null version is the object");
     let delete = s3.delete_object().bucket("plain").key("k").version_id("3HL4kqtJlcpXroDTDmJ").send().await;
     assert_eq!(delete.unwrap_err().code(), Some("InvalidArgument"));
+    let version = |id: &str| aws_sdk_s3::types::ObjectIdentifier::builder().key("k").version_id(id).build().unwrap();
+    let batch = aws_sdk_s3::types::Delete::builder().objects(version("3HL4kqtJlcpXroDTDmJ")).build().unwrap();
+    let deleted = s3.delete_objects().bucket("plain").delete(batch).send().await.unwrap();
+    assert!(deleted.deleted().is_empty(), "{deleted:?}");
+    assert_eq!(deleted.errors()[0].code(), Some("InvalidArgument"));
+    assert_eq!(deleted.errors()[0].version_id(), Some("3HL4kqtJlcpXroDTDmJ"));
     let copy = s3.copy_object().bucket("plain").key("copy").copy_source("plain/k?versionId=3HL4kqtJlcpXroDTDmJ").send();
     assert_eq!(copy.await.unwrap_err().code(), Some("InvalidArgument"));
     assert!(s3.head_object().bucket("plain").key("k").send().await.is_ok(), "nothing was deleted");

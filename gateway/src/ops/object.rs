@@ -351,8 +351,10 @@ pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResp
     ctx.bucket().await?;
     let mut x = XmlWriter::new();
     x.open("DeleteResult");
-    for key in &request.keys {
+    for xml::DeleteTarget { key, version_id } in &request.objects {
         let result = async {
+            // As DeleteObject: a version other than `null` names nothing here.
+            crate::endpoint::check_version_id(version_id.as_deref())?;
             if key.is_empty() {
                 return Err(S3Error::new(Code::KeyTooLongError));
             }
@@ -366,11 +368,17 @@ pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResp
             Ok(()) => {
                 x.open("Deleted");
                 x.element("Key", key);
+                if let Some(version_id) = version_id {
+                    x.element("VersionId", version_id);
+                }
                 x.close("Deleted");
             }
             Err(e) => {
                 x.open("Error");
                 x.element("Key", key);
+                if let Some(version_id) = version_id {
+                    x.element("VersionId", version_id);
+                }
                 x.element("Code", e.code.as_str());
                 x.element("Message", &e.message);
                 x.close("Error");
