@@ -13,6 +13,7 @@ suite=$(cd "$1" && pwd)
 shift
 bin=$(realpath "${JADFS_BIN:-target/debug/jadfs}")
 work=$(mktemp -d)
+server=
 trap 'kill $server 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The keys s3tests.conf.SAMPLE names: main (root here), alt, tenant.
