@@ -140,6 +140,10 @@ pub struct ObjectManifest {
     /// entry, so they have as many copies as the meta group has voters.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_bytes")]
     pub inline: Option<Vec<u8>>,
+    /// The version's id in a bucket with versioning; None is the `null`
+    /// version (every object of a bucket that never had versioning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// Optional bytes as a base64 string: JSON would spell each byte as a number.

@@ -15,10 +15,8 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Subresources we do not serve: answered NotImplemented, never as if the
 /// request were a plain listing, create or read. `true`: of buckets; `false`:
 /// of objects.
-const UNSUPPORTED: [(&str, bool); 22] = [
+const UNSUPPORTED: [(&str, bool); 21] = [
     ("acl", true),
-    // GET ?versioning is served (never enabled); turning it on is not.
-    ("versioning", true),
     ("policy", true),
     ("website", true),
     ("logging", true),
@@ -61,6 +59,7 @@ pub enum BucketOp {
     ListMultipartUploads,
     GetLocation,
     GetVersioning,
+    PutVersioning,
     GetCors,
     PutCors,
     DeleteCors,
@@ -193,6 +192,7 @@ impl BucketOp {
             Method::DELETE if has("tagging") => B::DeleteTagging,
             Method::GET if has("location") => B::GetLocation,
             Method::GET if has("versioning") => B::GetVersioning,
+            Method::PUT if has("versioning") => B::PutVersioning,
             Method::GET if has("uploads") => B::ListMultipartUploads,
             Method::GET if has("versions") => B::ListObjectVersions,
             Method::GET if line.param("list-type") == Some("2") => B::ListObjectsV2,
@@ -226,6 +226,7 @@ impl BucketOp {
             B::ListMultipartUploads => "ListMultipartUploads",
             B::GetLocation => "GetBucketLocation",
             B::GetVersioning => "GetBucketVersioning",
+            B::PutVersioning => "PutBucketVersioning",
             B::GetCors => "GetBucketCors",
             B::PutCors => "PutBucketCors",
             B::DeleteCors => "DeleteBucketCors",
@@ -258,6 +259,7 @@ impl BucketOp {
             | B::GetTagging => Permission::Read,
             B::DeleteObjects => Permission::Write,
             B::Delete
+            | B::PutVersioning
             | B::PutCors
             | B::DeleteCors
             | B::PutLifecycle
@@ -269,13 +271,14 @@ impl BucketOp {
     }
 }
 
-/// Buckets are never versioned (yet): each object is its `null` version,
-/// and any other version id names nothing. Served as the object, it would
-/// be another version's bytes with a 200.
+/// A version id must be one this cluster could have made (or `null`):
+/// anything else is refused before it reaches a query.
 pub fn check_version_id(version_id: Option<&str>) -> Result<(), S3Error> {
     match version_id {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::new(Code::InvalidArgument).with_message("Invalid version id specified")),
+        Some(id) if !jadfs_meta::api::is_version_id(id) => {
+            Err(S3Error::new(Code::InvalidArgument).with_message("Invalid version id specified"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -389,7 +392,7 @@ mod tests {
             (M::DELETE, "/bkt", "tagging", "DeleteBucketTagging"),
             (M::GET, "/bkt", "acl", "NotImplemented"),
             (M::PUT, "/bkt", "object-lock", "NotImplemented"),
-            (M::PUT, "/bkt", "versioning", "NotImplemented"),
+            (M::PUT, "/bkt", "versioning", "PutBucketVersioning"),
             (M::GET, "/bkt", "versioning", "GetBucketVersioning"),
             (M::GET, "/bkt/k", "versionId=null", "GetObject"),
             (M::GET, "/bkt/k", "versionId=3HL4kqtJlcpXroDTDmJ", "InvalidArgument"),

@@ -78,6 +78,7 @@ s3_errors! {
     NoSuchLifecycleConfiguration => (NOT_FOUND, "The lifecycle configuration does not exist");
     NoSuchTagSet => (NOT_FOUND, "The TagSet does not exist");
     NoSuchUpload => (NOT_FOUND, "The specified multipart upload does not exist.");
+    NoSuchVersion => (NOT_FOUND, "The specified version does not exist.");
     NotImplemented => (NOT_IMPLEMENTED, "A header or query you provided implies functionality that is not implemented.");
     NotModified => (NOT_MODIFIED, "Not Modified");
     PreconditionFailed => (PRECONDITION_FAILED, "At least one of the preconditions you specified did not hold.");
@@ -105,6 +106,8 @@ pub struct S3Error {
     region: Option<String>,
     /// What went wrong inside, for the log only: never shown to the client.
     cause: Option<String>,
+    /// Headers the answer carries (a delete marker's, on a read of one).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl From<Code> for S3Error {
@@ -116,7 +119,7 @@ impl From<Code> for S3Error {
 impl S3Error {
     /// The error with AWS's default message.
     pub fn new(code: Code) -> S3Error {
-        S3Error { code, message: code.message().to_string(), region: None, cause: None }
+        S3Error { code, message: code.message().to_string(), region: None, cause: None, headers: Vec::new() }
     }
 
     /// The same error with a more specific message.
@@ -128,6 +131,12 @@ impl S3Error {
     /// The same error naming the region the request should have used.
     pub fn with_region(mut self, region: &str) -> S3Error {
         self.region = Some(region.to_string());
+        self
+    }
+
+    /// The same error answered with a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -160,6 +169,9 @@ impl S3Error {
         }
         let mut builder = HttpResponse::build(self.status());
         builder.insert_header(("x-amz-request-id", request_id.to_string()));
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
         if head || self.status() == StatusCode::NOT_MODIFIED {
             return builder.finish();
         }
@@ -183,6 +195,7 @@ impl From<jadfs_meta::MetaError> for S3Error {
         match e {
             M::NoSuchBucket => Code::NoSuchBucket.into(),
             M::NoSuchKey => Code::NoSuchKey.into(),
+            M::NoSuchVersion => Code::NoSuchVersion.into(),
             M::BucketNotEmpty => Code::BucketNotEmpty.into(),
             M::BucketAlreadyOwnedByYou => Code::BucketAlreadyOwnedByYou.into(),
             M::BucketAlreadyExists => Code::BucketAlreadyExists.into(),

@@ -69,13 +69,29 @@ impl Gateway {
         }
     }
 
-    /// An object of any bucket (a copy's source) and where its chunks are;
-    /// NoSuchBucket or NoSuchKey otherwise. A request's own bucket is read
-    /// through its context, which keeps what it read.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<LocatedObject, S3Error> {
-        match self.meta.get_object(bucket, key).await? {
+    /// An object (its current version, or `version_id`) and where its
+    /// chunks are; NoSuchBucket, NoSuchKey or NoSuchVersion otherwise. A
+    /// delete marker is no object: as the latest version the key is not
+    /// found, named by its id the method is not allowed (with AWS's headers).
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<LocatedObject, S3Error> {
+        match self.meta.get_object(bucket, key, version_id).await? {
+            Some(marker) if marker.delete_marker => {
+                let id = marker.manifest.version_id.unwrap_or_else(|| jadfs_meta::api::NULL_VERSION.into());
+                let error = match version_id {
+                    Some(_) => S3Error::new(Code::MethodNotAllowed)
+                        .with_header("last-modified", ops::http_date(marker.manifest.last_modified_ms)),
+                    None => S3Error::new(Code::NoSuchKey),
+                };
+                Err(error.with_header("x-amz-delete-marker", "true").with_header("x-amz-version-id", id))
+            }
             Some(object) => Ok(object),
             None if self.meta.get_bucket(bucket).await?.is_none() => Err(Code::NoSuchBucket.into()),
+            None if version_id.is_some() => Err(Code::NoSuchVersion.into()),
             None => Err(Code::NoSuchKey.into()),
         }
     }

@@ -197,6 +197,7 @@ async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<Htt
         B::ListMultipartUploads => mp::list_multipart_uploads(ctx).await,
         B::GetLocation => b::get_bucket_location(ctx).await,
         B::GetVersioning => b::get_bucket_versioning(ctx).await,
+        B::PutVersioning => b::put_bucket_versioning(ctx, body).await,
         B::GetCors => cors::get_bucket_cors(ctx).await,
         B::PutCors => cors::put_bucket_cors(ctx, body).await,
         B::DeleteCors => cors::delete_bucket_cors(ctx).await,

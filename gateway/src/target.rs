@@ -79,6 +79,8 @@ pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
 pub struct CopySource {
     pub bucket: String,
     pub key: String,
+    /// The version to copy; None: the current one.
+    pub version_id: Option<String>,
 }
 
 impl CopySource {
@@ -98,7 +100,7 @@ impl CopySource {
         })?;
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        Ok(CopySource { bucket: bucket.to_string(), key: key.to_string() })
+        Ok(CopySource { bucket: bucket.to_string(), key: key.to_string(), version_id: version_id.map(str::to_string) })
     }
 }
 

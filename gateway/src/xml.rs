@@ -195,6 +195,19 @@ pub fn parse_complete(body: &[u8]) -> Result<Vec<CompletePart>, Malformed> {
     Ok(parts)
 }
 
+/// `<VersioningConfiguration><Status>Enabled|Suspended</Status>
+/// <MfaDelete>Enabled|Disabled</MfaDelete></VersioningConfiguration>`:
+/// the status (None: left as it is) and whether MFA delete is asked for.
+pub fn parse_versioning(body: &[u8]) -> Result<(Option<String>, bool), Malformed> {
+    let root = parse(body, 8)?;
+    if root.name != "VersioningConfiguration" {
+        return Err(Malformed);
+    }
+    let status = root.child("Status").map(|s| s.text.clone());
+    let mfa_delete = root.child("MfaDelete").is_some_and(|m| m.text == "Enabled");
+    Ok((status, mfa_delete))
+}
+
 /// `<Tagging><TagSet><Tag><Key/><Value/></Tag>…</TagSet></Tagging>`
 pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, Malformed> {
     let root = parse(body, 4 * 64 + 8)?;

@@ -81,9 +81,19 @@ impl MetaClient {
         answer!(self.query(Query::GetBucket { name: name.into() }), Bucket)
     }
 
-    /// The object and where its chunks are.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<LocatedObject>, MetaError> {
-        answer!(self.query(Query::GetObject { bucket: bucket.into(), key: key.into() }), Object)
+    /// The object (its current version, or `version_id`) and where its chunks are.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<LocatedObject>, MetaError> {
+        let query = Query::GetObject { bucket: bucket.into(), key: key.into(), version_id: version_id.map(Into::into) };
+        answer!(self.query(query), Object)
+    }
+
+    pub async fn list_versions(&self, query: ListVersionsQuery) -> Result<VersionsPage, MetaError> {
+        answer!(self.query(Query::ListVersions(query)), Versions)
     }
 
     pub async fn list_objects(&self, query: ListObjectsQuery) -> Result<ListPage, MetaError> {

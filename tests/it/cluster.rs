@@ -33,7 +33,7 @@ async fn storage_nodes(meta: &jadfs_meta::MetaClient) -> Vec<StorageNodeInfo> {
 
 /// The nodes holding each chunk of an object.
 async fn locations(meta: &jadfs_meta::MetaClient, bucket: &str, key: &str) -> Vec<Vec<u64>> {
-    meta.get_object(bucket, key).await.unwrap().expect("the object exists").locations
+    meta.get_object(bucket, key, None).await.unwrap().expect("the object exists").locations
 }
 
 async fn repair_queue(meta: &jadfs_meta::MetaClient) -> u64 {
@@ -237,7 +237,7 @@ async fn exactly_three_copies(
     id: u64,
 ) -> bool {
     for key in keys {
-        let object = meta.get_object(bucket, key).await.unwrap().expect("the object exists");
+        let object = meta.get_object(bucket, key, None).await.unwrap().expect("the object exists");
         for (chunk, holders) in object.manifest.chunks.iter().zip(&object.locations) {
             let hex = chunk.id.to_hex();
             let file = data_dir.join("chunks").join(&hex[0..2]).join(&hex[2..4]).join(&hex);

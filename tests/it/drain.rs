@@ -80,7 +80,7 @@ async fn a_drained_node_gives_up_every_copy_under_writes_and_a_new_node_gets_its
             while !stop.load(Ordering::Relaxed) {
                 let keys: Vec<String> = written.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
                 for key in keys {
-                    let Ok(Some(object)) = client.get_object("drain", &key).await else { continue };
+                    let Ok(Some(object)) = client.get_object("drain", &key, None).await else { continue };
                     for holders in &object.locations {
                         if holders.len() < 3 {
                             eprintln!("{key}: a chunk on {holders:?}");
@@ -127,7 +127,7 @@ async fn a_drained_node_gives_up_every_copy_under_writes_and_a_new_node_gets_its
     for (key, digest) in &written {
         let body = s3.get_object().bucket("drain").key(key).send().await.unwrap().body.collect().await.unwrap();
         assert_eq!(&sha256(&body.into_bytes()), digest, "{key}");
-        let object = client.get_object("drain", key).await.unwrap().unwrap();
+        let object = client.get_object("drain", key, None).await.unwrap().unwrap();
         assert!(
             object.locations.iter().all(|h| h.len() == 3 && !h.contains(&drained)),
             "{key}: {:?}",

@@ -338,7 +338,12 @@ async fn delete_object(
     let bucket = path.into_inner();
     let deleted = async {
         object_access(&gw, &visitor, &bucket, &form.key, Permission::Write).await?;
-        let command = jadfs_meta::Command::DeleteObject { bucket: bucket.clone(), key: form.key.clone() };
+        let command = jadfs_meta::Command::DeleteObject {
+            bucket: bucket.clone(),
+            key: form.key.clone(),
+            version_id: None,
+            now_ms: jadfs_common::now_ms(),
+        };
         gw.meta.write(&command).await?;
         Ok::<_, S3Error>(())
     }
@@ -365,7 +370,7 @@ async fn share(
         let expires = form.expires.unwrap_or(3600).clamp(60, MAX_SHARE);
         // Only a key that may read it can share it; the link proves that key.
         object_access(&gw, &visitor, &bucket, &form.key, Permission::Read).await?;
-        gw.meta.get_object(&bucket, &form.key).await?.ok_or(Code::NoSuchKey)?;
+        gw.get_object(&bucket, &form.key, None).await?;
         let url = presigned(&req, &gw, &visitor, "GET", &bucket, &form.key, expires, &[])?;
         let notice = pages::Notice::Shared { key: form.key.clone(), url, expires };
         listing(&gw, &visitor, &bucket, &form.prefix, None, Some(notice)).await

@@ -1,7 +1,7 @@
 //! Bucket operations.
 
 use actix_web::HttpResponse;
-use jadfs_meta::api::BucketInfo;
+use jadfs_meta::api::{BucketInfo, Versioning};
 use jadfs_meta::Command;
 
 use super::{iso8601, xml_response, Ctx};
@@ -110,9 +110,33 @@ pub async fn get_bucket_location(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error>
 }
 
 pub async fn get_bucket_versioning(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
-    ctx.bucket().await?;
+    let versioning = ctx.bucket().await?.versioning;
     let mut x = XmlWriter::new();
     x.open("VersioningConfiguration");
+    if let Some(versioning) = versioning {
+        x.element("Status", versioning.as_str());
+    }
     x.close("VersioningConfiguration");
     Ok(xml_response(x))
+}
+
+/// PutBucketVersioning: Enabled or Suspended (a bucket never goes back to
+/// no versioning). MFA delete needs a device we do not have: refused.
+pub async fn put_bucket_versioning(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResponse, S3Error> {
+    let body = ctx.small_body(body, crate::xml::MAX_XML_BODY).await?;
+    let (status, mfa_delete) = crate::xml::parse_versioning(&body)?;
+    if mfa_delete {
+        return Err(S3Error::new(Code::NotImplemented).with_message("MFA delete is not supported."));
+    }
+    let versioning = match status.as_deref() {
+        None => {
+            ctx.bucket().await?;
+            return Ok(HttpResponse::Ok().finish());
+        }
+        Some("Enabled") => Versioning::Enabled,
+        Some("Suspended") => Versioning::Suspended,
+        Some(_) => return Err(Code::MalformedXML.into()),
+    };
+    ctx.gw.meta.write(&Command::SetBucketVersioning { bucket: ctx.bucket_name().into(), versioning }).await?;
+    Ok(HttpResponse::Ok().finish())
 }

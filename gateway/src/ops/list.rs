@@ -1,8 +1,8 @@
-//! ListObjects (V1 and V2) and ListObjectVersions for unversioned buckets.
+//! ListObjects (V1 and V2) and ListObjectVersions.
 
 use actix_web::HttpResponse;
 use base64::Engine;
-use jadfs_meta::api::{ListObjectsQuery, ListPage};
+use jadfs_meta::api::{ListObjectsQuery, ListPage, ListVersionsQuery};
 
 use super::{iso8601, url_encode_key, xml_response, Ctx};
 use crate::error::{Code, S3Error};
@@ -72,15 +72,11 @@ impl Listing {
     }
 
     /// The elements every listing shares: contents and common prefixes.
-    /// `owner`: the bucket owner, shown per entry (V1 and versions always, V2 with fetch-owner).
-    fn write_entries(&self, x: &mut XmlWriter, page: &ListPage, entry: &str, versions: bool, owner: Option<&str>) {
+    /// `owner`: the bucket owner, shown per entry (V1 always, V2 with fetch-owner).
+    fn write_entries(&self, x: &mut XmlWriter, page: &ListPage, entry: &str, owner: Option<&str>) {
         for object in &page.objects {
             x.open(entry);
             x.element("Key", &self.encode(&object.key));
-            if versions {
-                x.element("VersionId", "null");
-                x.element("IsLatest", "true");
-            }
             x.element("LastModified", &iso8601(object.last_modified_ms));
             x.element("ETag", object.etag.quoted());
             x.element("Size", &object.size.to_string());
@@ -153,7 +149,7 @@ pub async fn list_objects_v2(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
         }
     }
     let owner = if ctx.param("fetch-owner") == Some("true") { Some(ctx.bucket().await?.owner.clone()) } else { None };
-    listing.write_entries(&mut x, &page, "Contents", false, owner.as_deref());
+    listing.write_entries(&mut x, &page, "Contents", owner.as_deref());
     x.close("ListBucketResult");
     Ok(xml_response(x))
 }
@@ -174,31 +170,68 @@ pub async fn list_objects_v1(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
         }
     }
     let owner = ctx.bucket().await?.owner.clone();
-    listing.write_entries(&mut x, &page, "Contents", false, Some(&owner));
+    listing.write_entries(&mut x, &page, "Contents", Some(&owner));
     x.close("ListBucketResult");
     Ok(xml_response(x))
 }
 
-/// Without versioning every object has one version, `null`.
+/// ListObjectVersions: every version and delete marker, key by key and
+/// newest first, paged by key and version id markers.
 pub async fn list_object_versions(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let bucket = ctx.bucket_name();
     let listing = Listing::from_request(ctx)?;
     let key_marker = ctx.param("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
-    let page = listing.page(ctx, key_marker.clone()).await?;
+    let version_marker = ctx.param("version-id-marker").filter(|m| !m.is_empty()).map(str::to_string);
+    if version_marker.is_some() && key_marker.is_none() {
+        return Err(S3Error::new(Code::InvalidArgument)
+            .with_message("A version-id marker cannot be specified without a key marker."));
+    }
+    crate::endpoint::check_version_id(version_marker.as_deref())?;
+    let query = ListVersionsQuery {
+        bucket: bucket.to_string(),
+        prefix: listing.prefix.clone(),
+        delimiter: listing.delimiter.clone(),
+        key_marker: key_marker.clone(),
+        version_marker: version_marker.clone(),
+        max_keys: listing.max_keys,
+    };
+    let page = ctx.gw.meta.list_versions(query).await?;
+    let owner = ctx.bucket().await?.owner.clone();
     let mut x = XmlWriter::new();
     x.open("ListVersionsResult");
     listing.write_header(&mut x, bucket, false);
     x.element("KeyMarker", &listing.encode(key_marker.as_deref().unwrap_or_default()));
-    x.element("VersionIdMarker", "");
+    x.element("VersionIdMarker", version_marker.as_deref().unwrap_or_default());
     x.element("IsTruncated", if page.truncated { "true" } else { "false" });
-    if page.truncated {
-        if let Some(last) = &page.last {
-            x.element("NextKeyMarker", &listing.encode(last));
-            x.element("NextVersionIdMarker", "null");
-        }
+    if let Some(next) = &page.next_key_marker {
+        x.element("NextKeyMarker", &listing.encode(next));
     }
-    let owner = ctx.bucket().await?.owner.clone();
-    listing.write_entries(&mut x, &page, "Version", true, Some(&owner));
+    if let Some(next) = &page.next_version_marker {
+        x.element("NextVersionIdMarker", next);
+    }
+    for version in &page.versions {
+        let entry = if version.delete_marker { "DeleteMarker" } else { "Version" };
+        x.open(entry);
+        x.element("Key", &listing.encode(&version.key));
+        x.element("VersionId", &version.version_id);
+        x.element("IsLatest", if version.latest { "true" } else { "false" });
+        x.element("LastModified", &iso8601(version.last_modified_ms));
+        if !version.delete_marker {
+            x.element("ETag", version.etag.quoted());
+            x.element("Size", &version.size.to_string());
+            x.element("StorageClass", "STANDARD");
+        }
+        x.open("Owner");
+        x.element("ID", &owner);
+        x.element("DisplayName", &owner);
+        x.close("Owner");
+        x.close(entry);
+    }
+    for prefix in &page.common_prefixes {
+        x.open("CommonPrefixes");
+        x.element("Prefix", &listing.encode(prefix));
+        x.close("CommonPrefixes");
+    }
     x.close("ListVersionsResult");
     Ok(xml_response(x))
 }

@@ -92,16 +92,18 @@ impl Ctx<'_> {
         permits(&self.principal, self.bucket().await?, needed)
     }
 
-    /// An object of the request's bucket and where its chunks are;
-    /// NoSuchBucket or NoSuchKey otherwise.
+    /// An object of the request's bucket (its `versionId`, or the current
+    /// one) and where its chunks are; NoSuchBucket, NoSuchKey or
+    /// NoSuchVersion otherwise.
     pub async fn object(&self, key: &str) -> Result<LocatedObject, S3Error> {
-        match self.gw.meta.get_object(self.bucket_name(), key).await? {
-            Some(object) => Ok(object),
-            None => {
-                self.bucket().await?;
-                Err(Code::NoSuchKey.into())
-            }
-        }
+        self.gw.get_object(self.bucket_name(), key, self.param("versionId")).await
+    }
+
+    /// The `x-amz-version-id` a write into the request's bucket answers
+    /// with: the version it made, `null` in a bucket with versioning
+    /// suspended, none in one that never had versioning.
+    pub async fn version_header(&self, version_id: Option<&str>) -> Result<Option<String>, S3Error> {
+        Ok(self.bucket().await?.versioning.map(|_| version_id.unwrap_or(jadfs_meta::api::NULL_VERSION).to_string()))
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {

@@ -198,7 +198,7 @@ pub async fn upload_part_copy(
     source: &CopySource,
 ) -> Result<HttpResponse, S3Error> {
     ctx.gw.authorize(&ctx.principal, &source.bucket, Permission::Read).await?;
-    let source = ctx.gw.get_object(&source.bucket, &source.key).await?;
+    let source = ctx.gw.get_object(&source.bucket, &source.key, source.version_id.as_deref()).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
     let size = source.manifest.size;
     let (first, last) = match ctx.header("x-amz-copy-source-range") {
@@ -278,7 +278,13 @@ pub async fn complete_multipart_upload(
         x.element("ChecksumType", checksum.kind.as_str());
     }
     x.close("CompleteMultipartUploadResult");
-    Ok(xml_response(x))
+    let mut response = xml_response(x);
+    if let Some(version_id) = ctx.version_header(manifest.version_id.as_deref()).await? {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&version_id) {
+            response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-amz-version-id"), value);
+        }
+    }
+    Ok(response)
 }
 
 pub async fn abort_multipart_upload(ctx: &Ctx<'_>, key: &str, upload_id: &str) -> Result<HttpResponse, S3Error> {

@@ -5,7 +5,7 @@ use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
 use jadfs_common::{ETag, ObjectManifest};
-use jadfs_meta::api::{object_expiry, ObjectMetadata, Permission, DAY_MS};
+use jadfs_meta::api::{object_expiry, CommandResult, LocatedObject, ObjectMetadata, Permission, DAY_MS, NULL_VERSION};
 use jadfs_meta::Command;
 
 use super::conditions::{check_copy_source_conditions, check_read_conditions, conditional_commit_error};
@@ -50,6 +50,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         upload_id: None,
         parts: Vec::new(),
         inline: stored.inline,
+        version_id: None,
     };
     let etag = manifest.etag.clone();
     // The bucket (and its rules) were read above, for its replication.
@@ -66,12 +67,18 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         write_id: Some(stored.write_id),
     };
     crate::pause_point("before-commit").await;
-    if let Err(e) = ctx.gw.meta.write(&command).await {
-        data::forget_write(&ctx.gw, stored.write_id).await;
-        return Err(conditional_commit_error(e.into(), &condition));
-    }
+    let version_id = match ctx.gw.meta.write(&command).await {
+        Ok(done) => made_version(done),
+        Err(e) => {
+            data::forget_write(&ctx.gw, stored.write_id).await;
+            return Err(conditional_commit_error(e.into(), &condition));
+        }
+    };
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag.quoted()));
+    if let Some(version_id) = version_id.0 {
+        response.insert_header(("x-amz-version-id", version_id));
+    }
     if let Some(expiration) = expiration {
         response.insert_header(("x-amz-expiration", expiration));
     }
@@ -79,6 +86,21 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         response.insert_header((checksum.algorithm.header(), checksum.value));
     }
     Ok(response.finish())
+}
+
+/// The version a write or delete made or removed (what its
+/// `x-amz-version-id` says; None without versioning), and whether it is a
+/// delete marker.
+pub(crate) fn made_version(result: CommandResult) -> (Option<String>, bool) {
+    match result {
+        CommandResult::Version { version_id, delete_marker } => (version_id, delete_marker),
+        _ => (None, false),
+    }
+}
+
+/// The version a read answers with, in a bucket with versioning.
+fn version_of(object: &LocatedObject) -> Option<&str> {
+    object.versioned.then(|| object.manifest.version_id.as_deref().unwrap_or(NULL_VERSION))
 }
 
 /// Parses a single `bytes=` range into an inclusive range of an object of
@@ -174,10 +196,14 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     if let Err(e) = check_read_conditions(ctx, manifest) {
         if e.code == Code::NotModified {
             // A 304 still tells the client which version it has.
-            return Ok(HttpResponse::NotModified()
+            let mut response = HttpResponse::NotModified();
+            response
                 .insert_header(("etag", manifest.etag.quoted()))
-                .insert_header(("last-modified", http_date(manifest.last_modified_ms)))
-                .finish());
+                .insert_header(("last-modified", http_date(manifest.last_modified_ms)));
+            if let Some(version_id) = version_of(&object) {
+                response.insert_header(("x-amz-version-id", version_id));
+            }
+            return Ok(response.finish());
         }
         return Err(e);
     }
@@ -215,6 +241,9 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
+    if let Some(version_id) = version_of(&object) {
+        response.insert_header(("x-amz-version-id", version_id));
+    }
     if let Some((at, rule)) = &object.expiration {
         response.insert_header(("x-amz-expiration", super::lifecycle::expiration_header(*at, rule)));
     }
@@ -333,19 +362,41 @@ pub async fn get_object_attributes(ctx: &Ctx<'_>, key: &str) -> Result<HttpRespo
     }
     x.close("GetObjectAttributesResponse");
     let mut response = xml_response(x);
+    if let Some(version_id) = version_of(&object).and_then(|v| actix_web::http::header::HeaderValue::from_str(v).ok()) {
+        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-amz-version-id"), version_id);
+    }
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&http_date(manifest.last_modified_ms)) {
         response.headers_mut().insert(actix_web::http::header::LAST_MODIFIED, value);
     }
     Ok(response)
 }
 
+/// DeleteObject: the current object (or with `versionId` that version).
 pub async fn delete_object(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
-    ctx.gw.meta.write(&Command::DeleteObject { bucket: ctx.bucket_name().to_string(), key: key.to_string() }).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let (version_id, delete_marker) = delete(ctx, key, ctx.param("versionId")).await?;
+    let mut response = HttpResponse::NoContent();
+    if let Some(version_id) = version_id {
+        response.insert_header(("x-amz-version-id", version_id));
+    }
+    if delete_marker {
+        response.insert_header(("x-amz-delete-marker", "true"));
+    }
+    Ok(response.finish())
+}
+
+/// Deletes a key's current object or one of its versions; answers the
+/// version deleted or the delete marker made, as `made_version`.
+async fn delete(ctx: &Ctx<'_>, key: &str, version_id: Option<&str>) -> Result<(Option<String>, bool), S3Error> {
+    let command = Command::DeleteObject {
+        bucket: ctx.bucket_name().to_string(),
+        key: key.to_string(),
+        version_id: version_id.map(str::to_string),
+        now_ms: jadfs_common::now_ms(),
+    };
+    Ok(made_version(ctx.gw.meta.write(&command).await?))
 }
 
 pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResponse, S3Error> {
-    let bucket = ctx.bucket_name();
     let body = ctx.small_body(body, MAX_XML_BODY).await?;
     let request = xml::parse_delete(&body)?;
     ctx.bucket().await?;
@@ -353,23 +404,25 @@ pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResp
     x.open("DeleteResult");
     for xml::DeleteTarget { key, version_id } in &request.objects {
         let result = async {
-            // As DeleteObject: a version other than `null` names nothing here.
             crate::endpoint::check_version_id(version_id.as_deref())?;
             if key.is_empty() {
                 return Err(S3Error::new(Code::KeyTooLongError));
             }
             validate_key(key)?;
-            ctx.gw.meta.write(&Command::DeleteObject { bucket: bucket.to_string(), key: key.clone() }).await?;
-            Ok(())
+            delete(ctx, key, version_id.as_deref()).await
         }
         .await;
         match result {
-            Ok(()) if request.quiet => {}
-            Ok(()) => {
+            Ok(_) if request.quiet => {}
+            Ok((made, delete_marker)) => {
                 x.open("Deleted");
                 x.element("Key", key);
                 if let Some(version_id) = version_id {
                     x.element("VersionId", version_id);
+                }
+                if delete_marker {
+                    x.element("DeleteMarker", "true");
+                    x.element("DeleteMarkerVersionId", made.as_deref().unwrap_or(NULL_VERSION));
                 }
                 x.close("Deleted");
             }
@@ -391,20 +444,21 @@ pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResp
 
 pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Result<HttpResponse, S3Error> {
     let bucket = ctx.bucket_name();
-    let CopySource { bucket: src_bucket, key: src_key } = source.clone();
+    let CopySource { bucket: src_bucket, key: src_key, version_id: src_version } = source.clone();
     let replace = match ctx.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
         Some("REPLACE") => true,
         Some(_) => return Err(S3Error::new(Code::InvalidArgument).with_message("Unknown metadata directive.")),
     };
-    if src_bucket == bucket && src_key == key && !replace {
+    if src_bucket == bucket && src_key == key && src_version.is_none() && !replace {
         return Err(S3Error::new(Code::InvalidRequest).with_message(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
     ctx.gw.authorize(&ctx.principal, &src_bucket, Permission::Read).await?;
-    let source = ctx.gw.get_object(&src_bucket, &src_key).await?;
+    let source = ctx.gw.get_object(&src_bucket, &src_key, src_version.as_deref()).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
+    let copied_version = version_of(&source).map(str::to_string);
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
     let tags = match ctx.header("x-amz-tagging-directive") {
         None | Some("COPY") => None,
@@ -417,6 +471,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
         .write_object(&Command::CopyObject {
             src_bucket,
             src_key,
+            src_version,
             dst_bucket: bucket.to_string(),
             dst_key: key.to_string(),
             metadata,
@@ -429,7 +484,18 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     x.element("LastModified", &iso8601(manifest.last_modified_ms));
     x.element("ETag", manifest.etag.quoted());
     x.close("CopyObjectResult");
-    Ok(xml_response(x))
+    let mut response = xml_response(x);
+    let headers = response.headers_mut();
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    for (name, value) in [
+        ("x-amz-copy-source-version-id", copied_version),
+        ("x-amz-version-id", ctx.version_header(manifest.version_id.as_deref()).await?),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

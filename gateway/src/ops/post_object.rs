@@ -394,6 +394,7 @@ pub async fn post_object(
         upload_id: None,
         parts: Vec::new(),
         inline: stored.inline,
+        version_id: None,
     };
     let command = Command::PutObject {
         bucket: bucket.to_string(),
@@ -403,12 +404,18 @@ pub async fn post_object(
         condition: None,
         write_id: Some(stored.write_id),
     };
-    if let Err(e) = gw.meta.write(&command).await {
-        crate::data::forget_write(&gw, stored.write_id).await;
-        return Err(e.into());
+    let version_id = match gw.meta.write(&command).await {
+        Ok(done) => super::object::made_version(done).0,
+        Err(e) => {
+            crate::data::forget_write(&gw, stored.write_id).await;
+            return Err(e.into());
+        }
+    };
+    let mut response = form.answer(bucket, &key, &etag);
+    if let Some(value) = version_id.and_then(|v| actix_web::http::header::HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-amz-version-id"), value);
     }
-
-    Ok(form.answer(bucket, &key, &etag))
+    Ok(response)
 }
 
 #[cfg(test)]

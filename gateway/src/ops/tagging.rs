@@ -59,21 +59,42 @@ fn tagging_xml(tags: &[(String, String)]) -> HttpResponse {
 
 pub async fn get_object_tagging(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
     let object = ctx.object(key).await?;
-    Ok(tagging_xml(&object.manifest.tags))
+    let mut response = tagging_xml(&object.manifest.tags);
+    with_version(&mut response, ctx.param("versionId"));
+    Ok(response)
 }
 
 pub async fn put_object_tagging(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<HttpResponse, S3Error> {
     let body = ctx.small_body(body, 64 << 10).await?;
     let tags = xml::parse_tagging(&body)?;
     validate_tags(&tags, MAX_OBJECT_TAGS)?;
-    ctx.gw.meta.write(&Command::SetObjectTags { bucket: ctx.bucket_name().into(), key: key.into(), tags }).await?;
-    Ok(HttpResponse::Ok().finish())
+    set_object_tags(ctx, key, tags).await?;
+    let mut response = HttpResponse::Ok().finish();
+    with_version(&mut response, ctx.param("versionId"));
+    Ok(response)
 }
 
 pub async fn delete_object_tagging(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
-    let command = Command::SetObjectTags { bucket: ctx.bucket_name().into(), key: key.into(), tags: Vec::new() };
+    set_object_tags(ctx, key, Vec::new()).await?;
+    let mut response = HttpResponse::NoContent().finish();
+    with_version(&mut response, ctx.param("versionId"));
+    Ok(response)
+}
+
+/// Sets the tags of the request's object, or of its `versionId`.
+async fn set_object_tags(ctx: &Ctx<'_>, key: &str, tags: Vec<(String, String)>) -> Result<(), S3Error> {
+    let version_id = ctx.param("versionId").map(str::to_string);
+    let command = Command::SetObjectTags { bucket: ctx.bucket_name().into(), key: key.into(), version_id, tags };
     ctx.gw.meta.write(&command).await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
+}
+
+/// A tagging answer names the version it was about, when the request did.
+fn with_version(response: &mut HttpResponse, version_id: Option<&str>) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    if let Some(value) = version_id.and_then(|v| HeaderValue::from_str(v).ok()) {
+        response.headers_mut().insert(HeaderName::from_static("x-amz-version-id"), value);
+    }
 }
 
 pub async fn get_bucket_tagging(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {

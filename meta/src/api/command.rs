@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AccessKey, CorsRule, LifecycleRule, MetaError, ObjectMetadata, PartManifest, Permission, Replication,
-    StorageNodeInfo, UploadInfo,
+    StorageNodeInfo, UploadInfo, Versioning,
 };
 
 /// A change to the metadata, replicated through the Raft log. Everything a
@@ -39,9 +39,22 @@ pub enum Command {
         #[serde(default)]
         write_id: Option<u64>,
     },
+    /// Without `version_id`: deletes the current object (a bucket without
+    /// versioning) or puts a delete marker in front of it. With: deletes
+    /// that version for good.
     DeleteObject {
         bucket: String,
         key: String,
+        #[serde(default)]
+        version_id: Option<String>,
+        /// When a delete marker it makes is dated.
+        #[serde(default)]
+        now_ms: i64,
+    },
+    /// Turns versioning on, or suspends it (never off again).
+    SetBucketVersioning {
+        bucket: String,
+        versioning: Versioning,
     },
     /// A new manifest over the source's chunks: no bytes move. With
     /// `metadata`, the copy's metadata is replaced instead of kept.
@@ -50,6 +63,9 @@ pub enum Command {
         src_key: String,
         dst_bucket: String,
         dst_key: String,
+        /// The source's version (`null`: its null version); None: its current object.
+        #[serde(default)]
+        src_version: Option<String>,
         metadata: Option<ObjectMetadata>,
         last_modified_ms: i64,
         /// With Some, the copy's tags are replaced instead of kept.
@@ -87,6 +103,9 @@ pub enum Command {
     SetObjectTags {
         bucket: String,
         key: String,
+        /// The version whose tags these are; None: the current one.
+        #[serde(default)]
+        version_id: Option<String>,
         tags: Vec<(String, String)>,
     },
     /// Replaces a bucket's CORS rules; None removes them.
@@ -357,6 +376,12 @@ pub enum CommandResult {
     /// A [`Command::Pin`]: the nodes the write must not keep the chunk on.
     Pinned {
         refused: Vec<NodeId>,
+    },
+    /// The version a write made or a delete removed or made (`null`: None),
+    /// and whether that version is a delete marker.
+    Version {
+        version_id: Option<String>,
+        delete_marker: bool,
     },
     /// How many chunks or copies a collection took.
     Collected(u64),

@@ -40,6 +40,8 @@ pub enum MetaError {
     NoSuchBucket,
     #[error("no such key")]
     NoSuchKey,
+    #[error("no such version")]
+    NoSuchVersion,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("the bucket already exists and is yours")]

@@ -28,6 +28,37 @@ pub struct BucketInfo {
     /// Lifecycle rules, if any were set.
     #[serde(default)]
     pub lifecycle: Option<Vec<LifecycleRule>>,
+    /// None: versioning was never turned on (and never can be turned off).
+    #[serde(default)]
+    pub versioning: Option<Versioning>,
+}
+
+/// A bucket's versioning, once turned on.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Versioning {
+    /// Every write makes a version with an id of its own.
+    Enabled,
+    /// Writes make the `null` version, replacing the one there was; the
+    /// versions made while enabled are kept.
+    Suspended,
+}
+
+/// The id S3 gives the version a bucket without versioning writes.
+pub const NULL_VERSION: &str = "null";
+
+/// Whether `id` could name a version: `null`, or an id this cluster makes
+/// (16 lowercase hex digits).
+pub fn is_version_id(id: &str) -> bool {
+    id == NULL_VERSION || (id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+impl Versioning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Versioning::Enabled => "Enabled",
+            Versioning::Suspended => "Suspended",
+        }
+    }
 }
 
 impl BucketInfo {

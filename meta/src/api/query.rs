@@ -16,10 +16,16 @@ pub enum Query {
     GetBucket {
         name: String,
     },
+    /// The current version, or with `version_id` that version (`null` for
+    /// the null version).
     GetObject {
         bucket: String,
         key: String,
+        #[serde(default)]
+        version_id: Option<String>,
     },
+    /// One page of every version and delete marker, key by key, newest first.
+    ListVersions(ListVersionsQuery),
     ListObjects(ListObjectsQuery),
     ListNodes,
     Stats,
@@ -102,6 +108,49 @@ pub struct LocatedObject {
     /// id (`x-amz-expiration`).
     #[serde(default)]
     pub expiration: Option<(i64, String)>,
+    /// The version found is a delete marker: `manifest` holds only its
+    /// version id and when it was made.
+    #[serde(default)]
+    pub delete_marker: bool,
+    /// The bucket has versioning (enabled or suspended): reads show the
+    /// version id, `null` included.
+    #[serde(default)]
+    pub versioned: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListVersionsQuery {
+    pub bucket: String,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Start after this key (all its versions), or with `version_marker`
+    /// after that version of it.
+    pub key_marker: Option<String>,
+    pub version_marker: Option<String>,
+    pub max_keys: usize,
+}
+
+/// A version or delete marker in a versions listing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub key: String,
+    /// `null` for the null version.
+    pub version_id: String,
+    pub latest: bool,
+    pub delete_marker: bool,
+    pub size: u64,
+    pub etag: ETag,
+    pub last_modified_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct VersionsPage {
+    pub versions: Vec<VersionEntry>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// Where the next page starts: after this key, and after this version of it.
+    pub next_key_marker: Option<String>,
+    pub next_version_marker: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -174,6 +223,7 @@ pub enum QueryResult {
     Bucket(Option<BucketInfo>),
     Object(Option<LocatedObject>),
     Page(ListPage),
+    Versions(VersionsPage),
     Nodes(Vec<StorageNodeInfo>),
     Stats(MetaStats),
     BucketUsage(BucketUsage),

@@ -5,7 +5,8 @@ use rusqlite::{params, Connection};
 
 use jadfs_common::ETag;
 
-use crate::api::{ListObjectsQuery, ListPage, ObjectEntry};
+use crate::api::{ListObjectsQuery, ListPage, ListVersionsQuery, ObjectEntry, VersionEntry, VersionsPage};
+use crate::state::rows::NULL_VERSION;
 
 /// The smallest byte string greater than every string starting with `prefix`
 /// (None: no such bound).
@@ -118,6 +119,205 @@ pub fn list_objects(conn: &Connection, q: &ListObjectsQuery) -> rusqlite::Result
         }
     }
     Ok(page)
+}
+
+/// Where a versions listing goes on: the versions of `key` older than
+/// `below` (the current object's rank is `CURRENT`), then the keys after it.
+/// `below` None takes in all of `key`.
+struct Cursor {
+    key: Vec<u8>,
+    below: Option<i64>,
+}
+
+/// The rank of a key's current object among its versions: above every `seq`.
+const CURRENT: i64 = i64::MAX;
+
+/// A version in the order of a versions listing: key, then newest first.
+struct VersionRow {
+    key: Vec<u8>,
+    rank: i64,
+    version_id: String,
+    delete_marker: bool,
+    size: i64,
+    etag: String,
+    last_modified_ms: i64,
+}
+
+/// The next `limit` versions from `at`, up to `to` (exclusive): current
+/// objects and the rows of `versions` merged, each read by an index seek.
+fn scan_versions(
+    conn: &Connection,
+    bucket: &str,
+    at: &Cursor,
+    to: Option<&[u8]>,
+    limit: usize,
+) -> rusqlite::Result<Vec<VersionRow>> {
+    let current = |r: &rusqlite::Row| -> rusqlite::Result<VersionRow> {
+        let manifest: Vec<u8> = r.get(4)?;
+        let manifest: jadfs_common::ObjectManifest = crate::state::rows::from_json(&manifest)?;
+        Ok(VersionRow {
+            key: r.get(0)?,
+            rank: CURRENT,
+            version_id: manifest.version_id.unwrap_or_else(|| NULL_VERSION.into()),
+            delete_marker: false,
+            size: r.get(1)?,
+            etag: r.get(2)?,
+            last_modified_ms: r.get(3)?,
+        })
+    };
+    let older = |r: &rusqlite::Row| -> rusqlite::Result<VersionRow> {
+        Ok(VersionRow {
+            key: r.get(0)?,
+            rank: r.get(1)?,
+            version_id: r.get(2)?,
+            delete_marker: r.get(3)?,
+            size: r.get(4)?,
+            etag: r.get(5)?,
+            last_modified_ms: r.get(6)?,
+        })
+    };
+    let n = limit as i64;
+    let mut currents: Vec<VersionRow> = conn
+        .prepare_cached(
+            "SELECT key, size, etag, last_modified_ms, manifest FROM objects
+             WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+        )?
+        .query_map(params![bucket, at.key, to, n + 1], current)?
+        .collect::<rusqlite::Result<_>>()?;
+    // The cursor's own key's current object was listed unless all of it is wanted.
+    if at.below.is_some() && currents.first().is_some_and(|c| c.key == at.key) {
+        currents.remove(0);
+    }
+    const COLUMNS: &str = "key, seq, version_id, delete_marker, size, etag, last_modified_ms";
+    let mut olders: Vec<VersionRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+        ))?
+        .query_map(params![bucket, at.key, at.below.unwrap_or(CURRENT), n], older)?
+        .collect::<rusqlite::Result<_>>()?;
+    olders.extend(
+        conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM versions WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)
+             ORDER BY key, seq DESC LIMIT ?4"
+        ))?
+        .query_map(params![bucket, at.key, to, n], older)?
+        .collect::<rusqlite::Result<Vec<_>>>()?,
+    );
+    // Merge: by key, then the greater rank (the newer) first.
+    let mut merged = Vec::with_capacity(limit);
+    let (mut a, mut b) = (currents.drain(..).peekable(), olders.drain(..).peekable());
+    while merged.len() < limit {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => (&x.key, std::cmp::Reverse(x.rank)) <= (&y.key, std::cmp::Reverse(y.rank)),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        merged.extend(if take_a { a.next() } else { b.next() });
+    }
+    Ok(merged)
+}
+
+/// Whether a delete marker (at `seq`) is its key's latest version.
+fn marker_is_latest(conn: &Connection, bucket: &str, key: &[u8], seq: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1 AND key = ?2)
+            AND NOT EXISTS (SELECT 1 FROM versions WHERE bucket = ?1 AND key = ?2 AND seq > ?3)",
+    )?
+    .query_row(params![bucket, key, seq], |r| r.get(0))
+}
+
+/// One page of every version and delete marker under a prefix, key by key
+/// and newest first, folded into common prefixes at a delimiter as
+/// [`list_objects`] folds keys: O(page) whatever the bucket holds.
+pub fn list_versions(conn: &Connection, q: &ListVersionsQuery) -> rusqlite::Result<VersionsPage> {
+    let prefix = q.prefix.as_bytes();
+    let upper = prefix_end(prefix);
+    let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty()).map(str::as_bytes);
+    let key_marker = q.key_marker.as_deref().map(str::as_bytes).filter(|m| !m.is_empty());
+    let mut at = match key_marker {
+        Some(marker) if marker >= prefix => {
+            // After the marker's version, or after all of the marker's key.
+            let below = match q.version_marker.as_deref().filter(|v| !v.is_empty()) {
+                Some(version) => version_rank(conn, &q.bucket, marker, version)?,
+                None => i64::MIN,
+            };
+            Cursor { key: marker.to_vec(), below: Some(below) }
+        }
+        _ => Cursor { key: prefix.to_vec(), below: None },
+    };
+    let mut page = VersionsPage::default();
+    if q.max_keys == 0 {
+        return Ok(page);
+    }
+    let mut returned = 0;
+    'scan: loop {
+        let want = q.max_keys - returned + 1;
+        let batch = scan_versions(conn, &q.bucket, &at, upper.as_deref(), want)?;
+        let exhausted = batch.len() < want;
+        for row in batch {
+            if returned == q.max_keys {
+                page.truncated = true;
+                break 'scan;
+            }
+            let folded = delimiter.and_then(|d| {
+                let rest = &row.key[prefix.len()..];
+                find(rest, d).map(|at| row.key[..prefix.len() + at + d.len()].to_vec())
+            });
+            returned += 1;
+            if let Some(common) = folded {
+                let Some(end) = prefix_end(&common) else { break 'scan };
+                at = Cursor { key: end, below: None };
+                if key_marker.is_some_and(|marker| common.as_slice() <= marker) {
+                    returned -= 1;
+                    continue 'scan;
+                }
+                let common = String::from_utf8_lossy(&common).into_owned();
+                page.next_key_marker = Some(common.clone());
+                page.next_version_marker = None;
+                page.common_prefixes.push(common);
+                continue 'scan;
+            }
+            let latest = match (row.rank, row.delete_marker) {
+                (CURRENT, _) => true,
+                (seq, true) => marker_is_latest(conn, &q.bucket, &row.key, seq)?,
+                _ => false,
+            };
+            let key = String::from_utf8_lossy(&row.key).into_owned();
+            page.next_key_marker = Some(key.clone());
+            page.next_version_marker = Some(row.version_id.clone());
+            page.versions.push(VersionEntry {
+                key,
+                version_id: row.version_id,
+                latest,
+                delete_marker: row.delete_marker,
+                size: row.size.max(0) as u64,
+                etag: ETag::from_quoted(row.etag),
+                last_modified_ms: row.last_modified_ms,
+            });
+            at = Cursor { key: row.key, below: Some(row.rank) };
+        }
+        if exhausted {
+            break;
+        }
+    }
+    if !page.truncated {
+        page.next_key_marker = None;
+        page.next_version_marker = None;
+    }
+    Ok(page)
+}
+
+/// The rank of version `version_id` of `key`: the current object's, or its
+/// `seq`. A version gone since the marker was given: after all of the key.
+fn version_rank(conn: &Connection, bucket: &str, key: &[u8], version_id: &str) -> rusqlite::Result<i64> {
+    let key = String::from_utf8_lossy(key);
+    if let Some(current) = crate::state::rows::load_manifest(conn, bucket, &key)? {
+        if current.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id {
+            return Ok(CURRENT);
+        }
+    }
+    Ok(crate::state::rows::load_version(conn, bucket, &key, version_id)?.map_or(i64::MIN, |v| v.seq))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

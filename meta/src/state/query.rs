@@ -4,10 +4,10 @@
 use jadfs_common::{ChunkId, NodeId};
 use rusqlite::{params, Connection};
 
-use super::listing::list_objects;
+use super::listing::{list_objects, list_versions};
 use super::rows::{
     applied_state, chunk_nodes, from_json, load_access_key, load_bucket, load_bucket_setting, load_manifest,
-    load_parts, load_upload, replication_of, BucketSetting,
+    load_parts, load_upload, load_version, newest_version, replication_of, BucketSetting, NULL_VERSION,
 };
 use crate::api::*;
 
@@ -17,8 +17,9 @@ pub fn answer(conn: &Connection, query: &Query) -> rusqlite::Result<QueryResult>
     Ok(match query {
         Q::ListBuckets => R::Buckets(list_buckets(conn)?),
         Q::GetBucket { name } => R::Bucket(load_bucket(conn, name)?),
-        Q::GetObject { bucket, key } => R::Object(get_object(conn, bucket, key)?),
+        Q::GetObject { bucket, key, version_id } => R::Object(get_object(conn, bucket, key, version_id.as_deref())?),
         Q::ListObjects(q) => R::Page(list_objects(conn, q)?),
+        Q::ListVersions(q) => R::Versions(list_versions(conn, q)?),
         Q::ListNodes => R::Nodes(list_nodes(conn)?),
         Q::Stats => R::Stats(stats(conn)?),
         Q::GetUpload { bucket, key, upload_id } => R::Upload(load_upload(conn, bucket, key, upload_id)?),
@@ -50,16 +51,39 @@ fn list_buckets(conn: &Connection) -> rusqlite::Result<Vec<BucketInfo>> {
     Ok(buckets)
 }
 
-/// An object and the nodes holding each of its chunks.
-fn get_object(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<LocatedObject>> {
-    let Some(manifest) = load_manifest(conn, bucket, key)? else { return Ok(None) };
+/// An object and the nodes holding each of its chunks: the current one, or
+/// with `version_id` that version. A delete marker found (the latest
+/// version, or the one named) is answered as one.
+fn get_object(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> rusqlite::Result<Option<LocatedObject>> {
+    let current = load_manifest(conn, bucket, key)?;
+    let (manifest, current, delete_marker) = match (current, version_id) {
+        (Some(current), None) => (current, true, false),
+        (Some(current), Some(id)) if current.version_id.as_deref().unwrap_or(NULL_VERSION) == id => {
+            (current, true, false)
+        }
+        (_, id) => {
+            let version = match id {
+                Some(id) => load_version(conn, bucket, key, id)?,
+                None => newest_version(conn, bucket, key)?.filter(|v| v.delete_marker),
+            };
+            let Some(version) = version else { return Ok(None) };
+            (version.manifest, false, version.delete_marker)
+        }
+    };
     let locations = manifest.chunks.iter().map(|c| chunk_nodes(conn, &c.id)).collect::<rusqlite::Result<_>>()?;
-    let rules: Option<Vec<LifecycleRule>> = load_bucket_setting(conn, BucketSetting::Lifecycle, bucket)?;
+    let rules: Option<Vec<LifecycleRule>> =
+        if current { load_bucket_setting(conn, BucketSetting::Lifecycle, bucket)? } else { None };
     let expiration = rules.and_then(|rules| {
         let (at, id) = object_expiry(&rules, key, manifest.size, &manifest.tags, manifest.last_modified_ms, DAY_MS)?;
         Some((at, id.to_string()))
     });
-    Ok(Some(LocatedObject { manifest, locations, expiration }))
+    let versioned = load_bucket_setting::<Versioning>(conn, BucketSetting::Versioning, bucket)?.is_some();
+    Ok(Some(LocatedObject { manifest, locations, expiration, delete_marker, versioned }))
 }
 
 /// Access keys without their secrets.

@@ -64,7 +64,18 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
     let cors = load_bucket_setting(conn, BucketSetting::Cors, name)?;
     let replication = replication_of(conn, Some(name))?;
     let lifecycle = load_bucket_setting(conn, BucketSetting::Lifecycle, name)?;
-    Ok(Some(BucketInfo { name: name.to_string(), owner, created_ms, grants, tags, cors, replication, lifecycle }))
+    let versioning = load_bucket_setting(conn, BucketSetting::Versioning, name)?;
+    Ok(Some(BucketInfo {
+        name: name.to_string(),
+        owner,
+        created_ms,
+        grants,
+        tags,
+        cors,
+        replication,
+        lifecycle,
+        versioning,
+    }))
 }
 
 /// Optional per-bucket settings, each a JSON value in a table of its own.
@@ -74,11 +85,17 @@ pub enum BucketSetting {
     Cors,
     Replication,
     Lifecycle,
+    Versioning,
 }
 
 impl BucketSetting {
-    pub const ALL: [BucketSetting; 4] =
-        [BucketSetting::Tags, BucketSetting::Cors, BucketSetting::Replication, BucketSetting::Lifecycle];
+    pub const ALL: [BucketSetting; 5] = [
+        BucketSetting::Tags,
+        BucketSetting::Cors,
+        BucketSetting::Replication,
+        BucketSetting::Lifecycle,
+        BucketSetting::Versioning,
+    ];
 
     fn table(self) -> &'static str {
         match self {
@@ -86,6 +103,7 @@ impl BucketSetting {
             BucketSetting::Cors => "bucket_cors",
             BucketSetting::Replication => "bucket_replication",
             BucketSetting::Lifecycle => "bucket_lifecycle",
+            BucketSetting::Versioning => "bucket_versioning",
         }
     }
 }
@@ -175,6 +193,92 @@ pub fn delete_object_row(tx: &Transaction, bucket: &str, key: &str) -> rusqlite:
     tx.execute("DELETE FROM inline_objects WHERE bucket = ?1 AND key = ?2", params![bucket, key.as_bytes()])?;
     Ok(())
 }
+
+/// A version that is not its key's current object: a noncurrent version or
+/// a delete marker. `seq` orders a key's versions (the greater, the newer).
+pub struct StoredVersion {
+    pub seq: i64,
+    pub delete_marker: bool,
+    pub manifest: ObjectManifest,
+}
+
+const VERSION_COLUMNS: &str = "seq, delete_marker, manifest";
+
+fn version_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, bool, Vec<u8>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn stored_version(row: Option<(i64, bool, Vec<u8>)>) -> rusqlite::Result<Option<StoredVersion>> {
+    row.map(|(seq, delete_marker, raw)| Ok(StoredVersion { seq, delete_marker, manifest: from_json(&raw)? }))
+        .transpose()
+}
+
+/// The version `version_id` (`null`: the null version) of a key, unless it is the current object.
+pub fn load_version(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> rusqlite::Result<Option<StoredVersion>> {
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3");
+    let row =
+        conn.prepare_cached(&sql)?.query_row(params![bucket, key.as_bytes(), version_id], version_row).optional()?;
+    stored_version(row)
+}
+
+/// The newest of a key's versions that are not its current object.
+pub fn newest_version(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<StoredVersion>> {
+    let sql =
+        format!("SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1");
+    let row = conn.prepare_cached(&sql)?.query_row(params![bucket, key.as_bytes()], version_row).optional()?;
+    stored_version(row)
+}
+
+/// Keeps a version that is not (or no longer) the current object; its
+/// inline bytes stay in its manifest.
+pub fn write_version(tx: &Transaction, bucket: &str, key: &str, version: &StoredVersion) -> rusqlite::Result<()> {
+    let m = &version.manifest;
+    tx.prepare_cached(
+        "INSERT INTO versions (bucket, key, seq, version_id, delete_marker, size, etag, last_modified_ms, manifest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        bucket,
+        key.as_bytes(),
+        version.seq,
+        m.version_id.as_deref().unwrap_or(NULL_VERSION),
+        version.delete_marker,
+        m.size as i64,
+        m.etag.quoted(),
+        m.last_modified_ms,
+        to_json(m)?
+    ])?;
+    Ok(())
+}
+
+/// Replaces the manifest of a noncurrent version (its tags changed).
+pub fn rewrite_version(
+    tx: &Transaction,
+    bucket: &str,
+    key: &str,
+    seq: i64,
+    manifest: &ObjectManifest,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE versions SET manifest = ?4 WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
+        .execute(params![bucket, key.as_bytes(), seq, to_json(manifest)?])?;
+    Ok(())
+}
+
+pub fn delete_version_row(tx: &Transaction, bucket: &str, key: &str, seq: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?.execute(params![
+        bucket,
+        key.as_bytes(),
+        seq
+    ])?;
+    Ok(())
+}
+
+pub use crate::api::NULL_VERSION;
 
 pub fn load_upload(
     conn: &Connection,

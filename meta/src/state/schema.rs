@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 8;
+pub const DATA_VERSION: u32 = 9;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -119,6 +119,24 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
                  expired INTEGER NOT NULL,
                  aborted INTEGER NOT NULL
              );",
+        ),
+        // Version 9 keeps versions: each bucket's versioning, and every
+        // version of a key that is not its current object (noncurrent ones
+        // and delete markers), newest first (see `apply/versions.rs`).
+        8 => conn.execute_batch(
+            "CREATE TABLE bucket_versioning (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
+             CREATE TABLE versions (
+                 bucket TEXT NOT NULL,
+                 key BLOB NOT NULL,
+                 seq INTEGER NOT NULL,
+                 version_id TEXT NOT NULL,
+                 delete_marker INTEGER NOT NULL,
+                 size INTEGER NOT NULL,
+                 etag TEXT NOT NULL,
+                 last_modified_ms INTEGER NOT NULL,
+                 manifest BLOB NOT NULL,
+                 PRIMARY KEY (bucket, key, seq DESC)) WITHOUT ROWID;
+             CREATE UNIQUE INDEX versions_by_id ON versions (bucket, key, version_id);",
         ),
         _ => unreachable!("no upgrade from version {from}"),
     }

@@ -10,6 +10,7 @@ mod listing;
 mod multipart;
 mod objects;
 mod tags_and_cors;
+mod versioning;
 
 pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_string()

@@ -24,8 +24,14 @@ impl Applier<'_> {
     /// Deletes an empty bucket with its uploads, grants and settings.
     pub(super) fn delete_bucket(&self, name: &str) -> Outcome {
         self.require_bucket(name)?;
-        let has_objects: bool =
-            self.tx.query_row("SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1)", [name], |r| r.get(0))?;
+        // Noncurrent versions and delete markers count: a bucket is empty
+        // when it has no version of anything left.
+        let has_objects: bool = self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1)
+                 OR EXISTS (SELECT 1 FROM versions WHERE bucket = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
         if has_objects {
             return refuse(MetaError::BucketNotEmpty);
         }

@@ -77,7 +77,7 @@ impl Applier<'_> {
             let due = object_expiry(&rules, &key, size.max(0) as u64, &tags, written_ms, day_ms)
                 .is_some_and(|(at, _)| at <= now_ms);
             if due {
-                self.delete_object(bucket, &key)?;
+                self.delete_object(bucket, &key, None, now_ms)?;
                 expired += 1;
             }
         }

@@ -13,6 +13,7 @@ mod multipart;
 mod nodes;
 mod object;
 mod requests;
+mod versions;
 
 use rusqlite::Transaction;
 
@@ -47,11 +48,18 @@ pub(super) struct Applier<'t> {
     tx: &'t Transaction<'t>,
     /// The index of the entry being applied: it dates repairs and orphans.
     log_index: u64,
+    /// Versions made so far at this index (see `versions.rs`).
+    versions_made: std::cell::Cell<u32>,
 }
 
 impl<'t> Applier<'t> {
     pub fn new(tx: &'t Transaction<'t>, log_index: u64) -> Applier<'t> {
-        Applier { tx, log_index }
+        Applier { tx, log_index, versions_made: std::cell::Cell::new(0) }
+    }
+
+    /// The `seq` of the next version this entry makes.
+    fn next_seq(&self) -> i64 {
+        versions::next_seq(self.log_index, &self.versions_made)
     }
 
     /// Applies one command (or a batch of them); Err only when the database failed.
@@ -111,16 +119,29 @@ impl<'t> Applier<'t> {
             C::PutObject { bucket, key, manifest, placement, condition, write_id } => {
                 self.put_object(bucket, key, manifest, Written::by(placement, *write_id), condition.as_ref())
             }
-            C::DeleteObject { bucket, key } => self.delete_object(bucket, key),
-            C::CopyObject { src_bucket, src_key, dst_bucket, dst_key, metadata, last_modified_ms, tags } => self
-                .copy_object(
-                    (src_bucket, src_key),
-                    (dst_bucket, dst_key),
-                    metadata.as_ref(),
-                    *last_modified_ms,
-                    tags.as_ref(),
-                ),
-            C::SetObjectTags { bucket, key, tags } => self.set_object_tags(bucket, key, tags),
+            C::DeleteObject { bucket, key, version_id, now_ms } => {
+                self.delete_object(bucket, key, version_id.as_deref(), *now_ms)
+            }
+            C::SetBucketVersioning { bucket, versioning } => self.set_bucket_versioning(bucket, *versioning),
+            C::CopyObject {
+                src_bucket,
+                src_key,
+                src_version,
+                dst_bucket,
+                dst_key,
+                metadata,
+                last_modified_ms,
+                tags,
+            } => self.copy_object(
+                (src_bucket, src_key, src_version.as_deref()),
+                (dst_bucket, dst_key),
+                metadata.as_ref(),
+                *last_modified_ms,
+                tags.as_ref(),
+            ),
+            C::SetObjectTags { bucket, key, version_id, tags } => {
+                self.set_object_tags(bucket, key, version_id.as_deref(), tags)
+            }
             C::CreateUpload { bucket, key, upload } => self.create_upload(bucket, key, upload),
             C::PutPart { bucket, key, upload_id, part_number, part, placement, write_id } => {
                 self.put_part(bucket, key, upload_id, *part_number, part, Written::by(placement, *write_id))

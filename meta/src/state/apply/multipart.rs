@@ -92,7 +92,7 @@ impl Applier<'_> {
             chosen.push(part);
         }
         self.check_condition(&c.bucket, &c.key, c.condition.as_ref())?;
-        let manifest = assemble(&upload, &chosen, c.last_modified_ms);
+        let mut manifest = assemble(&upload, &chosen, c.last_modified_ms);
         if let Some(expected) = &c.expected_checksum {
             if !manifest.checksum.as_ref().is_some_and(|checksum| checksum.is(expected)) {
                 return refuse(MetaError::BadDigest("the object checksum does not match".into()));
@@ -105,7 +105,7 @@ impl Applier<'_> {
                 self.release_chunks(&part.chunks)?;
             }
         }
-        self.replace_object(&c.bucket, &c.key, &manifest)?;
+        self.replace_object(&c.bucket, &c.key, &mut manifest)?;
         self.delete_upload_rows(&c.upload_id)?;
         Ok(CommandResult::Object(Box::new(manifest)))
     }
@@ -167,6 +167,7 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         upload_id: Some(upload.upload_id.clone()),
         parts: parts.iter().map(|p| ObjectPart { size: p.size, checksum: p.checksum.clone() }).collect(),
         inline: None,
+        version_id: None,
     }
 }
 

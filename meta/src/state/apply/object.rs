@@ -1,11 +1,12 @@
-//! Objects: put (conditional or not), delete, copy, tags.
+//! Objects: put (conditional or not), copy, tags. Deletes and what
+//! versioning changes are in `versions.rs`.
 
 use jadfs_common::ObjectManifest;
 
 use super::chunks::Written;
 use super::{refuse, Applier, Outcome};
 use crate::api::{CommandResult, MetaError, ObjectMetadata, WriteCondition};
-use crate::state::rows::{delete_object_row, load_manifest, replication_of, write_object};
+use crate::state::rows::{load_manifest, load_version, replication_of, rewrite_version, write_object, NULL_VERSION};
 
 impl Applier<'_> {
     /// Creates or replaces an object; `placement[i]` lists the nodes that
@@ -28,24 +29,16 @@ impl Applier<'_> {
         }
         self.check_condition(bucket, key, condition)?;
         let copies = replication_of(self.tx, Some(bucket))?.copies;
-        self.store_object(bucket, key, manifest, written, copies)?;
-        Ok(CommandResult::Done)
-    }
-
-    pub(super) fn delete_object(&self, bucket: &str, key: &str) -> Outcome {
-        self.require_bucket(bucket)?;
-        if let Some(old) = load_manifest(self.tx, bucket, key)? {
-            self.release_chunks(&old.chunks)?;
-            delete_object_row(self.tx, bucket, key)?;
-        }
-        Ok(CommandResult::Done)
+        let mut manifest = manifest.clone();
+        let version_id = self.store_object(bucket, key, &mut manifest, written, copies)?;
+        Ok(CommandResult::Version { version_id, delete_marker: false })
     }
 
     /// A new manifest over the source's chunks: no bytes move. With
     /// `metadata` (or `tags`), the copy's are replaced instead of kept.
     pub(super) fn copy_object(
         &self,
-        (src_bucket, src_key): (&str, &str),
+        (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
         (dst_bucket, dst_key): (&str, &str),
         metadata: Option<&ObjectMetadata>,
         last_modified_ms: i64,
@@ -53,9 +46,7 @@ impl Applier<'_> {
     ) -> Outcome {
         self.require_bucket(src_bucket)?;
         self.require_bucket(dst_bucket)?;
-        let Some(mut manifest) = load_manifest(self.tx, src_bucket, src_key)? else {
-            return refuse(MetaError::NoSuchKey);
-        };
+        let mut manifest = self.object_version(src_bucket, src_key, src_version)?;
         if let Some(metadata) = metadata {
             manifest.content_type = metadata.content_type.clone();
             manifest.headers = metadata.headers.clone();
@@ -67,18 +58,46 @@ impl Applier<'_> {
         }
         // The source's chunks, where they are: no write, no new copy.
         let copies = replication_of(self.tx, Some(dst_bucket))?.copies;
-        self.store_object(dst_bucket, dst_key, &manifest, Written::reused(), copies)?;
+        self.store_object(dst_bucket, dst_key, &mut manifest, Written::reused(), copies)?;
         Ok(CommandResult::Object(Box::new(manifest)))
     }
 
-    pub(super) fn set_object_tags(&self, bucket: &str, key: &str, tags: &[(String, String)]) -> Outcome {
+    /// Sets the tags of the current object, or of version `version_id`.
+    pub(super) fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Outcome {
         self.require_bucket(bucket)?;
-        let Some(mut manifest) = load_manifest(self.tx, bucket, key)? else {
-            return refuse(MetaError::NoSuchKey);
-        };
+        let mut manifest = self.object_version(bucket, key, version_id)?;
         manifest.tags = tags.to_vec();
-        write_object(self.tx, bucket, key, &manifest)?;
+        let current = load_manifest(self.tx, bucket, key)?;
+        match version_id {
+            Some(id) if current.is_none_or(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) != id) => {
+                let version = load_version(self.tx, bucket, key, id)?.expect("found just above");
+                rewrite_version(self.tx, bucket, key, version.seq, &manifest)?;
+            }
+            _ => write_object(self.tx, bucket, key, &manifest)?,
+        }
         Ok(CommandResult::Done)
+    }
+
+    /// The current object, or with `version_id` that version; a delete
+    /// marker is no object.
+    fn object_version(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<ObjectManifest, super::Fail> {
+        let current = load_manifest(self.tx, bucket, key)?;
+        let Some(version_id) = version_id else {
+            return current.map_or_else(|| refuse(MetaError::NoSuchKey), Ok);
+        };
+        if let Some(current) = current.filter(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id) {
+            return Ok(current);
+        }
+        match load_version(self.tx, bucket, key, version_id)? {
+            Some(version) if !version.delete_marker => Ok(version.manifest),
+            _ => refuse(MetaError::NoSuchVersion),
+        }
     }
 
     /// Refuses a conditional write whose condition the current object fails.
@@ -97,24 +116,17 @@ impl Applier<'_> {
     }
 
     /// Writes an object, taking references on its chunks before releasing the
-    /// ones of the object it replaces, so a chunk both share never drops to zero.
+    /// ones of the object it replaces, so a chunk both share never drops to
+    /// zero. Answers its `x-amz-version-id` (see `replace_object`).
     fn store_object(
         &self,
         bucket: &str,
         key: &str,
-        manifest: &ObjectManifest,
+        manifest: &mut ObjectManifest,
         written: Written,
         copies: u8,
-    ) -> Result<(), super::Fail> {
+    ) -> Result<Option<String>, super::Fail> {
         self.take_chunks(&manifest.chunks, written, copies)?;
         Ok(self.replace_object(bucket, key, manifest)?)
-    }
-
-    /// Writes an object in place of the current one, whose chunks it releases.
-    pub(super) fn replace_object(&self, bucket: &str, key: &str, manifest: &ObjectManifest) -> rusqlite::Result<()> {
-        if let Some(old) = load_manifest(self.tx, bucket, key)? {
-            self.release_chunks(&old.chunks)?;
-        }
-        write_object(self.tx, bucket, key, manifest)
     }
 }

@@ -7,6 +7,9 @@ use crate::api::*;
 use crate::state::rows::load_manifest;
 use crate::state::schema;
 
+/// What a put answers in a bucket without versioning.
+const PUT: CommandResult = CommandResult::Version { version_id: None, delete_marker: false };
+
 #[test]
 fn a_batch_applies_in_order_and_each_command_fails_alone() {
     let mut conn = schema::in_memory();
@@ -37,7 +40,7 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
     let CommandResult::Batch(results) = Applier::new(&tx, 1).apply(&batch).unwrap() else { panic!("not a batch") };
     tx.commit().unwrap();
     assert_eq!(results[0], CommandResult::Done);
-    assert_eq!(results[1], CommandResult::Done);
+    assert_eq!(results[1], CommandResult::Version { version_id: None, delete_marker: false });
     assert_eq!(results[2], CommandResult::Failed(MetaError::NoSuchBucket));
     assert_eq!(results[3], CommandResult::Failed(MetaError::PreconditionFailed), "the first put already applied");
     assert!(matches!(results[4], CommandResult::Failed(MetaError::Internal(_))));
@@ -47,7 +50,9 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
     assert!(!String::from_utf8(row).unwrap().contains("inline"), "the bytes live beside the row");
 
     let tx = conn.transaction().unwrap();
-    Applier::new(&tx, 2).apply(&Command::DeleteObject { bucket: "b".into(), key: "k".into() }).unwrap();
+    Applier::new(&tx, 2)
+        .apply(&Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 })
+        .unwrap();
     tx.commit().unwrap();
     let left: i64 = conn.query_row("SELECT COUNT(*) FROM inline_objects", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0);
@@ -101,7 +106,8 @@ fn a_lost_copy_leaves_its_placement_and_queues_a_repair() {
     ];
     let tx = conn.transaction().unwrap();
     for (i, command) in commands.iter().enumerate() {
-        assert_eq!(Applier::new(&tx, i as u64 + 1).apply(command).unwrap(), CommandResult::Done);
+        let result = Applier::new(&tx, i as u64 + 1).apply(command).unwrap();
+        assert!(matches!(result, CommandResult::Done | PUT), "{result:?}");
     }
     tx.commit().unwrap();
     assert_eq!(crate::state::rows::chunk_nodes(&conn, &chunk).unwrap(), vec![1, 3]);
@@ -157,8 +163,12 @@ fn a_reference_and_a_collection_never_both_win() {
 
     // Written, pinned, committed, deleted: orphaned at index 5.
     let r = apply_all(&mut conn, 2, &[pin(7, vec![1, 2, 3], 1000), one_chunk_object("k", x, vec![1, 2, 3], Some(7))]);
-    assert_eq!(r, [CommandResult::Pinned { refused: vec![] }, CommandResult::Done]);
-    apply_all(&mut conn, 5, &[Command::DeleteObject { bucket: "b".into(), key: "k".into() }]);
+    assert_eq!(r, [CommandResult::Pinned { refused: vec![] }, PUT]);
+    apply_all(
+        &mut conn,
+        5,
+        &[Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 }],
+    );
 
     // A new write of the same bytes pins it: a collection leaves it alone.
     assert_eq!(apply_all(&mut conn, 6, &[pin(8, vec![1, 2, 3], 1000)])[0], CommandResult::Pinned { refused: vec![] });
@@ -231,7 +241,7 @@ fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
     // A gateway's copy names the placement it read, now stale: the chunk is
     // reused (not pinned by the copy) and stays where the state says.
     let r = apply_all(&mut conn, 5, &[one_chunk_object("copy", x, vec![1, 2], Some(99))]);
-    assert_eq!(r[0], CommandResult::Done);
+    assert_eq!(r[0], PUT);
     assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![1]);
     // Once nothing uses it, a copy of it is refused.
     let y = jadfs_common::ChunkId::of(b"y");
@@ -352,7 +362,7 @@ fn a_retried_write_is_applied_once() {
     let mut conn = schema::in_memory();
     let x = jadfs_common::ChunkId::of(b"x");
     let once = |request, command| Command::Once { request, command: Box::new(command) };
-    let delete = once(7, Command::DeleteObject { bucket: "b".into(), key: "k".into() });
+    let delete = once(7, Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 });
     apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
     let r = apply_all(&mut conn, 2, &[one_chunk_object("k", x, vec![1, 2, 3], None), delete.clone()]);
     let first = r[1].clone();
@@ -458,7 +468,7 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
         aborted: 0,
     };
     assert_eq!(stats.lifecycle, [run]);
-    let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into() };
+    let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into(), version_id: None, now_ms: 0 };
     let gone =
         apply_all(&mut conn, 14, &[delete("keep/a"), delete("tmp/b"), Command::DeleteBucket { name: "b".into() }]);
     assert_eq!(gone[2], CommandResult::Done);
