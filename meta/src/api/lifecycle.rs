@@ -18,11 +18,10 @@ pub struct LifecycleRule {
     #[serde(default)]
     pub legacy_prefix: bool,
     pub expiration: Option<Expiration>,
-    /// Versions noncurrent this many days are deleted. Kept and answered;
-    /// without versioning (which buckets cannot turn on yet) there are none.
+    /// Versions noncurrent this many days are deleted for good.
     #[serde(default)]
     pub noncurrent_days: Option<u32>,
-    /// Noncurrent versions kept whatever their age.
+    /// The newest this many noncurrent versions are kept whatever their age.
     #[serde(default)]
     pub newer_noncurrent_versions: Option<u32>,
     /// Multipart uploads begun this many days ago are aborted.
@@ -99,6 +98,35 @@ pub fn object_expiry<'a>(
         .min()
 }
 
+/// Whether a version noncurrent since `since_ms`, with `newer` noncurrent
+/// versions newer than it, is due for deletion at `now_ms`.
+pub fn noncurrent_due(
+    rules: &[LifecycleRule],
+    version: (&str, u64, &[(String, String)]),
+    since_ms: i64,
+    newer: u32,
+    now_ms: i64,
+    day_ms: i64,
+) -> bool {
+    let (key, size, tags) = version;
+    rules.iter().filter(|r| r.enabled && r.filter.matches(key, size, tags)).any(|r| {
+        r.noncurrent_days.is_some_and(|days| {
+            expires_at(&Expiration::Days(days), since_ms, day_ms).is_some_and(|at| at <= now_ms)
+                && r.newer_noncurrent_versions.is_none_or(|keep| newer >= keep)
+        })
+    })
+}
+
+/// Whether a delete marker with no version left behind it is removed.
+pub fn lone_marker_due(rules: &[LifecycleRule], key: &str) -> bool {
+    rules.iter().any(|r| {
+        r.enabled
+            && r.expiration == Some(Expiration::ExpiredObjectDeleteMarker)
+            && key.starts_with(&r.filter.prefix)
+            && r.filter.tags.is_empty()
+    })
+}
+
 /// Whether any enabled rule aborts an upload of `key` begun at
 /// `initiated_ms`, at `now_ms`. (S3 matches uploads by prefix only.)
 pub fn upload_due(rules: &[LifecycleRule], key: &str, initiated_ms: i64, now_ms: i64, day_ms: i64) -> bool {
@@ -157,6 +185,30 @@ mod tests {
         assert_eq!(object_expiry(&rules, "tmp/a", 1, &[], 0, 1_000), Some((2_000, "soon")));
         assert_eq!(object_expiry(&rules, "doc/a", 1, &[], 0, 1_000), Some((30_000, "late")));
         assert_eq!(object_expiry(&rules[2..], "doc/a", 1, &[], 0, 1_000), None);
+    }
+
+    #[test]
+    fn noncurrent_versions_go_after_their_days_beyond_the_newest_kept() {
+        let rule = LifecycleRule {
+            id: "old".into(),
+            enabled: true,
+            noncurrent_days: Some(2),
+            newer_noncurrent_versions: Some(1),
+            filter: LifecycleFilter { prefix: "db/".into(), ..Default::default() },
+            ..Default::default()
+        };
+        let rules = [rule];
+        let version = ("db/a", 5, &[][..]);
+        assert!(!noncurrent_due(&rules, version, 1_000, 1, 2_999, 1_000), "not 2 days yet");
+        assert!(noncurrent_due(&rules, version, 1_000, 1, 3_000, 1_000));
+        assert!(!noncurrent_due(&rules, version, 1_000, 0, 9_000, 1_000), "the newest noncurrent one is kept");
+        assert!(!noncurrent_due(&rules, ("logs/a", 5, &[]), 1_000, 1, 9_000, 1_000), "another prefix");
+        let marker = LifecycleRule {
+            enabled: true,
+            expiration: Some(Expiration::ExpiredObjectDeleteMarker),
+            ..Default::default()
+        };
+        assert!(lone_marker_due(&[marker], "any") && !lone_marker_due(&rules, "db/a"));
     }
 
     #[test]

@@ -234,6 +234,14 @@ pub fn newest_version(conn: &Connection, bucket: &str, key: &str) -> rusqlite::R
     stored_version(row)
 }
 
+/// A key's versions that are not its current object, newest first.
+pub fn load_versions(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Vec<StoredVersion>> {
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![bucket, key.as_bytes()], version_row)?;
+    rows.map(|row| stored_version(Some(row?)).map(|v| v.expect("a row"))).collect()
+}
+
 /// Keeps a version that is not (or no longer) the current object; its
 /// inline bytes stay in its manifest.
 pub fn write_version(tx: &Transaction, bucket: &str, key: &str, version: &StoredVersion) -> rusqlite::Result<()> {

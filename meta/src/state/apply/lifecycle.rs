@@ -2,16 +2,15 @@
 //! judged here when it applies (the time and the day's length are in the
 //! command), so an object rewritten since the worker looked is judged anew.
 
-use jadfs_common::ObjectManifest;
 use rusqlite::params;
 
-use super::{Applier, Outcome};
-use crate::api::{object_expiry, upload_due, CommandResult, LifecycleRule, UploadInfo};
-use crate::state::rows::{from_json, load_bucket_setting, set_bucket_setting, BucketSetting};
-
-/// An object as the worker's step judges it: key, size, when it was
-/// written, and its manifest when a rule filters by tags.
-type Candidate = (Vec<u8>, i64, i64, Option<Vec<u8>>);
+use super::{Applier, Fail, Outcome};
+use crate::api::{
+    lone_marker_due, noncurrent_due, object_expiry, upload_due, CommandResult, LifecycleRule, UploadInfo,
+};
+use crate::state::rows::{
+    from_json, load_bucket_setting, load_manifest, load_versions, set_bucket_setting, BucketSetting, NULL_VERSION,
+};
 
 impl Applier<'_> {
     pub(super) fn set_bucket_lifecycle(&self, bucket: &str, rules: Option<&Vec<LifecycleRule>>) -> Outcome {
@@ -46,43 +45,88 @@ impl Applier<'_> {
                 }
             }
         }
-        if !rules.iter().any(|r| r.enabled && r.expiration.is_some()) {
+        let acts_on_objects =
+            rules.iter().any(|r| r.enabled && (r.expiration.is_some() || r.noncurrent_days.is_some()));
+        if !acts_on_objects {
             self.note_lifecycle_step(bucket, after.is_none(), now_ms, (0, 0, aborted), true)?;
             return Ok(CommandResult::Lifecycle { expired: 0, aborted, next: None });
         }
-        let with_tags = rules.iter().any(|r| r.enabled && !r.filter.tags.is_empty());
-        let rows: Vec<Candidate> = {
-            let mut stmt = self.tx.prepare(
-                "SELECT key, size, last_modified_ms, CASE WHEN ?4 THEN manifest END FROM objects
-                 WHERE bucket = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+        // The keys with a current object or other versions, in order.
+        let keys: Vec<Vec<u8>> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT key FROM objects WHERE bucket = ?1 AND key > ?2
+                 UNION SELECT key FROM versions WHERE bucket = ?1 AND key > ?2
+                 ORDER BY key LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![bucket, after.unwrap_or("").as_bytes(), limit, with_tags], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
+            let rows = stmt.query_map(params![bucket, after.unwrap_or("").as_bytes(), limit], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let next = if rows.len() as u32 >= limit.max(1) {
-            rows.last().map(|(key, ..)| String::from_utf8_lossy(key).into_owned())
+        let next = if keys.len() as u32 >= limit.max(1) {
+            keys.last().map(|key| String::from_utf8_lossy(key).into_owned())
         } else {
             None
         };
-        let judged = rows.len() as u64;
+        let judged = keys.len() as u64;
         let mut expired = 0;
-        for (key, size, written_ms, manifest) in rows {
+        for key in keys {
             let key = String::from_utf8_lossy(&key).into_owned();
-            let tags = match manifest {
-                Some(raw) => from_json::<ObjectManifest>(&raw)?.tags,
-                None => Vec::new(),
-            };
-            let due = object_expiry(&rules, &key, size.max(0) as u64, &tags, written_ms, day_ms)
-                .is_some_and(|(at, _)| at <= now_ms);
-            if due {
-                self.delete_object(bucket, &key, None, now_ms)?;
-                expired += 1;
-            }
+            expired += self.judge_key(bucket, &key, &rules, now_ms, day_ms)?;
         }
         self.note_lifecycle_step(bucket, after.is_none(), now_ms, (judged, expired, aborted), next.is_none())?;
         Ok(CommandResult::Lifecycle { expired, aborted, next })
+    }
+
+    /// Applies the rules to one key: its current object expires (a delete
+    /// marker takes its place in a bucket with versioning), noncurrent
+    /// versions past their days are deleted for good, and a delete marker
+    /// left with nothing behind it is removed. Answers how many went.
+    fn judge_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        rules: &[LifecycleRule],
+        now_ms: i64,
+        day_ms: i64,
+    ) -> Result<u64, Fail> {
+        let mut expired = 0;
+        if let Some(current) = load_manifest(self.tx, bucket, key)? {
+            let due = object_expiry(rules, key, current.size, &current.tags, current.last_modified_ms, day_ms)
+                .is_some_and(|(at, _)| at <= now_ms);
+            if due {
+                self.delete_object(bucket, key, None, now_ms)?;
+                expired += 1;
+            }
+        }
+        let current = load_manifest(self.tx, bucket, key)?;
+        let versions = load_versions(self.tx, bucket, key)?;
+        // A version became noncurrent when the one after it was made.
+        let mut successor_ms = current.as_ref().map(|m| m.last_modified_ms);
+        let mut newer = 0;
+        let mut left = versions.len();
+        for version in &versions {
+            let m = &version.manifest;
+            let since = successor_ms.unwrap_or(m.last_modified_ms);
+            successor_ms = Some(m.last_modified_ms);
+            if version.delete_marker {
+                continue;
+            }
+            if noncurrent_due(rules, (key, m.size, &m.tags), since, newer, now_ms, day_ms) {
+                let id = m.version_id.as_deref().unwrap_or(NULL_VERSION);
+                self.delete_object(bucket, key, Some(id), now_ms)?;
+                expired += 1;
+                left -= 1;
+            } else {
+                newer += 1;
+            }
+        }
+        let lone_marker = current.is_none() && left == 1 && versions.iter().any(|v| v.delete_marker);
+        if lone_marker && lone_marker_due(rules, key) {
+            let marker = versions.iter().find(|v| v.delete_marker).expect("just found");
+            let id = marker.manifest.version_id.as_deref().unwrap_or(NULL_VERSION);
+            self.delete_object(bucket, key, Some(id), now_ms)?;
+            expired += 1;
+        }
+        Ok(expired)
     }
 
     /// Records a step in the bucket's round, for `jadfs admin status`: the

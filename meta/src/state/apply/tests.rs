@@ -479,3 +479,94 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
     let runs: i64 = conn.query_row("SELECT COUNT(*) FROM lifecycle_runs", [], |r| r.get(0)).unwrap();
     assert_eq!(runs, 0, "and its rounds' progress");
 }
+
+#[test]
+fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers() {
+    let mut conn = schema::in_memory();
+    let put = |key: &str, written_ms: i64| {
+        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+            "size": 2, "etag": format!("\"{written_ms}\""), "last_modified_ms": written_ms, "content_type": null,
+            "chunks": [], "inline": "aGk=",
+        }))
+        .unwrap();
+        Command::PutObject {
+            bucket: "b".into(),
+            key: key.into(),
+            manifest,
+            placement: vec![],
+            condition: None,
+            write_id: None,
+        }
+    };
+    let delete =
+        |key: &str, now_ms| Command::DeleteObject { bucket: "b".into(), key: key.into(), version_id: None, now_ms };
+    let rules = vec![
+        LifecycleRule {
+            id: "old".into(),
+            enabled: true,
+            noncurrent_days: Some(2),
+            newer_noncurrent_versions: Some(1),
+            ..Default::default()
+        },
+        LifecycleRule {
+            id: "markers".into(),
+            enabled: true,
+            expiration: Some(Expiration::ExpiredObjectDeleteMarker),
+            ..Default::default()
+        },
+    ];
+    apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::SetBucketVersioning { bucket: "b".into(), versioning: Versioning::Enabled },
+            // k: written at 0, 10, 20, 30 (current): noncurrent since 10, 20, 30.
+            put("k", 0),
+            put("k", 10),
+            put("k", 20),
+            put("k", 30),
+            // gone: one version under a delete marker; lone: a marker alone.
+            put("gone", 0),
+            delete("gone", 5),
+            delete("lone", 5),
+            Command::SetBucketLifecycle { bucket: "b".into(), rules: Some(rules) },
+        ],
+    );
+    // At 45 (days of 10 ms): k's versions noncurrent since 10 and 20 are
+    // past 2 days; the newest noncurrent one (since 30) is kept anyway, and
+    // NewerNoncurrentVersions keeps one. gone's version is its newest
+    // noncurrent one: kept, so its marker is not alone; lone's marker goes.
+    let step = Command::ApplyLifecycle { bucket: "b".into(), after: None, limit: 100, now_ms: 45, day_ms: 10 };
+    let results = apply_all(&mut conn, 20, &[step]);
+    assert_eq!(results, [CommandResult::Lifecycle { expired: 3, aborted: 0, next: None }]);
+    let left: Vec<(String, String)> = conn
+        .prepare("SELECT CAST(key AS TEXT), etag FROM versions WHERE NOT delete_marker ORDER BY key, seq DESC")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let left: Vec<(&str, &str)> = left.iter().map(|(k, e)| (k.as_str(), e.as_str())).collect();
+    assert_eq!(left, [("gone", "\"0\""), ("k", "\"20\"")], "the newest noncurrent versions are kept");
+    let markers: i64 = conn.query_row("SELECT COUNT(*) FROM versions WHERE delete_marker", [], |r| r.get(0)).unwrap();
+    assert_eq!(markers, 1, "gone's marker stays; lone's is removed");
+    // With every noncurrent version past its days, gone's version goes, then its marker.
+    let step = Command::ApplyLifecycle { bucket: "b".into(), after: None, limit: 100, now_ms: 45, day_ms: 10 };
+    let mut rules: Vec<LifecycleRule> = Vec::new();
+    rules.push(LifecycleRule { id: "all".into(), enabled: true, noncurrent_days: Some(1), ..Default::default() });
+    rules.push(LifecycleRule {
+        id: "m".into(),
+        enabled: true,
+        expiration: Some(Expiration::ExpiredObjectDeleteMarker),
+        ..Default::default()
+    });
+    let set = Command::SetBucketLifecycle { bucket: "b".into(), rules: Some(rules) };
+    let results = apply_all(&mut conn, 30, &[set, step]);
+    assert_eq!(results[1], CommandResult::Lifecycle { expired: 3, aborted: 0, next: None });
+    let versions: i64 = conn.query_row("SELECT COUNT(*) FROM versions", [], |r| r.get(0)).unwrap();
+    assert_eq!(versions, 0);
+    assert!(load_manifest(&conn, "b", "k").unwrap().is_some(), "the current object is not noncurrent");
+    let held: i64 = conn.query_row("SELECT COUNT(*) FROM objects", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 1);
+}
