@@ -144,6 +144,60 @@ pub struct ObjectManifest {
     /// version (every object of a bucket that never had versioning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// Object Lock: the version may not be deleted before this retention ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Object Lock: the version may not be deleted while the hold is on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legal_hold: bool,
+}
+
+/// An Object Lock retention: until when, and who may shorten it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub mode: LockMode,
+    /// Milliseconds since the Unix epoch.
+    pub until_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    /// Shortened or removed only with the bypass permission and header.
+    Governance,
+    /// Extended, never shortened or removed, by anyone, until it ends.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockMode> {
+        match s {
+            "GOVERNANCE" => Some(LockMode::Governance),
+            "COMPLIANCE" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+impl ObjectManifest {
+    /// Why the version may not be deleted at `now_ms` (None: it may be);
+    /// `bypass`: a governance retention is lifted by a bypass.
+    pub fn lock_at(&self, now_ms: i64, bypass: bool) -> Option<&'static str> {
+        if self.legal_hold {
+            return Some("a legal hold is on");
+        }
+        match &self.retention {
+            Some(r) if r.until_ms > now_ms && r.mode == LockMode::Compliance => Some("under compliance retention"),
+            Some(r) if r.until_ms > now_ms && !bypass => Some("under governance retention"),
+            _ => None,
+        }
+    }
 }
 
 /// Optional bytes as a base64 string: JSON would spell each byte as a number.

@@ -15,7 +15,7 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Subresources we do not serve: answered NotImplemented, never as if the
 /// request were a plain listing, create or read. `true`: of buckets; `false`:
 /// of objects.
-const UNSUPPORTED: [(&str, bool); 21] = [
+const UNSUPPORTED: [(&str, bool); 18] = [
     ("acl", true),
     ("policy", true),
     ("website", true),
@@ -23,7 +23,6 @@ const UNSUPPORTED: [(&str, bool); 21] = [
     ("notification", true),
     ("replication", true),
     ("encryption", true),
-    ("object-lock", true),
     ("requestPayment", true),
     ("accelerate", true),
     ("analytics", true),
@@ -33,8 +32,6 @@ const UNSUPPORTED: [(&str, bool); 21] = [
     ("publicAccessBlock", true),
     ("intelligent-tiering", true),
     ("acl", false),
-    ("retention", false),
-    ("legal-hold", false),
     ("torrent", false),
     ("restore", false),
 ];
@@ -60,6 +57,8 @@ pub enum BucketOp {
     GetLocation,
     GetVersioning,
     PutVersioning,
+    GetObjectLock,
+    PutObjectLock,
     GetCors,
     PutCors,
     DeleteCors,
@@ -86,6 +85,10 @@ pub enum ObjectOp {
     GetTagging,
     PutTagging,
     DeleteTagging,
+    GetRetention,
+    PutRetention,
+    GetLegalHold,
+    PutLegalHold,
     CreateMultipartUpload,
     UploadPart {
         upload_id: String,
@@ -193,6 +196,8 @@ impl BucketOp {
             Method::GET if has("location") => B::GetLocation,
             Method::GET if has("versioning") => B::GetVersioning,
             Method::PUT if has("versioning") => B::PutVersioning,
+            Method::GET if has("object-lock") => B::GetObjectLock,
+            Method::PUT if has("object-lock") => B::PutObjectLock,
             Method::GET if has("uploads") => B::ListMultipartUploads,
             Method::GET if has("versions") => B::ListObjectVersions,
             Method::GET if line.param("list-type") == Some("2") => B::ListObjectsV2,
@@ -227,6 +232,8 @@ impl BucketOp {
             B::GetLocation => "GetBucketLocation",
             B::GetVersioning => "GetBucketVersioning",
             B::PutVersioning => "PutBucketVersioning",
+            B::GetObjectLock => "GetObjectLockConfiguration",
+            B::PutObjectLock => "PutObjectLockConfiguration",
             B::GetCors => "GetBucketCors",
             B::PutCors => "PutBucketCors",
             B::DeleteCors => "DeleteBucketCors",
@@ -254,12 +261,14 @@ impl BucketOp {
             | B::ListMultipartUploads
             | B::GetLocation
             | B::GetVersioning
+            | B::GetObjectLock
             | B::GetCors
             | B::GetLifecycle
             | B::GetTagging => Permission::Read,
             B::DeleteObjects => Permission::Write,
             B::Delete
             | B::PutVersioning
+            | B::PutObjectLock
             | B::PutCors
             | B::DeleteCors
             | B::PutLifecycle
@@ -292,6 +301,10 @@ impl ObjectOp {
         Ok(match (method.clone(), upload_id) {
             (Method::GET, None) if has("tagging") => O::GetTagging,
             (Method::GET, None) if has("attributes") => O::GetAttributes,
+            (Method::GET, None) if has("retention") => O::GetRetention,
+            (Method::PUT, None) if has("retention") => O::PutRetention,
+            (Method::GET, None) if has("legal-hold") => O::GetLegalHold,
+            (Method::PUT, None) if has("legal-hold") => O::PutLegalHold,
             (Method::PUT, None) if has("tagging") => O::PutTagging,
             (Method::DELETE, None) if has("tagging") => O::DeleteTagging,
             (Method::PUT, Some(upload_id)) => {
@@ -332,6 +345,10 @@ impl ObjectOp {
             O::GetTagging => "GetObjectTagging",
             O::PutTagging => "PutObjectTagging",
             O::DeleteTagging => "DeleteObjectTagging",
+            O::GetRetention => "GetObjectRetention",
+            O::PutRetention => "PutObjectRetention",
+            O::GetLegalHold => "GetObjectLegalHold",
+            O::PutLegalHold => "PutObjectLegalHold",
             O::CreateMultipartUpload => "CreateMultipartUpload",
             O::UploadPart { .. } => "UploadPart",
             O::UploadPartCopy { .. } => "UploadPartCopy",
@@ -347,8 +364,16 @@ impl ObjectOp {
     fn permission(&self) -> Permission {
         use ObjectOp as O;
         match self {
-            O::Get | O::Head | O::GetAttributes | O::GetTagging | O::ListParts { .. } => Permission::Read,
+            O::Get
+            | O::Head
+            | O::GetAttributes
+            | O::GetTagging
+            | O::GetRetention
+            | O::GetLegalHold
+            | O::ListParts { .. } => Permission::Read,
             O::Put
+            | O::PutRetention
+            | O::PutLegalHold
             | O::Copy(_)
             | O::Delete
             | O::PutTagging
@@ -391,7 +416,8 @@ mod tests {
             (M::GET, "/bkt", "cors", "GetBucketCors"),
             (M::DELETE, "/bkt", "tagging", "DeleteBucketTagging"),
             (M::GET, "/bkt", "acl", "NotImplemented"),
-            (M::PUT, "/bkt", "object-lock", "NotImplemented"),
+            (M::PUT, "/bkt", "object-lock", "PutObjectLockConfiguration"),
+            (M::PUT, "/bkt", "encryption", "NotImplemented"),
             (M::PUT, "/bkt", "versioning", "PutBucketVersioning"),
             (M::GET, "/bkt", "versioning", "GetBucketVersioning"),
             (M::GET, "/bkt/k", "versionId=null", "GetObject"),
@@ -404,12 +430,14 @@ mod tests {
             (M::POST, "/bkt", "delete", "DeleteObjects"),
             (M::POST, "/bkt", "", "MethodNotAllowed"),
             (M::PUT, "/bkt/k", "", "PutObject"),
-            (M::PUT, "/bkt/k", "retention", "NotImplemented"),
+            (M::PUT, "/bkt/k", "retention", "PutObjectRetention"),
+            (M::PUT, "/bkt/k", "torrent", "NotImplemented"),
             (M::PUT, "/bkt/k", "uploadId=u&partNumber=3", "UploadPart"),
             (M::PUT, "/bkt/k", "uploadId=u&partNumber=0", "InvalidArgument"),
             (M::PUT, "/bkt/k", "uploadId=u&partNumber=10001", "InvalidArgument"),
             (M::GET, "/bkt/k", "uploadId=u", "ListParts"),
-            (M::HEAD, "/bkt/k", "legal-hold", "NotImplemented"),
+            (M::GET, "/bkt/k", "legal-hold", "GetObjectLegalHold"),
+            (M::HEAD, "/bkt/k", "torrent", "NotImplemented"),
             (M::GET, "/bkt/k", "attributes", "GetObjectAttributes"),
             (M::POST, "/bkt/k", "uploads", "CreateMultipartUpload"),
             (M::POST, "/bkt/k", "uploadId=u", "CompleteMultipartUpload"),

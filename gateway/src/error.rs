@@ -55,6 +55,7 @@ s3_errors! {
     InsufficientStorage => (INSUFFICIENT_STORAGE, "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.");
     InternalError => (INTERNAL_SERVER_ERROR, "We encountered an internal error. Please try again.");
     InvalidAccessKeyId => (FORBIDDEN, "The AWS Access Key Id you provided does not exist in our records.");
+    InvalidBucketState => (CONFLICT, "The request is not valid with the current state of the bucket.");
     InvalidArgument => (BAD_REQUEST, "Invalid Argument");
     InvalidBucketName => (BAD_REQUEST, "The specified bucket is not valid.");
     InvalidDigest => (BAD_REQUEST, "The Content-MD5 you specified is not valid.");
@@ -63,6 +64,7 @@ s3_errors! {
     InvalidPartOrder => (BAD_REQUEST, "The list of parts was not in ascending order.");
     InvalidRange => (RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable");
     InvalidRequest => (BAD_REQUEST, "Invalid Request");
+    InvalidRetentionPeriod => (BAD_REQUEST, "The retention period is not valid.");
     InvalidStorageClass => (BAD_REQUEST, "The storage class you specified is not valid.");
     InvalidTag => (BAD_REQUEST, "The tag provided was not a valid tag.");
     InvalidURI => (BAD_REQUEST, "Couldn't parse the specified URI.");
@@ -78,6 +80,8 @@ s3_errors! {
     NoSuchLifecycleConfiguration => (NOT_FOUND, "The lifecycle configuration does not exist");
     NoSuchTagSet => (NOT_FOUND, "The TagSet does not exist");
     NoSuchUpload => (NOT_FOUND, "The specified multipart upload does not exist.");
+    NoSuchObjectLockConfiguration => (NOT_FOUND, "The specified object does not have a ObjectLock configuration");
+    ObjectLockConfigurationNotFoundError => (NOT_FOUND, "Object Lock configuration does not exist for this bucket");
     NoSuchVersion => (NOT_FOUND, "The specified version does not exist.");
     NotImplemented => (NOT_IMPLEMENTED, "A header or query you provided implies functionality that is not implemented.");
     NotModified => (NOT_MODIFIED, "Not Modified");
@@ -196,6 +200,12 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::NoSuchBucket => Code::NoSuchBucket.into(),
             M::NoSuchKey => Code::NoSuchKey.into(),
             M::NoSuchVersion => Code::NoSuchVersion.into(),
+            M::ObjectLocked(why) => S3Error::new(Code::AccessDenied)
+                .with_message(format!("Access Denied because object protected by object lock: {why}.")),
+            M::NoObjectLock => {
+                S3Error::new(Code::InvalidRequest).with_message("Bucket is missing Object Lock Configuration")
+            }
+            M::InvalidBucketState(why) => S3Error::new(Code::InvalidBucketState).with_message(why),
             M::BucketNotEmpty => Code::BucketNotEmpty.into(),
             M::BucketAlreadyOwnedByYou => Code::BucketAlreadyOwnedByYou.into(),
             M::BucketAlreadyExists => Code::BucketAlreadyExists.into(),

@@ -185,7 +185,7 @@ async fn handle(
 }
 
 async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<HttpResponse, S3Error> {
-    use ops::{bucket as b, cors, lifecycle, list, multipart as mp, object as o, tagging};
+    use ops::{bucket as b, cors, lifecycle, list, lock, multipart as mp, object as o, tagging};
     use BucketOp as B;
     match op {
         B::Create => b::create_bucket(ctx, body).await,
@@ -198,6 +198,8 @@ async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<Htt
         B::GetLocation => b::get_bucket_location(ctx).await,
         B::GetVersioning => b::get_bucket_versioning(ctx).await,
         B::PutVersioning => b::put_bucket_versioning(ctx, body).await,
+        B::GetObjectLock => lock::get_object_lock_configuration(ctx).await,
+        B::PutObjectLock => lock::put_object_lock_configuration(ctx, body).await,
         B::GetCors => cors::get_bucket_cors(ctx).await,
         B::PutCors => cors::put_bucket_cors(ctx, body).await,
         B::DeleteCors => cors::delete_bucket_cors(ctx).await,
@@ -213,7 +215,7 @@ async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<Htt
 }
 
 async fn object_op(ctx: &Ctx<'_>, key: &str, op: ObjectOp, body: RequestBody) -> Result<HttpResponse, S3Error> {
-    use ops::{multipart as mp, object as o, tagging};
+    use ops::{lock, multipart as mp, object as o, tagging};
     use ObjectOp as O;
     match op {
         O::Get => o::get_object(ctx, key, false).await,
@@ -225,6 +227,10 @@ async fn object_op(ctx: &Ctx<'_>, key: &str, op: ObjectOp, body: RequestBody) ->
         O::GetTagging => tagging::get_object_tagging(ctx, key).await,
         O::PutTagging => tagging::put_object_tagging(ctx, key, body).await,
         O::DeleteTagging => tagging::delete_object_tagging(ctx, key).await,
+        O::GetRetention => lock::get_object_retention(ctx, key).await,
+        O::PutRetention => lock::put_object_retention(ctx, key, body).await,
+        O::GetLegalHold => lock::get_object_legal_hold(ctx, key).await,
+        O::PutLegalHold => lock::put_object_legal_hold(ctx, key, body).await,
         O::CreateMultipartUpload => mp::create_multipart_upload(ctx, key).await,
         O::UploadPart { upload_id, part_number } => mp::upload_part(ctx, key, &upload_id, part_number, body).await,
         O::UploadPartCopy { upload_id, part_number, source } => {

@@ -25,12 +25,6 @@ pub fn refuse_unsupported<'h>(endpoint: &Endpoint, header: impl Fn(&str) -> Opti
 
 /// What a new object (PUT, POST form, copy, multipart upload) may not ask for.
 pub fn refuse_write_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
-    for name in ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"] {
-        if header(name).is_some() {
-            // What AWS answers for a bucket without Object Lock.
-            return Err(S3Error::new(Code::InvalidRequest).with_message("Bucket is missing Object Lock Configuration"));
-        }
-    }
     for name in [
         "x-amz-server-side-encryption",
         "x-amz-server-side-encryption-aws-kms-key-id",
@@ -99,9 +93,6 @@ fn refuse_acls<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Er
 
 /// What a new bucket may not ask for.
 fn refuse_bucket_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
-    if header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return Err(not_implemented("Object Lock is not implemented."));
-    }
     if let Some(ownership) = header("x-amz-object-ownership") {
         if ownership != "BucketOwnerEnforced" {
             return Err(not_implemented(format!("Object ownership {ownership} is not implemented.")));
@@ -134,8 +125,6 @@ mod tests {
         let copy = object(ObjectOp::Copy(CopySource { bucket: "src".into(), key: "k".into() }));
         for write in [object(ObjectOp::Put), copy, object(ObjectOp::CreateMultipartUpload)] {
             let refused = |h: &[(&str, &str)]| refused(&write, h);
-            assert_eq!(refused(&[("x-amz-object-lock-mode", "COMPLIANCE")]), Some(Code::InvalidRequest));
-            assert_eq!(refused(&[("x-amz-object-lock-legal-hold", "ON")]), Some(Code::InvalidRequest));
             assert_eq!(refused(&[("x-amz-server-side-encryption", "AES256")]), Some(Code::NotImplemented));
             assert_eq!(refused(&[("x-amz-server-side-encryption-customer-key", "k")]), Some(Code::NotImplemented));
             assert_eq!(refused(&[("x-amz-website-redirect-location", "/x")]), Some(Code::NotImplemented));
@@ -146,8 +135,7 @@ mod tests {
             assert_eq!(refused(&[("x-amz-meta-color", "blue")]), None);
         }
         let create = Endpoint::Bucket { bucket: "bkt".into(), op: BucketOp::Create };
-        assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "True")]), Some(Code::NotImplemented));
-        assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "false")]), None);
+        assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "True")]), None, "Object Lock is served");
         assert_eq!(refused(&create, &[("x-amz-object-ownership", "ObjectWriter")]), Some(Code::NotImplemented));
         let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
         assert_eq!(refused(&object(ObjectOp::Get), &sse_c), Some(Code::NotImplemented));

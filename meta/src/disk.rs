@@ -134,7 +134,7 @@ mod tests {
     fn data_writes_need_the_ballast_and_the_reserve() {
         let dir = tempfile::tempdir().unwrap();
         let unpin = Command::Unpin { write_id: 1 };
-        let create = Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 };
+        let create = Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false };
         let disk = Disk::open(dir.path(), 2 << 20);
         assert!(dir.path().join("ballast").exists(), "laid on open");
         assert_eq!(std::fs::metadata(dir.path().join("ballast")).unwrap().len(), 1 << 20);

@@ -243,7 +243,7 @@ async fn create_bucket(visitor: Visitor, gw: Gw, form: web::Form<NewBucket>) -> 
     visitor.check(&form.csrf)?;
     let name = form.name.trim();
     let created = match validate_bucket_name(name) {
-        Ok(()) => bucket::create(&gw, name, &visitor.principal).await,
+        Ok(()) => bucket::create(&gw, name, &visitor.principal, false).await,
         Err(e) => Err(e),
     };
     Ok(match created {
@@ -343,6 +343,7 @@ async fn delete_object(
             key: form.key.clone(),
             version_id: None,
             now_ms: jadfs_common::now_ms(),
+            bypass_governance: false,
         };
         gw.meta.write(&command).await?;
         Ok::<_, S3Error>(())

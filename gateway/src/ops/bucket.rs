@@ -63,7 +63,8 @@ pub async fn create_bucket(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpRespo
             return Err(S3Error::new(Code::MalformedXML));
         }
     }
-    match create(&ctx.gw, bucket, &ctx.principal).await {
+    let object_lock = ctx.header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    match create(&ctx.gw, bucket, &ctx.principal, object_lock).await {
         // AWS's us-east-1 answers 200 to its owner re-creating a bucket; every
         // other region answers 409 BucketAlreadyOwnedByYou.
         Err(e) if e.code == Code::BucketAlreadyOwnedByYou && ctx.gw.config.region == "us-east-1" => {}
@@ -72,10 +73,15 @@ pub async fn create_bucket(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpRespo
     Ok(HttpResponse::Ok().insert_header(("location", format!("/{bucket}"))).finish())
 }
 
-/// Creates a bucket (its name already validated) owned by `owner`.
-pub async fn create(gw: &Gateway, bucket: &str, owner: &Principal) -> Result<(), S3Error> {
-    let command =
-        Command::CreateBucket { name: bucket.to_string(), owner: owner.id.clone(), created_ms: jadfs_common::now_ms() };
+/// Creates a bucket (its name already validated) owned by `owner`; with
+/// `object_lock`, with Object Lock and versioning enabled.
+pub async fn create(gw: &Gateway, bucket: &str, owner: &Principal, object_lock: bool) -> Result<(), S3Error> {
+    let command = Command::CreateBucket {
+        name: bucket.to_string(),
+        owner: owner.id.clone(),
+        created_ms: jadfs_common::now_ms(),
+        object_lock,
+    };
     gw.meta.write(&command).await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod cors;
 pub mod lifecycle;
 pub mod list;
+pub mod lock;
 pub mod multipart;
 pub mod object;
 pub mod post_object;
@@ -248,11 +249,17 @@ impl Ctx<'_> {
             return Err(S3Error::new(Code::MetadataTooLarge));
         }
         user_metadata.sort();
+        let (retention, legal_hold) = lock::lock_from(|name| self.header(name), jadfs_common::now_ms())?;
+        if retention.is_some() || legal_hold {
+            lock::require_integrity(self)?;
+        }
         Ok(ObjectMetadata {
             content_type: self.header("content-type").map(str::to_string),
             headers,
             user_metadata,
             tags: tagging::tags_from_header(self)?,
+            retention,
+            legal_hold,
         })
     }
 }

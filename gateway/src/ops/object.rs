@@ -27,7 +27,11 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     // Refuse before any byte is read when the bucket is missing or the
     // write's condition does not hold.
     let condition = ctx.write_condition();
-    let replication = ctx.bucket().await?.replication;
+    let bucket_info = ctx.bucket().await?;
+    if (metadata.retention.is_some() || metadata.legal_hold) && bucket_info.object_lock.is_none() {
+        return Err(jadfs_meta::MetaError::NoObjectLock.into());
+    }
+    let replication = bucket_info.replication;
     if let Some(condition) = &condition {
         ctx.check_write_condition(key, condition).await?;
     }
@@ -47,6 +51,8 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         checksum: checksum.clone(),
         chunks: stored.chunks,
         tags: metadata.tags,
+        retention: metadata.retention,
+        legal_hold: metadata.legal_hold,
         upload_id: None,
         parts: Vec::new(),
         inline: stored.inline,
@@ -241,6 +247,9 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         None => HttpResponse::Ok(),
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
+    for header in super::lock::lock_headers(manifest) {
+        response.insert_header(header);
+    }
     if let Some(version_id) = version_of(&object) {
         response.insert_header(("x-amz-version-id", version_id));
     }
@@ -392,6 +401,7 @@ async fn delete(ctx: &Ctx<'_>, key: &str, version_id: Option<&str>) -> Result<(O
         key: key.to_string(),
         version_id: version_id.map(str::to_string),
         now_ms: jadfs_common::now_ms(),
+        bypass_governance: version_id.is_some() && super::lock::bypass_governance(ctx).await?,
     };
     Ok(made_version(ctx.gw.meta.write(&command).await?))
 }
@@ -459,6 +469,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     let source = ctx.gw.get_object(&src_bucket, &src_key, src_version.as_deref()).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
     let copied_version = version_of(&source).map(str::to_string);
+    let (retention, legal_hold) = super::lock::lock_from(|name| ctx.header(name), jadfs_common::now_ms())?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
     let tags = match ctx.header("x-amz-tagging-directive") {
         None | Some("COPY") => None,
@@ -477,6 +488,8 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
             metadata,
             last_modified_ms: jadfs_common::now_ms(),
             tags,
+            retention,
+            legal_hold,
         })
         .await?;
     let mut x = XmlWriter::new();

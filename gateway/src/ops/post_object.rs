@@ -103,7 +103,15 @@ impl Form {
             }
             None => Vec::new(),
         };
-        Ok(ObjectMetadata { content_type: self.get("content-type").map(str::to_string), headers, user_metadata, tags })
+        let (retention, legal_hold) = super::lock::lock_from(|name| self.get(name), jadfs_common::now_ms())?;
+        Ok(ObjectMetadata {
+            content_type: self.get("content-type").map(str::to_string),
+            headers,
+            user_metadata,
+            tags,
+            retention,
+            legal_hold,
+        })
     }
 
     /// The answer the form asked for: a redirect, 200, 201 with XML, or 204.
@@ -395,6 +403,8 @@ pub async fn post_object(
         parts: Vec::new(),
         inline: stored.inline,
         version_id: None,
+        retention: metadata.retention,
+        legal_hold: metadata.legal_hold,
     };
     let command = Command::PutObject {
         bucket: bucket.to_string(),

@@ -5,8 +5,8 @@ use jadfs_common::{ChunkId, ETag, NodeId, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessKey, CorsRule, LifecycleRule, MetaError, ObjectMetadata, PartManifest, Permission, Replication,
-    StorageNodeInfo, UploadInfo, Versioning,
+    AccessKey, CorsRule, LifecycleRule, MetaError, ObjectLockConfig, ObjectMetadata, PartManifest, Permission,
+    Replication, Retention, StorageNodeInfo, UploadInfo, Versioning,
 };
 
 /// A change to the metadata, replicated through the Raft log. Everything a
@@ -18,6 +18,9 @@ pub enum Command {
         /// The creating key's id.
         owner: String,
         created_ms: i64,
+        /// Created with Object Lock (and so with versioning enabled).
+        #[serde(default)]
+        object_lock: bool,
     },
     DeleteBucket {
         name: String,
@@ -47,9 +50,35 @@ pub enum Command {
         key: String,
         #[serde(default)]
         version_id: Option<String>,
-        /// When a delete marker it makes is dated.
+        /// When a delete marker it makes is dated, and the time Object
+        /// Lock retentions are judged at.
         #[serde(default)]
         now_ms: i64,
+        /// A governance retention does not hold the version back (the
+        /// caller may bypass it, and asked to).
+        #[serde(default)]
+        bypass_governance: bool,
+    },
+    /// Enables Object Lock on a bucket with versioning enabled, or sets its
+    /// default retention.
+    SetObjectLock {
+        bucket: String,
+        config: ObjectLockConfig,
+    },
+    /// Sets or (None) removes a version's retention, by Object Lock's rules.
+    SetRetention {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        retention: Option<Retention>,
+        bypass_governance: bool,
+        now_ms: i64,
+    },
+    SetLegalHold {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        on: bool,
     },
     /// Turns versioning on, or suspends it (never off again).
     SetBucketVersioning {
@@ -71,6 +100,11 @@ pub enum Command {
         /// With Some, the copy's tags are replaced instead of kept.
         #[serde(default)]
         tags: Option<Vec<(String, String)>>,
+        /// The copy's Object Lock (never the source's).
+        #[serde(default)]
+        retention: Option<Retention>,
+        #[serde(default)]
+        legal_hold: bool,
     },
     RegisterNode {
         node: StorageNodeInfo,

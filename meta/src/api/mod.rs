@@ -42,6 +42,14 @@ pub enum MetaError {
     NoSuchKey,
     #[error("no such version")]
     NoSuchVersion,
+    /// Object Lock keeps the version: what would delete it or shorten its
+    /// retention is refused.
+    #[error("the version is locked: {0}")]
+    ObjectLocked(String),
+    #[error("the bucket has no Object Lock")]
+    NoObjectLock,
+    #[error("not in the bucket's state: {0}")]
+    InvalidBucketState(String),
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("the bucket already exists and is yours")]

@@ -3,6 +3,7 @@
 //! replication and repairs.
 
 use jadfs_common::{Algorithm, Checksum, ChecksumType, ChunkId, ETag, NodeId};
+pub use jadfs_common::{LockMode, Retention};
 use serde::{Deserialize, Serialize};
 
 use super::LifecycleRule;
@@ -31,6 +32,39 @@ pub struct BucketInfo {
     /// None: versioning was never turned on (and never can be turned off).
     #[serde(default)]
     pub versioning: Option<Versioning>,
+    /// Object Lock, once enabled (never disabled).
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// A bucket's Object Lock: enabled, with the retention new versions get
+/// when their write names none.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectLockConfig {
+    pub default_retention: Option<DefaultRetention>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DefaultRetention {
+    pub mode: LockMode,
+    pub period: LockPeriod,
+}
+
+/// A default retention's length, as it was given.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LockPeriod {
+    Days(u32),
+    Years(u32),
+}
+
+impl LockPeriod {
+    pub fn ms(self) -> i64 {
+        let days = match self {
+            LockPeriod::Days(days) => i64::from(days),
+            LockPeriod::Years(years) => i64::from(years) * 365,
+        };
+        days.saturating_mul(super::DAY_MS)
+    }
 }
 
 /// A bucket's versioning, once turned on.
@@ -245,6 +279,11 @@ pub struct ObjectMetadata {
     /// Tags given when the object is created (`x-amz-tagging`).
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Object Lock asked for when the object is created (`x-amz-object-lock-*`).
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 /// A storage node as the meta cluster knows it.

@@ -65,6 +65,7 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
     let replication = replication_of(conn, Some(name))?;
     let lifecycle = load_bucket_setting(conn, BucketSetting::Lifecycle, name)?;
     let versioning = load_bucket_setting(conn, BucketSetting::Versioning, name)?;
+    let object_lock = load_bucket_setting(conn, BucketSetting::ObjectLock, name)?;
     Ok(Some(BucketInfo {
         name: name.to_string(),
         owner,
@@ -75,6 +76,7 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
         replication,
         lifecycle,
         versioning,
+        object_lock,
     }))
 }
 
@@ -86,15 +88,17 @@ pub enum BucketSetting {
     Replication,
     Lifecycle,
     Versioning,
+    ObjectLock,
 }
 
 impl BucketSetting {
-    pub const ALL: [BucketSetting; 5] = [
+    pub const ALL: [BucketSetting; 6] = [
         BucketSetting::Tags,
         BucketSetting::Cors,
         BucketSetting::Replication,
         BucketSetting::Lifecycle,
         BucketSetting::Versioning,
+        BucketSetting::ObjectLock,
     ];
 
     fn table(self) -> &'static str {
@@ -104,6 +108,7 @@ impl BucketSetting {
             BucketSetting::Replication => "bucket_replication",
             BucketSetting::Lifecycle => "bucket_lifecycle",
             BucketSetting::Versioning => "bucket_versioning",
+            BucketSetting::ObjectLock => "bucket_object_lock",
         }
     }
 }

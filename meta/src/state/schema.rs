@@ -120,11 +120,12 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
                  aborted INTEGER NOT NULL
              );",
         ),
-        // Version 9 keeps versions: each bucket's versioning, and every
+        // Version 9 keeps versions: each bucket's versioning and Object Lock, and every
         // version of a key that is not its current object (noncurrent ones
         // and delete markers), newest first (see `apply/versions.rs`).
         8 => conn.execute_batch(
             "CREATE TABLE bucket_versioning (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
+             CREATE TABLE bucket_object_lock (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);
              CREATE TABLE versions (
                  bucket TEXT NOT NULL,
                  key BLOB NOT NULL,

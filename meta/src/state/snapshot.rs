@@ -231,7 +231,8 @@ mod tests {
     async fn an_installed_snapshot_becomes_the_live_file_without_a_copy() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut leader = store(a.path());
-        let create = Command::CreateBucket { name: "kept".into(), owner: "o".into(), created_ms: 0 };
+        let create =
+            Command::CreateBucket { name: "kept".into(), owner: "o".into(), created_ms: 0, object_lock: false };
         let entry =
             Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), 1), payload: EntryPayload::Normal(create) };
         leader.apply([entry]).await.unwrap();

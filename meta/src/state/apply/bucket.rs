@@ -7,7 +7,9 @@ use crate::api::{CommandResult, CorsRule, MetaError, Permission, Replication};
 use crate::state::rows::{bucket_owner, load_access_key, set_bucket_setting, to_json, write_setting, BucketSetting};
 
 impl Applier<'_> {
-    pub(super) fn create_bucket(&self, name: &str, owner: &str, created_ms: i64) -> Outcome {
+    /// With `object_lock`, the bucket has Object Lock (no default
+    /// retention) and versioning enabled from the start.
+    pub(super) fn create_bucket(&self, name: &str, owner: &str, created_ms: i64, object_lock: bool) -> Outcome {
         match bucket_owner(self.tx, name)? {
             Some(existing) if existing == owner => refuse(MetaError::BucketAlreadyOwnedByYou),
             Some(_) => refuse(MetaError::BucketAlreadyExists),
@@ -16,6 +18,12 @@ impl Applier<'_> {
                     "INSERT INTO buckets (name, owner, created_ms) VALUES (?1, ?2, ?3)",
                     params![name, owner, created_ms],
                 )?;
+                if object_lock {
+                    let enabled = Some(&crate::api::Versioning::Enabled);
+                    set_bucket_setting(self.tx, BucketSetting::Versioning, name, enabled)?;
+                    let config = crate::api::ObjectLockConfig::default();
+                    set_bucket_setting(self.tx, BucketSetting::ObjectLock, name, Some(&config))?;
+                }
                 Ok(CommandResult::Done)
             }
         }

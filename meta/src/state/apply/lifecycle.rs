@@ -93,7 +93,7 @@ impl Applier<'_> {
             let due = object_expiry(rules, key, current.size, &current.tags, current.last_modified_ms, day_ms)
                 .is_some_and(|(at, _)| at <= now_ms);
             if due {
-                self.delete_object(bucket, key, None, now_ms)?;
+                self.delete_object(bucket, key, None, now_ms, false)?;
                 expired += 1;
             }
         }
@@ -110,9 +110,11 @@ impl Applier<'_> {
             if version.delete_marker {
                 continue;
             }
-            if noncurrent_due(rules, (key, m.size, &m.tags), since, newer, now_ms, day_ms) {
+            // Object Lock keeps a version whatever the rules say.
+            let locked = m.lock_at(now_ms, false).is_some();
+            if !locked && noncurrent_due(rules, (key, m.size, &m.tags), since, newer, now_ms, day_ms) {
                 let id = m.version_id.as_deref().unwrap_or(NULL_VERSION);
-                self.delete_object(bucket, key, Some(id), now_ms)?;
+                self.delete_object(bucket, key, Some(id), now_ms, false)?;
                 expired += 1;
                 left -= 1;
             } else {
@@ -123,7 +125,7 @@ impl Applier<'_> {
         if lone_marker && lone_marker_due(rules, key) {
             let marker = versions.iter().find(|v| v.delete_marker).expect("just found");
             let id = marker.manifest.version_id.as_deref().unwrap_or(NULL_VERSION);
-            self.delete_object(bucket, key, Some(id), now_ms)?;
+            self.delete_object(bucket, key, Some(id), now_ms, false)?;
             expired += 1;
         }
         Ok(expired)

@@ -9,6 +9,7 @@ mod access;
 mod bucket;
 mod chunks;
 mod lifecycle;
+mod lock;
 mod multipart;
 mod nodes;
 mod object;
@@ -104,7 +105,9 @@ impl<'t> Applier<'t> {
         use Command as C;
         match command {
             C::Once { request, command } => self.once(*request, command),
-            C::CreateBucket { name, owner, created_ms } => self.create_bucket(name, owner, *created_ms),
+            C::CreateBucket { name, owner, created_ms, object_lock } => {
+                self.create_bucket(name, owner, *created_ms, *object_lock)
+            }
             C::DeleteBucket { name } => self.delete_bucket(name),
             C::SetBucketCors { bucket, rules } => self.set_bucket_cors(bucket, rules.as_ref()),
             C::SetBucketTags { bucket, tags } => self.set_bucket_tags(bucket, tags.as_ref()),
@@ -119,8 +122,18 @@ impl<'t> Applier<'t> {
             C::PutObject { bucket, key, manifest, placement, condition, write_id } => {
                 self.put_object(bucket, key, manifest, Written::by(placement, *write_id), condition.as_ref())
             }
-            C::DeleteObject { bucket, key, version_id, now_ms } => {
-                self.delete_object(bucket, key, version_id.as_deref(), *now_ms)
+            C::DeleteObject { bucket, key, version_id, now_ms, bypass_governance } => {
+                self.delete_object(bucket, key, version_id.as_deref(), *now_ms, *bypass_governance)
+            }
+            C::SetObjectLock { bucket, config } => self.set_object_lock(bucket, config),
+            C::SetRetention { bucket, key, version_id, retention, bypass_governance, now_ms } => self.set_retention(
+                (bucket, key, version_id.as_deref()),
+                retention.as_ref(),
+                *bypass_governance,
+                *now_ms,
+            ),
+            C::SetLegalHold { bucket, key, version_id, on } => {
+                self.set_legal_hold((bucket, key, version_id.as_deref()), *on)
             }
             C::SetBucketVersioning { bucket, versioning } => self.set_bucket_versioning(bucket, *versioning),
             C::CopyObject {
@@ -132,12 +145,15 @@ impl<'t> Applier<'t> {
                 metadata,
                 last_modified_ms,
                 tags,
+                retention,
+                legal_hold,
             } => self.copy_object(
                 (src_bucket, src_key, src_version.as_deref()),
                 (dst_bucket, dst_key),
                 metadata.as_ref(),
                 *last_modified_ms,
                 tags.as_ref(),
+                (retention.as_ref(), *legal_hold),
             ),
             C::SetObjectTags { bucket, key, version_id, tags } => {
                 self.set_object_tags(bucket, key, version_id.as_deref(), tags)

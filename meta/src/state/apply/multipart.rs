@@ -168,6 +168,8 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         parts: parts.iter().map(|p| ObjectPart { size: p.size, checksum: p.checksum.clone() }).collect(),
         inline: None,
         version_id: None,
+        retention: upload.metadata.retention.clone(),
+        legal_hold: upload.metadata.legal_hold,
     }
 }
 

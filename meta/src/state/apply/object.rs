@@ -5,8 +5,8 @@ use jadfs_common::ObjectManifest;
 
 use super::chunks::Written;
 use super::{refuse, Applier, Outcome};
-use crate::api::{CommandResult, MetaError, ObjectMetadata, WriteCondition};
-use crate::state::rows::{load_manifest, load_version, replication_of, rewrite_version, write_object, NULL_VERSION};
+use crate::api::{CommandResult, MetaError, ObjectMetadata, Retention, WriteCondition};
+use crate::state::rows::{load_manifest, load_version, replication_of, NULL_VERSION};
 
 impl Applier<'_> {
     /// Creates or replaces an object; `placement[i]` lists the nodes that
@@ -43,6 +43,7 @@ impl Applier<'_> {
         metadata: Option<&ObjectMetadata>,
         last_modified_ms: i64,
         tags: Option<&Vec<(String, String)>>,
+        (retention, legal_hold): (Option<&Retention>, bool),
     ) -> Outcome {
         self.require_bucket(src_bucket)?;
         self.require_bucket(dst_bucket)?;
@@ -56,6 +57,8 @@ impl Applier<'_> {
         if let Some(tags) = tags {
             manifest.tags = tags.clone();
         }
+        manifest.retention = retention.cloned();
+        manifest.legal_hold = legal_hold;
         // The source's chunks, where they are: no write, no new copy.
         let copies = replication_of(self.tx, Some(dst_bucket))?.copies;
         self.store_object(dst_bucket, dst_key, &mut manifest, Written::reused(), copies)?;
@@ -73,20 +76,18 @@ impl Applier<'_> {
         self.require_bucket(bucket)?;
         let mut manifest = self.object_version(bucket, key, version_id)?;
         manifest.tags = tags.to_vec();
-        let current = load_manifest(self.tx, bucket, key)?;
-        match version_id {
-            Some(id) if current.is_none_or(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) != id) => {
-                let version = load_version(self.tx, bucket, key, id)?.expect("found just above");
-                rewrite_version(self.tx, bucket, key, version.seq, &manifest)?;
-            }
-            _ => write_object(self.tx, bucket, key, &manifest)?,
-        }
+        self.rewrite((bucket, key, version_id), &manifest)?;
         Ok(CommandResult::Done)
     }
 
     /// The current object, or with `version_id` that version; a delete
     /// marker is no object.
-    fn object_version(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<ObjectManifest, super::Fail> {
+    pub(super) fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectManifest, super::Fail> {
         let current = load_manifest(self.tx, bucket, key)?;
         let Some(version_id) = version_id else {
             return current.map_or_else(|| refuse(MetaError::NoSuchKey), Ok);
@@ -127,6 +128,6 @@ impl Applier<'_> {
         copies: u8,
     ) -> Result<Option<String>, super::Fail> {
         self.take_chunks(&manifest.chunks, written, copies)?;
-        Ok(self.replace_object(bucket, key, manifest)?)
+        self.replace_object(bucket, key, manifest)
     }
 }

@@ -30,7 +30,7 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
         }
     };
     let batch = Command::Batch(vec![
-        Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+        Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
         put("b", "k", absent()),
         put("missing", "k", None),
         put("b", "k", absent()),
@@ -51,7 +51,13 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
 
     let tx = conn.transaction().unwrap();
     Applier::new(&tx, 2)
-        .apply(&Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 })
+        .apply(&Command::DeleteObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            now_ms: 0,
+            bypass_governance: false,
+        })
         .unwrap();
     tx.commit().unwrap();
     let left: i64 = conn.query_row("SELECT COUNT(*) FROM inline_objects", [], |r| r.get(0)).unwrap();
@@ -70,7 +76,9 @@ fn a_refused_command_leaves_nothing_of_what_it_wrote() {
         })
         .unwrap();
     assert_eq!(result, CommandResult::Failed(MetaError::PreconditionFailed));
-    applier.apply(&Command::CreateBucket { name: "kept".into(), owner: "o".into(), created_ms: 0 }).unwrap();
+    applier
+        .apply(&Command::CreateBucket { name: "kept".into(), owner: "o".into(), created_ms: 0, object_lock: false })
+        .unwrap();
     tx.commit().unwrap();
     let names: Vec<String> = conn
         .prepare("SELECT name FROM buckets")
@@ -93,7 +101,7 @@ fn a_lost_copy_leaves_its_placement_and_queues_a_repair() {
     .unwrap();
     let unused = jadfs_common::ChunkId::of(b"unused");
     let commands = [
-        Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+        Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
         Command::PutObject {
             bucket: "b".into(),
             key: "k".into(),
@@ -159,7 +167,11 @@ fn a_reference_and_a_collection_never_both_win() {
     let pin =
         |write_id, nodes: Vec<u64>, expires_ms| Command::Pin { write_id, chunk: x, nodes, expires_ms, lease_ms: 0 };
     let collect = |orphaned_by_log, now_ms| Command::Collect { orphaned_by_log, now_ms };
-    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    apply_all(
+        &mut conn,
+        1,
+        &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false }],
+    );
 
     // Written, pinned, committed, deleted: orphaned at index 5.
     let r = apply_all(&mut conn, 2, &[pin(7, vec![1, 2, 3], 1000), one_chunk_object("k", x, vec![1, 2, 3], Some(7))]);
@@ -167,7 +179,13 @@ fn a_reference_and_a_collection_never_both_win() {
     apply_all(
         &mut conn,
         5,
-        &[Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 }],
+        &[Command::DeleteObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            now_ms: 0,
+            bypass_governance: false,
+        }],
     );
 
     // A new write of the same bytes pins it: a collection leaves it alone.
@@ -210,7 +228,7 @@ fn strays_are_copies_no_placement_names_and_no_write_pins() {
         &mut conn,
         1,
         &[
-            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
             Command::Pin { write_id: 1, chunk: named, nodes: vec![1], expires_ms: 1000, lease_ms: 0 },
             one_chunk_object("k", named, vec![1], Some(1)),
             Command::Pin { write_id: 2, chunk: pinned, nodes: vec![1], expires_ms: 1000, lease_ms: 0 },
@@ -232,7 +250,7 @@ fn a_copy_reuses_chunks_where_they_are_and_only_while_they_are_in_use() {
         &mut conn,
         1,
         &[
-            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
             Command::Pin { write_id: 1, chunk: x, nodes: vec![1, 2], expires_ms: 1000, lease_ms: 0 },
             one_chunk_object("source", x, vec![1, 2], Some(1)),
             Command::CopiesLost { node: 2, chunks: vec![x] },
@@ -259,7 +277,11 @@ fn surplus_copies_are_trimmed_to_their_number_and_never_under_a_pin() {
     let surplus = |conn: &rusqlite::Connection| -> i64 {
         conn.query_row("SELECT COUNT(*) FROM surplus", [], |r| r.get(0)).unwrap()
     };
-    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    apply_all(
+        &mut conn,
+        1,
+        &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false }],
+    );
     // The same bytes written twice, the second time partly elsewhere.
     apply_all(
         &mut conn,
@@ -301,7 +323,11 @@ fn a_move_swaps_one_holder_for_another_and_never_under_another_write() {
     let pin = |write_id, nodes: Vec<u64>| Command::Pin { write_id, chunk: x, nodes, expires_ms: 1000, lease_ms: 0 };
     let moved = |write_id| Command::MoveCopy { chunk: x, from: 1, to: 4, write_id, now_ms: 0 };
     let named = |conn: &rusqlite::Connection| crate::state::rows::chunk_nodes(conn, &x).unwrap();
-    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    apply_all(
+        &mut conn,
+        1,
+        &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false }],
+    );
     apply_all(&mut conn, 2, &[pin(1, vec![1, 2, 3]), one_chunk_object("k", x, vec![1, 2, 3], Some(1))]);
 
     // Another write pins the chunk: the move does nothing, and drops its pin.
@@ -336,7 +362,11 @@ fn a_command_applied_twice_never_stops_the_state_machine() {
     }))
     .unwrap();
     let create = |key: &str| Command::CreateUpload { bucket: "b".into(), key: key.into(), upload: upload.clone() };
-    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    apply_all(
+        &mut conn,
+        1,
+        &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false }],
+    );
     let r = apply_all(&mut conn, 2, &[create("k"), create("k"), create("other")]);
     assert_eq!(r[0], CommandResult::Done);
     assert_eq!(r[1], CommandResult::Done, "the same upload again is done");
@@ -362,8 +392,21 @@ fn a_retried_write_is_applied_once() {
     let mut conn = schema::in_memory();
     let x = jadfs_common::ChunkId::of(b"x");
     let once = |request, command| Command::Once { request, command: Box::new(command) };
-    let delete = once(7, Command::DeleteObject { bucket: "b".into(), key: "k".into(), version_id: None, now_ms: 0 });
-    apply_all(&mut conn, 1, &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 }]);
+    let delete = once(
+        7,
+        Command::DeleteObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            now_ms: 0,
+            bypass_governance: false,
+        },
+    );
+    apply_all(
+        &mut conn,
+        1,
+        &[Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false }],
+    );
     let r = apply_all(&mut conn, 2, &[one_chunk_object("k", x, vec![1, 2, 3], None), delete.clone()]);
     let first = r[1].clone();
     apply_all(&mut conn, 4, &[one_chunk_object("k", x, vec![1, 2, 3], None)]);
@@ -372,7 +415,9 @@ fn a_retried_write_is_applied_once() {
     assert!(load_manifest(&conn, "b", "k").unwrap().is_some(), "the newer object is still there");
 
     // A refused request changed nothing; sent again, it may take effect.
-    let create = |request| once(request, Command::CreateBucket { name: "c".into(), owner: "o".into(), created_ms: 0 });
+    let create = |request| {
+        once(request, Command::CreateBucket { name: "c".into(), owner: "o".into(), created_ms: 0, object_lock: false })
+    };
     let r = apply_all(&mut conn, 6, &[once(8, Command::DeleteBucket { name: "c".into() }), create(9), create(9)]);
     assert!(matches!(r[0], CommandResult::Failed(MetaError::NoSuchBucket)), "{r:?}");
     assert_eq!(r[1], CommandResult::Done);
@@ -424,7 +469,7 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
         &mut conn,
         1,
         &[
-            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
             put("keep/a", 0, &[]),
             put("logs/a", 0, &[]),
             put("logs/b", 15, &[]),
@@ -468,7 +513,13 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
         aborted: 0,
     };
     assert_eq!(stats.lifecycle, [run]);
-    let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into(), version_id: None, now_ms: 0 };
+    let delete = |key: &str| Command::DeleteObject {
+        bucket: "b".into(),
+        key: key.into(),
+        version_id: None,
+        now_ms: 0,
+        bypass_governance: false,
+    };
     let gone =
         apply_all(&mut conn, 14, &[delete("keep/a"), delete("tmp/b"), Command::DeleteBucket { name: "b".into() }]);
     assert_eq!(gone[2], CommandResult::Done);
@@ -498,8 +549,13 @@ fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers
             write_id: None,
         }
     };
-    let delete =
-        |key: &str, now_ms| Command::DeleteObject { bucket: "b".into(), key: key.into(), version_id: None, now_ms };
+    let delete = |key: &str, now_ms| Command::DeleteObject {
+        bucket: "b".into(),
+        key: key.into(),
+        version_id: None,
+        now_ms,
+        bypass_governance: false,
+    };
     let rules = vec![
         LifecycleRule {
             id: "old".into(),
@@ -519,7 +575,7 @@ fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers
         &mut conn,
         1,
         &[
-            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 },
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
             Command::SetBucketVersioning { bucket: "b".into(), versioning: Versioning::Enabled },
             // k: written at 0, 10, 20, 30 (current): noncurrent since 10, 20, 30.
             put("k", 0),

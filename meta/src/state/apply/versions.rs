@@ -14,8 +14,8 @@ use std::cell::Cell;
 
 use jadfs_common::{ETag, ObjectManifest};
 
-use super::{Applier, Outcome};
-use crate::api::{CommandResult, Versioning};
+use super::{refuse, Applier, Fail, Outcome};
+use crate::api::{CommandResult, MetaError, Versioning};
 use crate::state::rows::{
     delete_object_row, delete_version_row, load_bucket_setting, load_manifest, load_version, newest_version,
     set_bucket_setting, write_object, write_version, BucketSetting, StoredVersion, NULL_VERSION,
@@ -43,6 +43,10 @@ impl Applier<'_> {
 
     pub(super) fn set_bucket_versioning(&self, bucket: &str, versioning: Versioning) -> Outcome {
         self.require_bucket(bucket)?;
+        if versioning == Versioning::Suspended && self.object_lock(bucket)?.is_some() {
+            // Suspended, a write would replace the null version in place.
+            return refuse(MetaError::InvalidBucketState("versioning cannot be suspended with Object Lock".into()));
+        }
         set_bucket_setting(self.tx, BucketSetting::Versioning, bucket, Some(&versioning))?;
         Ok(CommandResult::Done)
     }
@@ -58,8 +62,9 @@ impl Applier<'_> {
         bucket: &str,
         key: &str,
         manifest: &mut ObjectManifest,
-    ) -> rusqlite::Result<Option<String>> {
+    ) -> Result<Option<String>, Fail> {
         let versioning = self.versioning(bucket)?;
+        self.lock_new_version(bucket, manifest)?;
         manifest.version_id = None;
         match versioning {
             None => {
@@ -84,11 +89,19 @@ impl Applier<'_> {
     /// puts a delete marker in front of it. With: deletes that version for
     /// good, and the newest version left, unless a delete marker, becomes
     /// the current object.
-    /// A delete marker is dated `now_ms` (the gateway's clock, as objects are).
-    pub(super) fn delete_object(&self, bucket: &str, key: &str, version_id: Option<&str>, now_ms: i64) -> Outcome {
+    /// A delete marker is dated `now_ms` (the gateway's clock, as objects
+    /// are); a version Object Lock keeps at `now_ms` is not deleted.
+    pub(super) fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        now_ms: i64,
+        bypass_governance: bool,
+    ) -> Outcome {
         self.require_bucket(bucket)?;
         if let Some(version_id) = version_id {
-            return self.delete_version(bucket, key, version_id);
+            return self.delete_version(bucket, key, version_id, now_ms, bypass_governance);
         }
         let Some(versioning) = self.versioning(bucket)? else {
             if let Some(old) = load_manifest(self.tx, bucket, key)? {
@@ -120,20 +133,24 @@ impl Applier<'_> {
             parts: Vec::new(),
             inline: None,
             version_id: Some(id.unwrap_or_else(|| new_version_id(seq))).filter(|id| id != NULL_VERSION),
+            retention: None,
+            legal_hold: false,
         };
         let shown = manifest.version_id.clone().unwrap_or_else(|| NULL_VERSION.into());
         write_version(self.tx, bucket, key, &StoredVersion { seq, delete_marker: true, manifest })?;
         Ok(CommandResult::Version { version_id: Some(shown), delete_marker: true })
     }
 
-    fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Outcome {
+    fn delete_version(&self, bucket: &str, key: &str, version_id: &str, now_ms: i64, bypass: bool) -> Outcome {
         let current = load_manifest(self.tx, bucket, key)?;
         let mut delete_marker = false;
         if current.as_ref().is_some_and(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id) {
             let current = current.expect("just matched");
+            self.check_unlocked(&current, now_ms, bypass)?;
             self.release_chunks(&current.chunks)?;
             delete_object_row(self.tx, bucket, key)?;
         } else if let Some(version) = load_version(self.tx, bucket, key, version_id)? {
+            self.check_unlocked(&version.manifest, now_ms, bypass)?;
             self.release_chunks(&version.manifest.chunks)?;
             delete_version_row(self.tx, bucket, key, version.seq)?;
             delete_marker = version.delete_marker;
@@ -241,7 +258,10 @@ mod tests {
             log_index += 1;
             result
         };
-        apply(&mut conn, Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0 });
+        apply(
+            &mut conn,
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
+        );
         for step in 0..1500u32 {
             let key = keys[rng.gen_range(0..keys.len())];
             let versions = model.entry(key.to_string()).or_default();
@@ -266,8 +286,13 @@ mod tests {
                     versions.insert(0, (id, false, format!("\"{step}\"")));
                 }
                 5..=6 => {
-                    let command =
-                        Command::DeleteObject { bucket: "b".into(), key: key.into(), version_id: None, now_ms: 0 };
+                    let command = Command::DeleteObject {
+                        bucket: "b".into(),
+                        key: key.into(),
+                        version_id: None,
+                        now_ms: 0,
+                        bypass_governance: false,
+                    };
                     let CommandResult::Version { version_id, delete_marker } = apply(&mut conn, command) else {
                         panic!("a delete answers its version")
                     };
@@ -292,6 +317,7 @@ mod tests {
                         key: key.into(),
                         version_id: Some(id.clone()),
                         now_ms: 0,
+                        bypass_governance: false,
                     };
                     apply(&mut conn, command);
                     versions.retain(|v| v.0 != id);
