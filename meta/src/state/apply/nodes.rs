@@ -5,10 +5,37 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{Applier, Outcome};
 use crate::api::{CommandResult, StorageNodeInfo};
-use crate::state::rows::{replication_of, to_json};
+use crate::state::rows::{from_json, replication_of, to_json};
 
 impl Applier<'_> {
+    /// A node registering at an address another id still holds has taken
+    /// that node's place (its data folder, and so its id, is new): the
+    /// other id is forgotten, so that nothing addressed to it (a listing
+    /// for strays, a deletion, a write or copy placed on it by a leader
+    /// that has not yet heard it is silent) reaches the new node under the
+    /// old id. Its copies are gone with its disk: every chunk in use that
+    /// it held is queued for repair, its pending deletions are dropped.
     pub(super) fn register_node(&self, node: &StorageNodeInfo) -> Outcome {
+        let replaced: Vec<NodeId> = {
+            let mut stmt = self.tx.prepare_cached("SELECT id, info FROM nodes WHERE id != ?1")?;
+            let rows = stmt.query_map([node.id as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            let mut replaced = Vec::new();
+            for row in rows {
+                let (id, raw) = row?;
+                let other: StorageNodeInfo = from_json(&raw)?;
+                if other.addr == node.addr {
+                    replaced.push(id as NodeId);
+                }
+            }
+            replaced
+        };
+        for old in replaced {
+            self.queue_node_chunks(old)?;
+            self.tx.execute("DELETE FROM placements WHERE node = ?1", [old as i64])?;
+            self.tx.execute("DELETE FROM deletions WHERE node = ?1", [old as i64])?;
+            self.tx.execute("DELETE FROM draining WHERE node = ?1", [old as i64])?;
+            self.tx.execute("DELETE FROM nodes WHERE id = ?1", [old as i64])?;
+        }
         self.tx.execute(
             "INSERT OR REPLACE INTO nodes (id, info) VALUES (?1, ?2)",
             params![node.id as i64, to_json(node)?],

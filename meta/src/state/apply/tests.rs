@@ -626,3 +626,45 @@ fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers
     let held: i64 = conn.query_row("SELECT COUNT(*) FROM objects", [], |r| r.get(0)).unwrap();
     assert_eq!(held, 1);
 }
+
+/// A node that lost its disk comes back with a new id at the same address:
+/// the old id is forgotten at once (its chunks queued for new copies), so
+/// no leader can take the new node for the old one and act on it under the
+/// old id (in the fault matrix, a new leader thought the old id alive for
+/// its first seconds, placed writes on it and collected the new node's
+/// copies as the old one's strays).
+#[test]
+fn a_node_registering_at_another_ids_address_takes_its_place() {
+    let mut conn = schema::in_memory();
+    let x = jadfs_common::ChunkId::of(b"x");
+    let node = |id, addr: &str| {
+        let mut node = crate::nodes::test_node(id, "z", 100, 100, NodeState::Alive);
+        node.addr = addr.into();
+        Command::RegisterNode { node }
+    };
+    apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
+            node(1, "storage1:9200"),
+            node(2, "storage2:9200"),
+            one_chunk_object("k", x, vec![1, 2], None),
+            node(3, "storage1:9200"),
+        ],
+    );
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM nodes ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, [2, 3], "the old id at storage1 is forgotten");
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![2]);
+    let queued: i64 = conn.query_row("SELECT COUNT(*) FROM repairs", [], |r| r.get(0)).unwrap();
+    assert_eq!(queued, 1, "its chunk waits for a new copy");
+    // The same node registering again (a restart) changes nothing.
+    apply_all(&mut conn, 10, &[node(3, "storage1:9200")]);
+    assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![2]);
+}
