@@ -8,6 +8,7 @@ mod integrity;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod object_lock;
 mod objects;
 mod tags_and_cors;
 mod versioning;
