@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Turn versioning on in the bucket first (every PUT a version, every
+    /// DELETE a delete marker).
+    #[arg(long)]
+    versioned: bool,
 }
 
 /// The SHA-256 of each object written, by key.
@@ -79,6 +83,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let server = Server::find(&args.server_pids);
     eprintln!("benchmarking {endpoint} (server processes: {:?})", server.pids);
     s3.create_bucket(&args.bucket).await?;
+    if args.versioned {
+        s3.enable_versioning(&args.bucket).await?;
+    }
     let mut results = Vec::new();
 
     for &size_mib in &args.large_mib {

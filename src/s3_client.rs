@@ -121,6 +121,12 @@ impl S3 {
         bail!("creating bucket {bucket}: {status}: {body}")
     }
 
+    pub async fn enable_versioning(&self, bucket: &str) -> anyhow::Result<()> {
+        let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+        let request = self.request("PUT", &format!("/{bucket}"), "versioning=")?.body(body);
+        self.send(request, &format!("turning versioning on in {bucket}")).await.map(|_| ())
+    }
+
     /// One page of up to 1,000 keys under `prefix` (ListObjectsV2), from
     /// the continuation token `after`.
     pub async fn list_page(&self, bucket: &str, prefix: &str, after: Option<&str>) -> anyhow::Result<ListPage> {

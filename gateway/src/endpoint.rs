@@ -447,7 +447,7 @@ mod tests {
             assert_eq!(op(method.clone(), path, query), expected, "{method} {path}?{query}");
         }
         let copy = parse(Method::PUT, "/bkt/k", "", Some("/src/a%20b")).unwrap();
-        let source = CopySource { bucket: "src".into(), key: "a b".into() };
+        let source = CopySource { bucket: "src".into(), key: "a b".into(), version_id: None };
         assert_eq!(copy, Endpoint::Object { bucket: "bkt".into(), key: "k".into(), op: ObjectOp::Copy(source) });
         let part_copy = parse(Method::PUT, "/bkt/k", "uploadId=u&partNumber=2", Some("src/x")).unwrap();
         assert_eq!(part_copy.name(), "UploadPartCopy");

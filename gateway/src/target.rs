@@ -138,9 +138,10 @@ mod tests {
 
     #[test]
     fn copy_sources() {
-        let source = |bucket: &str, key: &str| CopySource { bucket: bucket.into(), key: key.into() };
+        let source = |bucket: &str, key: &str| CopySource { bucket: bucket.into(), key: key.into(), version_id: None };
         assert_eq!(CopySource::parse("/src/a%20b/c").unwrap(), source("src", "a b/c"));
-        assert_eq!(CopySource::parse("src/k?versionId=null").unwrap(), source("src", "k"));
+        let versioned = CopySource { version_id: Some("000000000000001f".into()), ..source("src", "k") };
+        assert_eq!(CopySource::parse("src/k?versionId=000000000000001f").unwrap(), versioned);
         assert_eq!(CopySource::parse("src/k?versionId=3HL4kqtJlcpXroDTDmJ").unwrap_err().code, Code::InvalidArgument);
         assert!(CopySource::parse("src").is_err());
         assert!(CopySource::parse("/src/").is_err());

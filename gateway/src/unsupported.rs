@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn writes_that_ask_for_what_we_lack_are_refused() {
-        let copy = object(ObjectOp::Copy(CopySource { bucket: "src".into(), key: "k".into() }));
+        let copy = object(ObjectOp::Copy(CopySource { bucket: "src".into(), key: "k".into(), version_id: None }));
         for write in [object(ObjectOp::Put), copy, object(ObjectOp::CreateMultipartUpload)] {
             let refused = |h: &[(&str, &str)]| refused(&write, h);
             assert_eq!(refused(&[("x-amz-server-side-encryption", "AES256")]), Some(Code::NotImplemented));
