@@ -120,6 +120,43 @@ def test_rclone_copy_and_check_download(server, workdir):
     run(["rclone", "check", "--download", str(src), "jadfs:rclone/copy"], env)
 
 
+def versioned_bucket(server, bucket):
+    aws(server, "s3api", "create-bucket", "--bucket", bucket)
+    aws(server, "s3api", "put-bucket-versioning", "--bucket", bucket,
+        "--versioning-configuration", "Status=Enabled")
+
+
+def test_rclone_sees_every_version_of_a_versioned_bucket(server, workdir):
+    """rclone on a versioned bucket: copies and checks as on any other, and
+    --s3-versions lists the versions a sync overwrote or deleted."""
+    if server.ca:
+        pytest.skip("the versions it lists do not depend on TLS")
+    env = rclone_env(server)
+    versioned_bucket(server, "rclone-versions")
+    src = workdir / "src"
+    src.mkdir()
+    random_file(src / "a.bin", 1 << 20, "v1")
+    (src / "gone.txt").write_bytes(b"soon deleted")
+    run(["rclone", "copy", str(src), "jadfs:rclone-versions"], env)
+    random_file(src / "a.bin", 1 << 20, "v2")
+    (src / "gone.txt").unlink()
+    run(["rclone", "sync", str(src), "jadfs:rclone-versions"], env)
+    run(["rclone", "check", "--download", str(src), "jadfs:rclone-versions"], env)
+    current = run(["rclone", "lsf", "jadfs:rclone-versions"], env).stdout.split()
+    assert current == ["a.bin"], current
+    every = run(["rclone", "lsf", "--s3-versions", "jadfs:rclone-versions"], env).stdout.split()
+    # The current a.bin, its first version and the deleted file's version, named by their dates.
+    assert len(every) == 3 and "a.bin" in every, every
+    assert sum(name.startswith("a-v") for name in every) == 1 and any(n.startswith("gone-v") for n in every), every
+    versions = json_of(aws(server, "s3api", "list-object-versions", "--bucket", "rclone-versions"))
+    assert len(versions["Versions"]) == 3 and len(versions["DeleteMarkers"]) == 1, versions
+
+
+def json_of(result):
+    import json
+    return json.loads(result.stdout)
+
+
 def test_s3cmd_put_get(server, workdir):
     host = server.endpoint.split("://", 1)[1]
     tls = f"use_https = True\nca_certs_file = {server.ca}\n" if server.ca else "use_https = False\n"
@@ -226,6 +263,34 @@ def test_boto3_presigned_post_form_upload(server, workdir, signature_version):
     tampered = dict(post["fields"], **{field: "0" * len(post["fields"][field])})
     denied = requests.post(post["url"], data=tampered, files={"file": ("x.txt", b"x")}, verify=server.verify)
     assert denied.status_code == 403 and "SignatureDoesNotMatch" in denied.text, denied.text
+
+
+def test_restic_on_a_versioned_bucket_with_prune(server, workdir):
+    """restic into a versioned bucket: two backups, forget and prune (its
+    deletes become delete markers), then check --read-data and restore."""
+    if server.ca:
+        pytest.skip("covered over HTTP; restic over TLS is tested above")
+    tree = workdir / "data"
+    tree.mkdir()
+    for i in range(10):
+        random_file(tree / f"f{i}.bin", 2 << 20, f"first{i}")
+    versioned_bucket(server, "restic-versions")
+    env = {**server.env(), "RESTIC_PASSWORD": "correct horse battery staple",
+           "RESTIC_REPOSITORY": f"s3:{server.endpoint}/restic-versions"}
+    run(["restic", "init"], env)
+    run(["restic", "backup", str(tree)], env)
+    for i in range(5):
+        random_file(tree / f"f{i}.bin", 2 << 20, f"second{i}")
+    run(["restic", "backup", str(tree)], env)
+    run(["restic", "forget", "--keep-last", "1", "--prune"], env)
+    run(["restic", "check", "--read-data"], env)
+    target = workdir / "restored"
+    run(["restic", "restore", "latest", "--target", str(target)], env)
+    diff = subprocess.run(["diff", "-r", str(tree), str(target / tree.relative_to("/"))],
+                          capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    versions = json_of(aws(server, "s3api", "list-object-versions", "--bucket", "restic-versions"))
+    assert versions.get("DeleteMarkers"), "prune's deletes are delete markers, the versions kept"
 
 
 def test_restic_backup_check_restore(server, workdir):
