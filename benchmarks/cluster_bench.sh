@@ -44,3 +44,15 @@ done
 server_pids=$(IFS=,; echo "${pids[*]}")
 "$bin" bench --endpoint http://127.0.0.1:9470 --access-key "$key" --secret-key "$secret" \
     --server-pids "$server_pids" "$@"
+# With META_REPORT=1: the bytes the meta state spends on each object row
+# and each version row (table and indexes, by SQLite's dbstat).
+if [ "${META_REPORT:-0}" = 1 ]; then
+    python3 - "$(ls -t "$work"/meta/state*.db | head -1)" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+for table, parts in [("objects", ("objects", "inline_objects")), ("versions", ("versions", "versions_by_id"))]:
+    rows = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    size = sum(db.execute("SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = ?", (p,)).fetchone()[0] for p in parts)
+    print(f"meta state: {table}: {rows} rows, {size} bytes" + (f", {size / rows:.0f} bytes a row" if rows else ""))
+PY
+fi

@@ -92,7 +92,8 @@ impl Gateway {
             Some(object) => Ok(object),
             None if self.meta.get_bucket(bucket).await?.is_none() => Err(Code::NoSuchBucket.into()),
             None if version_id.is_some() => Err(Code::NoSuchVersion.into()),
-            None => Err(Code::NoSuchKey.into()),
+            // Not found and no delete marker in the way: AWS says so.
+            None => Err(S3Error::new(Code::NoSuchKey).with_header("x-amz-delete-marker", "false")),
         }
     }
 }

@@ -250,9 +250,6 @@ impl Ctx<'_> {
         }
         user_metadata.sort();
         let (retention, legal_hold) = lock::lock_from(|name| self.header(name), jadfs_common::now_ms())?;
-        if retention.is_some() || legal_hold {
-            lock::require_integrity(self)?;
-        }
         Ok(ObjectMetadata {
             content_type: self.header("content-type").map(str::to_string),
             headers,

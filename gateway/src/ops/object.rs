@@ -28,8 +28,11 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     // write's condition does not hold.
     let condition = ctx.write_condition();
     let bucket_info = ctx.bucket().await?;
-    if (metadata.retention.is_some() || metadata.legal_hold) && bucket_info.object_lock.is_none() {
-        return Err(jadfs_meta::MetaError::NoObjectLock.into());
+    if metadata.retention.is_some() || metadata.legal_hold {
+        if bucket_info.object_lock.is_none() {
+            return Err(jadfs_meta::MetaError::NoObjectLock.into());
+        }
+        super::lock::require_integrity(ctx)?;
     }
     let replication = bucket_info.replication;
     if let Some(condition) = &condition {

@@ -153,12 +153,10 @@ fn scan_versions(
     limit: usize,
 ) -> rusqlite::Result<Vec<VersionRow>> {
     let current = |r: &rusqlite::Row| -> rusqlite::Result<VersionRow> {
-        let manifest: Vec<u8> = r.get(4)?;
-        let manifest: jadfs_common::ObjectManifest = crate::state::rows::from_json(&manifest)?;
         Ok(VersionRow {
             key: r.get(0)?,
             rank: CURRENT,
-            version_id: manifest.version_id.unwrap_or_else(|| NULL_VERSION.into()),
+            version_id: r.get(4)?,
             delete_marker: false,
             size: r.get(1)?,
             etag: r.get(2)?,
@@ -179,8 +177,8 @@ fn scan_versions(
     let n = limit as i64;
     let mut currents: Vec<VersionRow> = conn
         .prepare_cached(
-            "SELECT key, size, etag, last_modified_ms, manifest FROM objects
-             WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            "SELECT key, size, etag, last_modified_ms, COALESCE(json_extract(manifest, '$.version_id'), 'null')
+             FROM objects WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
         )?
         .query_map(params![bucket, at.key, to, n + 1], current)?
         .collect::<rusqlite::Result<_>>()?;

@@ -207,15 +207,24 @@ pub struct StoredVersion {
     pub manifest: ObjectManifest,
 }
 
-const VERSION_COLUMNS: &str = "seq, delete_marker, manifest";
+const VERSION_COLUMNS: &str = "seq, delete_marker, manifest, inline";
 
-fn version_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, bool, Vec<u8>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+type VersionRow = (i64, bool, Vec<u8>, Option<Vec<u8>>);
+
+fn version_row(r: &rusqlite::Row) -> rusqlite::Result<VersionRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn stored_version(row: Option<(i64, bool, Vec<u8>)>) -> rusqlite::Result<Option<StoredVersion>> {
-    row.map(|(seq, delete_marker, raw)| Ok(StoredVersion { seq, delete_marker, manifest: from_json(&raw)? }))
-        .transpose()
+/// A version's row, with its inline bytes (kept raw beside the manifest) put back.
+fn stored_version(row: Option<VersionRow>) -> rusqlite::Result<Option<StoredVersion>> {
+    row.map(|(seq, delete_marker, raw, inline)| {
+        let mut manifest: ObjectManifest = from_json(&raw)?;
+        if inline.is_some() {
+            manifest.inline = inline;
+        }
+        Ok(StoredVersion { seq, delete_marker, manifest })
+    })
+    .transpose()
 }
 
 /// The version `version_id` (`null`: the null version) of a key, unless it is the current object.
@@ -250,10 +259,11 @@ pub fn load_versions(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Re
 /// Keeps a version that is not (or no longer) the current object; its
 /// inline bytes stay in its manifest.
 pub fn write_version(tx: &Transaction, bucket: &str, key: &str, version: &StoredVersion) -> rusqlite::Result<()> {
-    let m = &version.manifest;
+    let mut m = version.manifest.clone();
+    let inline = m.inline.take();
     tx.prepare_cached(
-        "INSERT INTO versions (bucket, key, seq, version_id, delete_marker, size, etag, last_modified_ms, manifest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO versions (bucket, key, seq, version_id, delete_marker, size, etag, last_modified_ms, manifest, inline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         bucket,
@@ -264,9 +274,28 @@ pub fn write_version(tx: &Transaction, bucket: &str, key: &str, version: &Stored
         m.size as i64,
         m.etag.quoted(),
         m.last_modified_ms,
-        to_json(m)?
+        to_json(&m)?,
+        inline,
     ])?;
     Ok(())
+}
+
+/// Moves a key's current object to `versions` at `seq` as it is, row to
+/// row (its manifest is not decoded again); false if it has none.
+pub fn retire_object_row(tx: &Transaction, bucket: &str, key: &str, seq: i64) -> rusqlite::Result<bool> {
+    let moved = tx
+        .prepare_cached(
+            "INSERT INTO versions (bucket, key, seq, version_id, delete_marker, size, etag, last_modified_ms, manifest, inline)
+             SELECT o.bucket, o.key, ?3, COALESCE(json_extract(o.manifest, '$.version_id'), 'null'), 0, o.size, o.etag,
+                    o.last_modified_ms, o.manifest, i.bytes
+             FROM objects o LEFT JOIN inline_objects i ON i.bucket = o.bucket AND i.key = o.key
+             WHERE o.bucket = ?1 AND o.key = ?2",
+        )?
+        .execute(params![bucket, key.as_bytes(), seq])?;
+    if moved > 0 {
+        delete_object_row(tx, bucket, key)?;
+    }
+    Ok(moved > 0)
 }
 
 /// Replaces the manifest of a noncurrent version (its tags changed).

@@ -136,6 +136,7 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
                  etag TEXT NOT NULL,
                  last_modified_ms INTEGER NOT NULL,
                  manifest BLOB NOT NULL,
+                 inline BLOB,
                  PRIMARY KEY (bucket, key, seq DESC)) WITHOUT ROWID;
              CREATE UNIQUE INDEX versions_by_id ON versions (bucket, key, version_id);",
         ),

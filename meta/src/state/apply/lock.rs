@@ -61,8 +61,8 @@ impl Applier<'_> {
     }
 
     /// Sets or removes a retention: compliance only ever lengthens until it
-    /// ends; governance is shortened, removed or made shorter only with
-    /// `bypass`.
+    /// ends; governance too, unless `bypass` (which may also shorten it,
+    /// remove it or change its mode).
     pub(super) fn set_retention(
         &self,
         at: VersionRef,
@@ -77,13 +77,10 @@ impl Applier<'_> {
         }
         let mut manifest = self.object_version(at.0, at.1, at.2)?;
         if let Some(old) = manifest.retention.as_ref().filter(|r| r.until_ms > now_ms) {
-            let kept = retention.is_some_and(|new| new.until_ms >= old.until_ms);
-            let stricter_or_same =
-                retention.is_some_and(|new| new.mode == LockMode::Compliance || new.mode == old.mode);
-            let allowed = match old.mode {
-                LockMode::Compliance => kept && retention.is_some_and(|new| new.mode == LockMode::Compliance),
-                LockMode::Governance => bypass || (kept && stricter_or_same),
-            };
+            // Only as long or longer, in the same mode; any other change of
+            // a governance retention needs the bypass.
+            let lengthened = retention.is_some_and(|new| new.until_ms >= old.until_ms && new.mode == old.mode);
+            let allowed = lengthened || (old.mode == LockMode::Governance && bypass);
             if !allowed {
                 let why = format!("under {} retention", old.mode.as_str().to_lowercase());
                 return refuse(MetaError::ObjectLocked(why));

@@ -668,3 +668,89 @@ fn a_node_registering_at_another_ids_address_takes_its_place() {
     apply_all(&mut conn, 10, &[node(3, "storage1:9200")]);
     assert_eq!(crate::state::rows::chunk_nodes(&conn, &x).unwrap(), vec![2]);
 }
+
+/// Object Lock's rules, as the state machine keeps them whatever asks.
+#[test]
+fn retention_only_lengthens_without_the_bypass_and_a_lock_keeps_the_version() {
+    use jadfs_common::{LockMode, Retention};
+    let mut conn = schema::in_memory();
+    let put = |key: &str| {
+        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+            "size": 2, "etag": "\"e\"", "last_modified_ms": 0, "content_type": null, "chunks": [], "inline": "aGk=",
+        }))
+        .unwrap();
+        Command::PutObject {
+            bucket: "b".into(),
+            key: key.into(),
+            manifest,
+            placement: vec![],
+            condition: None,
+            write_id: None,
+        }
+    };
+    let retain = |key: &str, mode, until_ms, bypass| Command::SetRetention {
+        bucket: "b".into(),
+        key: key.into(),
+        version_id: None,
+        retention: Some(Retention { mode, until_ms }),
+        bypass_governance: bypass,
+        now_ms: 10,
+    };
+    let r = apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: true },
+            Command::SetBucketVersioning { bucket: "b".into(), versioning: Versioning::Suspended },
+            put("c"),
+            put("g"),
+            retain("c", LockMode::Compliance, 100, false),
+            retain("g", LockMode::Governance, 100, false),
+            retain("c", LockMode::Compliance, 200, false),
+            retain("c", LockMode::Compliance, 150, true),
+            retain("c", LockMode::Governance, 300, true),
+            retain("g", LockMode::Compliance, 100, false),
+            retain("g", LockMode::Governance, 50, false),
+            retain("g", LockMode::Governance, 50, true),
+        ],
+    );
+    let locked = |r: &CommandResult| matches!(r, CommandResult::Failed(MetaError::ObjectLocked(_)));
+    assert!(matches!(r[1], CommandResult::Failed(MetaError::InvalidBucketState(_))), "no suspending with a lock");
+    assert_eq!(r[4..7], [CommandResult::Done, CommandResult::Done, CommandResult::Done], "set, set, lengthened");
+    assert!(locked(&r[7]) && locked(&r[8]), "compliance is never shortened nor weakened, bypass or not");
+    assert!(locked(&r[9]) && locked(&r[10]), "governance: no mode change or shortening without the bypass");
+    assert_eq!(r[11], CommandResult::Done, "with it, shortened");
+    let id = |key: &str| load_manifest(&conn, "b", key).unwrap().unwrap().version_id.unwrap();
+    let (c, g) = (id("c"), id("g"));
+    let delete = |key: &str, id: &str, bypass| Command::DeleteObject {
+        bucket: "b".into(),
+        key: key.into(),
+        version_id: Some(id.into()),
+        now_ms: 10,
+        bypass_governance: bypass,
+    };
+    let hold = |on| Command::SetLegalHold { bucket: "b".into(), key: "g".into(), version_id: None, on };
+    let r = apply_all(
+        &mut conn,
+        20,
+        &[
+            delete("c", &c, true),
+            delete("g", &g, false),
+            hold(true),
+            delete("g", &g, true),
+            hold(false),
+            delete("g", &g, true),
+        ],
+    );
+    assert!(locked(&r[0]) && locked(&r[1]) && locked(&r[3]), "{r:?}");
+    assert_eq!(r[5], CommandResult::Version { version_id: Some(g), delete_marker: false }, "governance bypassed");
+    // At its date, compliance lets go.
+    let expired = Command::DeleteObject {
+        bucket: "b".into(),
+        key: "c".into(),
+        version_id: Some(c),
+        now_ms: 200,
+        bypass_governance: false,
+    };
+    assert!(!locked(&apply_all(&mut conn, 30, &[expired])[0]));
+}

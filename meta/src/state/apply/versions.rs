@@ -18,7 +18,7 @@ use super::{refuse, Applier, Fail, Outcome};
 use crate::api::{CommandResult, MetaError, Versioning};
 use crate::state::rows::{
     delete_object_row, delete_version_row, load_bucket_setting, load_manifest, load_version, newest_version,
-    set_bucket_setting, write_object, write_version, BucketSetting, StoredVersion, NULL_VERSION,
+    retire_object_row, set_bucket_setting, write_object, write_version, BucketSetting, StoredVersion, NULL_VERSION,
 };
 
 /// Versions made within one log entry: the low bits of their `seq`.
@@ -56,7 +56,8 @@ impl Applier<'_> {
     /// releases); enabled, the current one becomes noncurrent and the new
     /// one gets an id of its own; suspended, the new one is the null
     /// version, which replaces the null version there was. Answers the
-    /// `x-amz-version-id` of the write (None without versioning).
+    /// `x-amz-version-id` of the write: None without versioning, and for
+    /// the null version a suspended bucket writes (AWS sends none).
     pub(super) fn replace_object(
         &self,
         bucket: &str,
@@ -73,16 +74,16 @@ impl Applier<'_> {
                 }
             }
             Some(Versioning::Enabled) => {
-                self.retire_current(bucket, key)?;
+                self.retire_current(bucket, key, Versioning::Enabled)?;
                 manifest.version_id = Some(new_version_id(self.next_seq()));
             }
             Some(Versioning::Suspended) => {
-                self.retire_current(bucket, key)?;
+                self.retire_current(bucket, key, Versioning::Suspended)?;
                 self.drop_null_version(bucket, key)?;
             }
         }
         write_object(self.tx, bucket, key, manifest)?;
-        Ok(versioning.map(|_| manifest.version_id.clone().unwrap_or_else(|| NULL_VERSION.into())))
+        Ok(manifest.version_id.clone())
     }
 
     /// Without `version_id`: deletes the current object (no versioning), or
@@ -110,7 +111,7 @@ impl Applier<'_> {
             }
             return Ok(CommandResult::Version { version_id: None, delete_marker: false });
         };
-        self.retire_current(bucket, key)?;
+        self.retire_current(bucket, key, versioning)?;
         let id = match versioning {
             Versioning::Enabled => None,
             Versioning::Suspended => {
@@ -162,14 +163,15 @@ impl Applier<'_> {
 
     /// The current object becomes the newest noncurrent version, except the
     /// null version under suspended versioning, which is replaced (deleted).
-    fn retire_current(&self, bucket: &str, key: &str) -> rusqlite::Result<()> {
-        let Some(current) = load_manifest(self.tx, bucket, key)? else { return Ok(()) };
-        delete_object_row(self.tx, bucket, key)?;
-        if current.version_id.is_none() && self.versioning(bucket)? == Some(Versioning::Suspended) {
-            return self.release_chunks(&current.chunks);
+    fn retire_current(&self, bucket: &str, key: &str, versioning: Versioning) -> rusqlite::Result<()> {
+        if versioning == Versioning::Suspended {
+            let Some(current) = load_manifest(self.tx, bucket, key)? else { return Ok(()) };
+            if current.version_id.is_none() {
+                delete_object_row(self.tx, bucket, key)?;
+                return self.release_chunks(&current.chunks);
+            }
         }
-        let seq = self.next_seq();
-        write_version(self.tx, bucket, key, &StoredVersion { seq, delete_marker: false, manifest: current })
+        retire_object_row(self.tx, bucket, key, self.next_seq()).map(drop)
     }
 
     /// Deletes the noncurrent null version (object or delete marker), if any.
