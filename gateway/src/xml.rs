@@ -146,12 +146,14 @@ pub struct DeleteRequest {
 pub struct DeleteTarget {
     pub key: String,
     pub version_id: Option<String>,
+    /// `<ETag>`, `<LastModifiedTime>`, `<Size>`: delete only if they hold.
+    pub condition: jadfs_meta::api::DeleteCondition,
 }
 
 pub const MAX_DELETE_KEYS: usize = 1000;
 
 pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, Malformed> {
-    let root = parse(body, 4 * MAX_DELETE_KEYS + 16)?;
+    let root = parse(body, 6 * MAX_DELETE_KEYS + 16)?;
     if root.name != "Delete" {
         return Err(Malformed);
     }
@@ -160,7 +162,19 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, Malformed> {
     for object in root.children_named("Object") {
         let key = object.child("Key").ok_or(Malformed)?.text.clone();
         let version_id = object.child("VersionId").map(|v| v.text.clone());
-        objects.push(DeleteTarget { key, version_id });
+        let last_modified_ms = match object.child("LastModifiedTime") {
+            Some(t) => {
+                Some(chrono::DateTime::parse_from_rfc3339(t.text.trim()).map_err(|_| Malformed)?.timestamp_millis())
+            }
+            None => None,
+        };
+        let size = match object.child("Size") {
+            Some(n) => Some(n.text.trim().parse().map_err(|_| Malformed)?),
+            None => None,
+        };
+        let etag = object.child("ETag").map(|e| e.text.clone());
+        let condition = jadfs_meta::api::DeleteCondition { etag, last_modified_ms, size };
+        objects.push(DeleteTarget { key, version_id, condition });
     }
     if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
         return Err(Malformed);
@@ -245,6 +259,7 @@ mod tests {
         let target = |key: &str, version_id: Option<&str>| DeleteTarget {
             key: key.into(),
             version_id: version_id.map(String::from),
+            condition: Default::default(),
         };
         assert_eq!(parsed.objects, [target("a&b", None), target(" ", Some("v1"))], "keys keep their spaces");
         for bad in [&b"<Delete>"[..], b"<Delete></Delete>", b"not xml", b"<Other><Object><Key>a</Key></Object></Other>"]

@@ -344,6 +344,7 @@ async fn delete_object(
             version_id: None,
             now_ms: jadfs_common::now_ms(),
             bypass_governance: false,
+            condition: None,
         };
         gw.meta.write(&command).await?;
         Ok::<_, S3Error>(())

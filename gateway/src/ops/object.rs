@@ -5,7 +5,9 @@ use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
 use jadfs_common::{ETag, ObjectManifest};
-use jadfs_meta::api::{object_expiry, CommandResult, LocatedObject, ObjectMetadata, Permission, DAY_MS, NULL_VERSION};
+use jadfs_meta::api::{
+    object_expiry, CommandResult, DeleteCondition, LocatedObject, ObjectMetadata, Permission, DAY_MS, NULL_VERSION,
+};
 use jadfs_meta::Command;
 
 use super::conditions::{check_copy_source_conditions, check_read_conditions, conditional_commit_error};
@@ -385,7 +387,18 @@ pub async fn get_object_attributes(ctx: &Ctx<'_>, key: &str) -> Result<HttpRespo
 
 /// DeleteObject: the current object (or with `versionId` that version).
 pub async fn delete_object(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
-    let (version_id, delete_marker) = delete(ctx, key, ctx.param("versionId")).await?;
+    let condition = DeleteCondition {
+        etag: ctx.header("if-match").map(str::to_string),
+        last_modified_ms: match ctx.header("x-amz-if-match-last-modified-time") {
+            Some(t) => Some(super::parse_http_date(t).ok_or(Code::InvalidArgument)?.timestamp_millis()),
+            None => None,
+        },
+        size: match ctx.header("x-amz-if-match-size") {
+            Some(n) => Some(n.parse().map_err(|_| Code::InvalidArgument)?),
+            None => None,
+        },
+    };
+    let (version_id, delete_marker) = delete(ctx, key, ctx.param("versionId"), condition).await?;
     let mut response = HttpResponse::NoContent();
     if let Some(version_id) = version_id {
         response.insert_header(("x-amz-version-id", version_id));
@@ -398,13 +411,19 @@ pub async fn delete_object(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3E
 
 /// Deletes a key's current object or one of its versions; answers the
 /// version deleted or the delete marker made, as `made_version`.
-async fn delete(ctx: &Ctx<'_>, key: &str, version_id: Option<&str>) -> Result<(Option<String>, bool), S3Error> {
+async fn delete(
+    ctx: &Ctx<'_>,
+    key: &str,
+    version_id: Option<&str>,
+    condition: DeleteCondition,
+) -> Result<(Option<String>, bool), S3Error> {
     let command = Command::DeleteObject {
         bucket: ctx.bucket_name().to_string(),
         key: key.to_string(),
         version_id: version_id.map(str::to_string),
         now_ms: jadfs_common::now_ms(),
         bypass_governance: version_id.is_some() && super::lock::bypass_governance(ctx).await?,
+        condition: (condition != DeleteCondition::default()).then_some(condition),
     };
     Ok(made_version(ctx.gw.meta.write(&command).await?))
 }
@@ -415,14 +434,14 @@ pub async fn delete_objects(ctx: &Ctx<'_>, body: RequestBody) -> Result<HttpResp
     ctx.bucket().await?;
     let mut x = XmlWriter::new();
     x.open("DeleteResult");
-    for xml::DeleteTarget { key, version_id } in &request.objects {
+    for xml::DeleteTarget { key, version_id, condition } in &request.objects {
         let result = async {
             crate::endpoint::check_version_id(version_id.as_deref())?;
             if key.is_empty() {
                 return Err(S3Error::new(Code::KeyTooLongError));
             }
             validate_key(key)?;
-            delete(ctx, key, version_id.as_deref()).await
+            delete(ctx, key, version_id.as_deref(), condition.clone()).await
         }
         .await;
         match result {

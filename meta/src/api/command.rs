@@ -5,8 +5,8 @@ use jadfs_common::{ChunkId, ETag, NodeId, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessKey, CorsRule, LifecycleRule, MetaError, ObjectLockConfig, ObjectMetadata, PartManifest, Permission,
-    Replication, Retention, StorageNodeInfo, UploadInfo, Versioning,
+    AccessKey, CorsRule, DeleteCondition, LifecycleRule, MetaError, ObjectLockConfig, ObjectMetadata, PartManifest,
+    Permission, Replication, Retention, StorageNodeInfo, UploadInfo, Versioning,
 };
 
 /// A change to the metadata, replicated through the Raft log. Everything a
@@ -58,6 +58,9 @@ pub enum Command {
         /// caller may bypass it, and asked to).
         #[serde(default)]
         bypass_governance: bool,
+        /// Deletes only if the version (or current object) is this one.
+        #[serde(default)]
+        condition: Option<DeleteCondition>,
     },
     /// Enables Object Lock on a bucket with versioning enabled, or sets its
     /// default retention.

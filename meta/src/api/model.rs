@@ -67,6 +67,25 @@ impl LockPeriod {
     }
 }
 
+/// What a conditional delete asks of the object it deletes
+/// (`If-Match`, `x-amz-if-match-last-modified-time`, `x-amz-if-match-size`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// An `If-Match` list: ETags, or `*`.
+    pub etag: Option<String>,
+    /// Matched to the second, as HTTP dates tell it.
+    pub last_modified_ms: Option<i64>,
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    pub fn holds(&self, object: &jadfs_common::ObjectManifest) -> bool {
+        self.etag.as_ref().is_none_or(|list| object.etag.matches(list))
+            && self.last_modified_ms.is_none_or(|t| t.div_euclid(1000) == object.last_modified_ms.div_euclid(1000))
+            && self.size.is_none_or(|size| size == object.size)
+    }
+}
+
 /// A bucket's versioning, once turned on.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Versioning {

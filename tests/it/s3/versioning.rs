@@ -189,3 +189,24 @@ async fn versions_are_kept_read_listed_and_deleted_as_s3_does() {
     .await;
     s3.delete_bucket().bucket(BUCKET).send().await.unwrap();
 }
+
+/// Conditional deletes (`If-Match`, `x-amz-if-match-size`), checked where
+/// the delete applies: the wrong object is never deleted, a missing one is
+/// gone all the same.
+#[tokio::test]
+async fn a_conditional_delete_takes_only_the_object_it_names() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("cond").send().await.unwrap();
+    let put = s3.put_object().bucket("cond").key("k").body(ByteStream::from_static(b"hello")).send().await.unwrap();
+    let etag = put.e_tag().unwrap().to_string();
+    let delete = || s3.delete_object().bucket("cond").key("k");
+    let wrong = delete().if_match("\"0123\"").send().await.unwrap_err();
+    assert_eq!((code(&wrong), status(&wrong)), ("PreconditionFailed".into(), 412));
+    let wrong_size = delete().if_match_size(6).send().await.unwrap_err();
+    assert_eq!(code(&wrong_size), "PreconditionFailed");
+    assert!(s3.head_object().bucket("cond").key("k").send().await.is_ok(), "still there");
+    delete().if_match(&etag).if_match_size(5).send().await.unwrap();
+    assert!(s3.head_object().bucket("cond").key("k").send().await.is_err(), "deleted");
+    delete().if_match(&etag).send().await.expect("a missing object is gone all the same");
+}

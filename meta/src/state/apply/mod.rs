@@ -122,9 +122,12 @@ impl<'t> Applier<'t> {
             C::PutObject { bucket, key, manifest, placement, condition, write_id } => {
                 self.put_object(bucket, key, manifest, Written::by(placement, *write_id), condition.as_ref())
             }
-            C::DeleteObject { bucket, key, version_id, now_ms, bypass_governance } => {
-                self.delete_object(bucket, key, version_id.as_deref(), *now_ms, *bypass_governance)
-            }
+            C::DeleteObject { bucket, key, version_id, now_ms, bypass_governance, condition } => self.delete_object_if(
+                (bucket, key, version_id.as_deref()),
+                *now_ms,
+                *bypass_governance,
+                condition.as_ref(),
+            ),
             C::SetObjectLock { bucket, config } => self.set_object_lock(bucket, config),
             C::SetRetention { bucket, key, version_id, retention, bypass_governance, now_ms } => self.set_retention(
                 (bucket, key, version_id.as_deref()),

@@ -57,6 +57,7 @@ fn a_batch_applies_in_order_and_each_command_fails_alone() {
             version_id: None,
             now_ms: 0,
             bypass_governance: false,
+            condition: None,
         })
         .unwrap();
     tx.commit().unwrap();
@@ -185,6 +186,7 @@ fn a_reference_and_a_collection_never_both_win() {
             version_id: None,
             now_ms: 0,
             bypass_governance: false,
+            condition: None,
         }],
     );
 
@@ -400,6 +402,7 @@ fn a_retried_write_is_applied_once() {
             version_id: None,
             now_ms: 0,
             bypass_governance: false,
+            condition: None,
         },
     );
     apply_all(
@@ -519,6 +522,7 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
         version_id: None,
         now_ms: 0,
         bypass_governance: false,
+        condition: None,
     };
     let gone =
         apply_all(&mut conn, 14, &[delete("keep/a"), delete("tmp/b"), Command::DeleteBucket { name: "b".into() }]);
@@ -555,6 +559,7 @@ fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers
         version_id: None,
         now_ms,
         bypass_governance: false,
+        condition: None,
     };
     let rules = vec![
         LifecycleRule {
@@ -728,6 +733,7 @@ fn retention_only_lengthens_without_the_bypass_and_a_lock_keeps_the_version() {
         version_id: Some(id.into()),
         now_ms: 10,
         bypass_governance: bypass,
+        condition: None,
     };
     let hold = |on| Command::SetLegalHold { bucket: "b".into(), key: "g".into(), version_id: None, on };
     let r = apply_all(
@@ -751,6 +757,7 @@ fn retention_only_lengthens_without_the_bypass_and_a_lock_keeps_the_version() {
         version_id: Some(c),
         now_ms: 200,
         bypass_governance: false,
+        condition: None,
     };
     assert!(!locked(&apply_all(&mut conn, 30, &[expired])[0]));
 }

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use jadfs_common::{ETag, ObjectManifest};
 
 use super::{refuse, Applier, Fail, Outcome};
-use crate::api::{CommandResult, MetaError, Versioning};
+use crate::api::{CommandResult, DeleteCondition, MetaError, Versioning};
 use crate::state::rows::{
     delete_object_row, delete_version_row, load_bucket_setting, load_manifest, load_version, newest_version,
     retire_object_row, set_bucket_setting, write_object, write_version, BucketSetting, StoredVersion, NULL_VERSION,
@@ -84,6 +84,30 @@ impl Applier<'_> {
         }
         write_object(self.tx, bucket, key, manifest)?;
         Ok(manifest.version_id.clone())
+    }
+
+    /// A delete with a condition: only if the version it names (or the
+    /// current object) is there and is the one described; one that is not
+    /// there is gone all the same.
+    pub(super) fn delete_object_if(
+        &self,
+        (bucket, key, version_id): (&str, &str, Option<&str>),
+        now_ms: i64,
+        bypass_governance: bool,
+        condition: Option<&DeleteCondition>,
+    ) -> Outcome {
+        if let Some(condition) = condition {
+            self.require_bucket(bucket)?;
+            match self.object_version(bucket, key, version_id) {
+                Ok(target) if !condition.holds(&target) => return refuse(MetaError::PreconditionFailed),
+                Ok(_) => {}
+                Err(Fail::Refused(MetaError::NoSuchKey | MetaError::NoSuchVersion)) => {
+                    return Ok(CommandResult::Version { version_id: version_id.map(Into::into), delete_marker: false })
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        self.delete_object(bucket, key, version_id, now_ms, bypass_governance)
     }
 
     /// Without `version_id`: deletes the current object (no versioning), or
@@ -294,6 +318,7 @@ mod tests {
                         version_id: None,
                         now_ms: 0,
                         bypass_governance: false,
+                        condition: None,
                     };
                     let CommandResult::Version { version_id, delete_marker } = apply(&mut conn, command) else {
                         panic!("a delete answers its version")
@@ -320,6 +345,7 @@ mod tests {
                         version_id: Some(id.clone()),
                         now_ms: 0,
                         bypass_governance: false,
+                        condition: None,
                     };
                     apply(&mut conn, command);
                     versions.retain(|v| v.0 != id);
