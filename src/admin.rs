@@ -217,6 +217,8 @@ enum BucketCommand {
     /// Delete every object of a bucket, or those under a prefix, with a
     /// progress bar (DeleteObjects, 1,000 keys a request). Objects the
     /// cluster refuses to delete are counted and named, not skipped quietly.
+    /// In a bucket with versioning each deletion is a delete marker: the
+    /// versions stay (delete them by version id through S3).
     Empty {
         bucket: String,
         /// Only the keys that start with this.
