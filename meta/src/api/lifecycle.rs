@@ -117,14 +117,17 @@ pub fn noncurrent_due(
     })
 }
 
-/// Whether a delete marker with no version left behind it is removed.
-pub fn lone_marker_due(rules: &[LifecycleRule], key: &str) -> bool {
-    rules.iter().any(|r| {
-        r.enabled
-            && r.expiration == Some(Expiration::ExpiredObjectDeleteMarker)
-            && key.starts_with(&r.filter.prefix)
-            && r.filter.tags.is_empty()
-    })
+/// Whether a delete marker made at `written_ms` with no version left
+/// behind it is removed at `now_ms`: at once under ExpiredObjectDeleteMarker,
+/// or once it is as old as an expiration by days says.
+pub fn lone_marker_due(rules: &[LifecycleRule], key: &str, written_ms: i64, now_ms: i64, day_ms: i64) -> bool {
+    rules.iter().filter(|r| r.enabled && key.starts_with(&r.filter.prefix) && r.filter.tags.is_empty()).any(
+        |r| match &r.expiration {
+            Some(Expiration::ExpiredObjectDeleteMarker) => true,
+            Some(days @ Expiration::Days(_)) => expires_at(days, written_ms, day_ms).is_some_and(|at| at <= now_ms),
+            _ => false,
+        },
+    )
 }
 
 /// Whether any enabled rule aborts an upload of `key` begun at
@@ -208,7 +211,10 @@ mod tests {
             expiration: Some(Expiration::ExpiredObjectDeleteMarker),
             ..Default::default()
         };
-        assert!(lone_marker_due(&[marker], "any") && !lone_marker_due(&rules, "db/a"));
+        assert!(lone_marker_due(&[marker], "any", 0, 0, 1_000) && !lone_marker_due(&rules, "db/a", 0, 9_000, 1_000));
+        let days = LifecycleRule { enabled: true, expiration: Some(Expiration::Days(2)), ..Default::default() };
+        assert!(!lone_marker_due(&[days.clone()], "k", 1_000, 2_999, 1_000), "a marker younger than the days");
+        assert!(lone_marker_due(&[days], "k", 1_000, 3_000, 1_000));
     }
 
     #[test]

@@ -121,9 +121,10 @@ impl Applier<'_> {
                 newer += 1;
             }
         }
-        let lone_marker = current.is_none() && left == 1 && versions.iter().any(|v| v.delete_marker);
-        if lone_marker && lone_marker_due(rules, key) {
-            let marker = versions.iter().find(|v| v.delete_marker).expect("just found");
+        let lone_marker = versions.iter().find(|v| v.delete_marker).filter(|_| current.is_none() && left == 1);
+        if let Some(marker) =
+            lone_marker.filter(|m| lone_marker_due(rules, key, m.manifest.last_modified_ms, now_ms, day_ms))
+        {
             let id = marker.manifest.version_id.as_deref().unwrap_or(NULL_VERSION);
             self.delete_object(bucket, key, Some(id), now_ms, false)?;
             expired += 1;
