@@ -187,3 +187,57 @@ async fn a_lifecycle_configuration_is_refused_as_s3_refuses_it() {
     assert_eq!(code(&denied), "AccessDenied");
     assert!(s3.get_bucket_lifecycle_configuration().bucket("lc-test").send().await.is_ok(), "still there");
 }
+
+/// A versioned bucket: the current object expires behind a delete marker,
+/// noncurrent versions past their days are deleted for good (the newest one
+/// kept by NewerNoncurrentVersions), the lone delete marker left goes, and
+/// the space of every version deleted comes back.
+#[tokio::test]
+async fn noncurrent_versions_and_lone_markers_expire_and_their_space_comes_back() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, NoncurrentVersionExpiration, VersioningConfiguration};
+    let server = Server::start_with(&["--lifecycle-day", "1s", "--gc-grace", "1s", "--chunk-size", "1048576"]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("lc-versions").send().await.unwrap();
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning().bucket("lc-versions").versioning_configuration(enabled).send().await.unwrap();
+    // Three versions of db/k (2 MiB each, 2 chunks); one of gone/k, then deleted.
+    for (i, key) in ["db/k", "db/k", "db/k", "gone/k"].into_iter().enumerate() {
+        let body = ByteStream::from(random_bytes(2 << 20, 40 + i as u64));
+        s3.put_object().bucket("lc-versions").key(key).body(body).send().await.unwrap();
+    }
+    s3.delete_object().bucket("lc-versions").key("gone/k").send().await.unwrap();
+    let rules = BucketLifecycleConfiguration::builder()
+        .rules(
+            rule("old", LifecycleRuleFilter::builder().prefix("").build())
+                .noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder().noncurrent_days(1).newer_noncurrent_versions(1).build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .rules(
+            rule("markers", LifecycleRuleFilter::builder().prefix("gone/").build())
+                .expiration(LifecycleExpiration::builder().expired_object_delete_marker(true).build())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration().bucket("lc-versions").lifecycle_configuration(rules).send().await.unwrap();
+    let versions = || async {
+        let page = s3.list_object_versions().bucket("lc-versions").send().await.unwrap();
+        (page.versions().len(), page.delete_markers().len())
+    };
+    // gone/k's version is its newest noncurrent one: kept, so its marker stays.
+    // db/k keeps its current version and its newest noncurrent one.
+    wait_until("db/k's oldest version expired", Duration::from_secs(30), || async { versions().await == (3, 1) }).await;
+    // Four versions of 2 chunks were written, one is gone: 6 chunks are left.
+    wait_until("its space collected", Duration::from_secs(30), || async {
+        let stats = server.stats().await;
+        stats["meta"]["chunks"] == 6 && stats["meta"]["orphaned_chunks"] == 0
+    })
+    .await;
+    let kept = s3.get_object().bucket("lc-versions").key("db/k").send().await.unwrap();
+    let bytes = kept.body.collect().await.unwrap().into_bytes();
+    assert_eq!(&bytes[..], &random_bytes(2 << 20, 42)[..], "the current version is untouched");
+}
