@@ -82,14 +82,15 @@ impl Listing {
             x.element("Size", &object.size.to_string());
             x.element("StorageClass", "STANDARD");
             if let Some(owner) = owner {
-                x.open("Owner");
-                x.element("ID", owner);
-                x.element("DisplayName", owner);
-                x.close("Owner");
+                write_owner(x, owner);
             }
             x.close(entry);
         }
-        for prefix in &page.common_prefixes {
+        self.write_common_prefixes(x, &page.common_prefixes);
+    }
+
+    fn write_common_prefixes(&self, x: &mut XmlWriter, prefixes: &[String]) {
+        for prefix in prefixes {
             x.open("CommonPrefixes");
             x.element("Prefix", &self.encode(prefix));
             x.close("CommonPrefixes");
@@ -109,6 +110,13 @@ impl Listing {
             x.element("EncodingType", "url");
         }
     }
+}
+
+fn write_owner(x: &mut XmlWriter, owner: &str) {
+    x.open("Owner");
+    x.element("ID", owner);
+    x.element("DisplayName", owner);
+    x.close("Owner");
 }
 
 fn encode_token(start_after: &str) -> String {
@@ -221,17 +229,10 @@ pub async fn list_object_versions(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error
             x.element("Size", &version.size.to_string());
             x.element("StorageClass", "STANDARD");
         }
-        x.open("Owner");
-        x.element("ID", &owner);
-        x.element("DisplayName", &owner);
-        x.close("Owner");
+        write_owner(&mut x, &owner);
         x.close(entry);
     }
-    for prefix in &page.common_prefixes {
-        x.open("CommonPrefixes");
-        x.element("Prefix", &listing.encode(prefix));
-        x.close("CommonPrefixes");
-    }
+    listing.write_common_prefixes(&mut x, &page.common_prefixes);
     x.close("ListVersionsResult");
     Ok(xml_response(x))
 }

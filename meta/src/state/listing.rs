@@ -79,10 +79,7 @@ pub fn list_objects(conn: &Connection, q: &ListObjectsQuery) -> rusqlite::Result
                 page.truncated = true;
                 break 'scan;
             }
-            let folded = delimiter.and_then(|d| {
-                let rest = &row.key[prefix.len()..];
-                find(rest, d).map(|at| row.key[..prefix.len() + at + d.len()].to_vec())
-            });
+            let folded = fold(&row.key, prefix, delimiter);
             returned += 1;
             match folded {
                 Some(common) => {
@@ -259,10 +256,7 @@ pub fn list_versions(conn: &Connection, q: &ListVersionsQuery) -> rusqlite::Resu
                 page.truncated = true;
                 break 'scan;
             }
-            let folded = delimiter.and_then(|d| {
-                let rest = &row.key[prefix.len()..];
-                find(rest, d).map(|at| row.key[..prefix.len() + at + d.len()].to_vec())
-            });
+            let folded = fold(&row.key, prefix, delimiter);
             returned += 1;
             if let Some(common) = folded {
                 let Some(end) = prefix_end(&common) else { break 'scan };
@@ -321,6 +315,13 @@ fn version_rank(conn: &Connection, bucket: &str, key: &[u8], version_id: &str) -
         .query_row(params![bucket, key.as_bytes(), version_id], |r| r.get(0))
         .optional()?;
     Ok(seq.unwrap_or(i64::MIN))
+}
+
+/// The common prefix `key` folds into: up to the first delimiter after the
+/// prefix, if there is one.
+fn fold(key: &[u8], prefix: &[u8], delimiter: Option<&[u8]>) -> Option<Vec<u8>> {
+    let d = delimiter?;
+    find(&key[prefix.len()..], d).map(|at| key[..prefix.len() + at + d.len()].to_vec())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -7,6 +7,24 @@ use crate::api::*;
 use crate::state::rows::load_manifest;
 use crate::state::schema;
 
+/// A put into bucket `b` of a 2-byte inline object written at
+/// `written_ms`, its ETag `etag`, with `tags`.
+fn put_inline(key: &str, written_ms: i64, etag: &str, tags: &[(&str, &str)]) -> Command {
+    let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
+        "size": 2, "etag": format!("\"{etag}\""), "last_modified_ms": written_ms, "content_type": null,
+        "chunks": [], "inline": "aGk=", "tags": tags,
+    }))
+    .unwrap();
+    Command::PutObject {
+        bucket: "b".into(),
+        key: key.into(),
+        manifest,
+        placement: vec![],
+        condition: None,
+        write_id: None,
+    }
+}
+
 /// What a put answers in a bucket without versioning.
 const PUT: CommandResult = CommandResult::Version { version_id: None, delete_marker: false };
 
@@ -438,21 +456,7 @@ fn a_retried_write_is_applied_once() {
 #[test]
 fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
     let mut conn = schema::in_memory();
-    let put = |key: &str, written_ms: i64, tags: &[(&str, &str)]| {
-        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
-            "size": 2, "etag": "\"e\"", "last_modified_ms": written_ms, "content_type": null,
-            "chunks": [], "inline": "aGk=", "tags": tags,
-        }))
-        .unwrap();
-        Command::PutObject {
-            bucket: "b".into(),
-            key: key.into(),
-            manifest,
-            placement: vec![],
-            condition: None,
-            write_id: None,
-        }
-    };
+    let put = |key: &str, written_ms: i64, tags: &[(&str, &str)]| put_inline(key, written_ms, "e", tags);
     let rule = |id: &str, prefix: &str, tags: Vec<(String, String)>| LifecycleRule {
         id: id.into(),
         enabled: true,
@@ -538,21 +542,7 @@ fn lifecycle_steps_page_through_keys_and_judge_each_object_when_they_apply() {
 #[test]
 fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers() {
     let mut conn = schema::in_memory();
-    let put = |key: &str, written_ms: i64| {
-        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
-            "size": 2, "etag": format!("\"{written_ms}\""), "last_modified_ms": written_ms, "content_type": null,
-            "chunks": [], "inline": "aGk=",
-        }))
-        .unwrap();
-        Command::PutObject {
-            bucket: "b".into(),
-            key: key.into(),
-            manifest,
-            placement: vec![],
-            condition: None,
-            write_id: None,
-        }
-    };
+    let put = |key: &str, written_ms: i64| put_inline(key, written_ms, &written_ms.to_string(), &[]);
     let delete = |key: &str, now_ms| Command::DeleteObject {
         bucket: "b".into(),
         key: key.into(),
@@ -679,20 +669,7 @@ fn a_node_registering_at_another_ids_address_takes_its_place() {
 fn retention_only_lengthens_without_the_bypass_and_a_lock_keeps_the_version() {
     use jadfs_common::{LockMode, Retention};
     let mut conn = schema::in_memory();
-    let put = |key: &str| {
-        let manifest: ObjectManifest = serde_json::from_value(serde_json::json!({
-            "size": 2, "etag": "\"e\"", "last_modified_ms": 0, "content_type": null, "chunks": [], "inline": "aGk=",
-        }))
-        .unwrap();
-        Command::PutObject {
-            bucket: "b".into(),
-            key: key.into(),
-            manifest,
-            placement: vec![],
-            condition: None,
-            write_id: None,
-        }
-    };
+    let put = |key: &str| put_inline(key, 0, "e", &[]);
     let retain = |key: &str, mode, until_ms, bypass| Command::SetRetention {
         bucket: "b".into(),
         key: key.into(),
