@@ -163,8 +163,12 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, Malformed> {
         let key = object.child("Key").ok_or(Malformed)?.text.clone();
         let version_id = object.child("VersionId").map(|v| v.text.clone());
         let last_modified_ms = match object.child("LastModifiedTime") {
+            // The SDKs send an HTTP date here; ISO 8601 is taken too.
             Some(t) => {
-                Some(chrono::DateTime::parse_from_rfc3339(t.text.trim()).map_err(|_| Malformed)?.timestamp_millis())
+                let t = t.text.trim();
+                let parsed =
+                    chrono::DateTime::parse_from_rfc2822(t).or_else(|_| chrono::DateTime::parse_from_rfc3339(t));
+                Some(parsed.map_err(|_| Malformed)?.timestamp_millis())
             }
             None => None,
         };

@@ -100,13 +100,6 @@ impl Ctx<'_> {
         self.gw.get_object(self.bucket_name(), key, self.param("versionId")).await
     }
 
-    /// The `x-amz-version-id` a write into the request's bucket answers
-    /// with: the version it made, `null` in a bucket with versioning
-    /// suspended, none in one that never had versioning.
-    pub async fn version_header(&self, version_id: Option<&str>) -> Result<Option<String>, S3Error> {
-        Ok(self.bucket().await?.versioning.map(|_| version_id.unwrap_or(jadfs_meta::api::NULL_VERSION).to_string()))
-    }
-
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

@@ -279,8 +279,8 @@ pub async fn complete_multipart_upload(
     }
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x);
-    if let Some(version_id) = ctx.version_header(manifest.version_id.as_deref()).await? {
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&version_id) {
+    if let Some(version_id) = &manifest.version_id {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(version_id) {
             response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-amz-version-id"), value);
         }
     }

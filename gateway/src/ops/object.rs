@@ -522,10 +522,9 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     let mut response = xml_response(x);
     let headers = response.headers_mut();
     use actix_web::http::header::{HeaderName, HeaderValue};
-    for (name, value) in [
-        ("x-amz-copy-source-version-id", copied_version),
-        ("x-amz-version-id", ctx.version_header(manifest.version_id.as_deref()).await?),
-    ] {
+    for (name, value) in
+        [("x-amz-copy-source-version-id", copied_version), ("x-amz-version-id", manifest.version_id.clone())]
+    {
         if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(HeaderName::from_static(name), value);
         }

@@ -88,7 +88,8 @@ impl Applier<'_> {
 
     /// A delete with a condition: only if the version it names (or the
     /// current object) is there and is the one described; one that is not
-    /// there is gone all the same.
+    /// there is gone all the same. Behind a delete marker, the key is
+    /// there but is no object: only `If-Match: *` passes (and does nothing).
     pub(super) fn delete_object_if(
         &self,
         (bucket, key, version_id): (&str, &str, Option<&str>),
@@ -101,7 +102,15 @@ impl Applier<'_> {
             match self.object_version(bucket, key, version_id) {
                 Ok(target) if !condition.holds(&target) => return refuse(MetaError::PreconditionFailed),
                 Ok(_) => {}
-                Err(Fail::Refused(MetaError::NoSuchKey | MetaError::NoSuchVersion)) => {
+                Err(Fail::Refused(MetaError::NoSuchKey)) => {
+                    let behind_marker = newest_version(self.tx, bucket, key)?.is_some_and(|v| v.delete_marker);
+                    let only_exists = *condition == DeleteCondition { etag: Some("*".into()), ..Default::default() };
+                    if behind_marker && !only_exists {
+                        return refuse(MetaError::PreconditionFailed);
+                    }
+                    return Ok(CommandResult::Version { version_id: None, delete_marker: false });
+                }
+                Err(Fail::Refused(MetaError::NoSuchVersion)) => {
                     return Ok(CommandResult::Version { version_id: version_id.map(Into::into), delete_marker: false })
                 }
                 Err(other) => return Err(other),
