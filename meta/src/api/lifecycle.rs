@@ -213,7 +213,10 @@ mod tests {
         };
         assert!(lone_marker_due(&[marker], "any", 0, 0, 1_000) && !lone_marker_due(&rules, "db/a", 0, 9_000, 1_000));
         let days = LifecycleRule { enabled: true, expiration: Some(Expiration::Days(2)), ..Default::default() };
-        assert!(!lone_marker_due(&[days.clone()], "k", 1_000, 2_999, 1_000), "a marker younger than the days");
+        assert!(
+            !lone_marker_due(std::slice::from_ref(&days), "k", 1_000, 2_999, 1_000),
+            "a marker younger than the days"
+        );
         assert!(lone_marker_due(&[days], "k", 1_000, 3_000, 1_000));
     }
 

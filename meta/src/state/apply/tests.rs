@@ -604,14 +604,15 @@ fn lifecycle_deletes_noncurrent_versions_past_their_days_and_lone_delete_markers
     assert_eq!(markers, 1, "gone's marker stays; lone's is removed");
     // With every noncurrent version past its days, gone's version goes, then its marker.
     let step = Command::ApplyLifecycle { bucket: "b".into(), after: None, limit: 100, now_ms: 45, day_ms: 10 };
-    let mut rules: Vec<LifecycleRule> = Vec::new();
-    rules.push(LifecycleRule { id: "all".into(), enabled: true, noncurrent_days: Some(1), ..Default::default() });
-    rules.push(LifecycleRule {
-        id: "m".into(),
-        enabled: true,
-        expiration: Some(Expiration::ExpiredObjectDeleteMarker),
-        ..Default::default()
-    });
+    let rules = vec![
+        LifecycleRule { id: "all".into(), enabled: true, noncurrent_days: Some(1), ..Default::default() },
+        LifecycleRule {
+            id: "m".into(),
+            enabled: true,
+            expiration: Some(Expiration::ExpiredObjectDeleteMarker),
+            ..Default::default()
+        },
+    ];
     let set = Command::SetBucketLifecycle { bucket: "b".into(), rules: Some(rules) };
     let results = apply_all(&mut conn, 30, &[set, step]);
     assert_eq!(results[1], CommandResult::Lifecycle { expired: 3, aborted: 0, next: None });
