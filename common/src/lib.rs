@@ -185,7 +185,15 @@ impl LockMode {
     }
 }
 
+/// The id S3 gives the version a bucket without versioning writes.
+pub const NULL_VERSION: &str = "null";
+
 impl ObjectManifest {
+    /// The id this version answers to: its own, or `null`.
+    pub fn version(&self) -> &str {
+        self.version_id.as_deref().unwrap_or(NULL_VERSION)
+    }
+
     /// Why the version may not be deleted at `now_ms` (None: it may be);
     /// `bypass`: a governance retention is lifted by a bypass.
     pub fn lock_at(&self, now_ms: i64, bypass: bool) -> Option<&'static str> {

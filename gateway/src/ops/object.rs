@@ -111,7 +111,7 @@ pub(crate) fn made_version(result: CommandResult) -> (Option<String>, bool) {
 
 /// The version a read answers with, in a bucket with versioning.
 fn version_of(object: &LocatedObject) -> Option<&str> {
-    object.versioned.then(|| object.manifest.version_id.as_deref().unwrap_or(NULL_VERSION))
+    object.versioned.then(|| object.manifest.version())
 }
 
 /// Parses a single `bytes=` range into an inclusive range of an object of

@@ -96,8 +96,7 @@ pub enum Versioning {
     Suspended,
 }
 
-/// The id S3 gives the version a bucket without versioning writes.
-pub const NULL_VERSION: &str = "null";
+pub use jadfs_common::NULL_VERSION;
 
 /// Whether `id` could name a version: `null`, or an id this cluster makes
 /// (16 lowercase hex digits).

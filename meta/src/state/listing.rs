@@ -6,7 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use jadfs_common::ETag;
 
 use crate::api::{ListObjectsQuery, ListPage, ListVersionsQuery, ObjectEntry, VersionEntry, VersionsPage};
-use crate::state::rows::NULL_VERSION;
 
 /// The smallest byte string greater than every string starting with `prefix`
 /// (None: no such bound).
@@ -306,7 +305,7 @@ pub fn list_versions(conn: &Connection, q: &ListVersionsQuery) -> rusqlite::Resu
 fn version_rank(conn: &Connection, bucket: &str, key: &[u8], version_id: &str) -> rusqlite::Result<i64> {
     let key = String::from_utf8_lossy(key);
     if let Some(current) = crate::state::rows::load_manifest(conn, bucket, &key)? {
-        if current.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id {
+        if current.version() == version_id {
             return Ok(CURRENT);
         }
     }

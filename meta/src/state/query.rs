@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 use super::listing::{list_objects, list_versions};
 use super::rows::{
     applied_state, chunk_nodes, from_json, load_access_key, load_bucket, load_bucket_setting, load_manifest,
-    load_parts, load_upload, load_version, newest_version, replication_of, BucketSetting, NULL_VERSION,
+    load_parts, load_upload, load_version, newest_version, replication_of, BucketSetting,
 };
 use crate::api::*;
 
@@ -63,9 +63,7 @@ fn get_object(
     let current = load_manifest(conn, bucket, key)?;
     let (manifest, current, delete_marker) = match (current, version_id) {
         (Some(current), None) => (current, true, false),
-        (Some(current), Some(id)) if current.version_id.as_deref().unwrap_or(NULL_VERSION) == id => {
-            (current, true, false)
-        }
+        (Some(current), Some(id)) if current.version() == id => (current, true, false),
         (_, id) => {
             let version = match id {
                 Some(id) => load_version(conn, bucket, key, id)?,

@@ -269,7 +269,7 @@ pub fn write_version(tx: &Transaction, bucket: &str, key: &str, version: &Stored
         bucket,
         key.as_bytes(),
         version.seq,
-        m.version_id.as_deref().unwrap_or(NULL_VERSION),
+        m.version(),
         version.delete_marker,
         m.size as i64,
         m.etag.quoted(),

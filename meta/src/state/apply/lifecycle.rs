@@ -9,7 +9,7 @@ use crate::api::{
     lone_marker_due, noncurrent_due, object_expiry, upload_due, CommandResult, LifecycleRule, UploadInfo,
 };
 use crate::state::rows::{
-    from_json, load_bucket_setting, load_manifest, load_versions, set_bucket_setting, BucketSetting, NULL_VERSION,
+    from_json, load_bucket_setting, load_manifest, load_versions, set_bucket_setting, BucketSetting,
 };
 
 impl Applier<'_> {
@@ -113,7 +113,7 @@ impl Applier<'_> {
             // Object Lock keeps a version whatever the rules say.
             let locked = m.lock_at(now_ms, false).is_some();
             if !locked && noncurrent_due(rules, (key, m.size, &m.tags), since, newer, now_ms, day_ms) {
-                let id = m.version_id.as_deref().unwrap_or(NULL_VERSION);
+                let id = m.version();
                 self.delete_object(bucket, key, Some(id), now_ms, false)?;
                 expired += 1;
                 left -= 1;
@@ -125,7 +125,7 @@ impl Applier<'_> {
         if let Some(marker) =
             lone_marker.filter(|m| lone_marker_due(rules, key, m.manifest.last_modified_ms, now_ms, day_ms))
         {
-            let id = marker.manifest.version_id.as_deref().unwrap_or(NULL_VERSION);
+            let id = marker.manifest.version();
             self.delete_object(bucket, key, Some(id), now_ms, false)?;
             expired += 1;
         }

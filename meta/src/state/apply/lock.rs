@@ -11,7 +11,6 @@ use super::{refuse, Applier, Fail, Outcome};
 use crate::api::{CommandResult, MetaError, ObjectLockConfig, Versioning};
 use crate::state::rows::{
     load_bucket_setting, load_manifest, load_version, rewrite_version, set_bucket_setting, write_object, BucketSetting,
-    NULL_VERSION,
 };
 
 /// A version by bucket, key and id (None: the current one).
@@ -109,8 +108,7 @@ impl Applier<'_> {
         manifest: &ObjectManifest,
     ) -> rusqlite::Result<()> {
         let current = load_manifest(self.tx, bucket, key)?;
-        let is_current =
-            |id: &str| current.as_ref().is_some_and(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) == id);
+        let is_current = |id: &str| current.as_ref().is_some_and(|m| m.version() == id);
         match version_id {
             Some(id) if !is_current(id) => match load_version(self.tx, bucket, key, id)? {
                 Some(version) => rewrite_version(self.tx, bucket, key, version.seq, manifest),

@@ -6,7 +6,7 @@ use jadfs_common::ObjectManifest;
 use super::chunks::Written;
 use super::{refuse, Applier, Outcome};
 use crate::api::{CommandResult, MetaError, ObjectMetadata, Retention, WriteCondition};
-use crate::state::rows::{load_manifest, load_version, replication_of, NULL_VERSION};
+use crate::state::rows::{load_manifest, load_version, replication_of};
 
 impl Applier<'_> {
     /// Creates or replaces an object; `placement[i]` lists the nodes that
@@ -92,7 +92,7 @@ impl Applier<'_> {
         let Some(version_id) = version_id else {
             return current.map_or_else(|| refuse(MetaError::NoSuchKey), Ok);
         };
-        if let Some(current) = current.filter(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id) {
+        if let Some(current) = current.filter(|m| m.version() == version_id) {
             return Ok(current);
         }
         match load_version(self.tx, bucket, key, version_id)? {

@@ -170,7 +170,7 @@ impl Applier<'_> {
             retention: None,
             legal_hold: false,
         };
-        let shown = manifest.version_id.clone().unwrap_or_else(|| NULL_VERSION.into());
+        let shown = manifest.version().to_string();
         write_version(self.tx, bucket, key, &StoredVersion { seq, delete_marker: true, manifest })?;
         Ok(CommandResult::Version { version_id: Some(shown), delete_marker: true })
     }
@@ -178,7 +178,7 @@ impl Applier<'_> {
     fn delete_version(&self, bucket: &str, key: &str, version_id: &str, now_ms: i64, bypass: bool) -> Outcome {
         let current = load_manifest(self.tx, bucket, key)?;
         let mut delete_marker = false;
-        if current.as_ref().is_some_and(|m| m.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id) {
+        if current.as_ref().is_some_and(|m| m.version() == version_id) {
             let current = current.expect("just matched");
             self.check_unlocked(&current, now_ms, bypass)?;
             self.release_chunks(&current.chunks)?;
