@@ -152,11 +152,13 @@ def stop_and_continue(cluster, target, hold):
     return f"{target} stopped (SIGSTOP) for {hold} s"
 
 
-def target(cluster, rng, who):
+def target(cluster, rng, who, how):
     """The container a fault strikes: a storage node, the leader, a
-    follower or a gateway."""
+    follower or a gateway. A kill spares the FULL node: its disk is a
+    tmpfs, which a stopped container loses, so killing it would be a
+    `lose_storage` (that phase's own) and not a restart."""
     if who == "storage":
-        return cluster.container(rng.choice(STORAGE))
+        return cluster.container(rng.choice([s for s in STORAGE if how != "kill" or s != FULL]))
     if who == "leader":
         return cluster.meta_leader()
     if who == "follower":
@@ -169,7 +171,7 @@ def harm(how, who):
     action = {"kill": kill_and_restart, "pause": stop_and_continue}[how]
 
     def fault(cluster, rng, hold):
-        return action(cluster, target(cluster, rng, who), hold)
+        return action(cluster, target(cluster, rng, who, how), hold)
     fault.__name__ = f"{how}_{who}"
     return fault
 
@@ -445,8 +447,18 @@ def heal(cluster):
     for service in EVERYONE:
         cluster.wait_healthy(service)
     wait_until("every gateway answering", 120, lambda: all(cluster.client(g).list_buckets() for g in (0, 1)))
-    wait_until("every chunk with its copies", 300,
-               lambda: "chunks waiting for copies: 0" in cluster.admin("nodes"), every=1)
+    try:
+        wait_until("every chunk with its copies", 300,
+                   lambda: "chunks waiting for copies: 0" in cluster.admin("nodes"), every=1)
+    except AssertionError:
+        log("the cluster as `jadfs admin status` sees it:\n" + cluster.admin("status"))
+        raise
+    # An async write's only copy can go with a lost disk: the reads after
+    # show whose objects it was (an anomaly in a sync bucket, reported only
+    # in the async one).
+    lost = [line for line in cluster.admin("nodes").splitlines() if line.startswith("chunks with no copy left")]
+    if lost:
+        log(lost[0])
 
 
 def table(rows):

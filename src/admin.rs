@@ -324,7 +324,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     gib(held.bytes),
                 );
             }
-            println!("chunks waiting for copies: {}", report.repair_queue);
+            let without = report.chunks_without_copy;
+            println!("chunks waiting for copies: {}", report.repair_queue - without.min(report.repair_queue));
+            if without > 0 {
+                println!("chunks with no copy left: {without}");
+            }
             if let Some(tolerance) = report.usage.rebalance_tolerance {
                 println!("rebalancing to within {tolerance}% of each node's share");
             }
@@ -623,8 +627,8 @@ fn print_status(status: &ClusterStatus) {
         gib(s.chunk_bytes)
     );
     println!(
-        "waiting for copies: {}, orphaned (to collect): {}, copies to delete: {}",
-        s.repair_queue, s.orphaned_chunks, s.pending_deletions
+        "waiting for copies: {} ({} with no copy left), orphaned (to collect): {}, copies to delete: {}",
+        s.repair_queue, s.chunks_without_copy, s.orphaned_chunks, s.pending_deletions
     );
     if let Some(tolerance) = status.rebalance_tolerance {
         println!("rebalancing to within {tolerance}% of each node's share");

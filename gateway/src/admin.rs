@@ -239,6 +239,9 @@ async fn set_replication(req: HttpRequest, gw: Gw, body: web::Bytes) -> HttpResp
 pub struct NodesReport {
     pub nodes: Vec<StorageNodeInfo>,
     pub repair_queue: u64,
+    /// Of those, the ones no node holds a copy of.
+    #[serde(default)]
+    pub chunks_without_copy: u64,
     /// What each node holds, and the rebalance in progress.
     #[serde(default)]
     pub usage: jadfs_meta::api::ClusterUsage,
@@ -250,7 +253,12 @@ async fn list_nodes(req: HttpRequest, gw: Gw) -> HttpResponse {
         let nodes = gw.storage_nodes(true).await?;
         let stats = gw.meta.stats().await?;
         let usage = gw.meta.usage().await?;
-        Ok(HttpResponse::Ok().json(NodesReport { nodes, repair_queue: stats.repair_queue, usage }))
+        Ok(HttpResponse::Ok().json(NodesReport {
+            nodes,
+            repair_queue: stats.repair_queue,
+            chunks_without_copy: stats.chunks_without_copy,
+            usage,
+        }))
     }
     .await;
     respond(&req, result)
@@ -447,6 +455,12 @@ pub async fn cluster_status(gw: &Gateway) -> ClusterStatus {
             scrub,
             error,
         });
+    }
+    if stats.chunks_without_copy > 0 {
+        status.alarms.push(format!(
+            "{} chunks have no copy left on any node: the objects using them cannot be read until a lost node comes back",
+            stats.chunks_without_copy
+        ));
     }
     status.stats = stats;
     status.rebalance_tolerance = usage.rebalance_tolerance;

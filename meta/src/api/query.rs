@@ -169,6 +169,11 @@ pub struct MetaStats {
     /// Chunks waiting for copies (async writes, quorum writes, dead nodes).
     #[serde(default)]
     pub repair_queue: u64,
+    /// Of those, the ones no node holds a copy of any more (a lost disk
+    /// had the only one): they wait for that disk to come back, and their
+    /// objects cannot be read until it does.
+    #[serde(default)]
+    pub chunks_without_copy: u64,
     /// Copies storage nodes are still to delete (collected chunks, strays).
     #[serde(default)]
     pub pending_deletions: u64,

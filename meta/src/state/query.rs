@@ -305,6 +305,9 @@ fn stats(conn: &Connection) -> rusqlite::Result<MetaStats> {
         chunk_bytes: count("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE refcount > 0")?,
         orphaned_chunks: count("SELECT COUNT(*) FROM chunks WHERE refcount <= 0")?,
         repair_queue: count("SELECT COUNT(*) FROM repairs")?,
+        chunks_without_copy: count(
+            "SELECT COUNT(*) FROM repairs r WHERE NOT EXISTS (SELECT 1 FROM placements p WHERE p.chunk = r.chunk)",
+        )?,
         pending_deletions: count("SELECT COUNT(*) FROM deletions")?,
         last_applied_index: applied_state(conn)?.0.map(|id| id.index),
         lifecycle: lifecycle_runs(conn)?,
@@ -356,5 +359,13 @@ mod tests {
             seen.extend(page.iter().map(|r| (r.queued_at_log, r.chunk.as_bytes()[0])));
         }
         assert_eq!(seen, [(3, 3), (3, 5), (7, 1), (7, 2), (9, 4)]);
+        // Of the five, those no node holds are counted apart.
+        let placed = |n: usize| {
+            conn.execute("INSERT INTO placements (chunk, node) VALUES (?1, 1)", params![ids[n].as_bytes()]).unwrap()
+        };
+        placed(0);
+        placed(3);
+        let counts = stats(&conn).unwrap();
+        assert_eq!((counts.repair_queue, counts.chunks_without_copy), (5, 3));
     }
 }
