@@ -19,7 +19,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 # The keys s3tests.conf.SAMPLE names: main (root here), alt, tenant.
 main_key=0555b35654ad1656d804 main_secret='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q=='
 "$bin" server --data-dir "$work/data" --listen "127.0.0.1:$port" --access-key "$main_key" \
-    --secret-key "$main_secret" --lifecycle-day 10s --gc-grace 10s > "$work/server.log" 2>&1 &
+    --secret-key "$main_secret" --lifecycle-day 10s --gc-grace 10s --kms-keys testkey-1,testkey-2 > "$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/-/health" && break; sleep 0.2; done
 admin() { "$bin" admin --endpoint "http://127.0.0.1:$port" --access-key "$main_key" --secret-key "$main_secret" "$@"; }

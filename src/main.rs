@@ -88,6 +88,10 @@ struct S3Args {
     /// on storage nodes; 0 turns it off.
     #[arg(long, env = "JADFS_INLINE_MAX", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(0..=(256 << 10)))]
     inline_max: u64,
+    /// Names of the keys SSE-KMS may encrypt with, comma-separated (each
+    /// derived from the cluster secret); none: SSE-KMS is refused.
+    #[arg(long, env = "JADFS_KMS_KEYS", value_delimiter = ',')]
+    kms_keys: Vec<String>,
     /// PEM certificate chain: serve S3 over HTTPS (with --tls-key).
     #[arg(long, env = "JADFS_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

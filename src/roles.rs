@@ -103,6 +103,7 @@ fn gateway_config(
         domain: Some(s3.domain.clone()).filter(|d| !d.is_empty()),
         chunk_size: s3.chunk_size,
         inline_max: s3.inline_max,
+        kms_keys: s3.kms_keys.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
         tls: s3.tls_cert.clone().zip(s3.tls_key.clone()),
         workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
         cluster_key,

@@ -41,6 +41,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct ClusterKey {
     requests: [u8; 32],
     secrets: [u8; 32],
+    objects: [u8; 32],
 }
 
 /// Never prints the keys.
@@ -65,12 +66,22 @@ impl ClusterKey {
             mac.update(purpose);
             mac.finalize().into_bytes().into()
         };
-        Ok(ClusterKey { requests: derive(b"jadfs cluster requests v1"), secrets: derive(b"jadfs secrets at rest v1") })
+        Ok(ClusterKey {
+            requests: derive(b"jadfs cluster requests v1"),
+            secrets: derive(b"jadfs secrets at rest v1"),
+            objects: derive(b"jadfs object encryption v1"),
+        })
     }
 
     /// The key that seals access-key secrets kept in the metadata.
     pub fn secrets_key(&self) -> &[u8; 32] {
         &self.secrets
+    }
+
+    /// The root of the keys that seal encrypted objects' data keys
+    /// (SSE-S3 and SSE-KMS): see `sse::KeyRing`.
+    pub fn objects_key(&self) -> &[u8; 32] {
+        &self.objects
     }
 
     fn mac(&self, method: &str, path_and_query: &str, session: u64, sequence: u64, time: i64) -> HmacSha256 {

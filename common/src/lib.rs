@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node;
 pub mod sealed;
 pub mod serve;
+pub mod sse;
 
 use std::fmt;
 use std::str::FromStr;
@@ -150,6 +151,9 @@ pub struct ObjectManifest {
     /// Object Lock: the version may not be deleted while the hold is on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub legal_hold: bool,
+    /// Server-side encryption: the chunks (or inline bytes) hold ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<sse::Encryption>,
 }
 
 /// An Object Lock retention: until when, and who may shorten it.

@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     /// Objects of at most this many bytes are kept in their manifest, not in
     /// chunks (0: never).
     pub inline_max: u64,
+    /// The key names SSE-KMS accepts (`x-amz-server-side-encryption-aws-kms-key-id`).
+    pub kms_keys: Vec<String>,
     /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub workers: usize,

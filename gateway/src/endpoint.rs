@@ -15,14 +15,13 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Subresources we do not serve: answered NotImplemented, never as if the
 /// request were a plain listing, create or read. `true`: of buckets; `false`:
 /// of objects.
-const UNSUPPORTED: [(&str, bool); 18] = [
+const UNSUPPORTED: [(&str, bool); 17] = [
     ("acl", true),
     ("policy", true),
     ("website", true),
     ("logging", true),
     ("notification", true),
     ("replication", true),
-    ("encryption", true),
     ("requestPayment", true),
     ("accelerate", true),
     ("analytics", true),
@@ -62,6 +61,9 @@ pub enum BucketOp {
     GetCors,
     PutCors,
     DeleteCors,
+    GetEncryption,
+    PutEncryption,
+    DeleteEncryption,
     GetLifecycle,
     PutLifecycle,
     DeleteLifecycle,
@@ -187,6 +189,9 @@ impl BucketOp {
             Method::GET if has("cors") => B::GetCors,
             Method::PUT if has("cors") => B::PutCors,
             Method::DELETE if has("cors") => B::DeleteCors,
+            Method::GET if has("encryption") => B::GetEncryption,
+            Method::PUT if has("encryption") => B::PutEncryption,
+            Method::DELETE if has("encryption") => B::DeleteEncryption,
             Method::GET if has("lifecycle") => B::GetLifecycle,
             Method::PUT if has("lifecycle") => B::PutLifecycle,
             Method::DELETE if has("lifecycle") => B::DeleteLifecycle,
@@ -237,6 +242,9 @@ impl BucketOp {
             B::GetCors => "GetBucketCors",
             B::PutCors => "PutBucketCors",
             B::DeleteCors => "DeleteBucketCors",
+            B::GetEncryption => "GetBucketEncryption",
+            B::PutEncryption => "PutBucketEncryption",
+            B::DeleteEncryption => "DeleteBucketEncryption",
             B::GetLifecycle => "GetBucketLifecycleConfiguration",
             B::PutLifecycle => "PutBucketLifecycleConfiguration",
             B::DeleteLifecycle => "DeleteBucketLifecycle",
@@ -263,6 +271,7 @@ impl BucketOp {
             | B::GetVersioning
             | B::GetObjectLock
             | B::GetCors
+            | B::GetEncryption
             | B::GetLifecycle
             | B::GetTagging => Permission::Read,
             B::DeleteObjects => Permission::Write,
@@ -271,6 +280,8 @@ impl BucketOp {
             | B::PutObjectLock
             | B::PutCors
             | B::DeleteCors
+            | B::PutEncryption
+            | B::DeleteEncryption
             | B::PutLifecycle
             | B::DeleteLifecycle
             | B::PutTagging
@@ -417,7 +428,8 @@ mod tests {
             (M::DELETE, "/bkt", "tagging", "DeleteBucketTagging"),
             (M::GET, "/bkt", "acl", "NotImplemented"),
             (M::PUT, "/bkt", "object-lock", "PutObjectLockConfiguration"),
-            (M::PUT, "/bkt", "encryption", "NotImplemented"),
+            (M::PUT, "/bkt", "encryption", "PutBucketEncryption"),
+            (M::PUT, "/bkt", "website", "NotImplemented"),
             (M::PUT, "/bkt", "versioning", "PutBucketVersioning"),
             (M::GET, "/bkt", "versioning", "GetBucketVersioning"),
             (M::GET, "/bkt/k", "versionId=null", "GetObject"),

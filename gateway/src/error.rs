@@ -76,6 +76,7 @@ s3_errors! {
     MissingContentLength => (LENGTH_REQUIRED, "You must provide the Content-Length HTTP header.");
     NoSuchBucket => (NOT_FOUND, "The specified bucket does not exist.");
     NoSuchCORSConfiguration => (NOT_FOUND, "The CORS configuration does not exist");
+    ServerSideEncryptionConfigurationNotFoundError => (NOT_FOUND, "The server side encryption configuration was not found");
     NoSuchKey => (NOT_FOUND, "The specified key does not exist.");
     NoSuchLifecycleConfiguration => (NOT_FOUND, "The lifecycle configuration does not exist");
     NoSuchTagSet => (NOT_FOUND, "The TagSet does not exist");

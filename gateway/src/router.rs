@@ -185,7 +185,7 @@ async fn handle(
 }
 
 async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<HttpResponse, S3Error> {
-    use ops::{bucket as b, cors, lifecycle, list, lock, multipart as mp, object as o, tagging};
+    use ops::{bucket as b, cors, lifecycle, list, lock, multipart as mp, object as o, sse, tagging};
     use BucketOp as B;
     match op {
         B::Create => b::create_bucket(ctx, body).await,
@@ -203,6 +203,9 @@ async fn bucket_op(ctx: &Ctx<'_>, op: BucketOp, body: RequestBody) -> Result<Htt
         B::GetCors => cors::get_bucket_cors(ctx).await,
         B::PutCors => cors::put_bucket_cors(ctx, body).await,
         B::DeleteCors => cors::delete_bucket_cors(ctx).await,
+        B::GetEncryption => sse::get_bucket_encryption(ctx).await,
+        B::PutEncryption => sse::put_bucket_encryption(ctx, body).await,
+        B::DeleteEncryption => sse::delete_bucket_encryption(ctx).await,
         B::GetLifecycle => lifecycle::get_bucket_lifecycle(ctx).await,
         B::PutLifecycle => lifecycle::put_bucket_lifecycle(ctx, body).await,
         B::DeleteLifecycle => lifecycle::delete_bucket_lifecycle(ctx).await,

@@ -12,30 +12,16 @@ use crate::error::{Code, S3Error};
 pub fn refuse_unsupported<'h>(endpoint: &Endpoint, header: impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
     match endpoint {
         Endpoint::Bucket { op: BucketOp::Create, .. } => refuse_bucket_features(&header),
-        Endpoint::Object { op, .. } => match op {
-            ObjectOp::Put | ObjectOp::Copy(_) | ObjectOp::CreateMultipartUpload => refuse_write_features(&header),
-            ObjectOp::UploadPart { .. } | ObjectOp::UploadPartCopy { .. } | ObjectOp::Get | ObjectOp::Head => {
-                refuse_customer_keys(&header)
-            }
-            _ => Ok(()),
-        },
+        Endpoint::Object { op: ObjectOp::Put | ObjectOp::Copy(_) | ObjectOp::CreateMultipartUpload, .. } => {
+            refuse_write_features(&header)
+        }
         _ => Ok(()),
     }
 }
 
-/// What a new object (PUT, POST form, copy, multipart upload) may not ask for.
+/// What a new object (PUT, POST form, copy, multipart upload) may not ask
+/// for. (Encryption is `ops::sse`'s.)
 pub fn refuse_write_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
-    for name in [
-        "x-amz-server-side-encryption",
-        "x-amz-server-side-encryption-aws-kms-key-id",
-        "x-amz-server-side-encryption-context",
-        "x-amz-server-side-encryption-bucket-key-enabled",
-    ] {
-        if header(name).is_some() {
-            return Err(not_implemented("Server-side encryption is not implemented."));
-        }
-    }
-    refuse_customer_keys(header)?;
     if header("x-amz-website-redirect-location").is_some() {
         return Err(not_implemented("Website redirects are not implemented."));
     }
@@ -48,23 +34,6 @@ pub fn refuse_write_features<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> R
     refuse_acls(header)?;
     if header("x-amz-write-offset-bytes").is_some() {
         return Err(not_implemented("Appending to objects is not implemented."));
-    }
-    Ok(())
-}
-
-/// SSE-C: data encrypted with a key the client holds.
-fn refuse_customer_keys<'h>(header: &impl Fn(&str) -> Option<&'h str>) -> Result<(), S3Error> {
-    for name in [
-        "x-amz-server-side-encryption-customer-algorithm",
-        "x-amz-server-side-encryption-customer-key",
-        "x-amz-server-side-encryption-customer-key-md5",
-        "x-amz-copy-source-server-side-encryption-customer-algorithm",
-        "x-amz-copy-source-server-side-encryption-customer-key",
-        "x-amz-copy-source-server-side-encryption-customer-key-md5",
-    ] {
-        if header(name).is_some() {
-            return Err(not_implemented("Server-side encryption with customer keys is not implemented."));
-        }
     }
     Ok(())
 }
@@ -125,8 +94,7 @@ mod tests {
         let copy = object(ObjectOp::Copy(CopySource { bucket: "src".into(), key: "k".into(), version_id: None }));
         for write in [object(ObjectOp::Put), copy, object(ObjectOp::CreateMultipartUpload)] {
             let refused = |h: &[(&str, &str)]| refused(&write, h);
-            assert_eq!(refused(&[("x-amz-server-side-encryption", "AES256")]), Some(Code::NotImplemented));
-            assert_eq!(refused(&[("x-amz-server-side-encryption-customer-key", "k")]), Some(Code::NotImplemented));
+            assert_eq!(refused(&[("x-amz-server-side-encryption", "AES256")]), None, "ops::sse judges it");
             assert_eq!(refused(&[("x-amz-website-redirect-location", "/x")]), Some(Code::NotImplemented));
             assert_eq!(refused(&[("x-amz-storage-class", "GLACIER")]), Some(Code::InvalidStorageClass));
             assert_eq!(refused(&[("x-amz-acl", "public-read")]), Some(Code::NotImplemented));
@@ -137,8 +105,5 @@ mod tests {
         let create = Endpoint::Bucket { bucket: "bkt".into(), op: BucketOp::Create };
         assert_eq!(refused(&create, &[("x-amz-bucket-object-lock-enabled", "True")]), None, "Object Lock is served");
         assert_eq!(refused(&create, &[("x-amz-object-ownership", "ObjectWriter")]), Some(Code::NotImplemented));
-        let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
-        assert_eq!(refused(&object(ObjectOp::Get), &sse_c), Some(Code::NotImplemented));
-        assert_eq!(refused(&object(ObjectOp::Delete), &sse_c), None);
     }
 }

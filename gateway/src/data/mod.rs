@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jadfs_common::{ChunkRef, NodeId};
 
-pub use read::read_object;
+pub use read::{read_object, PlainReader};
 pub use write::{copy_range, forget_write, store_body};
 
 use crate::body::ObjectBody;

@@ -5,11 +5,14 @@ use std::io;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use jadfs_common::sse::{DataKey, ObjectDecryptor};
 use jadfs_common::{ChunkRef, NodeId};
+use jadfs_meta::api::LocatedObject;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::STALL_TIMEOUT;
+use super::{ByteSource, STALL_TIMEOUT};
+use crate::error::{Code, S3Error};
 use crate::Gateway;
 
 /// The bytes `start..=end` of an object, chunk after chunk. The stream ends
@@ -43,6 +46,55 @@ pub fn read_object(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// An object's bytes `start..=end` as they were written (decrypted with
+/// `keys`, from `ops::sse::open`, if it is encrypted): the source of a copy
+/// that cannot share its source's chunks.
+pub struct PlainReader {
+    pieces: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>,
+    decryptor: Option<ObjectDecryptor>,
+}
+
+impl PlainReader {
+    pub fn new(
+        gw: std::sync::Arc<Gateway>,
+        object: &LocatedObject,
+        keys: Option<Vec<(u64, DataKey)>>,
+        (start, end): (u64, u64),
+    ) -> Result<PlainReader, S3Error> {
+        let decryptor = keys.map(|keys| ObjectDecryptor::new(keys, start));
+        let manifest = &object.manifest;
+        let pieces: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>> = if manifest.size == 0 {
+            Box::pin(futures_util::stream::empty())
+        } else if let Some(inline) = &manifest.inline {
+            let range = inline.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?;
+            Box::pin(futures_util::stream::once(std::future::ready(Ok(Bytes::copy_from_slice(range)))))
+        } else {
+            let chunks = manifest.chunks.iter().cloned().zip(object.locations.iter().cloned()).collect();
+            Box::pin(read_object(gw, chunks, start, end))
+        };
+        Ok(PlainReader { pieces, decryptor })
+    }
+}
+
+impl ByteSource for PlainReader {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, S3Error> {
+        let Some(piece) = self.pieces.next().await else { return Ok(None) };
+        let piece = piece.map_err(|e| {
+            S3Error::new(Code::ServiceUnavailable)
+                .with_message("No copy of the source's data could be read; please retry.")
+                .caused_by(e)
+        })?;
+        Ok(Some(match &mut self.decryptor {
+            Some(decryptor) => {
+                let mut plain = bytes::BytesMut::from(&piece[..]);
+                decryptor.apply(&mut plain);
+                plain.freeze()
+            }
+            None => piece,
+        }))
+    }
 }
 
 /// What to ask the next copy of a chunk of `size` bytes for, when the

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use jadfs_common::node::{ChunkPutResponse, PutMessage, Trailer};
+use jadfs_common::sse::Keystream;
 use jadfs_common::{ChunkId, ChunkRef, NodeId};
 use jadfs_meta::api::{CommandResult, LocatedObject, Replication};
 use jadfs_meta::{lease, Command};
@@ -41,12 +42,15 @@ const SEND_SIZE: usize = 256 << 10;
 /// every chunk are durable for `replication` to acknowledge the write;
 /// nothing is committed to metadata here. A body of at most `inline_max`
 /// bytes (but not empty) is returned inline instead, and no node sees it.
+/// With a `cipher`, what is stored is the body encrypted by it (the MD5 is
+/// still the body's own).
 pub async fn store_body(
     gw: &Gateway,
     body: &mut impl ByteSource,
     max_size: u64,
     replication: Replication,
     inline_max: u64,
+    cipher: Option<Keystream>,
 ) -> Result<StoredData, S3Error> {
     let mut stored = StoredData::empty();
     let write_id = stored.write_id;
@@ -55,7 +59,7 @@ pub async fn store_body(
     let filled = lease::renewing(
         write_id,
         |c| async move { gw.meta.write(&c).await },
-        fill(gw, body, max_size, replication, inline_max, &mut stored),
+        fill(gw, body, max_size, replication, inline_max, cipher, &mut stored),
     );
     match filled.await {
         Ok(()) => Ok(stored),
@@ -80,6 +84,7 @@ async fn fill(
     max_size: u64,
     replication: Replication,
     inline_max: u64,
+    mut cipher: Option<Keystream>,
     stored: &mut StoredData,
 ) -> Result<(), S3Error> {
     let mut md5 = Md5::new();
@@ -92,6 +97,14 @@ async fn fill(
             return Err(S3Error::new(Code::EntityTooLarge));
         }
         md5.update(&data);
+        let data = match &mut cipher {
+            Some(cipher) => {
+                let mut sealed = bytes::BytesMut::from(&data[..]);
+                cipher.apply(&mut sealed);
+                sealed.freeze()
+            }
+            None => data,
+        };
         if let Some(held) = &mut small {
             if stored.size <= inline_max {
                 held.extend_from_slice(&data);

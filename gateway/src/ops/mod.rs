@@ -10,6 +10,7 @@ pub mod lock;
 pub mod multipart;
 pub mod object;
 pub mod post_object;
+pub mod sse;
 pub mod tagging;
 
 use std::sync::Arc;
@@ -250,6 +251,7 @@ impl Ctx<'_> {
             tags: tagging::tags_from_header(self)?,
             retention,
             legal_hold,
+            encryption: None,
         })
     }
 }

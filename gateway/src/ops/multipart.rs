@@ -8,6 +8,7 @@ use jadfs_meta::api::{CompleteUpload, PartManifest, Permission, UploadInfo};
 use jadfs_meta::{Command, MetaError};
 
 use super::conditions::{check_copy_source_conditions, conditional_commit_error};
+use super::sse;
 use super::{iso8601, xml_response, Ctx, MAX_PUT_SIZE};
 use crate::body::RequestBody;
 use crate::checksum::Algorithm;
@@ -21,7 +22,9 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 
 pub async fn create_multipart_upload(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
     let bucket = ctx.bucket_name();
-    let metadata = ctx.object_metadata()?;
+    let mut metadata = ctx.object_metadata()?;
+    let default = ctx.bucket().await?.encryption.clone();
+    metadata.encryption = sse::mode_for_write(&ctx.gw, &|name| ctx.header(name), default.as_ref())?.map(|s| s.mode);
     let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
             S3Error::new(Code::InvalidRequest).with_message(format!("Checksum algorithm {name} is not supported"))
@@ -68,7 +71,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, key: &str) -> Result<HttpRes
         key: key.to_string(),
         owner: ctx.principal.id.clone(),
         initiated_ms: jadfs_common::now_ms(),
-        metadata,
+        metadata: metadata.clone(),
         checksum_algorithm,
         full_object_checksum,
     };
@@ -84,6 +87,9 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>, key: &str) -> Result<HttpRes
     if let Some(algorithm) = checksum_algorithm {
         set_header(&mut response, "x-amz-checksum-algorithm", &algorithm.name().to_uppercase());
         set_header(&mut response, "x-amz-checksum-type", checksum_type.as_str());
+    }
+    for (name, value) in sse::headers(metadata.encryption.as_ref()) {
+        set_header(&mut response, name, &value);
     }
     Ok(response)
 }
@@ -126,8 +132,10 @@ pub async fn upload_part(
             )));
         }
     }
+    let sealer = sse::mode_for_part(&ctx.gw, &|name| ctx.header(name), upload.metadata.encryption.as_ref())?;
+    let (cipher, sealed_key) = sealer.as_ref().map(|s| s.new_body()).unzip();
     let replication = ctx.bucket().await?.replication;
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0).await?;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0, cipher).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         data::forget_write(&ctx.gw, stored.write_id).await;
         return Err(S3Error::new(Code::BadDigest));
@@ -140,10 +148,14 @@ pub async fn upload_part(
         last_modified_ms: jadfs_common::now_ms(),
         chunks: stored.chunks,
         checksum: checksum.clone(),
+        sealed_key,
     };
     commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("etag", etag.quoted()));
+    for header in sse::headers(upload.metadata.encryption.as_ref()) {
+        response.insert_header(header);
+    }
     if let Some(checksum) = checksum {
         response.insert_header((checksum.algorithm.header(), checksum.value));
     }
@@ -209,24 +221,42 @@ pub async fn upload_part_copy(
     if last - first + 1 > MAX_PUT_SIZE {
         return Err(S3Error::new(Code::EntityTooLarge));
     }
-    ensure_upload(ctx, key, upload_id).await?;
+    let upload = ensure_upload(ctx, key, upload_id).await?;
+    let header = |name: &str| ctx.header(name);
+    let source_keys = sse::open(&ctx.gw, &header, sse::SOURCE_CUSTOMER, &source.manifest)?;
+    let sealer = sse::mode_for_part(&ctx.gw, &header, upload.metadata.encryption.as_ref())?;
     let replication = ctx.bucket().await?.replication;
-    let stored = if size == 0 {
+    let (cipher, sealed_key) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let stored = if source_keys.is_some() || cipher.is_some() {
+        // Encrypted bytes on either side: decrypted and written anew.
+        let mut reader = data::PlainReader::new(ctx.gw.clone(), &source, source_keys, (first, last))?;
+        data::store_body(&ctx.gw, &mut reader, MAX_PUT_SIZE, replication, 0, cipher).await?
+    } else if size == 0 {
         data::StoredData { md5: super::md5_of(b""), ..data::StoredData::empty() }
     } else {
         data::copy_range(&ctx.gw, &source, first, last, replication).await?
     };
     let etag = ETag::of_md5(&stored.md5);
     let last_modified_ms = jadfs_common::now_ms();
-    let part =
-        PartManifest { size: stored.size, etag: etag.clone(), last_modified_ms, chunks: stored.chunks, checksum: None };
+    let part = PartManifest {
+        size: stored.size,
+        etag: etag.clone(),
+        last_modified_ms,
+        chunks: stored.chunks,
+        checksum: None,
+        sealed_key,
+    };
     commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut x = XmlWriter::new();
     x.open("CopyPartResult");
     x.element("LastModified", &iso8601(last_modified_ms));
     x.element("ETag", etag.quoted());
     x.close("CopyPartResult");
-    Ok(xml_response(x))
+    let mut response = xml_response(x);
+    for (name, value) in sse::headers(upload.metadata.encryption.as_ref()) {
+        set_header(&mut response, name, &value);
+    }
+    Ok(response)
 }
 
 pub async fn complete_multipart_upload(
@@ -244,6 +274,13 @@ pub async fn complete_multipart_upload(
     let expected_checksum = Algorithm::ALL.into_iter().find_map(|a| ctx.header(&a.header()).map(str::to_string));
     let part_checksums = listed.iter().map(|p| p.checksum.clone()).collect();
     let parts = listed.into_iter().map(|p| (p.number, p.etag)).collect();
+    // An upload under a customer key is completed by that key's holder
+    // only. (One completed already is answered by the state machine.)
+    if let Some(upload) = ctx.gw.meta.get_upload(bucket, key, upload_id).await? {
+        if matches!(upload.metadata.encryption, Some(jadfs_common::sse::SseMode::Customer { .. })) {
+            sse::mode_for_part(&ctx.gw, &|name| ctx.header(name), upload.metadata.encryption.as_ref())?;
+        }
+    }
     let condition = ctx.write_condition();
     if let Some(condition) = &condition {
         ctx.check_write_condition(key, condition).await?;
@@ -279,6 +316,9 @@ pub async fn complete_multipart_upload(
     }
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x);
+    for (name, value) in sse::headers(manifest.encryption.as_ref().map(|e| &e.mode)) {
+        set_header(&mut response, name, &value);
+    }
     if let Some(version_id) = &manifest.version_id {
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(version_id) {
             response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-amz-version-id"), value);

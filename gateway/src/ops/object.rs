@@ -11,6 +11,7 @@ use jadfs_meta::api::{
 use jadfs_meta::Command;
 
 use super::conditions::{check_copy_source_conditions, check_read_conditions, conditional_commit_error};
+use super::sse;
 use super::{http_date, iso8601, xml_response, Ctx, MAX_PUT_SIZE};
 use crate::body::RequestBody;
 use crate::data;
@@ -37,10 +38,13 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         super::lock::require_integrity(ctx)?;
     }
     let replication = bucket_info.replication;
+    let sealer = super::sse::mode_for_write(&ctx.gw, &|name| ctx.header(name), bucket_info.encryption.as_ref())?;
     if let Some(condition) = &condition {
         ctx.check_write_condition(key, condition).await?;
     }
-    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, ctx.gw.config.inline_max).await?;
+    let (cipher, sealed) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let inline_max = ctx.gw.config.inline_max;
+    let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, inline_max, cipher).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         data::forget_write(&ctx.gw, stored.write_id).await;
         return Err(S3Error::new(Code::BadDigest));
@@ -62,6 +66,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         parts: Vec::new(),
         inline: stored.inline,
         version_id: None,
+        encryption: sealer.as_ref().zip(sealed).map(|(s, sealed)| s.encryption(sealed)),
     };
     let etag = manifest.etag.clone();
     // The bucket (and its rules) were read above, for its replication.
@@ -95,6 +100,9 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     }
     if let Some(checksum) = checksum {
         response.insert_header((checksum.algorithm.header(), checksum.value));
+    }
+    for header in super::sse::headers(sealer.as_ref().map(|s| &s.mode)) {
+        response.insert_header(header);
     }
     Ok(response.finish())
 }
@@ -202,6 +210,8 @@ fn confine(response: &mut HttpResponseBuilder, content_type: Option<&str>) {
 }
 
 pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResponse, S3Error> {
+    let header = |name: &str| ctx.header(name);
+    sse::refuse_on_read(&header)?;
     let object = ctx.object(key).await?;
     let manifest = &object.manifest;
     if let Err(e) = check_read_conditions(ctx, manifest) {
@@ -243,6 +253,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
             range = (part.size > 0).then(|| (offset, offset + part.size - 1));
         }
     }
+    let keys = sse::open(&ctx.gw, &header, sse::CUSTOMER, manifest)?;
     let mut response = match range {
         Some((start, end)) => {
             let mut r = HttpResponse::PartialContent();
@@ -253,6 +264,9 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     };
     object_headers(&mut response, ctx, manifest, range.is_none());
     for header in super::lock::lock_headers(manifest) {
+        response.insert_header(header);
+    }
+    for header in sse::headers(manifest.encryption.as_ref().map(|e| &e.mode)) {
         response.insert_header(header);
     }
     if let Some(version_id) = version_of(&object) {
@@ -280,9 +294,13 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     if length == 0 {
         return Ok(response.body(""));
     }
+    let mut decryptor = sse::decryptor(keys, start);
     if let Some(bytes) = &manifest.inline {
-        let bytes = bytes.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?;
-        return Ok(response.body(bytes.to_vec()));
+        let mut bytes = bytes.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?.to_vec();
+        if let Some(decryptor) = &mut decryptor {
+            decryptor.apply(&mut bytes);
+        }
+        return Ok(response.body(bytes));
     }
     let chunks = object.manifest.chunks.into_iter().zip(object.locations).collect();
     let admitted = ctx.take_admission();
@@ -300,15 +318,73 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     };
     let stream = futures_util::stream::once(async move { Ok(first) }).chain(stream).map(move |piece| {
         let _held_until_the_last_byte = &admitted;
-        piece
+        match (&mut decryptor, piece) {
+            (Some(decryptor), Ok(bytes)) => {
+                let mut plain = bytes::BytesMut::from(&bytes[..]);
+                decryptor.apply(&mut plain);
+                Ok(plain.freeze())
+            }
+            (_, piece) => piece,
+        }
     });
     Ok(response.body(SizedStream::new(length, Box::pin(stream))))
+}
+
+/// A copy that cannot share its source's chunks (it is encrypted
+/// otherwise): the source's bytes, decrypted, are written anew as a new
+/// object with `manifest`'s metadata.
+struct Rewrite<'a> {
+    bucket: &'a jadfs_meta::api::BucketInfo,
+    key: &'a str,
+    manifest: ObjectManifest,
+    sealer: Option<&'a sse::Sealer>,
+}
+
+impl Rewrite<'_> {
+    async fn store(self, ctx: &Ctx<'_>, mut source: data::PlainReader) -> Result<ObjectManifest, S3Error> {
+        let (cipher, sealed) = self.sealer.map(|s| s.new_body()).unzip();
+        let inline_max = ctx.gw.config.inline_max;
+        let replication = self.bucket.replication;
+        let stored = data::store_body(&ctx.gw, &mut source, MAX_PUT_SIZE, replication, inline_max, cipher).await?;
+        let mut manifest = self.manifest;
+        // One body now: its own MD5, no parts; a composite checksum no longer describes it.
+        manifest.etag = ETag::of_md5(&stored.md5);
+        manifest.size = stored.size;
+        manifest.chunks = stored.chunks;
+        manifest.inline = stored.inline;
+        manifest.parts = Vec::new();
+        manifest.upload_id = None;
+        manifest.version_id = None;
+        manifest.checksum = manifest.checksum.filter(|c| c.kind == jadfs_common::ChecksumType::FullObject);
+        manifest.last_modified_ms = jadfs_common::now_ms();
+        manifest.encryption = self.sealer.zip(sealed).map(|(s, sealed)| s.encryption(sealed));
+        let command = Command::PutObject {
+            bucket: ctx.bucket_name().to_string(),
+            key: self.key.to_string(),
+            manifest: manifest.clone(),
+            placement: stored.placement,
+            condition: None,
+            write_id: Some(stored.write_id),
+        };
+        match ctx.gw.meta.write(&command).await {
+            Ok(done) => {
+                manifest.version_id = made_version(done).0.filter(|v| v != NULL_VERSION);
+                Ok(manifest)
+            }
+            Err(e) => {
+                data::forget_write(&ctx.gw, stored.write_id).await;
+                Err(e.into())
+            }
+        }
+    }
 }
 
 /// GetObjectAttributes: the attributes named in `x-amz-object-attributes`.
 pub async fn get_object_attributes(ctx: &Ctx<'_>, key: &str) -> Result<HttpResponse, S3Error> {
     let object = ctx.object(key).await?;
     let manifest = &object.manifest;
+    // An SSE-C object's attributes are the key holder's only.
+    sse::open(&ctx.gw, &|name| ctx.header(name), sse::CUSTOMER, manifest)?;
     // Clients send the list in one header or in several.
     let wanted: Vec<String> = ctx
         .req
@@ -482,7 +558,8 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
         Some("REPLACE") => true,
         Some(_) => return Err(S3Error::new(Code::InvalidArgument).with_message("Unknown metadata directive.")),
     };
-    if src_bucket == bucket && src_key == key && src_version.is_none() && !replace {
+    let changes_encryption = ctx.header(sse::SSE).is_some() || ctx.header(sse::CUSTOMER_ALGORITHM).is_some();
+    if src_bucket == bucket && src_key == key && src_version.is_none() && !replace && !changes_encryption {
         return Err(S3Error::new(Code::InvalidRequest).with_message(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
@@ -490,6 +567,10 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     ctx.gw.authorize(&ctx.principal, &src_bucket, Permission::Read).await?;
     let source = ctx.gw.get_object(&src_bucket, &src_key, src_version.as_deref()).await?;
     check_copy_source_conditions(ctx, &source.manifest)?;
+    let header = |name: &str| ctx.header(name);
+    let source_keys = sse::open(&ctx.gw, &header, sse::SOURCE_CUSTOMER, &source.manifest)?;
+    let bucket_info = ctx.bucket().await?.clone();
+    let sealer = sse::mode_for_write(&ctx.gw, &header, bucket_info.encryption.as_ref())?;
     let copied_version = version_of(&source).map(str::to_string);
     let (retention, legal_hold) = super::lock::lock_from(|name| ctx.header(name), jadfs_common::now_ms())?;
     let metadata: Option<ObjectMetadata> = if replace { Some(ctx.object_metadata()?) } else { None };
@@ -498,22 +579,39 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
         Some("REPLACE") => Some(super::tagging::tags_from_header(ctx)?),
         Some(_) => return Err(S3Error::new(Code::InvalidArgument).with_message("Unknown tagging directive.")),
     };
-    let manifest = ctx
-        .gw
-        .meta
-        .write_object(&Command::CopyObject {
-            src_bucket,
-            src_key,
-            src_version,
-            dst_bucket: bucket.to_string(),
-            dst_key: key.to_string(),
-            metadata,
-            last_modified_ms: jadfs_common::now_ms(),
-            tags,
-            retention,
-            legal_hold,
-        })
-        .await?;
+    let source_mode = source.manifest.encryption.as_ref().map(|e| &e.mode);
+    let manifest = if sse::copy_shares(source_mode, sealer.as_ref().map(|s| &s.mode)) {
+        ctx.gw
+            .meta
+            .write_object(&Command::CopyObject {
+                src_bucket,
+                src_key,
+                src_version,
+                dst_bucket: bucket.to_string(),
+                dst_key: key.to_string(),
+                metadata,
+                last_modified_ms: jadfs_common::now_ms(),
+                tags,
+                retention,
+                legal_hold,
+            })
+            .await?
+    } else {
+        let source_bytes =
+            data::PlainReader::new(ctx.gw.clone(), &source, source_keys, (0, source.manifest.size.saturating_sub(1)))?;
+        let mut manifest = source.manifest.clone();
+        if let Some(metadata) = metadata {
+            manifest.content_type = metadata.content_type;
+            manifest.headers = metadata.headers;
+            manifest.user_metadata = metadata.user_metadata;
+        }
+        if let Some(tags) = tags {
+            manifest.tags = tags;
+        }
+        (manifest.retention, manifest.legal_hold) = (retention, legal_hold);
+        let rewritten = Rewrite { bucket: &bucket_info, key, manifest, sealer: sealer.as_ref() };
+        rewritten.store(ctx, source_bytes).await?
+    };
     let mut x = XmlWriter::new();
     x.open("CopyObjectResult");
     x.element("LastModified", &iso8601(manifest.last_modified_ms));
@@ -522,6 +620,11 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     let mut response = xml_response(x);
     let headers = response.headers_mut();
     use actix_web::http::header::{HeaderName, HeaderValue};
+    for (name, value) in sse::headers(manifest.encryption.as_ref().map(|e| &e.mode)) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
     for (name, value) in
         [("x-amz-copy-source-version-id", copied_version), ("x-amz-version-id", manifest.version_id.clone())]
     {

@@ -111,6 +111,7 @@ impl Form {
             tags,
             retention,
             legal_hold,
+            encryption: None,
         })
     }
 
@@ -375,15 +376,18 @@ pub async fn post_object(
     let limits = check_policy(&policy_json, &form, bucket, Utc::now())?;
 
     let metadata = form.metadata()?;
+    let sealer = super::sse::mode_for_write(&gw, &|name| form.get(name), info.encryption.as_ref())?;
+    let (cipher, sealed) = sealer.as_ref().map(|s| s.new_body()).unzip();
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
-    let stored = match data::store_body(&gw, &mut file, limits.max_length, replication, gw.config.inline_max).await {
-        Err(e) if e.code == Code::EntityTooLarge => {
-            return Err(S3Error::new(Code::EntityTooLarge)
-                .with_message("Your proposed upload exceeds the maximum allowed size"))
-        }
-        other => other?,
-    };
+    let stored =
+        match data::store_body(&gw, &mut file, limits.max_length, replication, gw.config.inline_max, cipher).await {
+            Err(e) if e.code == Code::EntityTooLarge => {
+                return Err(S3Error::new(Code::EntityTooLarge)
+                    .with_message("Your proposed upload exceeds the maximum allowed size"))
+            }
+            other => other?,
+        };
     if stored.size < limits.min_length {
         return Err(S3Error::new(Code::EntityTooSmall)
             .with_message("Your proposed upload is smaller than the minimum allowed size"));
@@ -405,6 +409,7 @@ pub async fn post_object(
         version_id: None,
         retention: metadata.retention,
         legal_hold: metadata.legal_hold,
+        encryption: sealer.as_ref().zip(sealed).map(|(s, sealed)| s.encryption(sealed)),
     };
     let command = Command::PutObject {
         bucket: bucket.to_string(),

@@ -1,6 +1,7 @@
 //! The commands that change metadata, replicated through the Raft log, and
 //! what applying one produced.
 
+use jadfs_common::sse::SseMode;
 use jadfs_common::{ChunkId, ETag, NodeId, ObjectManifest};
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +150,11 @@ pub enum Command {
     SetBucketCors {
         bucket: String,
         rules: Option<Vec<CorsRule>>,
+    },
+    /// Replaces a bucket's default encryption; None removes it.
+    SetBucketEncryption {
+        bucket: String,
+        mode: Option<SseMode>,
     },
     /// Replaces a bucket's lifecycle rules; None removes them.
     SetBucketLifecycle {

@@ -2,6 +2,7 @@
 //! buckets and their settings, uploads and parts, keys, storage nodes,
 //! replication and repairs.
 
+use jadfs_common::sse::SseMode;
 use jadfs_common::{Algorithm, Checksum, ChecksumType, ChunkId, ETag, NodeId};
 pub use jadfs_common::{LockMode, Retention};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub struct BucketInfo {
     /// Object Lock, once enabled (never disabled).
     #[serde(default)]
     pub object_lock: Option<ObjectLockConfig>,
+    /// The encryption of objects written without asking for one, if set.
+    #[serde(default)]
+    pub encryption: Option<SseMode>,
 }
 
 /// A bucket's Object Lock: enabled, with the retention new versions get
@@ -276,6 +280,9 @@ pub struct PartManifest {
     /// The part's verified flexible checksum.
     #[serde(default)]
     pub checksum: Option<Checksum>,
+    /// The part's data key, sealed, if the upload is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -302,6 +309,10 @@ pub struct ObjectMetadata {
     pub retention: Option<Retention>,
     #[serde(default)]
     pub legal_hold: bool,
+    /// The encryption the object gets (an upload's parts are encrypted as
+    /// they come; a copy keeps its source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<SseMode>,
 }
 
 /// A storage node as the meta cluster knows it.

@@ -66,6 +66,7 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
     let lifecycle = load_bucket_setting(conn, BucketSetting::Lifecycle, name)?;
     let versioning = load_bucket_setting(conn, BucketSetting::Versioning, name)?;
     let object_lock = load_bucket_setting(conn, BucketSetting::ObjectLock, name)?;
+    let encryption = load_bucket_setting(conn, BucketSetting::Encryption, name)?;
     Ok(Some(BucketInfo {
         name: name.to_string(),
         owner,
@@ -77,6 +78,7 @@ pub fn load_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<Buc
         lifecycle,
         versioning,
         object_lock,
+        encryption,
     }))
 }
 
@@ -89,16 +91,18 @@ pub enum BucketSetting {
     Lifecycle,
     Versioning,
     ObjectLock,
+    Encryption,
 }
 
 impl BucketSetting {
-    pub const ALL: [BucketSetting; 6] = [
+    pub const ALL: [BucketSetting; 7] = [
         BucketSetting::Tags,
         BucketSetting::Cors,
         BucketSetting::Replication,
         BucketSetting::Lifecycle,
         BucketSetting::Versioning,
         BucketSetting::ObjectLock,
+        BucketSetting::Encryption,
     ];
 
     fn table(self) -> &'static str {
@@ -109,6 +113,7 @@ impl BucketSetting {
             BucketSetting::Lifecycle => "bucket_lifecycle",
             BucketSetting::Versioning => "bucket_versioning",
             BucketSetting::ObjectLock => "bucket_object_lock",
+            BucketSetting::Encryption => "bucket_encryption",
         }
     }
 }

@@ -12,7 +12,7 @@ use super::rows::{from_json, to_json};
 use crate::api::AccessKey;
 
 /// The version of the state this program reads and writes.
-pub const DATA_VERSION: u32 = 9;
+pub const DATA_VERSION: u32 = 10;
 
 /// Version 1: the tables of wave 1 (buckets, objects and their inline
 /// bytes, chunks with reference counts, placements, nodes, uploads and
@@ -140,6 +140,8 @@ fn upgrade(conn: &Connection, from: u32, key: &ClusterKey) -> rusqlite::Result<(
                  PRIMARY KEY (bucket, key, seq DESC)) WITHOUT ROWID;
              CREATE UNIQUE INDEX versions_by_id ON versions (bucket, key, version_id);",
         ),
+        // Version 10 keeps each bucket's default encryption.
+        9 => conn.execute_batch("CREATE TABLE bucket_encryption (bucket TEXT PRIMARY KEY, value BLOB NOT NULL);"),
         _ => unreachable!("no upgrade from version {from}"),
     }
 }

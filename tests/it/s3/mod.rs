@@ -3,6 +3,7 @@
 
 mod buckets;
 mod collection;
+mod encryption;
 mod full_disk;
 mod integrity;
 mod lifecycle;

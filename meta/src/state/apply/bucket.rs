@@ -1,5 +1,6 @@
 //! Buckets and their settings: create, delete, CORS, tags, grants, replication.
 
+use jadfs_common::sse::SseMode;
 use rusqlite::params;
 
 use super::{refuse, Applier, Outcome};
@@ -63,6 +64,12 @@ impl Applier<'_> {
     pub(super) fn set_bucket_cors(&self, bucket: &str, rules: Option<&Vec<CorsRule>>) -> Outcome {
         self.require_bucket(bucket)?;
         set_bucket_setting(self.tx, BucketSetting::Cors, bucket, rules)?;
+        Ok(CommandResult::Done)
+    }
+
+    pub(super) fn set_bucket_encryption(&self, bucket: &str, mode: Option<&SseMode>) -> Outcome {
+        self.require_bucket(bucket)?;
+        set_bucket_setting(self.tx, BucketSetting::Encryption, bucket, mode)?;
         Ok(CommandResult::Done)
     }
 

@@ -110,6 +110,7 @@ impl<'t> Applier<'t> {
             }
             C::DeleteBucket { name } => self.delete_bucket(name),
             C::SetBucketCors { bucket, rules } => self.set_bucket_cors(bucket, rules.as_ref()),
+            C::SetBucketEncryption { bucket, mode } => self.set_bucket_encryption(bucket, mode.as_ref()),
             C::SetBucketTags { bucket, tags } => self.set_bucket_tags(bucket, tags.as_ref()),
             C::SetBucketLifecycle { bucket, rules } => self.set_bucket_lifecycle(bucket, rules.as_ref()),
             C::ApplyLifecycle { bucket, after, limit, now_ms, day_ms } => {

@@ -2,6 +2,7 @@
 //! completing an upload moves the chosen parts' references to the object.
 
 use jadfs_common::checksum::{self, Algorithm, ChecksumType};
+use jadfs_common::sse::Encryption;
 use jadfs_common::{ChunkRef, ETag, ObjectManifest, ObjectPart};
 use rusqlite::params;
 
@@ -170,6 +171,10 @@ fn assemble(upload: &UploadInfo, parts: &[PartManifest], last_modified_ms: i64) 
         version_id: None,
         retention: upload.metadata.retention.clone(),
         legal_hold: upload.metadata.legal_hold,
+        encryption: upload.metadata.encryption.clone().map(|mode| Encryption {
+            mode,
+            keys: parts.iter().map(|p| p.sealed_key.clone().unwrap_or_default()).collect(),
+        }),
     }
 }
 

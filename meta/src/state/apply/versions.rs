@@ -169,6 +169,7 @@ impl Applier<'_> {
             version_id: Some(id.unwrap_or_else(|| new_version_id(seq))).filter(|id| id != NULL_VERSION),
             retention: None,
             legal_hold: false,
+            encryption: None,
         };
         let shown = manifest.version().to_string();
         write_version(self.tx, bucket, key, &StoredVersion { seq, delete_marker: true, manifest })?;
