@@ -252,8 +252,9 @@ async fn promises_we_cannot_keep_are_refused() {
         .await
         .unwrap_err();
     assert_eq!((lock.code(), lock.raw_response().unwrap().status().as_u16()), (Some("InvalidRequest"), 400));
-    let sse = put().server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256).send().await.unwrap_err();
-    assert_eq!(sse.code(), Some("NotImplemented"));
+    let kms = aws_sdk_s3::types::ServerSideEncryption::AwsKms;
+    let context = put().server_side_encryption(kms).ssekms_key_id("k").ssekms_encryption_context("e30=");
+    assert_eq!(context.send().await.unwrap_err().code(), Some("NotImplemented"), "an encryption context");
     let class = put().storage_class(aws_sdk_s3::types::StorageClass::Glacier).send().await.unwrap_err();
     assert_eq!(class.code(), Some("InvalidStorageClass"));
     let redirect = put().website_redirect_location("/elsewhere").send().await.unwrap_err();

@@ -286,11 +286,19 @@ async fn multipart_parts_are_encrypted_each_with_its_own_key_and_the_uploads_cus
         .await
         .unwrap_err();
     assert_eq!(status(&refused), 400);
-    s3.complete_multipart_upload()
-        .bucket(BUCKET)
-        .key("mp")
-        .upload_id(upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+    // Only the key's holder completes it.
+    let complete = || {
+        s3.complete_multipart_upload()
+            .bucket(BUCKET)
+            .key("mp")
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build())
+    };
+    assert_eq!(status(&complete().send().await.unwrap_err()), 400);
+    complete()
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&c.key)
+        .sse_customer_key_md5(&c.md5)
         .send()
         .await
         .unwrap();

@@ -43,7 +43,14 @@ impl Applier<'_> {
         part: &PartManifest,
         written: Written,
     ) -> Outcome {
-        self.require_upload(bucket, key, upload_id)?;
+        let Some(upload) = load_upload(self.tx, bucket, key, upload_id)? else {
+            return refuse(MetaError::NoSuchUpload);
+        };
+        // An encrypted upload's parts all carry their sealed key (the
+        // object's `encryption.keys` is made of them), a plain one's none.
+        if part.sealed_key.is_some() != upload.metadata.encryption.is_some() {
+            return refuse(MetaError::Internal("a part's encryption does not match its upload's".into()));
+        }
         if written.placement.len() != part.chunks.len() {
             return refuse(MetaError::Internal("placement does not match the chunk list".into()));
         }
