@@ -130,6 +130,15 @@ impl DataKey {
         Ok(DataKey(plain.try_into().map_err(|_| WrongKey)?))
     }
 
+    /// What the ETag of this key's body shows instead of the body's MD5,
+    /// where S3 does not show the MD5 (SSE-C, SSE-KMS): a MAC of it under
+    /// this key, so it says nothing of the plaintext to whoever lists.
+    pub fn hidden_md5(&self, md5: &[u8; 16]) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&derive(&self.0, b"etag")).expect("any key length");
+        mac.update(md5);
+        mac.finalize().into_bytes()[..16].try_into().expect("16 of 32 bytes")
+    }
+
     /// The keystream of this key's body, from its first byte.
     pub fn keystream(&self) -> Keystream {
         Keystream(Aes256Ctr::new(&self.0.into(), &[0u8; 16].into()))

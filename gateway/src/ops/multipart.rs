@@ -133,14 +133,15 @@ pub async fn upload_part(
         }
     }
     let sealer = sse::mode_for_part(&ctx.gw, &|name| ctx.header(name), upload.metadata.encryption.as_ref())?;
-    let (cipher, sealed_key) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let new_body = sealer.as_ref().map(|s| s.new_body());
+    let cipher = new_body.as_ref().map(|b| b.keystream());
     let replication = ctx.bucket().await?.replication;
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, 0, cipher).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
         data::forget_write(&ctx.gw, stored.write_id).await;
         return Err(S3Error::new(Code::BadDigest));
     }
-    let etag = ETag::of_md5(&stored.md5);
+    let etag = ETag::of_md5(&sse::etag_md5(new_body.as_ref(), stored.md5));
     let checksum = body.verified_checksum().cloned();
     let part = PartManifest {
         size: stored.size,
@@ -148,7 +149,7 @@ pub async fn upload_part(
         last_modified_ms: jadfs_common::now_ms(),
         chunks: stored.chunks,
         checksum: checksum.clone(),
-        sealed_key,
+        sealed_key: new_body.map(|b| b.sealed),
     };
     commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut response = HttpResponse::Ok();
@@ -226,7 +227,8 @@ pub async fn upload_part_copy(
     let source_keys = sse::open(&ctx.gw, &header, sse::SOURCE_CUSTOMER, &source.manifest)?;
     let sealer = sse::mode_for_part(&ctx.gw, &header, upload.metadata.encryption.as_ref())?;
     let replication = ctx.bucket().await?.replication;
-    let (cipher, sealed_key) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let new_body = sealer.as_ref().map(|s| s.new_body());
+    let cipher = new_body.as_ref().map(|b| b.keystream());
     let stored = if source_keys.is_some() || cipher.is_some() {
         // Encrypted bytes on either side: decrypted and written anew.
         let mut reader = data::PlainReader::new(ctx.gw.clone(), &source, source_keys, (first, last))?;
@@ -236,7 +238,7 @@ pub async fn upload_part_copy(
     } else {
         data::copy_range(&ctx.gw, &source, first, last, replication).await?
     };
-    let etag = ETag::of_md5(&stored.md5);
+    let etag = ETag::of_md5(&sse::etag_md5(new_body.as_ref(), stored.md5));
     let last_modified_ms = jadfs_common::now_ms();
     let part = PartManifest {
         size: stored.size,
@@ -244,7 +246,7 @@ pub async fn upload_part_copy(
         last_modified_ms,
         chunks: stored.chunks,
         checksum: None,
-        sealed_key,
+        sealed_key: new_body.map(|b| b.sealed),
     };
     commit_part(ctx, key, upload_id, part_number, part, (stored.placement, stored.write_id)).await?;
     let mut x = XmlWriter::new();

@@ -5,6 +5,7 @@ use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
 use jadfs_common::{ETag, ObjectManifest};
+use jadfs_meta::api::ExpectedEncryption;
 use jadfs_meta::api::{
     object_expiry, CommandResult, DeleteCondition, LocatedObject, ObjectMetadata, Permission, DAY_MS, NULL_VERSION,
 };
@@ -42,7 +43,8 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     if let Some(condition) = &condition {
         ctx.check_write_condition(key, condition).await?;
     }
-    let (cipher, sealed) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let new_body = sealer.as_ref().map(|s| s.new_body());
+    let cipher = new_body.as_ref().map(|b| b.keystream());
     let inline_max = ctx.gw.config.inline_max;
     let stored = data::store_body(&ctx.gw, &mut body, MAX_PUT_SIZE, replication, inline_max, cipher).await?;
     if content_md5.is_some_and(|md5| md5 != stored.md5) {
@@ -52,7 +54,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
     let checksum = body.verified_checksum().cloned();
     let manifest = ObjectManifest {
         size: stored.size,
-        etag: ETag::of_md5(&stored.md5),
+        etag: ETag::of_md5(&sse::etag_md5(new_body.as_ref(), stored.md5)),
         last_modified_ms: jadfs_common::now_ms(),
         content_type: metadata.content_type,
         headers: metadata.headers,
@@ -66,7 +68,7 @@ pub async fn put_object(ctx: &Ctx<'_>, key: &str, body: RequestBody) -> Result<H
         parts: Vec::new(),
         inline: stored.inline,
         version_id: None,
-        encryption: sealer.as_ref().zip(sealed).map(|(s, sealed)| s.encryption(sealed)),
+        encryption: sealer.as_ref().zip(new_body).map(|(s, body)| s.encryption(body.sealed)),
     };
     let etag = manifest.etag.clone();
     // The bucket (and its rules) were read above, for its replication.
@@ -226,6 +228,8 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         })?),
         None => None,
     };
+    // An empty part is an empty answer, not the whole object.
+    let mut empty_part = false;
     if let Some(n) = part_number {
         if manifest.parts.is_empty() {
             if n != 1 {
@@ -237,6 +241,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
             })?;
             let offset: u64 = manifest.parts[..n - 1].iter().map(|p| p.size).sum();
             range = (part.size > 0).then(|| (offset, offset + part.size - 1));
+            empty_part = part.size == 0;
         }
     }
     // An SSE-C object's key comes before conditions: a condition's answer
@@ -264,7 +269,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         }
         None => HttpResponse::Ok(),
     };
-    object_headers(&mut response, ctx, manifest, range.is_none());
+    object_headers(&mut response, ctx, manifest, range.is_none() && !empty_part);
     for header in super::lock::lock_headers(manifest) {
         response.insert_header(header);
     }
@@ -286,7 +291,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
         }
     }
     let (start, end) = range.unwrap_or((0, manifest.size.saturating_sub(1)));
-    let length = if manifest.size == 0 { 0 } else { end - start + 1 };
+    let length = if manifest.size == 0 || empty_part { 0 } else { end - start + 1 };
     if head {
         // A HEAD answer carries the length its GET would have, and no body.
         // (actix keeps a set Content-Length only for a stream body).
@@ -344,13 +349,14 @@ struct Rewrite<'a> {
 
 impl Rewrite<'_> {
     async fn store(self, ctx: &Ctx<'_>, mut source: data::PlainReader) -> Result<ObjectManifest, S3Error> {
-        let (cipher, sealed) = self.sealer.map(|s| s.new_body()).unzip();
+        let new_body = self.sealer.map(|s| s.new_body());
+        let cipher = new_body.as_ref().map(|b| b.keystream());
         let inline_max = ctx.gw.config.inline_max;
         let replication = self.bucket.replication;
         let stored = data::store_body(&ctx.gw, &mut source, MAX_PUT_SIZE, replication, inline_max, cipher).await?;
         let mut manifest = self.manifest;
         // One body now: its own MD5, no parts; a composite checksum no longer describes it.
-        manifest.etag = ETag::of_md5(&stored.md5);
+        manifest.etag = ETag::of_md5(&sse::etag_md5(new_body.as_ref(), stored.md5));
         manifest.size = stored.size;
         manifest.chunks = stored.chunks;
         manifest.inline = stored.inline;
@@ -359,7 +365,7 @@ impl Rewrite<'_> {
         manifest.version_id = None;
         manifest.checksum = manifest.checksum.filter(|c| c.kind == jadfs_common::ChecksumType::FullObject);
         manifest.last_modified_ms = jadfs_common::now_ms();
-        manifest.encryption = self.sealer.zip(sealed).map(|(s, sealed)| s.encryption(sealed));
+        manifest.encryption = self.sealer.zip(new_body).map(|(s, body)| s.encryption(body.sealed));
         let command = Command::PutObject {
             bucket: ctx.bucket_name().to_string(),
             key: self.key.to_string(),
@@ -596,6 +602,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
                 tags,
                 retention,
                 legal_hold,
+                source_encryption: Some(ExpectedEncryption { mode: source_mode.cloned() }),
             })
             .await?
     } else {

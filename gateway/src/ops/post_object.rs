@@ -377,7 +377,8 @@ pub async fn post_object(
 
     let metadata = form.metadata()?;
     let sealer = super::sse::mode_for_write(&gw, &|name| form.get(name), info.encryption.as_ref())?;
-    let (cipher, sealed) = sealer.as_ref().map(|s| s.new_body()).unzip();
+    let new_body = sealer.as_ref().map(|s| s.new_body());
+    let cipher = new_body.as_ref().map(|b| b.keystream());
 
     let mut file = FormFile { reader: &mut reader, delimiter: format!("\r\n--{boundary}").into_bytes(), done: false };
     let stored =
@@ -392,7 +393,7 @@ pub async fn post_object(
         return Err(S3Error::new(Code::EntityTooSmall)
             .with_message("Your proposed upload is smaller than the minimum allowed size"));
     }
-    let etag = ETag::of_md5(&stored.md5);
+    let etag = ETag::of_md5(&super::sse::etag_md5(new_body.as_ref(), stored.md5));
     let manifest = ObjectManifest {
         size: stored.size,
         etag: etag.clone(),
@@ -409,7 +410,7 @@ pub async fn post_object(
         version_id: None,
         retention: metadata.retention,
         legal_hold: metadata.legal_hold,
-        encryption: sealer.as_ref().zip(sealed).map(|(s, sealed)| s.encryption(sealed)),
+        encryption: sealer.as_ref().zip(new_body).map(|(s, body)| s.encryption(body.sealed)),
     };
     let command = Command::PutObject {
         bucket: bucket.to_string(),

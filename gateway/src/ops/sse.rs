@@ -32,16 +32,47 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// A fresh key for one body: its keystream, and the key sealed for the manifest.
-    pub fn new_body(&self) -> (Keystream, String) {
+    /// A fresh key for one body.
+    pub fn new_body(&self) -> NewBody {
         let key = DataKey::random();
-        (key.keystream(), key.seal(&self.wrapping))
+        let sealed = key.seal(&self.wrapping);
+        NewBody { key, sealed, hide_md5: !matches!(self.mode, SseMode::S3) }
     }
 
     /// The manifest's `encryption` of one body sealed as `sealed`.
     pub fn encryption(&self, sealed: String) -> Encryption {
         Encryption { mode: self.mode.clone(), keys: vec![sealed] }
     }
+}
+
+/// One body's data key, as its write uses it.
+pub struct NewBody {
+    key: DataKey,
+    /// The key sealed, for the manifest.
+    pub sealed: String,
+    hide_md5: bool,
+}
+
+impl NewBody {
+    pub fn keystream(&self) -> Keystream {
+        self.key.keystream()
+    }
+
+    /// The MD5 the body's ETag shows: its own under SSE-S3 (as AWS), one
+    /// derived from it and the data key under SSE-C and SSE-KMS, whose
+    /// ETags AWS does not make the MD5 of the data either.
+    pub fn etag_md5(&self, md5: [u8; 16]) -> [u8; 16] {
+        if self.hide_md5 {
+            self.key.hidden_md5(&md5)
+        } else {
+            md5
+        }
+    }
+}
+
+/// The ETag MD5 of a body stored with `body`'s key (or in the clear).
+pub fn etag_md5(body: Option<&NewBody>, md5: [u8; 16]) -> [u8; 16] {
+    body.map_or(md5, |b| b.etag_md5(md5))
 }
 
 fn invalid(message: &str) -> S3Error {

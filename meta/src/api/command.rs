@@ -109,6 +109,10 @@ pub enum Command {
         retention: Option<Retention>,
         #[serde(default)]
         legal_hold: bool,
+        /// The encryption the source must still have (the gateway chose to
+        /// share its chunks for it); None: not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_encryption: Option<ExpectedEncryption>,
     },
     RegisterNode {
         node: StorageNodeInfo,
@@ -435,4 +439,10 @@ pub enum CommandResult {
         aborted: u64,
         next: Option<String>,
     },
+}
+
+/// The encryption an object is expected to have (None: none).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExpectedEncryption {
+    pub mode: Option<SseMode>,
 }

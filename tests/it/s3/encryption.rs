@@ -139,6 +139,15 @@ async fn encrypted_objects_read_back_whole_and_in_ranges_and_never_rest_in_the_c
         .await
         .unwrap();
     assert_eq!(put.sse_customer_key_md5(), Some(mine.md5.as_str()));
+    // Its ETag is not the MD5 of its bytes (nor is an SSE-KMS one's): a
+    // listing says nothing of what is encrypted.
+    let md5 = format!("\"{:032x}\"", super::md5_digest(&secret));
+    assert_ne!(put.e_tag(), Some(md5.as_str()));
+    let listed = s3.list_objects_v2().bucket(BUCKET).prefix("c").send().await.unwrap();
+    assert_eq!(listed.contents()[0].e_tag(), put.e_tag(), "the ETag is kept as answered");
+    let kms_md5 = format!("\"{:032x}\"", super::md5_digest(&kms));
+    let kms_listed = s3.list_objects_v2().bucket(BUCKET).prefix("kms").send().await.unwrap();
+    assert_ne!(kms_listed.contents()[0].e_tag(), Some(kms_md5.as_str()));
     assert_eq!(get_range(&s3, "c", None, Some(&mine)).await, secret);
     assert_eq!(get_range(&s3, "c", Some("bytes=70000-70010".into()), Some(&mine)).await, &secret[70_000..=70_010]);
     let without = s3.get_object().bucket(BUCKET).key("c").send().await.unwrap_err();

@@ -300,3 +300,37 @@ async fn a_part_copied_from_an_inline_object_is_cut_into_chunks_like_any_body() 
     assert_eq!(get_bytes(&s3, "tiny", "dst").await, &small[100..3100]);
     assert_eq!(server.stats().await["meta"]["chunks"], 3, "3,000 bytes in chunks of 1,024");
 }
+
+#[tokio::test]
+async fn an_empty_last_part_read_by_its_number_is_empty_not_the_whole_object() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("parts").send().await.unwrap();
+    let upload = s3.create_multipart_upload().bucket("parts").key("k").send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (number, body) in [(1, random_bytes(5 << 20, 3)), (2, Vec::new())] {
+        let part = s3
+            .upload_part()
+            .bucket("parts")
+            .key("k")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        parts.push(CompletedPart::builder().part_number(number).e_tag(part.e_tag().unwrap()).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket("parts")
+        .key("k")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    let second = s3.get_object().bucket("parts").key("k").part_number(2).send().await.unwrap();
+    assert_eq!(second.content_length(), Some(0));
+    assert!(second.body.collect().await.unwrap().into_bytes().is_empty());
+}

@@ -151,8 +151,9 @@ impl<'t> Applier<'t> {
                 tags,
                 retention,
                 legal_hold,
+                source_encryption,
             } => self.copy_object(
-                (src_bucket, src_key, src_version.as_deref()),
+                (src_bucket, src_key, src_version.as_deref(), source_encryption.as_ref()),
                 (dst_bucket, dst_key),
                 metadata.as_ref(),
                 *last_modified_ms,

@@ -5,7 +5,7 @@ use jadfs_common::ObjectManifest;
 
 use super::chunks::Written;
 use super::{refuse, Applier, Outcome};
-use crate::api::{CommandResult, MetaError, ObjectMetadata, Retention, WriteCondition};
+use crate::api::{CommandResult, ExpectedEncryption, MetaError, ObjectMetadata, Retention, WriteCondition};
 use crate::state::rows::{load_manifest, load_version, replication_of};
 
 impl Applier<'_> {
@@ -38,7 +38,7 @@ impl Applier<'_> {
     /// `metadata` (or `tags`), the copy's are replaced instead of kept.
     pub(super) fn copy_object(
         &self,
-        (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
+        (src_bucket, src_key, src_version, source_encryption): (&str, &str, Option<&str>, Option<&ExpectedEncryption>),
         (dst_bucket, dst_key): (&str, &str),
         metadata: Option<&ObjectMetadata>,
         last_modified_ms: i64,
@@ -48,6 +48,11 @@ impl Applier<'_> {
         self.require_bucket(src_bucket)?;
         self.require_bucket(dst_bucket)?;
         let mut manifest = self.object_version(src_bucket, src_key, src_version)?;
+        // The copy shares the source's chunks because of their encryption:
+        // a source replaced since by one encrypted otherwise is not copied.
+        if source_encryption.is_some_and(|e| e.mode.as_ref() != manifest.encryption.as_ref().map(|e| &e.mode)) {
+            return refuse(MetaError::PreconditionFailed);
+        }
         if let Some(metadata) = metadata {
             manifest.content_type = metadata.content_type.clone();
             manifest.headers = metadata.headers.clone();

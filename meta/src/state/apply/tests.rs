@@ -739,3 +739,35 @@ fn retention_only_lengthens_without_the_bypass_and_a_lock_keeps_the_version() {
     };
     assert!(!locked(&apply_all(&mut conn, 30, &[expired])[0]));
 }
+
+#[test]
+fn a_copy_sharing_chunks_for_their_encryption_is_refused_once_the_source_is_encrypted_otherwise() {
+    let mut conn = schema::in_memory();
+    let copy = |expected: Option<jadfs_common::sse::SseMode>| Command::CopyObject {
+        src_bucket: "b".into(),
+        src_key: "src".into(),
+        dst_bucket: "b".into(),
+        dst_key: "dst".into(),
+        src_version: None,
+        metadata: None,
+        last_modified_ms: 1,
+        tags: None,
+        retention: None,
+        legal_hold: false,
+        source_encryption: Some(ExpectedEncryption { mode: expected }),
+    };
+    let kms = jadfs_common::sse::SseMode::Kms { key_id: "k1".into() };
+    let r = apply_all(
+        &mut conn,
+        1,
+        &[
+            Command::CreateBucket { name: "b".into(), owner: "o".into(), created_ms: 0, object_lock: false },
+            put_inline("src", 0, "e", &[]),
+            // The gateway read an SSE-KMS source; a plain one replaced it.
+            copy(Some(kms)),
+            copy(None),
+        ],
+    );
+    assert_eq!(r[2], CommandResult::Failed(MetaError::PreconditionFailed));
+    assert!(matches!(r[3], CommandResult::Object(_)), "{:?}", r[3]);
+}
