@@ -418,7 +418,8 @@ def run_phase(cluster, index, fault, rng, hold):
         w.history.dump(os.path.join(HISTORIES, f"{prefix.strip('/')}-{bucket}.jsonl"))
         verdicts.append(check(w.history))
         w.clean_up(reader)
-    found = [len(v.anomalies) + len(v.undecided) + len(w.corrupt) for v, w in zip(verdicts, workloads)]
+    found = [len(v.anomalies) + len(v.undecided) + len(w.corrupt) + len(w.unreadable)
+             for v, w in zip(verdicts, workloads)]
     stale = [staleness(w.history) for w in workloads]
     row = {"fault": fault.__name__, "what": what, **counts(sync.history), "anomalies": found[0],
            "quorum-2 / async anomalies": f"{found[1]} / {found[2]}",
@@ -429,6 +430,7 @@ def run_phase(cluster, index, fault, rng, hold):
     for (bucket, _, _, asserted), verdict, w in zip(BUCKETS, verdicts, workloads):
         report = [verdict.report()] if not verdict.ok else []
         report += [f"{key}: {error}" for key, error in w.corrupt]
+        report += [f"{key}: no GET could read it after healing" for key in w.unreadable]
         problems.extend(f"{bucket}: a client thread died: {t}" for t in w.crashed)
         if report and asserted:
             problems.extend(f"{bucket}: {r}" for r in report)

@@ -61,6 +61,7 @@ class Workload(Threads):
         self.hot = [f"{prefix}hot/{i}" for i in range(hot_keys)]
         self.history = History()
         self.corrupt = []  # (key, error): a body that was not what its writer sent
+        self.unreadable = []  # keys no GET could read after healing
         self.crashed = []  # tracebacks of client threads that died
         self.etags = {}  # ETag -> value id, for HEAD, LIST and If-Match
         self.lock = threading.Lock()
@@ -235,7 +236,10 @@ class Workload(Threads):
             self.history.ok(op, self.value_of_etag(listed[key]) if key in listed else None)
 
     def read_all(self, s3):
-        """After healing: one GET of every key the workload touched."""
+        """After healing: one GET of every key the workload touched. A key
+        none of 20 GETs could read is noted in `unreadable` (an async
+        write's only copy can go with a lost disk: the phase judges it by
+        its bucket)."""
         keys = sorted({op.key for op in self.history.ops})
         for key in keys:
             for _ in range(20):
@@ -244,7 +248,7 @@ class Workload(Threads):
                 if len(self.history.ops) > before:  # it was read
                     break
             else:
-                raise AssertionError(f"{key} could not be read after healing")
+                self.unreadable.append(key)
         return keys
 
 
