@@ -21,6 +21,7 @@
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bytes::{Bytes, BytesMut};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
@@ -157,6 +158,14 @@ impl Keystream {
     pub fn apply(&mut self, data: &mut [u8]) {
         self.0.apply_keystream(data);
     }
+
+    /// A copy of `data` with the keystream applied (the piece a stream
+    /// hands on; its own bytes may be shared and are left as they are).
+    pub fn applied(&mut self, data: &[u8]) -> Bytes {
+        let mut out = BytesMut::from(data);
+        self.apply(&mut out);
+        out.freeze()
+    }
 }
 
 /// Decrypts an object's bytes read in order from some offset: each byte is
@@ -201,6 +210,13 @@ impl ObjectDecryptor {
             self.position += take as u64;
             data = rest;
         }
+    }
+
+    /// A decrypted copy of `data`, the next bytes read.
+    pub fn applied(&mut self, data: &[u8]) -> Bytes {
+        let mut out = BytesMut::from(data);
+        self.apply(&mut out);
+        out.freeze()
     }
 }
 

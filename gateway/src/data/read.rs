@@ -87,11 +87,7 @@ impl ByteSource for PlainReader {
                 .caused_by(e)
         })?;
         Ok(Some(match &mut self.decryptor {
-            Some(decryptor) => {
-                let mut plain = bytes::BytesMut::from(&piece[..]);
-                decryptor.apply(&mut plain);
-                plain.freeze()
-            }
+            Some(decryptor) => decryptor.applied(&piece),
             None => piece,
         }))
     }

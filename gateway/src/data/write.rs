@@ -98,11 +98,7 @@ async fn fill(
         }
         md5.update(&data);
         let data = match &mut cipher {
-            Some(cipher) => {
-                let mut sealed = bytes::BytesMut::from(&data[..]);
-                cipher.apply(&mut sealed);
-                sealed.freeze()
-            }
+            Some(cipher) => cipher.applied(&data),
             None => data,
         };
         if let Some(held) = &mut small {

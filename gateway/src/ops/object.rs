@@ -4,6 +4,7 @@
 use actix_web::body::SizedStream;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
+use jadfs_common::sse::ObjectDecryptor;
 use jadfs_common::{ETag, ObjectManifest};
 use jadfs_meta::api::ExpectedEncryption;
 use jadfs_meta::api::{
@@ -301,7 +302,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     if length == 0 {
         return Ok(response.body(""));
     }
-    let mut decryptor = sse::decryptor(keys, start);
+    let mut decryptor = keys.map(|keys| ObjectDecryptor::new(keys, start));
     if let Some(bytes) = &manifest.inline {
         let mut bytes = bytes.get(start as usize..=end as usize).ok_or(Code::InvalidRange)?.to_vec();
         if let Some(decryptor) = &mut decryptor {
@@ -326,11 +327,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
     let stream = futures_util::stream::once(async move { Ok(first) }).chain(stream).map(move |piece| {
         let _held_until_the_last_byte = &admitted;
         match (&mut decryptor, piece) {
-            (Some(decryptor), Ok(bytes)) => {
-                let mut plain = bytes::BytesMut::from(&bytes[..]);
-                decryptor.apply(&mut plain);
-                Ok(plain.freeze())
-            }
+            (Some(decryptor), Ok(bytes)) => Ok(decryptor.applied(&bytes)),
             (_, piece) => piece,
         }
     });
@@ -341,7 +338,7 @@ pub async fn get_object(ctx: &Ctx<'_>, key: &str, head: bool) -> Result<HttpResp
 /// otherwise): the source's bytes, decrypted, are written anew as a new
 /// object with `manifest`'s metadata.
 struct Rewrite<'a> {
-    bucket: &'a jadfs_meta::api::BucketInfo,
+    replication: jadfs_meta::api::Replication,
     key: &'a str,
     manifest: ObjectManifest,
     sealer: Option<&'a sse::Sealer>,
@@ -352,8 +349,7 @@ impl Rewrite<'_> {
         let new_body = self.sealer.map(|s| s.new_body());
         let cipher = new_body.as_ref().map(|b| b.keystream());
         let inline_max = ctx.gw.config.inline_max;
-        let replication = self.bucket.replication;
-        let stored = data::store_body(&ctx.gw, &mut source, MAX_PUT_SIZE, replication, inline_max, cipher).await?;
+        let stored = data::store_body(&ctx.gw, &mut source, MAX_PUT_SIZE, self.replication, inline_max, cipher).await?;
         let mut manifest = self.manifest;
         // One body now: its own MD5, no parts; a composite checksum no longer describes it.
         manifest.etag = ETag::of_md5(&sse::etag_md5(new_body.as_ref(), stored.md5));
@@ -577,7 +573,8 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
     check_copy_source_conditions(ctx, &source.manifest)?;
     let header = |name: &str| ctx.header(name);
     let source_keys = sse::open(&ctx.gw, &header, sse::SOURCE_CUSTOMER, &source.manifest)?;
-    let bucket_info = ctx.bucket().await?.clone();
+    let bucket_info = ctx.bucket().await?;
+    let replication = bucket_info.replication;
     let sealer = sse::mode_for_write(&ctx.gw, &header, bucket_info.encryption.as_ref())?;
     let copied_version = version_of(&source).map(str::to_string);
     let (retention, legal_hold) = super::lock::lock_from(|name| ctx.header(name), jadfs_common::now_ms())?;
@@ -622,7 +619,7 @@ pub async fn copy_object(ctx: &Ctx<'_>, key: &str, source: &CopySource) -> Resul
             manifest.tags = tags;
         }
         (manifest.retention, manifest.legal_hold) = (retention, legal_hold);
-        let rewritten = Rewrite { bucket: &bucket_info, key, manifest, sealer: sealer.as_ref() };
+        let rewritten = Rewrite { replication, key, manifest, sealer: sealer.as_ref() };
         rewritten.store(ctx, source_bytes).await?
     };
     let mut x = XmlWriter::new();

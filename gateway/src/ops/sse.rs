@@ -2,7 +2,7 @@
 //! (its headers, or else its bucket's default), the key a read must bring,
 //! and the headers that answer. The cipher itself is `jadfs_common::sse`.
 
-use jadfs_common::sse::{key_md5, DataKey, Encryption, Keystream, ObjectDecryptor, SseMode, WrappingKey};
+use jadfs_common::sse::{key_md5, DataKey, Encryption, Keystream, SseMode, WrappingKey};
 use jadfs_common::ObjectManifest;
 
 use actix_web::HttpResponse;
@@ -79,6 +79,10 @@ fn invalid(message: &str) -> S3Error {
     S3Error::new(Code::InvalidArgument).with_message(message)
 }
 
+fn kms_key_without_kms() -> S3Error {
+    invalid("A KMS key id needs x-amz-server-side-encryption: aws:kms.")
+}
+
 /// The mode a write asks for in `header` (a request header or a form
 /// field, by lowercase name), or else `default`, its bucket's; None: stored
 /// as sent. A customer's key is checked against its MD5.
@@ -99,7 +103,7 @@ pub fn mode_for_write<'h>(
         )),
         (None, Some(key)) => {
             if key_id.is_some() {
-                return Err(invalid("A KMS key id needs x-amz-server-side-encryption: aws:kms."));
+                return Err(kms_key_without_kms());
             }
             Ok(Some(customer_sealer(&key)))
         }
@@ -110,9 +114,9 @@ pub fn mode_for_write<'h>(
             })?;
             Ok(Some(sealer(gw, SseMode::Kms { key_id: key_id.to_string() })?))
         }
-        (Some(AES256), None) => Err(invalid("A KMS key id needs x-amz-server-side-encryption: aws:kms.")),
+        (Some(AES256), None) => Err(kms_key_without_kms()),
         (Some(_), None) => Err(invalid("The encryption method specified is not supported (AES256 or aws:kms).")),
-        (None, None) if key_id.is_some() => Err(invalid("A KMS key id needs x-amz-server-side-encryption: aws:kms.")),
+        (None, None) if key_id.is_some() => Err(kms_key_without_kms()),
         (None, None) => default.map(|mode| sealer(gw, mode.clone())).transpose(),
     }
 }
@@ -241,11 +245,6 @@ pub fn open<'h>(
         bodies.push((size, key));
     }
     Ok(Some(bodies))
-}
-
-/// The decryptor of bytes read from `start`, for keys `open` gave.
-pub fn decryptor(bodies: Option<Vec<(u64, DataKey)>>, start: u64) -> Option<ObjectDecryptor> {
-    bodies.map(|bodies| ObjectDecryptor::new(bodies, start))
 }
 
 /// Whether a copy may share its source's chunks, and so keep its
