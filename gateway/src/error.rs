@@ -218,6 +218,8 @@ impl From<jadfs_meta::MetaError> for S3Error {
             M::PreconditionFailed => Code::PreconditionFailed.into(),
             M::BadDigest(message) => S3Error::new(Code::BadDigest).with_message(message),
             M::EntityTooSmall(_) => Code::EntityTooSmall.into(),
+            M::WrongCustomerKey => S3Error::new(Code::InvalidArgument)
+                .with_message("The multipart upload was started with a customer key; its completion must bring it."),
             M::ChunkGone(_) => S3Error::new(Code::ServiceUnavailable)
                 .with_message("The data was collected while this write ran; please retry.")
                 .caused_by(e),

@@ -277,12 +277,8 @@ pub async fn complete_multipart_upload(
     let part_checksums = listed.iter().map(|p| p.checksum.clone()).collect();
     let parts = listed.into_iter().map(|p| (p.number, p.etag)).collect();
     // An upload under a customer key is completed by that key's holder
-    // only. (One completed already is answered by the state machine.)
-    if let Some(upload) = ctx.gw.meta.get_upload(bucket, key, upload_id).await? {
-        if matches!(upload.metadata.encryption, Some(jadfs_common::sse::SseMode::Customer { .. })) {
-            sse::mode_for_part(&ctx.gw, &|name| ctx.header(name), upload.metadata.encryption.as_ref())?;
-        }
-    }
+    // only: the state machine compares the key's MD5 with the upload's.
+    let customer_key_md5 = sse::customer_key(&|name| ctx.header(name), sse::CUSTOMER)?.map(|k| k.md5().to_string());
     let condition = ctx.write_condition();
     if let Some(condition) = &condition {
         ctx.check_write_condition(key, condition).await?;
@@ -297,6 +293,7 @@ pub async fn complete_multipart_upload(
         condition: condition.clone(),
         expected_checksum,
         part_checksums,
+        customer_key_md5,
     });
     let manifest = match ctx.gw.meta.write_object(&command).await {
         Ok(manifest) => manifest,

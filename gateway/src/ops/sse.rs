@@ -141,6 +141,13 @@ fn sealer(gw: &Gateway, mode: SseMode) -> Result<Sealer, S3Error> {
 /// A customer's key, checked: (the key, its MD5 in base64).
 pub struct CustomerKey([u8; 32], String);
 
+impl CustomerKey {
+    /// Its MD5, base64, as S3 names the key.
+    pub fn md5(&self) -> &str {
+        &self.1
+    }
+}
+
 fn customer_sealer(key: &CustomerKey) -> Sealer {
     Sealer { mode: SseMode::Customer { key_md5: key.1.clone() }, wrapping: WrappingKey::customer(&key.0) }
 }

@@ -383,6 +383,10 @@ pub struct CompleteUpload {
     /// The checksum the client lists for each part, if any.
     #[serde(default)]
     pub part_checksums: Vec<Option<String>>,
+    /// The MD5 of the SSE-C key the request brought (checked against it by
+    /// the gateway): an upload started with a customer key needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key_md5: Option<String>,
 }
 
 /// A conditional write (`If-Match` / `If-None-Match` on PutObject and

@@ -83,6 +83,9 @@ pub enum MetaError {
     DiskFull(String),
     #[error("not the leader; leader is {leader_addr:?}")]
     ForwardToLeader { leader_addr: Option<String> },
+    /// An SSE-C upload completed without its customer key.
+    #[error("the upload's customer key was not given")]
+    WrongCustomerKey,
     #[error("meta service unavailable: {0}")]
     Unavailable(String),
     #[error("refused: {0}")]

@@ -2,7 +2,7 @@
 //! completing an upload moves the chosen parts' references to the object.
 
 use jadfs_common::checksum::{self, Algorithm, ChecksumType};
-use jadfs_common::sse::Encryption;
+use jadfs_common::sse::{Encryption, SseMode};
 use jadfs_common::{ChunkRef, ETag, ObjectManifest, ObjectPart};
 use rusqlite::params;
 
@@ -78,6 +78,11 @@ impl Applier<'_> {
                 _ => refuse(MetaError::NoSuchUpload),
             };
         };
+        if let Some(SseMode::Customer { key_md5 }) = &upload.metadata.encryption {
+            if c.customer_key_md5.as_ref() != Some(key_md5) {
+                return refuse(MetaError::WrongCustomerKey);
+            }
+        }
         if c.parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return refuse(MetaError::InvalidPartOrder);
         }
